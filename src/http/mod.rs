@@ -1,0 +1,1 @@
+//! Downstream HTTP API (filled in by the registry/session work).

@@ -1,0 +1,26 @@
+//! presence-gateway: one Genesys Cloud connection, fanned out to thousands of
+//! live dashboards, wallboards and agent desktops.
+//!
+//! # Layout
+//!
+//! - [`config`]: one typed configuration, loaded from TOML plus environment
+//!   overrides and validated before any port is bound.
+//! - [`model`]: the normalised vocabulary (system presence, routing status,
+//!   agents) and the events that cross from upstream to registry.
+//! - [`upstream`]: the Upstream actor, the only code that talks to Genesys:
+//!   OAuth, the REST budget, notification channels, reconciliation.
+//! - [`registry`]: the Registry actor, the presence map, `epoch`/`seq`,
+//!   replay buffer and once-encoded delta batches.
+//! - [`session`]: one actor per WebSocket or SSE client, filtered, bounded.
+//! - [`http`]: the downstream HTTP API and its error responses.
+//! - [`simulator`]: a faithful Genesys Cloud simulator (real paths plus the
+//!   `/sim` control API) for the demo, the tests and the benchmarks.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod http;
+pub mod model;
+pub mod registry;
+pub mod session;
+pub mod simulator;
+pub mod upstream;

@@ -1,0 +1,377 @@
+//! The gateway's own vocabulary: normalised presence, routing status, agents
+//! and the events that cross from the upstream actor to the registry actor.
+//!
+//! Genesys spells the same system presence three ways depending on the API
+//! surface (`On Queue` on legacy REST, `OnQueue` on the current definitions
+//! API, `ON_QUEUE` in notifications and analytics; `genesys-api.md` §4.2).
+//! Everything past the upstream boundary uses [`SystemPresence`], serialised
+//! in upper snake case, and keys presences by definition id, never by label.
+//!
+//! Nothing in this module does I/O; the upstream actor produces these types,
+//! the registry consumes them, and a future Redis transport can carry them.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The ten system presences of Genesys Cloud (`genesys-api.md` §4.2), plus
+/// `Unknown` for anything the gateway cannot place (never fatal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SystemPresence {
+    Available,
+    Away,
+    Busy,
+    Offline,
+    Idle,
+    OnQueue,
+    Meal,
+    Training,
+    Meeting,
+    Break,
+    Unknown,
+}
+
+impl SystemPresence {
+    /// Every real system presence, in the order Genesys lists them.
+    pub const ALL: [SystemPresence; 10] = [
+        SystemPresence::Available,
+        SystemPresence::Away,
+        SystemPresence::Busy,
+        SystemPresence::Offline,
+        SystemPresence::Idle,
+        SystemPresence::OnQueue,
+        SystemPresence::Meal,
+        SystemPresence::Training,
+        SystemPresence::Meeting,
+        SystemPresence::Break,
+    ];
+
+    /// Parses any of Genesys's spellings (`On Queue`, `OnQueue`, `ON_QUEUE`,
+    /// `on_queue`): upper-case, then ignore spaces and underscores (§4.2).
+    pub fn parse(s: &str) -> Option<SystemPresence> {
+        let norm: String = s
+            .chars()
+            .filter(|c| *c != ' ' && *c != '_' && *c != '-')
+            .flat_map(char::to_uppercase)
+            .collect();
+        Some(match norm.as_str() {
+            "AVAILABLE" => SystemPresence::Available,
+            "AWAY" => SystemPresence::Away,
+            "BUSY" => SystemPresence::Busy,
+            "OFFLINE" => SystemPresence::Offline,
+            "IDLE" => SystemPresence::Idle,
+            "ONQUEUE" => SystemPresence::OnQueue,
+            "MEAL" => SystemPresence::Meal,
+            "TRAINING" => SystemPresence::Training,
+            "MEETING" => SystemPresence::Meeting,
+            "BREAK" => SystemPresence::Break,
+            _ => return None,
+        })
+    }
+
+    /// Upper snake case, as notifications and analytics spell it (`ON_QUEUE`).
+    pub fn upper_snake(self) -> &'static str {
+        match self {
+            SystemPresence::Available => "AVAILABLE",
+            SystemPresence::Away => "AWAY",
+            SystemPresence::Busy => "BUSY",
+            SystemPresence::Offline => "OFFLINE",
+            SystemPresence::Idle => "IDLE",
+            SystemPresence::OnQueue => "ON_QUEUE",
+            SystemPresence::Meal => "MEAL",
+            SystemPresence::Training => "TRAINING",
+            SystemPresence::Meeting => "MEETING",
+            SystemPresence::Break => "BREAK",
+            SystemPresence::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// Title case with a space, as legacy REST spells it (`On Queue`).
+    pub fn legacy(self) -> &'static str {
+        match self {
+            SystemPresence::Available => "Available",
+            SystemPresence::Away => "Away",
+            SystemPresence::Busy => "Busy",
+            SystemPresence::Offline => "Offline",
+            SystemPresence::Idle => "Idle",
+            SystemPresence::OnQueue => "On Queue",
+            SystemPresence::Meal => "Meal",
+            SystemPresence::Training => "Training",
+            SystemPresence::Meeting => "Meeting",
+            SystemPresence::Break => "Break",
+            SystemPresence::Unknown => "Unknown",
+        }
+    }
+
+    /// Pascal case without a space, as `/api/v2/presence/definitions` spells it (`OnQueue`).
+    pub fn current(self) -> &'static str {
+        match self {
+            SystemPresence::OnQueue => "OnQueue",
+            other => other.legacy(),
+        }
+    }
+}
+
+impl fmt::Display for SystemPresence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.upper_snake())
+    }
+}
+
+/// Routing status (`genesys-api.md` §4.6). Set by Genesys while an agent is
+/// On Queue; `OFF_QUEUE` otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RoutingStatus {
+    OffQueue,
+    Idle,
+    Interacting,
+    NotResponding,
+    Communicating,
+}
+
+impl RoutingStatus {
+    /// Every routing status, in Genesys's order.
+    pub const ALL: [RoutingStatus; 5] = [
+        RoutingStatus::OffQueue,
+        RoutingStatus::Idle,
+        RoutingStatus::Interacting,
+        RoutingStatus::NotResponding,
+        RoutingStatus::Communicating,
+    ];
+
+    /// Parses the wire spelling, case-insensitively.
+    pub fn parse(s: &str) -> Option<RoutingStatus> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "OFF_QUEUE" => RoutingStatus::OffQueue,
+            "IDLE" => RoutingStatus::Idle,
+            "INTERACTING" => RoutingStatus::Interacting,
+            "NOT_RESPONDING" => RoutingStatus::NotResponding,
+            "COMMUNICATING" => RoutingStatus::Communicating,
+            _ => return None,
+        })
+    }
+
+    /// The wire spelling (`OFF_QUEUE`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoutingStatus::OffQueue => "OFF_QUEUE",
+            RoutingStatus::Idle => "IDLE",
+            RoutingStatus::Interacting => "INTERACTING",
+            RoutingStatus::NotResponding => "NOT_RESPONDING",
+            RoutingStatus::Communicating => "COMMUNICATING",
+        }
+    }
+}
+
+impl fmt::Display for RoutingStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A division: `{id, name}` as Genesys names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Division {
+    pub id: String,
+    pub name: String,
+}
+
+/// A routing queue the gateway knows by id and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Queue {
+    pub id: String,
+    pub name: String,
+}
+
+/// One of the org's presence definitions: primary (one per system presence)
+/// or secondary (an org's own label under a system presence, e.g. "Lunch").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceDefinition {
+    pub id: String,
+    pub system_presence: SystemPresence,
+    /// The org's own label in the default locale (`en_US`).
+    pub label: String,
+    /// All labels by locale, as Genesys returns them in `languageLabels`.
+    pub language_labels: std::collections::BTreeMap<String, String>,
+    /// True for the built-in definition of each system presence.
+    pub primary: bool,
+    pub deactivated: bool,
+}
+
+/// A user's presence as Genesys last reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceState {
+    pub definition_id: String,
+    pub system_presence: SystemPresence,
+    pub message: String,
+    /// Genesys's `modifiedDate`; orders presence updates for one user.
+    pub modified: DateTime<Utc>,
+}
+
+/// A user's routing status as Genesys last reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingState {
+    pub status: RoutingStatus,
+    /// Genesys's `startTime`; orders routing updates for one user.
+    pub since: DateTime<Utc>,
+}
+
+/// One directory entry with whatever state the upstream read alongside it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRecord {
+    pub id: String,
+    pub name: String,
+    pub division: Division,
+    /// Ids of the queues the user is a member of.
+    pub queue_ids: Vec<String>,
+    pub presence: Option<PresenceState>,
+    pub routing: Option<RoutingState>,
+}
+
+/// Why the upstream sent a complete picture of the org.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncReason {
+    /// First complete read after start-up.
+    Initial,
+    /// Re-read after a gap in the event stream (reconnect, eviction, stall).
+    Reconcile,
+    /// Periodic directory refresh (users added, removed, renamed, moved).
+    DirectoryRefresh,
+}
+
+/// Where a change came from, carried to clients and the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// A live notification event.
+    Event,
+    /// A difference found by reconciliation through REST.
+    Reconciled,
+    /// The gateway's own write, confirmed by Genesys.
+    Write,
+}
+
+/// Upstream connection state as shown to clients (`status` messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamState {
+    /// Not yet synced since start-up.
+    Starting,
+    /// Every channel connected and the picture reconciled.
+    Connected,
+    /// At least one channel is down; the picture may be stale.
+    Reconnecting,
+    /// Genesys refuses or fails us (auth, repeated 5xx, circuit open).
+    Degraded,
+}
+
+/// Upstream health, sent by the upstream actor whenever it changes and
+/// periodically; feeds `/readyz`, `/metrics` and stream `status` messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamHealth {
+    pub state: UpstreamState,
+    /// Human-readable reason when not connected.
+    pub detail: Option<String>,
+    /// When the last notification frame of any kind (event or heartbeat) arrived.
+    pub last_frame_at: Option<DateTime<Utc>>,
+    /// When the last presence/routing event arrived.
+    pub last_event_at: Option<DateTime<Utc>>,
+    pub channels: usize,
+    pub topics: usize,
+    pub reconnects: u64,
+    pub rate_limited: u64,
+    pub rest_calls: u64,
+    pub malformed_frames: u64,
+}
+
+impl UpstreamHealth {
+    /// The health record of an upstream that has not connected yet.
+    pub fn starting() -> UpstreamHealth {
+        UpstreamHealth {
+            state: UpstreamState::Starting,
+            detail: None,
+            last_frame_at: None,
+            last_event_at: None,
+            channels: 0,
+            topics: 0,
+            reconnects: 0,
+            rate_limited: 0,
+            rest_calls: 0,
+            malformed_frames: 0,
+        }
+    }
+}
+
+/// Everything the upstream actor tells the registry. Nothing else crosses
+/// between them (design.md "Beyond one machine").
+#[derive(Debug, Clone, actix::Message)]
+#[rtype(result = "()")]
+pub enum UpstreamEvent {
+    /// A complete picture: the directory and the state read with it. The
+    /// registry replaces its directory (users gone are removed), keeps newer
+    /// state it already has (by `modified`/`since`) and emits the differences.
+    Sync {
+        reason: SyncReason,
+        users: Vec<UserRecord>,
+        definitions: Vec<PresenceDefinition>,
+        queues: Vec<Queue>,
+    },
+    /// One presence change.
+    Presence {
+        user_id: String,
+        state: PresenceState,
+        origin: Origin,
+    },
+    /// One routing status change.
+    Routing {
+        user_id: String,
+        state: RoutingState,
+        origin: Origin,
+    },
+    /// A user's queue membership changed.
+    Queues {
+        user_id: String,
+        queue_ids: Vec<String>,
+    },
+    /// Upstream health changed.
+    Health(UpstreamHealth),
+}
+
+/// Formats a timestamp as Genesys does: ISO-8601, milliseconds, `Z`.
+pub fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every spelling Genesys uses for a system presence parses to the same value.
+    #[test]
+    fn system_presence_spellings_normalise() {
+        for sp in SystemPresence::ALL {
+            assert_eq!(SystemPresence::parse(sp.legacy()), Some(sp));
+            assert_eq!(SystemPresence::parse(sp.current()), Some(sp));
+            assert_eq!(SystemPresence::parse(sp.upper_snake()), Some(sp));
+        }
+        assert_eq!(SystemPresence::parse("on queue"), Some(SystemPresence::OnQueue));
+        assert_eq!(SystemPresence::parse("Out of Office"), None);
+    }
+
+    /// Routing statuses round-trip through their wire spelling.
+    #[test]
+    fn routing_status_round_trips() {
+        for rs in RoutingStatus::ALL {
+            assert_eq!(RoutingStatus::parse(rs.as_str()), Some(rs));
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Registry actor (filled in by the registry/session work).

@@ -1,0 +1,1 @@
+//! Session actors (filled in by the registry/session work).
