@@ -30,10 +30,6 @@ pub struct RegistryConfig {
     /// Capacity of the registry actor's mailbox (messages from the upstream
     /// actor and from sessions). 16 to 1 000 000; default 65 536.
     pub mailbox_capacity: usize,
-    /// Capacity of each session actor's mailbox, in messages. When it is
-    /// full the registry evicts that session as a slow consumer (close code
-    /// 4008) rather than wait. 4 to 65 536; default 256.
-    pub session_mailbox_capacity: usize,
 }
 
 impl Default for RegistryConfig {
@@ -44,7 +40,6 @@ impl Default for RegistryConfig {
             batch_window_ms: 5,
             status_interval_secs: 10,
             mailbox_capacity: 65_536,
-            session_mailbox_capacity: 256,
         }
     }
 }
@@ -68,7 +63,6 @@ impl RegistryConfig {
         range("batch_window_ms", self.batch_window_ms, 0, 1000)?;
         range("status_interval_secs", self.status_interval_secs, 1, 3600)?;
         range("mailbox_capacity", self.mailbox_capacity, 16, 1_000_000)?;
-        range("session_mailbox_capacity", self.session_mailbox_capacity, 4, 65_536)?;
         Ok(())
     }
 

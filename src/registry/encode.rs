@@ -165,11 +165,11 @@ impl Batch {
     }
 }
 
-/// Folds several consecutive batches into one delta for one filter (latest
-/// state per agent wins; `previous` is the state before the first folded
-/// change). Carries the last batch's `seq`. Used by a session whose outbox
-/// overflowed.
-pub fn coalesce(batches: &[Arc<Batch>], filter: Option<&Filter>) -> Option<Frame> {
+/// Folds several consecutive batches into one (latest state per agent
+/// wins; `previous` is the state before the first folded change), carrying
+/// the last batch's `seq`. Used by a session whose outbox overflowed; the
+/// caller encodes it for its filter with [`Batch::frame_for`].
+pub fn coalesce(batches: &[Arc<Batch>]) -> Option<Arc<Batch>> {
     let last = batches.last()?;
     let mut order: Vec<String> = Vec::new();
     let mut map: std::collections::HashMap<String, Change> = std::collections::HashMap::new();
@@ -190,11 +190,7 @@ pub fn coalesce(batches: &[Arc<Batch>], filter: Option<&Filter>) -> Option<Frame
         }
     }
     let changes: Vec<Change> = order.into_iter().filter_map(|id| map.remove(&id)).collect();
-    let b = Batch::new(last.epoch, last.seq, changes, counts);
-    match filter {
-        None => Some(b.full),
-        Some(f) => b.frame_for(Some(f)),
-    }
+    Some(Arc::new(Batch::new(last.epoch, last.seq, changes, counts)))
 }
 
 /// A snapshot message: every agent matching the filter, and all counts.
