@@ -70,21 +70,28 @@ pub async fn start_with_workers(
     listen: SocketAddr,
     workers: usize,
 ) -> io::Result<(ServerHandle, SocketAddr)> {
+    let listener = std::net::TcpListener::bind(listen)?;
+    start_on(state, listener, workers).await
+}
+
+/// Like [`start_with_workers`] on an already bound listener (accepted
+/// sockets inherit its options, e.g. buffer sizes).
+pub async fn start_on(
+    state: AppState,
+    listener: std::net::TcpListener,
+    workers: usize,
+) -> io::Result<(ServerHandle, SocketAddr)> {
+    let addr = listener.local_addr()?;
     let server = HttpServer::new(move || {
         let st = state.clone();
         App::new().configure(move |cfg| configure(cfg, st))
     })
     .workers(workers.max(1))
-    .backlog(4096)
     .max_connections(100_000)
     .disable_signals()
     .shutdown_timeout(5)
-    .bind(listen)?;
-    let addr = *server
-        .addrs()
-        .first()
-        .ok_or_else(|| io::Error::other("server bound no address"))?;
-    let server = server.run();
+    .listen(listener)?
+    .run();
     let handle = server.handle();
     actix_web::rt::spawn(server);
     tracing::info!(%addr, "downstream API listening");

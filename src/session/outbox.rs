@@ -115,7 +115,10 @@ impl Outbox {
         limit: usize,
     ) -> Pushed {
         let len = frame.len(sse);
-        if self.bytes + len <= limit {
+        // An empty queue always takes one message, however large: a single
+        // batch is bounded by the directory, and refusing it would drop
+        // every client at once.
+        if self.bytes == 0 || self.bytes + len <= limit {
             self.bytes += len;
             self.items.push_back(Out::Msg {
                 frame,
