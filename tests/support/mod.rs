@@ -172,6 +172,8 @@ impl StalledWs {
 
 /// An awc client without a connection-pool limit and with long timeouts.
 pub fn client() -> awc::Client {
+    // awc's rustls connector needs a process-wide crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     awc::Client::builder()
         .connector(awc::Connector::new().limit(0))
         .timeout(Duration::from_secs(30))
