@@ -1,1 +1,105 @@
-//! Downstream HTTP API (filled in by the registry/session work).
+//! The downstream HTTP API (design.md "Downstream contract v1"): snapshot
+//! and agent reads, presence definitions, the SSE and WebSocket streams,
+//! liveness and readiness. Handlers are thin: they parse parameters, ask
+//! the registry actor, or start a session actor. Errors are [`ApiError`].
+
+mod error;
+mod routes;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpServer};
+
+pub use error::ApiError;
+pub use routes::parse_query;
+
+use crate::registry::Registry;
+use crate::session::{ConnLimits, SessionConfig, SessionMetrics};
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The registry actor.
+    pub registry: Addr<Registry>,
+    /// Session tuning.
+    pub session: Arc<SessionConfig>,
+    /// Connection limits (from `session`).
+    pub limits: Arc<ConnLimits>,
+    /// Session counters.
+    pub metrics: Arc<SessionMetrics>,
+}
+
+impl AppState {
+    /// State for a registry and a session config.
+    pub fn new(registry: Addr<Registry>, session: SessionConfig) -> AppState {
+        AppState {
+            limits: ConnLimits::new(session.max_connections, session.max_connections_per_ip),
+            registry,
+            session: Arc::new(session),
+            metrics: Arc::new(SessionMetrics::default()),
+        }
+    }
+}
+
+/// Registers every route of the downstream API (and `state`) on an app.
+pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
+    cfg.app_data(web::Data::new(state))
+        .route("/api/v1/agents", web::get().to(routes::agents))
+        .route("/api/v1/agents/{id}", web::get().to(routes::agent))
+        .route(
+            "/api/v1/presence-definitions",
+            web::get().to(routes::definitions),
+        )
+        .route("/api/v1/stream", web::get().to(routes::stream))
+        .route("/api/v1/ws", web::get().to(routes::ws))
+        .route("/healthz", web::get().to(routes::healthz))
+        .route("/readyz", web::get().to(routes::readyz))
+        .default_service(web::to(routes::not_found));
+}
+
+/// Binds `listen` (port 0 picks a free one), starts the downstream server
+/// with `workers` worker threads on the current actix system, and returns
+/// its handle and the bound address. The server runs until the handle's
+/// `stop` is called (it does not install signal handlers).
+pub async fn start_with_workers(
+    state: AppState,
+    listen: SocketAddr,
+    workers: usize,
+) -> io::Result<(ServerHandle, SocketAddr)> {
+    let listener = std::net::TcpListener::bind(listen)?;
+    start_on(state, listener, workers).await
+}
+
+/// Like [`start_with_workers`] on an already bound listener (accepted
+/// sockets inherit its options, e.g. buffer sizes).
+pub async fn start_on(
+    state: AppState,
+    listener: std::net::TcpListener,
+    workers: usize,
+) -> io::Result<(ServerHandle, SocketAddr)> {
+    let addr = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        let st = state.clone();
+        App::new().configure(move |cfg| configure(cfg, st))
+    })
+    .workers(workers.max(1))
+    .max_connections(100_000)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    tracing::info!(%addr, "downstream API listening");
+    Ok((handle, addr))
+}
+
+/// [`start_with_workers`] with one worker per available core.
+pub async fn start(state: AppState, listen: SocketAddr) -> io::Result<(ServerHandle, SocketAddr)> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    start_with_workers(state, listen, workers).await
+}

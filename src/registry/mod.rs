@@ -1,1 +1,30 @@
-//! Registry actor (filled in by the registry/session work).
+//! The registry: the single source of truth inside the gateway. One actor
+//! ([`Registry`]) owns the presence map ([`state::Directory`]), the live
+//! counts, the `epoch`/`seq` numbering and the replay buffer; it consumes
+//! [`crate::model::UpstreamEvent`]s from the upstream actor and emits
+//! numbered batches, encoded once ([`encode::Frame`]), to session actors.
+//!
+//! # Numbering
+//!
+//! `epoch` is fixed per process start (milliseconds since the Unix epoch at
+//! start). `seq` counts batches: every `delta` message carries one `seq`,
+//! contiguous from 1, and `<epoch>:<seq>` names the state after that batch —
+//! the resume point a client hands back. A snapshot carries the `seq` of
+//! the last batch it includes.
+
+pub mod actor;
+pub mod agent;
+pub mod config;
+pub mod counts;
+pub mod encode;
+pub mod filter;
+pub mod state;
+
+pub use actor::{
+    AgentRecord, Deliver, GetAgent, GetDefinitions, GetReadiness, GetSnapshot, GetStats,
+    Readiness, Registry, RegistryStats, Start, Subscribe, Subscribed, Unsubscribe,
+};
+pub use agent::{AgentView, Change};
+pub use config::RegistryConfig;
+pub use encode::{Batch, Frame};
+pub use filter::{Cursor, Filter, FilterError};

@@ -1,0 +1,98 @@
+//! Errors the HTTP API returns, each mapped (in one `impl ResponseError`) to
+//! a status and a JSON body `{"error": "<code>", "reason": "<what to fix>"}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::registry::FilterError;
+use crate::session::LimitError;
+
+/// Everything a downstream request can fail with. Client-side errors (4xx)
+/// say what to change; server-side ones (5xx) say what is wrong here.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A query parameter (or header) has a bad value or is unknown.
+    #[error("{0}")]
+    BadParam(#[from] FilterError),
+    /// No agent with this id in the directory.
+    #[error("no agent with id {0:?}; list agents with GET /api/v1/agents")]
+    AgentNotFound(String),
+    /// Not ready to serve (no initial sync yet, or upstream not connected).
+    #[error("{0}")]
+    NotReady(String),
+    /// The gateway-wide connection limit is reached.
+    #[error("the gateway serves its maximum of {0} stream clients; retry later")]
+    TooManyConnections(usize),
+    /// The per-IP connection limit is reached.
+    #[error("{0} already has {1} stream connections (the per-IP limit); close some first")]
+    TooManyFromIp(std::net::IpAddr, usize),
+    /// The WebSocket handshake was refused.
+    #[error("not a valid WebSocket handshake: {0}; connect with a WebSocket client")]
+    Handshake(String),
+    /// The registry actor did not answer (shutting down).
+    #[error("the registry is not available (gateway shutting down?)")]
+    RegistryUnavailable,
+    /// No such route.
+    #[error("no route {0}; see docs/protocol.md for the API")]
+    NotFound(String),
+}
+
+impl ApiError {
+    /// The machine-readable code in the body's `error` field.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadParam(_) => "bad_parameter",
+            ApiError::AgentNotFound(_) => "agent_not_found",
+            ApiError::NotReady(_) => "not_ready",
+            ApiError::TooManyConnections(_) => "too_many_connections",
+            ApiError::TooManyFromIp(..) => "too_many_connections_from_ip",
+            ApiError::Handshake(_) => "bad_handshake",
+            ApiError::RegistryUnavailable => "registry_unavailable",
+            ApiError::NotFound(_) => "not_found",
+        }
+    }
+}
+
+impl From<LimitError> for ApiError {
+    fn from(e: LimitError) -> Self {
+        match e {
+            LimitError::Global(n) => ApiError::TooManyConnections(n),
+            LimitError::PerIp(ip, n) => ApiError::TooManyFromIp(ip, n),
+        }
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    fn from(_: actix::MailboxError) -> Self {
+        ApiError::RegistryUnavailable
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadParam(_) | ApiError::Handshake(_) => StatusCode::BAD_REQUEST,
+            ApiError::AgentNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotReady(_) | ApiError::TooManyConnections(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::TooManyFromIp(..) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RegistryUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut b = HttpResponse::build(self.status_code());
+        if matches!(
+            self,
+            ApiError::TooManyConnections(_) | ApiError::TooManyFromIp(..)
+        ) {
+            b.insert_header(("Retry-After", "5"));
+        }
+        let mut body = serde_json::json!({"error": self.code(), "reason": self.to_string()});
+        if let ApiError::BadParam(e) = self {
+            body["parameter"] = serde_json::Value::String(e.param.clone());
+        }
+        b.json(body)
+    }
+}

@@ -1,0 +1,568 @@
+//! The registry actor: applies [`UpstreamEvent`]s in order to the
+//! [`Directory`], numbers the resulting changes in batches (`epoch`:`seq`,
+//! one `seq` per batch), keeps the replay buffer, encodes each batch once and
+//! fans it out to subscribed sessions with `try_send` (a full session mailbox
+//! evicts that session as a slow consumer; the registry never waits).
+//!
+//! Messages (all defined here, one handler each): [`UpstreamEvent`] from the
+//! upstream actor; [`Subscribe`] / [`Unsubscribe`] from sessions;
+//! [`GetSnapshot`], [`GetAgent`], [`GetDefinitions`], [`GetReadiness`],
+//! [`GetStats`] from the HTTP API. Outgoing: [`Deliver`] to sessions.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::model::{PresenceDefinition, UpstreamEvent, UpstreamHealth, UpstreamState};
+
+use super::agent::{AgentView, Change};
+use super::config::RegistryConfig;
+use super::encode::{snapshot_json, status_frame, Batch, Frame};
+use super::filter::{Cursor, Filter};
+use super::state::{Directory, DropCounters};
+
+/// Registry → session: something to send to the client.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum Deliver {
+    /// A numbered batch, already encoded for the session's filter.
+    Delta {
+        /// The batch (for coalescing when the client falls behind).
+        batch: Arc<Batch>,
+        /// The batch encoded for this session's filter.
+        frame: Frame,
+    },
+    /// A `status` message (upstream health); not a resumable point.
+    Status(Frame),
+}
+
+/// Session → registry: start (or change) a subscription. Replies with the
+/// first messages to send, taken at the same `seq` as the subscription
+/// starts, so there is never a gap nor an overlap between them and the
+/// first [`Deliver::Delta`].
+#[derive(Message)]
+#[rtype(result = "Subscribed")]
+pub struct Subscribe {
+    /// The session's id (a second `Subscribe` with the same id replaces the first).
+    pub id: u64,
+    /// The client's filter; `None` for everything.
+    pub filter: Option<Arc<Filter>>,
+    /// Resume point the client holds, if any.
+    pub since: Option<Cursor>,
+    /// Where batches go.
+    pub recipient: Recipient<Deliver>,
+    /// Set by the registry when it evicts the session (mailbox full).
+    pub evicted: Arc<AtomicBool>,
+}
+
+/// How a subscription starts.
+#[derive(Debug)]
+pub enum Start {
+    /// Replace everything with this snapshot (the resume, if asked, failed).
+    Snapshot(Frame),
+    /// The resume succeeded: these batches (possibly none) fill the gap.
+    Replay(Vec<(Arc<Batch>, Frame)>),
+}
+
+/// Reply to [`Subscribe`].
+#[derive(Debug, MessageResponse)]
+pub struct Subscribed {
+    /// The registry's epoch.
+    pub epoch: u64,
+    /// The seq the subscription starts after.
+    pub seq: u64,
+    /// Snapshot or replay.
+    pub start: Start,
+    /// The current `status` message.
+    pub status: Frame,
+}
+
+/// Session → registry: stop sending to this session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    /// The session's id.
+    pub id: u64,
+}
+
+/// HTTP → registry: the `GET /api/v1/agents` body for a filter.
+#[derive(Message)]
+#[rtype(result = "String")]
+pub struct GetSnapshot {
+    /// Filter; `None` for everything.
+    pub filter: Option<Filter>,
+}
+
+/// One agent with the state before its last change.
+#[derive(Debug, Clone)]
+pub struct AgentRecord {
+    /// Current state.
+    pub agent: Arc<AgentView>,
+    /// State before the last change.
+    pub previous: Option<Arc<AgentView>>,
+}
+
+/// HTTP → registry: one agent.
+#[derive(Message)]
+#[rtype(result = "Option<AgentRecord>")]
+pub struct GetAgent {
+    /// Agent id.
+    pub id: String,
+}
+
+/// HTTP → registry: the org's presence definitions.
+#[derive(Message)]
+#[rtype(result = "Vec<PresenceDefinition>")]
+pub struct GetDefinitions;
+
+/// Readiness as `/readyz` reports it.
+#[derive(Debug, Clone, MessageResponse)]
+pub struct Readiness {
+    /// An `Initial` sync has been applied.
+    pub synced: bool,
+    /// The latest upstream health.
+    pub health: UpstreamHealth,
+}
+
+/// HTTP → registry: readiness.
+#[derive(Message)]
+#[rtype(result = "Readiness")]
+pub struct GetReadiness;
+
+/// Registry counters (for `/metrics` and tests).
+#[derive(Debug, Clone, Default, MessageResponse)]
+pub struct RegistryStats {
+    /// The epoch.
+    pub epoch: u64,
+    /// The last emitted batch.
+    pub seq: u64,
+    /// Agents in the directory.
+    pub agents: usize,
+    /// Subscribed sessions.
+    pub subscribers: usize,
+    /// Batches in the replay buffer.
+    pub buffered: usize,
+    /// Changes emitted.
+    pub changes: u64,
+    /// Events refused (stale, duplicate, unknown user).
+    pub dropped: DropCounters,
+    /// Sessions evicted because their mailbox was full.
+    pub evicted_full: u64,
+    /// Resumes served from the buffer.
+    pub resumed: u64,
+    /// Resumes that fell back to a snapshot.
+    pub resume_failed: u64,
+}
+
+/// HTTP → registry: counters.
+#[derive(Message)]
+#[rtype(result = "RegistryStats")]
+pub struct GetStats;
+
+/// One subscribed session.
+struct Subscriber {
+    /// The session's mailbox.
+    recipient: Recipient<Deliver>,
+    /// Its filter, shared with the session (and a cache key in `flush`).
+    filter: Option<Arc<Filter>>,
+    /// Raised when evicted.
+    evicted: Arc<AtomicBool>,
+}
+
+/// The registry actor. Runs on one arbiter; every piece of presence state
+/// in the gateway lives here.
+pub struct Registry {
+    /// Tuning.
+    cfg: RegistryConfig,
+    /// New per process start (milliseconds since the Unix epoch).
+    epoch: u64,
+    /// The last emitted batch's number (0: nothing emitted yet).
+    seq: u64,
+    /// The presence map.
+    dir: Directory,
+    /// Changes applied but not yet emitted, one per agent.
+    pending: Vec<Change>,
+    /// Index into `pending` by agent id.
+    pending_index: HashMap<String, usize>,
+    /// A flush is scheduled for the end of the batch window.
+    flush_scheduled: bool,
+    /// Recent batches, oldest first, contiguous in `seq`.
+    ring: VecDeque<Arc<Batch>>,
+    /// Sessions by id.
+    subs: HashMap<u64, Subscriber>,
+    /// Latest upstream health.
+    health: UpstreamHealth,
+    /// Latest encoded `status` message.
+    status: Frame,
+    /// The unfiltered stream snapshot at `seq`, if one was built since.
+    snapshot_cache: Option<(u64, Frame)>,
+    /// Counters.
+    stats: RegistryStats,
+}
+
+impl Registry {
+    /// A registry with an empty directory and a fresh epoch.
+    pub fn new(cfg: RegistryConfig) -> Registry {
+        let epoch = chrono::Utc::now().timestamp_millis().max(1) as u64;
+        let health = UpstreamHealth::starting();
+        Registry {
+            status: status_frame(epoch, 0, &health),
+            cfg,
+            epoch,
+            seq: 0,
+            dir: Directory::default(),
+            pending: Vec::new(),
+            pending_index: HashMap::new(),
+            flush_scheduled: false,
+            ring: VecDeque::new(),
+            subs: HashMap::new(),
+            health,
+            snapshot_cache: None,
+            stats: RegistryStats::default(),
+        }
+    }
+
+    /// Queues one change for the current batch, folding it into an earlier
+    /// change of the same agent (latest state wins, first `before` kept).
+    fn push(&mut self, c: Change, ctx: &mut Context<Self>) {
+        match self.pending_index.get(&c.id) {
+            Some(&i) => {
+                let p = &mut self.pending[i];
+                p.after = c.after;
+                p.origin = c.origin;
+            }
+            None => {
+                self.pending_index.insert(c.id.clone(), self.pending.len());
+                self.pending.push(c);
+            }
+        }
+        if self.cfg.batch_window_ms == 0 {
+            self.flush();
+        } else if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            ctx.run_later(self.cfg.batch_window(), |act, _| {
+                act.flush_scheduled = false;
+                act.flush();
+            });
+        }
+    }
+
+    /// Drops batches beyond the buffer's size or age.
+    fn trim_ring(&mut self) {
+        let max_age = self.cfg.replay_max_age();
+        while self.ring.len() > self.cfg.replay_batches
+            || self.ring.front().is_some_and(|b| b.at.elapsed() > max_age)
+        {
+            self.ring.pop_front();
+        }
+    }
+
+    /// Numbers, encodes, buffers and fans out the pending changes.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.seq += 1;
+        self.pending_index.clear();
+        let changes = std::mem::take(&mut self.pending);
+        self.stats.changes += changes.len() as u64;
+        let counts = self.dir.counts.take_patch();
+        let batch = Arc::new(Batch::new(self.epoch, self.seq, changes, counts));
+        self.ring.push_back(batch.clone());
+        self.trim_ring();
+        self.snapshot_cache = None;
+
+        // One encoding per distinct filter in this batch.
+        let mut per_filter: HashMap<Arc<Filter>, Option<Frame>> = HashMap::new();
+        let mut gone = Vec::new();
+        for (id, sub) in &self.subs {
+            let frame = match &sub.filter {
+                None => Some(batch.full.clone()),
+                Some(f) => per_filter
+                    .entry(f.clone())
+                    .or_insert_with(|| batch.frame_for(Some(f)))
+                    .clone(),
+            };
+            let Some(frame) = frame else { continue };
+            let msg = Deliver::Delta {
+                batch: batch.clone(),
+                frame,
+            };
+            if Self::offer(sub, msg, &mut self.stats) {
+                gone.push(*id);
+            }
+        }
+        for id in gone {
+            self.subs.remove(&id);
+        }
+    }
+
+    /// `try_send` to one session; true when it must be dropped (mailbox
+    /// full: evicted as slow; closed: the session is gone).
+    fn offer(sub: &Subscriber, msg: Deliver, stats: &mut RegistryStats) -> bool {
+        match sub.recipient.try_send(msg) {
+            Ok(()) => false,
+            Err(SendError::Full(_)) => {
+                sub.evicted.store(true, Ordering::Release);
+                stats.evicted_full += 1;
+                tracing::debug!("session mailbox full, evicted as slow consumer");
+                true
+            }
+            Err(SendError::Closed(_)) => true,
+        }
+    }
+
+    /// Re-encodes the status and sends it to every session.
+    fn broadcast_status(&mut self) {
+        self.flush();
+        self.status = status_frame(self.epoch, self.seq, &self.health);
+        let mut gone = Vec::new();
+        for (id, sub) in &self.subs {
+            if Self::offer(sub, Deliver::Status(self.status.clone()), &mut self.stats) {
+                gone.push(*id);
+            }
+        }
+        for id in gone {
+            self.subs.remove(&id);
+        }
+    }
+
+    /// The stream snapshot for a filter, at the current `seq`.
+    fn snapshot_frame(&mut self, filter: Option<&Filter>) -> Frame {
+        if filter.is_none() {
+            if let Some((seq, f)) = &self.snapshot_cache {
+                if *seq == self.seq {
+                    return f.clone();
+                }
+            }
+        }
+        let json = self.snapshot_body(filter, true);
+        let frame = Frame::new("snapshot", Some((self.epoch, self.seq)), json);
+        if filter.is_none() {
+            self.snapshot_cache = Some((self.seq, frame.clone()));
+        }
+        frame
+    }
+
+    /// Snapshot JSON (stream form with `type`/`recovered`, or HTTP form).
+    fn snapshot_body(&self, filter: Option<&Filter>, stream: bool) -> String {
+        let agents: Vec<&AgentView> = self
+            .dir
+            .sorted()
+            .into_iter()
+            .map(|a| &**a)
+            .filter(|a| filter.is_none_or(|f| f.matches(a)))
+            .collect();
+        snapshot_json(self.epoch, self.seq, agents, &self.dir.counts.full(), stream)
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.cfg.mailbox_capacity);
+        ctx.run_interval(self.cfg.status_interval(), |act, _| {
+            act.trim_ring();
+            act.broadcast_status();
+        });
+        tracing::info!(epoch = self.epoch, "registry started");
+    }
+}
+
+impl Handler<UpstreamEvent> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, ev: UpstreamEvent, ctx: &mut Self::Context) {
+        match ev {
+            UpstreamEvent::Sync {
+                reason,
+                users,
+                definitions,
+                queues,
+            } => {
+                let changes = self.dir.sync(reason, &users, &definitions, &queues);
+                tracing::info!(?reason, users = users.len(), changes = changes.len(), "sync applied");
+                for c in changes {
+                    self.push(c, ctx);
+                }
+            }
+            UpstreamEvent::Presence {
+                user_id,
+                state,
+                origin,
+            } => {
+                if let Some(c) = self.dir.presence(&user_id, &state, origin) {
+                    self.push(c, ctx);
+                }
+            }
+            UpstreamEvent::Routing {
+                user_id,
+                state,
+                origin,
+            } => {
+                if let Some(c) = self.dir.routing(&user_id, &state, origin) {
+                    self.push(c, ctx);
+                }
+            }
+            UpstreamEvent::Queues { user_id, queue_ids } => {
+                if let Some(c) = self.dir.queues_of(&user_id, &queue_ids) {
+                    self.push(c, ctx);
+                }
+            }
+            UpstreamEvent::Health(h) => {
+                let changed = h.state != self.health.state || h.detail != self.health.detail;
+                self.health = h;
+                if changed {
+                    self.broadcast_status();
+                } else {
+                    self.status = status_frame(self.epoch, self.seq, &self.health);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Subscribe> for Registry {
+    type Result = Subscribed;
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> Subscribed {
+        // Emit what is pending first, so the state is exactly `seq`.
+        self.flush();
+        self.trim_ring();
+        let filter = msg.filter.as_deref();
+        let resumable = msg.since.filter(|c| {
+            c.epoch == self.epoch
+                && c.seq <= self.seq
+                && (c.seq == self.seq || self.ring.front().is_some_and(|b| b.seq <= c.seq + 1))
+        });
+        let start = match resumable {
+            Some(c) => {
+                self.stats.resumed += 1;
+                Start::Replay(
+                    self.ring
+                        .iter()
+                        .filter(|b| b.seq > c.seq)
+                        .filter_map(|b| {
+                            let f = match filter {
+                                None => Some(b.full.clone()),
+                                Some(f) => b.frame_for(Some(f)),
+                            };
+                            f.map(|f| (b.clone(), f))
+                        })
+                        .collect(),
+                )
+            }
+            None => {
+                if msg.since.is_some() {
+                    self.stats.resume_failed += 1;
+                }
+                Start::Snapshot(self.snapshot_frame(filter))
+            }
+        };
+        self.status = status_frame(self.epoch, self.seq, &self.health);
+        self.subs.insert(
+            msg.id,
+            Subscriber {
+                recipient: msg.recipient,
+                filter: msg.filter,
+                evicted: msg.evicted,
+            },
+        );
+        Subscribed {
+            epoch: self.epoch,
+            seq: self.seq,
+            start,
+            status: self.status.clone(),
+        }
+    }
+}
+
+impl Handler<Unsubscribe> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Self::Context) {
+        self.subs.remove(&msg.id);
+    }
+}
+
+impl Handler<GetSnapshot> for Registry {
+    type Result = String;
+
+    fn handle(&mut self, msg: GetSnapshot, _: &mut Self::Context) -> String {
+        self.flush();
+        self.snapshot_body(msg.filter.as_ref(), false)
+    }
+}
+
+impl Handler<GetAgent> for Registry {
+    type Result = Option<AgentRecord>;
+
+    fn handle(&mut self, msg: GetAgent, _: &mut Self::Context) -> Option<AgentRecord> {
+        self.flush();
+        self.dir.get(&msg.id).map(|e| AgentRecord {
+            agent: e.view.clone(),
+            previous: e.previous.clone(),
+        })
+    }
+}
+
+impl Handler<GetDefinitions> for Registry {
+    type Result = Vec<PresenceDefinition>;
+
+    fn handle(&mut self, _: GetDefinitions, _: &mut Self::Context) -> Vec<PresenceDefinition> {
+        self.dir.definitions().to_vec()
+    }
+}
+
+impl Handler<GetReadiness> for Registry {
+    type Result = Readiness;
+
+    fn handle(&mut self, _: GetReadiness, _: &mut Self::Context) -> Readiness {
+        Readiness {
+            synced: self.dir.synced,
+            health: self.health.clone(),
+        }
+    }
+}
+
+impl Handler<GetStats> for Registry {
+    type Result = RegistryStats;
+
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> RegistryStats {
+        self.flush();
+        RegistryStats {
+            epoch: self.epoch,
+            seq: self.seq,
+            agents: self.dir.len(),
+            subscribers: self.subs.len(),
+            buffered: self.ring.len(),
+            dropped: self.dir.dropped,
+            ..self.stats.clone()
+        }
+    }
+}
+
+impl Readiness {
+    /// `Ok` when ready; otherwise why not.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.synced {
+            return Err("waiting for the initial sync from Genesys Cloud".into());
+        }
+        if self.health.state != UpstreamState::Connected {
+            return Err(format!(
+                "upstream is {:?}{}",
+                self.health.state,
+                self.health
+                    .detail
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            ));
+        }
+        Ok(())
+    }
+}
+

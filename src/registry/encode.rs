@@ -1,0 +1,270 @@
+//! Wire encoding, done once per batch and shared: a [`Frame`] holds the
+//! WebSocket text (the JSON object) and the SSE frame (`event:`, `id:`,
+//! `data:`) of one message, both reference-counted so that every session
+//! that wants the same bytes gets a cheap clone.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::model::{iso, UpstreamHealth, UpstreamState};
+
+use super::agent::{encode_change, AgentView, Change};
+use super::counts::CountsJson;
+use super::filter::Filter;
+
+/// One encoded message in both transports' forms.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// WebSocket text message: the JSON object.
+    pub ws: ByteString,
+    /// Complete SSE frame: `event: <type>\n[id: <epoch>:<seq>\n]data: <json>\n\n`.
+    pub sse: Bytes,
+}
+
+impl Frame {
+    /// Builds both forms from the JSON text. `id` is set on snapshots and
+    /// deltas (resumable points), not on status or error messages.
+    pub fn new(kind: &str, id: Option<(u64, u64)>, json: String) -> Frame {
+        let mut sse = String::with_capacity(json.len() + 48);
+        sse.push_str("event: ");
+        sse.push_str(kind);
+        sse.push('\n');
+        if let Some((e, s)) = id {
+            // unwrap: writing to a String cannot fail.
+            write!(sse, "id: {e}:{s}\n").unwrap();
+        }
+        sse.push_str("data: ");
+        sse.push_str(&json);
+        sse.push_str("\n\n");
+        Frame {
+            ws: ByteString::from(json),
+            sse: Bytes::from(sse),
+        }
+    }
+
+    /// Size in the given transport's form (outbox accounting).
+    pub fn len(&self, sse: bool) -> usize {
+        if sse {
+            self.sse.len()
+        } else {
+            self.ws.len()
+        }
+    }
+
+    /// True for an empty frame (never produced).
+    pub fn is_empty(&self) -> bool {
+        self.ws.is_empty()
+    }
+}
+
+/// One numbered batch of changes, as kept in the replay buffer.
+#[derive(Debug)]
+pub struct Batch {
+    /// The epoch it belongs to.
+    pub epoch: u64,
+    /// Its sequence number (one per batch, contiguous).
+    pub seq: u64,
+    /// When it was emitted (replay buffer ageing).
+    pub at: Instant,
+    /// The changes, one per agent (coalesced within the batch).
+    pub changes: Vec<Change>,
+    /// Each change encoded once (`None` for removals), index-aligned with `changes`.
+    pub encoded: Vec<Option<String>>,
+    /// The counts buckets that changed in this batch.
+    pub counts: CountsJson,
+    /// The counts patch, encoded once.
+    pub counts_json: String,
+    /// The whole batch for unfiltered sessions.
+    pub full: Frame,
+}
+
+impl Batch {
+    /// Numbers and encodes a batch.
+    pub fn new(epoch: u64, seq: u64, changes: Vec<Change>, counts: CountsJson) -> Batch {
+        let encoded: Vec<Option<String>> = changes
+            .iter()
+            .map(|c| {
+                c.after
+                    .as_ref()
+                    .map(|a| encode_change(a, c.before.as_deref(), c.origin))
+            })
+            .collect();
+        // unwrap: serialising maps of strings and integers cannot fail.
+        let counts_json = serde_json::to_string(&counts).unwrap();
+        let mut b = Batch {
+            epoch,
+            seq,
+            at: Instant::now(),
+            changes,
+            encoded,
+            counts,
+            counts_json,
+            full: Frame::new("delta", None, String::new()),
+        };
+        b.full = b.frame_for(None).unwrap_or_else(|| b.assemble(&[], &[]));
+        b
+    }
+
+    /// Encodes the batch for one filter: matching changes in `changes`,
+    /// agents that left the filter (or the directory) in `removed`. `None`
+    /// when neither the filter's agents nor the counts changed.
+    pub fn frame_for(&self, filter: Option<&Filter>) -> Option<Frame> {
+        let mut included = Vec::new();
+        let mut removed = Vec::new();
+        for (i, c) in self.changes.iter().enumerate() {
+            let now = c.after.as_deref().is_some_and(|a| filter.is_none_or(|f| f.matches(a)));
+            let was = c.before.as_deref().is_some_and(|b| filter.is_none_or(|f| f.matches(b)));
+            if now {
+                included.push(i);
+            } else if was || (filter.is_none() && c.after.is_none()) {
+                removed.push(c.id.as_str());
+            }
+        }
+        if included.is_empty() && removed.is_empty() && self.counts.is_empty() {
+            return None;
+        }
+        Some(self.assemble(&included, &removed))
+    }
+
+    fn assemble(&self, included: &[usize], removed: &[&str]) -> Frame {
+        let mut json = String::with_capacity(
+            64 + self.counts_json.len()
+                + included
+                    .iter()
+                    .map(|&i| self.encoded[i].as_ref().map_or(0, String::len) + 1)
+                    .sum::<usize>(),
+        );
+        // unwrap: writing to a String cannot fail.
+        write!(json, r#"{{"type":"delta","epoch":{},"seq":{},"changes":["#, self.epoch, self.seq).unwrap();
+        let mut first = true;
+        for &i in included {
+            if let Some(s) = &self.encoded[i] {
+                if !first {
+                    json.push(',');
+                }
+                first = false;
+                json.push_str(s);
+            }
+        }
+        json.push(']');
+        if !removed.is_empty() {
+            json.push_str(r#","removed":"#);
+            // unwrap: serialising strings cannot fail.
+            json.push_str(&serde_json::to_string(removed).unwrap());
+        }
+        json.push_str(r#","counts":"#);
+        json.push_str(&self.counts_json);
+        json.push('}');
+        Frame::new("delta", Some((self.epoch, self.seq)), json)
+    }
+}
+
+/// Folds several consecutive batches into one (latest state per agent
+/// wins; `previous` is the state before the first folded change), carrying
+/// the last batch's `seq`. Used by a session whose outbox overflowed; the
+/// caller encodes it for its filter with [`Batch::frame_for`].
+pub fn coalesce(batches: &[Arc<Batch>]) -> Option<Arc<Batch>> {
+    let last = batches.last()?;
+    let mut order: Vec<String> = Vec::new();
+    let mut map: std::collections::HashMap<String, Change> = std::collections::HashMap::new();
+    let mut counts = CountsJson::default();
+    for b in batches {
+        counts.merge(&b.counts);
+        for c in &b.changes {
+            match map.get_mut(&c.id) {
+                Some(prev) => {
+                    prev.after = c.after.clone();
+                    prev.origin = c.origin;
+                }
+                None => {
+                    order.push(c.id.clone());
+                    map.insert(c.id.clone(), c.clone());
+                }
+            }
+        }
+    }
+    let changes: Vec<Change> = order.into_iter().filter_map(|id| map.remove(&id)).collect();
+    Some(Arc::new(Batch::new(last.epoch, last.seq, changes, counts)))
+}
+
+/// A snapshot message: every agent matching the filter, and all counts.
+#[derive(Serialize)]
+struct SnapshotJson<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    epoch: u64,
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovered: Option<bool>,
+    agents: Vec<&'a AgentView>,
+    counts: &'a CountsJson,
+}
+
+/// Encodes a snapshot. `stream` adds `"type":"snapshot"` and `recovered`
+/// (stream form); without it, the `GET /api/v1/agents` body.
+pub fn snapshot_json(
+    epoch: u64,
+    seq: u64,
+    agents: Vec<&AgentView>,
+    counts: &CountsJson,
+    stream: bool,
+) -> String {
+    // unwrap: serialising plain structs cannot fail.
+    serde_json::to_string(&SnapshotJson {
+        kind: stream.then_some("snapshot"),
+        epoch,
+        seq,
+        recovered: stream.then_some(false),
+        agents,
+        counts,
+    })
+    .unwrap()
+}
+
+/// A `status` message body.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusJson<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    epoch: u64,
+    seq: u64,
+    state: UpstreamState,
+    stale: bool,
+    detail: Option<&'a str>,
+    last_event_at: Option<String>,
+    last_event_age_ms: Option<i64>,
+    last_frame_age_ms: Option<i64>,
+}
+
+/// Encodes a `status` message from the latest upstream health.
+pub fn status_frame(epoch: u64, seq: u64, h: &UpstreamHealth) -> Frame {
+    let now = Utc::now();
+    let age = |t: Option<chrono::DateTime<Utc>>| t.map(|t| (now - t).num_milliseconds().max(0));
+    // unwrap: serialising plain structs cannot fail.
+    let json = serde_json::to_string(&StatusJson {
+        kind: "status",
+        epoch,
+        seq,
+        state: h.state,
+        stale: h.state != UpstreamState::Connected,
+        detail: h.detail.as_deref(),
+        last_event_at: h.last_event_at.map(iso),
+        last_event_age_ms: age(h.last_event_at),
+        last_frame_age_ms: age(h.last_frame_at),
+    })
+    .unwrap();
+    Frame::new("status", None, json)
+}
+
+/// Encodes an `error` message (`{"type":"error","reason":…}`).
+pub fn error_frame(reason: &str) -> Frame {
+    let json = serde_json::json!({"type": "error", "reason": reason}).to_string();
+    Frame::new("error", None, json)
+}

@@ -1,0 +1,279 @@
+//! The presence map: every agent's current state, the presence definitions
+//! and the live counts. Pure logic, no actor and no I/O: the registry actor
+//! owns one [`Directory`] and feeds it [`UpstreamEvent`]s in order; each call
+//! returns the resulting [`Change`]s (possibly none: stale and duplicate
+//! events are dropped here).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::model::{
+    Origin, PresenceDefinition, PresenceState, Queue, RoutingState, SyncReason, UserRecord,
+};
+
+use super::agent::{AgentView, Change, PresenceView, RoutingView};
+use super::counts::Counts;
+
+/// One agent in the map.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Current state.
+    pub view: Arc<AgentView>,
+    /// State before the last change (`None` until it changed once).
+    pub previous: Option<Arc<AgentView>>,
+}
+
+/// Counters of events the directory refused.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DropCounters {
+    /// Presence/routing events older than the state already held.
+    pub stale: u64,
+    /// Events equal to the state already held.
+    pub duplicate: u64,
+    /// Events for a user not in the directory.
+    pub unknown_user: u64,
+}
+
+/// The presence map.
+#[derive(Debug, Default)]
+pub struct Directory {
+    /// Agents by id.
+    agents: HashMap<String, Entry>,
+    /// Presence definitions by id (labels).
+    definitions: HashMap<String, PresenceDefinition>,
+    /// The definitions in the order the upstream listed them.
+    definition_list: Vec<PresenceDefinition>,
+    /// Queues the upstream knows (ids and names).
+    queues: Vec<Queue>,
+    /// Live counts by presence/routing.
+    pub counts: Counts,
+    /// Refused events.
+    pub dropped: DropCounters,
+    /// True once an `Initial` sync was applied.
+    pub synced: bool,
+}
+
+impl Directory {
+    /// Number of agents.
+    pub fn len(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// True when there are no agents.
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+    }
+
+    /// One agent.
+    pub fn get(&self, id: &str) -> Option<&Entry> {
+        self.agents.get(id)
+    }
+
+    /// Every agent, sorted by id (stable snapshots).
+    pub fn sorted(&self) -> Vec<&Arc<AgentView>> {
+        let mut v: Vec<_> = self.agents.values().map(|e| &e.view).collect();
+        v.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// The presence definitions, as the upstream listed them.
+    pub fn definitions(&self) -> &[PresenceDefinition] {
+        &self.definition_list
+    }
+
+    /// The queues, as the upstream listed them.
+    pub fn queues(&self) -> &[Queue] {
+        &self.queues
+    }
+
+    /// Resolves a presence state to its view (label from the definitions).
+    fn presence_view(&self, p: &PresenceState) -> PresenceView {
+        let label = self
+            .definitions
+            .get(&p.definition_id)
+            .map(|d| d.label.clone())
+            .unwrap_or_else(|| p.system_presence.legacy().to_owned());
+        PresenceView {
+            definition_id: p.definition_id.clone(),
+            system_presence: p.system_presence,
+            label,
+            message: p.message.clone(),
+            since: p.modified,
+        }
+    }
+
+    /// Stores a new state for `id` (bumping its version) and returns the change.
+    fn replace(&mut self, mut next: AgentView, origin: Origin) -> Option<Change> {
+        let id = next.id.clone();
+        let before = self.agents.get(&id).map(|e| e.view.clone());
+        if let Some(b) = &before {
+            if b.same_state(&next) {
+                return None;
+            }
+            next.version = b.version + 1;
+        } else {
+            next.version = 1;
+        }
+        let after = Arc::new(next);
+        self.counts.change(before.as_deref(), Some(&after));
+        self.agents.insert(
+            id.clone(),
+            Entry {
+                view: after.clone(),
+                previous: before.clone(),
+            },
+        );
+        Some(Change {
+            id,
+            before,
+            after: Some(after),
+            origin,
+        })
+    }
+
+    /// Applies a presence event; `None` when stale, duplicate or unknown.
+    pub fn presence(&mut self, user_id: &str, state: &PresenceState, origin: Origin) -> Option<Change> {
+        let Some(cur) = self.agents.get(user_id).map(|e| e.view.clone()) else {
+            self.dropped.unknown_user += 1;
+            return None;
+        };
+        let next_p = self.presence_view(state);
+        if let Some(p) = &cur.presence {
+            // Order by Genesys's modifiedDate (genesys-api.md): older is stale;
+            // the same instant with the same content is a duplicate.
+            if state.modified < p.since {
+                self.dropped.stale += 1;
+                return None;
+            }
+            if *p == next_p {
+                self.dropped.duplicate += 1;
+                return None;
+            }
+        }
+        let mut next = (*cur).clone();
+        next.presence = Some(next_p);
+        self.replace(next, origin)
+    }
+
+    /// Applies a routing event; `None` when stale, duplicate or unknown.
+    pub fn routing(&mut self, user_id: &str, state: &RoutingState, origin: Origin) -> Option<Change> {
+        let Some(cur) = self.agents.get(user_id).map(|e| e.view.clone()) else {
+            self.dropped.unknown_user += 1;
+            return None;
+        };
+        let next_r = RoutingView {
+            status: state.status,
+            since: state.since,
+        };
+        if let Some(r) = &cur.routing_status {
+            // Order by Genesys's startTime.
+            if state.since < r.since {
+                self.dropped.stale += 1;
+                return None;
+            }
+            if *r == next_r {
+                self.dropped.duplicate += 1;
+                return None;
+            }
+        }
+        let mut next = (*cur).clone();
+        next.routing_status = Some(next_r);
+        self.replace(next, origin)
+    }
+
+    /// Applies a queue-membership change.
+    pub fn queues_of(&mut self, user_id: &str, queue_ids: &[String]) -> Option<Change> {
+        let Some(cur) = self.agents.get(user_id).map(|e| e.view.clone()) else {
+            self.dropped.unknown_user += 1;
+            return None;
+        };
+        let mut next = (*cur).clone();
+        next.queues = queue_ids.to_vec();
+        next.queues.sort();
+        next.queues.dedup();
+        self.replace(next, Origin::Event)
+    }
+
+    /// Applies a complete picture: replaces the directory and definitions,
+    /// keeps state already held when it is newer than the sync's, and
+    /// returns only the differences. Every change is marked `reconciled`
+    /// (it was found by a REST read, not a live event).
+    pub fn sync(
+        &mut self,
+        reason: SyncReason,
+        users: &[UserRecord],
+        definitions: &[PresenceDefinition],
+        queues: &[Queue],
+    ) -> Vec<Change> {
+        self.definitions = definitions
+            .iter()
+            .map(|d| (d.id.clone(), d.clone()))
+            .collect();
+        self.definition_list = definitions.to_vec();
+        self.queues = queues.to_vec();
+        let origin = Origin::Reconciled;
+        let mut changes = Vec::new();
+        let mut seen = std::collections::HashSet::with_capacity(users.len());
+        for u in users {
+            seen.insert(u.id.as_str());
+            let cur = self.agents.get(&u.id).map(|e| e.view.clone());
+            let mut queues = u.queue_ids.clone();
+            queues.sort();
+            queues.dedup();
+            // Presence: the sync's unless what we hold is newer.
+            let held_p = cur.as_ref().and_then(|c| c.presence.clone());
+            let presence = match (&u.presence, held_p) {
+                (Some(s), Some(h)) if h.since > s.modified => {
+                    // Keep ours, but re-resolve the label (definitions may have changed).
+                    let mut h = h;
+                    if let Some(d) = self.definitions.get(&h.definition_id) {
+                        h.label = d.label.clone();
+                    }
+                    Some(h)
+                }
+                (Some(s), _) => Some(self.presence_view(s)),
+                (None, held) => held,
+            };
+            let held_r = cur.as_ref().and_then(|c| c.routing_status.clone());
+            let routing_status = match (&u.routing, held_r) {
+                (Some(s), Some(h)) if h.since > s.since => Some(h),
+                (Some(s), _) => Some(RoutingView {
+                    status: s.status,
+                    since: s.since,
+                }),
+                (None, held) => held,
+            };
+            let next = AgentView {
+                id: u.id.clone(),
+                name: u.name.clone(),
+                division: u.division.clone(),
+                queues,
+                presence,
+                routing_status,
+                version: 0,
+            };
+            changes.extend(self.replace(next, origin));
+        }
+        let gone: Vec<String> = self
+            .agents
+            .keys()
+            .filter(|k| !seen.contains(k.as_str()))
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some(e) = self.agents.remove(&id) {
+                self.counts.change(Some(&e.view), None);
+                changes.push(Change {
+                    id,
+                    before: Some(e.view),
+                    after: None,
+                    origin,
+                });
+            }
+        }
+        if reason == SyncReason::Initial {
+            self.synced = true;
+        }
+        changes
+    }
+}

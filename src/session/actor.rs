@@ -1,0 +1,414 @@
+//! The session actor: one per connected client (WebSocket or SSE). It holds
+//! the client's filter and resume point, subscribes to the registry, queues
+//! what the registry delivers in a bounded [`Outbox`] and writes it to the
+//! transport one frame at a time, never blocking the registry.
+//!
+//! Runs on the actix-web worker arbiter that accepted the connection. The
+//! registry talks to it with [`Deliver`]; the WebSocket reader feeds it
+//! client frames (see `ws.rs`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::registry::encode::error_frame;
+use crate::registry::{Cursor, Deliver, Filter, Registry, Start, Subscribe, Subscribed, Unsubscribe};
+
+use super::close::DisconnectReason;
+use super::config::SessionConfig;
+use super::limits::{ConnGuard, SessionMetrics};
+use super::outbox::{Out, Outbox, Pushed};
+
+/// Session ids, unique per process.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Where the session writes.
+pub enum Transport {
+    /// A WebSocket (`None` while a write is in flight: the future owns it).
+    Ws(Option<actix_ws::Session>),
+    /// An SSE body channel (`None` once the stream has ended).
+    Sse(Option<mpsc::Sender<Bytes>>),
+}
+
+/// Everything a session needs from the HTTP layer.
+pub struct SessionParams {
+    /// The registry to subscribe to.
+    pub registry: Addr<Registry>,
+    /// Session tuning.
+    pub cfg: Arc<SessionConfig>,
+    /// Counters.
+    pub metrics: Arc<SessionMetrics>,
+    /// The client's filter (`None`: everything).
+    pub filter: Option<Filter>,
+    /// The client's resume point.
+    pub since: Option<Cursor>,
+    /// The connection-limit slot, released when the session ends.
+    pub guard: ConnGuard,
+}
+
+/// One client session.
+pub struct Session {
+    /// Registry subscription id.
+    pub(super) id: u64,
+    /// The transport.
+    pub(super) transport: Transport,
+    /// The registry.
+    registry: Addr<Registry>,
+    /// Tuning (shared by all sessions).
+    pub(super) cfg: Arc<SessionConfig>,
+    /// Counters (shared).
+    pub(super) metrics: Arc<SessionMetrics>,
+    /// The client's filter, shared with the registry.
+    filter: Option<Arc<Filter>>,
+    /// Resume point for the next subscription.
+    since: Option<Cursor>,
+    /// The last `seq` queued for the client.
+    seq: u64,
+    /// Pending output.
+    outbox: Outbox,
+    /// A write future is in flight.
+    writing: bool,
+    /// Set once the session decided to end.
+    closing: Option<DisconnectReason>,
+    /// Raised by the registry when it evicted us (mailbox full).
+    evicted: Arc<AtomicBool>,
+    /// Last frame of any kind from a WebSocket client.
+    pub(super) last_heard: Instant,
+    /// Malformed messages in the current one-minute window.
+    malformed: u32,
+    /// Start of that window.
+    malformed_since: Instant,
+    /// Connection-limit slot.
+    _guard: ConnGuard,
+}
+
+impl Session {
+    /// A session over `transport`, not yet started.
+    pub fn new(p: SessionParams, transport: Transport) -> Session {
+        let now = Instant::now();
+        Session {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            transport,
+            registry: p.registry,
+            cfg: p.cfg,
+            metrics: p.metrics,
+            filter: p.filter.filter(|f| !f.is_empty()).map(Arc::new),
+            since: p.since,
+            seq: 0,
+            outbox: Outbox::default(),
+            writing: false,
+            closing: None,
+            evicted: Arc::new(AtomicBool::new(false)),
+            last_heard: now,
+            malformed: 0,
+            malformed_since: now,
+            _guard: p.guard,
+        }
+    }
+
+    fn is_sse(&self) -> bool {
+        matches!(self.transport, Transport::Sse(_))
+    }
+
+    /// (Re)subscribes with the current filter and resume point. Mailbox
+    /// processing waits for the reply, so every delivery that follows it is
+    /// newer than what it starts with.
+    pub(super) fn subscribe(&mut self, ctx: &mut Context<Self>) {
+        let msg = Subscribe {
+            id: self.id,
+            filter: self.filter.clone(),
+            since: self.since.take(),
+            recipient: ctx.address().recipient(),
+            evicted: self.evicted.clone(),
+        };
+        self.registry
+            .send(msg)
+            .into_actor(self)
+            .map(|res, act, ctx| match res {
+                Ok(sub) => act.on_subscribed(sub, ctx),
+                Err(_) => act.close(DisconnectReason::Shutdown, ctx),
+            })
+            .wait(ctx);
+    }
+
+    fn on_subscribed(&mut self, sub: Subscribed, ctx: &mut Context<Self>) {
+        let sse = self.is_sse();
+        self.outbox.clear_messages();
+        self.seq = sub.seq;
+        match sub.start {
+            Start::Snapshot(frame) => self.outbox.push(Out::Msg {
+                frame,
+                batch: None,
+                counted: false,
+            }),
+            Start::Replay(batches) => {
+                for (batch, frame) in batches {
+                    if self.push_delta(batch, frame, ctx) {
+                        return;
+                    }
+                }
+            }
+        }
+        self.outbox.push_counted(sub.status, sse);
+        self.pump(ctx);
+    }
+
+    /// Queues one delta; true when the session is closing as slow.
+    fn push_delta(
+        &mut self,
+        batch: Arc<crate::registry::Batch>,
+        frame: crate::registry::Frame,
+        ctx: &mut Context<Self>,
+    ) -> bool {
+        let sse = self.is_sse();
+        match self
+            .outbox
+            .push_delta(batch, frame, self.filter.as_deref(), sse, self.cfg.outbox_bytes)
+        {
+            Pushed::Queued => false,
+            Pushed::Coalesced => {
+                self.metrics.coalesced.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Pushed::Overflow => {
+                self.close(DisconnectReason::SlowConsumer, ctx);
+                true
+            }
+        }
+    }
+
+    /// Sends an `error` message; closes with 1008 when the client keeps
+    /// sending malformed messages.
+    pub(super) fn client_error(&mut self, reason: &str, ctx: &mut Context<Self>) {
+        self.metrics.malformed.fetch_add(1, Ordering::Relaxed);
+        if self.malformed_since.elapsed().as_secs() >= 60 {
+            self.malformed_since = Instant::now();
+            self.malformed = 0;
+        }
+        self.malformed += 1;
+        if self.malformed > self.cfg.max_malformed_per_minute {
+            self.close(DisconnectReason::PolicyViolation, ctx);
+            return;
+        }
+        let sse = self.is_sse();
+        self.outbox.push_counted(error_frame(reason), sse);
+        self.pump(ctx);
+    }
+
+    /// Applies a new filter and/or resume point from the client and answers
+    /// with a fresh snapshot (or the replay, when `since` is resumable).
+    pub(super) fn resubscribe(&mut self, filter: Filter, since: Option<Cursor>, ctx: &mut Context<Self>) {
+        self.filter = Some(filter).filter(|f| !f.is_empty()).map(Arc::new);
+        self.since = since;
+        self.subscribe(ctx);
+    }
+
+    /// Starts ending the session: stop the subscription, drop what is
+    /// queued, send the close (WS close frame / SSE `close` event), and stop
+    /// after `close_grace` even if the close cannot get through.
+    pub(super) fn close(&mut self, reason: DisconnectReason, ctx: &mut Context<Self>) {
+        if self.closing.is_some() {
+            return;
+        }
+        tracing::debug!(session = self.id, reason = reason.label(), "closing session");
+        self.closing = Some(reason);
+        self.metrics.disconnect(reason);
+        let _ = self.registry.try_send(Unsubscribe { id: self.id });
+        self.outbox.clear_messages();
+        if reason == DisconnectReason::TransportClosed {
+            ctx.stop();
+            return;
+        }
+        self.outbox.push(Out::Close(reason.code(), reason.text()));
+        ctx.run_later(self.cfg.close_grace(), |_, ctx| ctx.stop());
+        self.pump(ctx);
+    }
+
+    /// Queues an uncounted item (control frames).
+    pub(super) fn push_raw(&mut self, o: Out) {
+        self.outbox.push(o);
+    }
+
+    /// Keepalive tick: eviction check, idle timeout, ping / comment.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.closing.is_some() {
+            return;
+        }
+        if self.evicted.load(Ordering::Acquire) {
+            self.close(DisconnectReason::SlowConsumer, ctx);
+            return;
+        }
+        match self.transport {
+            Transport::Ws(_) => {
+                if self.last_heard.elapsed() > self.cfg.idle_timeout() {
+                    self.close(DisconnectReason::IdleTimeout, ctx);
+                    return;
+                }
+                self.outbox.push(Out::Ping);
+            }
+            Transport::Sse(_) => {
+                if self.outbox.is_empty() {
+                    self.outbox.push(Out::Raw(Bytes::from_static(b": keepalive\n\n")));
+                }
+            }
+        }
+        self.pump(ctx);
+    }
+
+    /// Writes the next queued item, if no write is in flight.
+    pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
+        while !self.writing {
+            let sse = self.is_sse();
+            let Some(item) = self.outbox.pop(sse) else {
+                return;
+            };
+            match &mut self.transport {
+                Transport::Sse(slot) => {
+                    let Some(tx) = slot.as_ref() else { return };
+                    let (bytes, last) = match item {
+                        Out::Msg { frame, .. } => (frame.sse, false),
+                        Out::Raw(b) => (b, false),
+                        Out::Ping | Out::Pong(_) => continue,
+                        Out::Close(code, reason) => (
+                            Bytes::from(format!(
+                                "event: close\ndata: {}\n\n",
+                                serde_json::json!({"type": "close", "code": code, "reason": reason})
+                            )),
+                            true,
+                        ),
+                    };
+                    match tx.try_send(bytes) {
+                        Ok(()) if last => {
+                            *slot = None;
+                            ctx.stop();
+                            return;
+                        }
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(bytes)) => {
+                            let tx = tx.clone();
+                            self.writing = true;
+                            ctx.spawn(async move { tx.send(bytes).await.is_ok() }.into_actor(self).map(
+                                move |ok, act, ctx| {
+                                    act.writing = false;
+                                    if !ok {
+                                        act.close(DisconnectReason::TransportClosed, ctx);
+                                    } else if last {
+                                        act.transport = Transport::Sse(None);
+                                        ctx.stop();
+                                    } else {
+                                        act.pump(ctx);
+                                    }
+                                },
+                            ));
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => {
+                            self.close(DisconnectReason::TransportClosed, ctx);
+                            return;
+                        }
+                    }
+                }
+                Transport::Ws(slot) => {
+                    let Some(mut ws) = slot.take() else { return };
+                    self.writing = true;
+                    let fut = async move {
+                        match item {
+                            Out::Msg { frame, .. } => (ws.text(frame.ws).await.is_ok(), Some(ws)),
+                            Out::Raw(_) => (true, Some(ws)),
+                            Out::Ping => (ws.ping(b"").await.is_ok(), Some(ws)),
+                            Out::Pong(b) => (ws.pong(&b).await.is_ok(), Some(ws)),
+                            Out::Close(code, reason) => {
+                                let r = actix_ws::CloseReason {
+                                    code: actix_ws::CloseCode::from(code),
+                                    description: Some(reason.to_owned()),
+                                };
+                                let _ = ws.close(Some(r)).await;
+                                (true, None)
+                            }
+                        }
+                    };
+                    ctx.spawn(fut.into_actor(self).map(|(ok, ws), act, ctx| {
+                        act.writing = false;
+                        let done = ws.is_none();
+                        act.transport = Transport::Ws(ws);
+                        if done {
+                            ctx.stop();
+                        } else if !ok {
+                            act.close(DisconnectReason::TransportClosed, ctx);
+                        } else {
+                            act.pump(ctx);
+                        }
+                    }));
+                }
+            }
+        }
+    }
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.cfg.mailbox_capacity);
+        if let Transport::Sse(_) = self.transport {
+            self.outbox
+                .push(Out::Raw(Bytes::from(format!("retry: {}\n\n", self.cfg.sse_retry_ms))));
+        }
+        self.subscribe(ctx);
+        ctx.run_interval(self.cfg.keepalive(), |act, ctx| act.tick(ctx));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if self.closing.is_none() {
+            self.metrics.disconnect(DisconnectReason::TransportClosed);
+            let _ = self.registry.try_send(Unsubscribe { id: self.id });
+        }
+    }
+}
+
+impl Handler<Deliver> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        if self.closing.is_some() {
+            return;
+        }
+        if self.evicted.load(Ordering::Acquire) {
+            self.close(DisconnectReason::SlowConsumer, ctx);
+            return;
+        }
+        match msg {
+            Deliver::Delta { batch, frame } => {
+                // Anything at or before our starting point is already covered.
+                if batch.seq <= self.seq {
+                    return;
+                }
+                self.seq = batch.seq;
+                if self.push_delta(batch, frame, ctx) {
+                    return;
+                }
+            }
+            Deliver::Status(frame) => {
+                let sse = self.is_sse();
+                self.outbox.push_counted(frame, sse);
+            }
+        }
+        self.pump(ctx);
+    }
+}
+
+/// Stops a session (graceful shutdown): it closes with 1001 / SSE `close`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        self.close(DisconnectReason::Shutdown, ctx);
+    }
+}
