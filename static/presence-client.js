@@ -322,9 +322,15 @@ export function createPresenceClient(opts = {}) {
       detail = `upstream ${upState}${up.detail ? ': ' + up.detail : ''}`;
     } else level = 'live';
     if (level === 'live') state.lastLiveAt = now;
-    const staleForMs = level === 'live' || !state.lastLiveAt ? 0 : now - state.lastLiveAt;
     const lastEventAgeMs = state.status && typeof state.status.lastEventAgeMs === 'number'
       ? state.status.lastEventAgeMs + (now - state.status.receivedAt) : null;
+    // Stale since we last knew it live; when the upstream itself reports
+    // trouble, its last event may be older still (a page opened mid-outage).
+    let staleForMs = 0;
+    if (level !== 'live') {
+      if (state.lastLiveAt) staleForMs = now - state.lastLiveAt;
+      if (level === 'stale' && lastEventAgeMs !== null) staleForMs = Math.max(staleForMs, lastEventAgeMs);
+    }
     return {
       level,
       detail,
