@@ -19,7 +19,7 @@ const HEAD_H = 36;
 const MIN_TILE_W = 250;
 const PAD = 12;
 const OVERSCAN_PX = 300;
-const VIEW_REBUILD_MS = 250;
+const VIEW_REBUILD_MS = 500;
 /** Time in state beyond which the timer is highlighted (non-productive states). */
 const LONG_MS = { BREAK: 15 * 60e3, MEAL: 45 * 60e3, AWAY: 10 * 60e3, IDLE: 10 * 60e3, BUSY: 30 * 60e3 };
 
@@ -131,6 +131,7 @@ function matchesBase(a, qLower) {
 function rebuildView() {
   const agents = client.agents;
   if (nameOrderDirty) {
+    optionsDirty = true;
     nameOrder = [...agents.values()].sort((x, y) => collator.compare(x.name || '', y.name || '') || (x.id < y.id ? -1 : 1)).map((a) => a.id);
     nameIndex.clear();
     for (const id of nameOrder) nameIndex.set(id, agents.get(id).name);
@@ -182,7 +183,7 @@ function rebuildView() {
   if (view.group && view.group !== 'presence') groups.sort((x, y) => collator.compare(x.label, y.label));
 
   // Lay out rows.
-  const width = board.clientWidth - PAD * 2;
+  const width = boardW - PAD * 2;
   cols = Math.max(1, Math.floor((width + GAP) / (MIN_TILE_W + GAP)));
   tileW = Math.floor((width - GAP * (cols - 1)) / cols);
   rows = [];
@@ -203,7 +204,7 @@ function rebuildView() {
   $('shown').textContent = String(shownCount);
   $('shown-wrap').hidden = shownCount === client.agents.size;
   $('empty').hidden = shownCount > 0 || !client.hasSnapshot;
-  refreshFilterOptions();
+  if (optionsDirty) refreshFilterOptions();
   lastViewAt = performance.now();
   viewDirty = false;
   viewUrgent = false;
@@ -305,8 +306,11 @@ function firstRowAt(y) {
 }
 
 function paint(force) {
-  const top = board.scrollTop - OVERSCAN_PX;
-  const bottom = board.scrollTop + board.clientHeight + OVERSCAN_PX;
+  // Geometry comes from caches (scroll and resize events), never from reading
+  // layout here: a read after this frame's DOM writes would force a
+  // synchronous layout of the whole board.
+  const top = scrollY - OVERSCAN_PX;
+  const bottom = scrollY + boardH + OVERSCAN_PX;
   const start = firstRowAt(Math.max(0, top));
   let end = start;
   while (end < rows.length && rows[end].y < bottom) end++;
@@ -411,7 +415,10 @@ function renderCounts(counts) {
 
 // ---- filters ----
 let optionsSig = '';
+/** Divisions and queues only change with membership: rescan then, not per rebuild. */
+let optionsDirty = true;
 function refreshFilterOptions() {
+  optionsDirty = false;
   const divisions = new Map();
   const queues = new Set(client.queues.keys());
   for (const a of client.agents.values()) {
@@ -449,7 +456,7 @@ function setView(patch) {
   const p = new URLSearchParams(location.search);
   for (const [k, v] of Object.entries(view)) { if (v && !(k === 'sort' && v === 'name')) p.set(k, v); else p.delete(k); }
   history.replaceState(null, '', `${location.pathname}${p.toString() ? '?' + p : ''}`);
-  board.scrollTop = patch.q !== undefined || patch.state !== undefined ? 0 : board.scrollTop;
+  if (patch.q !== undefined || patch.state !== undefined) { board.scrollTop = 0; scrollY = 0; }
   requestView(true);
 }
 function syncControls() {
@@ -471,16 +478,38 @@ $('reset').addEventListener('click', () => setView({ q: '', state: '', division:
 syncControls();
 
 // ---- frame loop ----
+/** Script time spent per kind of frame work, for the benchmark (bench/dashboard). */
+const stats = { rebuilds: 0, rebuildMs: 0, paints: 0, paintMs: 0, maxMs: 0 };
+window.__dashboardStats = stats;
 function frame() {
   frameRequested = false;
   const now = performance.now();
-  if (viewDirty && (viewUrgent || now - lastViewAt >= VIEW_REBUILD_MS)) rebuildView();
-  else paint(false);
+  if (viewDirty && (viewUrgent || now - lastViewAt >= VIEW_REBUILD_MS)) {
+    rebuildView();
+    stats.rebuilds++;
+    stats.rebuildMs += performance.now() - now;
+  } else {
+    paint(false);
+    stats.paints++;
+    stats.paintMs += performance.now() - now;
+  }
+  stats.maxMs = Math.max(stats.maxMs, performance.now() - now);
   // Stream changes wait for the next rebuild slot: keep a frame pending.
   if (viewDirty) schedule();
 }
-board.addEventListener('scroll', () => { frameRequested ? null : (frameRequested = true, requestAnimationFrame(() => { frameRequested = false; paint(false); if (viewDirty) schedule(); })); }, { passive: true });
-new ResizeObserver(() => requestView(true)).observe(board);
+let boardW = board.clientWidth;
+let boardH = board.clientHeight;
+let scrollY = 0;
+board.addEventListener('scroll', () => {
+  scrollY = board.scrollTop;
+  if (frameRequested) return;
+  frameRequested = true;
+  requestAnimationFrame(() => { frameRequested = false; paint(false); if (viewDirty) schedule(); });
+}, { passive: true });
+new ResizeObserver((entries) => {
+  for (const e of entries) { boardW = board.clientWidth; boardH = e.contentRect.height; }
+  requestView(true);
+}).observe(board);
 
 // ---- freshness ----
 let lastLevel = '';

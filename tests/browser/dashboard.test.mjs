@@ -75,6 +75,7 @@ describe('supervisor dashboard', () => {
     assert.equal(label, pageLabel);
     await screenshot(page, 'dashboard-search-break');
     await page.fill('#q', '');
+    await eventually(async () => page.evaluate(() => document.getElementById('shown-wrap').hidden), { what: 'search cleared' });
   });
 
   /** Cutting the page's connection shows "reconnecting" on a dimmed board, then live again with the truth. */
