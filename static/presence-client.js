@@ -1,0 +1,434 @@
+// presence-client.js — a small, dependency-free ES module for presence-gateway's
+// live stream (design.md "Downstream contract v1"). Any web app can import it;
+// the dashboard (index.html) and the agent desktop (desktop.html) both use it.
+//
+// What it owns:
+//  - one connection (SSE `GET /api/v1/stream` or WebSocket `GET /api/v1/ws`),
+//    reopened with jittered exponential backoff, resuming from the last event
+//    id it saw (SSE `?last_event_id=`, WS `?since=`), so the server replays the
+//    gap or sends a fresh snapshot with `recovered:false`;
+//  - the agent map (id → Agent), replaced whole by every snapshot and patched
+//    by every delta (`removed: true` deletes);
+//  - the latest upstream `status` and a freshness verdict that never calls old
+//    data live (see `freshness()`).
+//
+// It renders nothing: callbacks tell the caller what changed, and the caller
+// decides when to paint (the dashboard coalesces paints per animation frame).
+//
+// Usage: see docs/client.md.
+
+/** Default reconnect policy: first retry ~0.5 s, doubling, capped at 30 s. */
+const DEFAULT_BACKOFF = { initialMs: 500, maxMs: 30000, factor: 2 };
+
+/**
+ * If nothing at all (no delta, no status) arrives for this long, the
+ * connection is presumed dead (a half-open TCP connection never errors) and is
+ * reopened with resume, which is cheap. The gateway sends `status` messages
+ * periodically, so a healthy connection never trips it.
+ */
+const DEFAULT_IDLE_TIMEOUT_MS = 60000;
+
+/** Parses "epoch:seq" (the SSE id and the WS `since`); null when malformed. */
+export function parseEventId(id) {
+  if (typeof id !== 'string') return null;
+  const i = id.lastIndexOf(':');
+  if (i <= 0) return null;
+  const seq = Number(id.slice(i + 1));
+  if (!Number.isFinite(seq)) return null;
+  return { epoch: id.slice(0, i), seq };
+}
+
+/** Delay before retry number `attempt` (0-based): equal jitter, never zero. */
+export function backoffDelay(attempt, { initialMs, maxMs, factor } = DEFAULT_BACKOFF, rand = Math.random) {
+  const base = Math.min(maxMs, initialMs * Math.pow(factor, attempt));
+  return Math.round(base / 2 + rand() * (base / 2));
+}
+
+/** The key an agent is counted under: its system presence, upper snake case. */
+export function presenceKey(agent) {
+  const sp = agent && agent.presence && agent.presence.systemPresence;
+  return sp ? String(sp).toUpperCase().replace(/[\s-]+/g, '_') : 'UNKNOWN';
+}
+
+/**
+ * Counts over any iterable of agents: total, by system presence, by routing
+ * status, by division id and by queue id (each queue value counts by
+ * presence too). Used when the server sends no `counts`, and for filtered views.
+ */
+export function computeCounts(agents) {
+  const c = { total: 0, byPresence: {}, byRouting: {}, byDivision: {}, byQueue: {} };
+  for (const a of agents) {
+    c.total++;
+    const p = presenceKey(a);
+    c.byPresence[p] = (c.byPresence[p] || 0) + 1;
+    const r = (a.routingStatus && a.routingStatus.status) || 'OFF_QUEUE';
+    c.byRouting[r] = (c.byRouting[r] || 0) + 1;
+    const d = (a.division && a.division.id) || '';
+    const dc = c.byDivision[d] || (c.byDivision[d] = { total: 0, byPresence: {} });
+    dc.total++;
+    dc.byPresence[p] = (dc.byPresence[p] || 0) + 1;
+    for (const q of a.queues || []) {
+      const qid = typeof q === 'string' ? q : q && q.id;
+      if (!qid) continue;
+      const qc = c.byQueue[qid] || (c.byQueue[qid] = { total: 0, byPresence: {} });
+      qc.total++;
+      qc.byPresence[p] = (qc.byPresence[p] || 0) + 1;
+    }
+  }
+  return c;
+}
+
+function buildQuery(filter, extra) {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(filter || {})) {
+    if (v === undefined || v === null || v === '' || v === false) continue;
+    if (Array.isArray(v)) { if (v.length) params.set(k, v.join(',')); }
+    else params.set(k, v === true ? '1' : String(v));
+  }
+  for (const [k, v] of Object.entries(extra || {})) if (v) params.set(k, v);
+  const s = params.toString();
+  return s ? '?' + s : '';
+}
+
+/**
+ * Opens a live presence stream.
+ *
+ * @param {object} opts
+ * @param {string} [opts.baseUrl]   gateway origin, e.g. "https://gw.example"; default: this page's origin
+ * @param {'sse'|'ws'} [opts.transport] default 'sse'
+ * @param {object} [opts.filter]    query parameters for the subscription, e.g. {agent: id, interactions: true}
+ * @param {(agents: Map, msg: object) => void} [opts.onSnapshot] the map was replaced
+ * @param {(changes: object[], msg: object) => void} [opts.onDelta] these agents changed (map already updated)
+ * @param {(status: object) => void} [opts.onStatus]   upstream `status` message
+ * @param {(msg: object) => void} [opts.onInteraction] `interaction` message
+ * @param {(state: string, info: object) => void} [opts.onConnectionChange]
+ *        'connecting' | 'open' | 'reconnecting' | 'closed'; info has attempt, retryInMs, reason
+ * @param {object} [opts.backoff] {initialMs, maxMs, factor}
+ * @param {number} [opts.idleTimeoutMs] reopen after this long with no message (0 disables)
+ * @param {boolean} [opts.autoStart] default true
+ */
+export function createPresenceClient(opts = {}) {
+  const transport = opts.transport === 'ws' ? 'ws' : 'sse';
+  const backoff = { ...DEFAULT_BACKOFF, ...(opts.backoff || {}) };
+  const idleTimeoutMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  const baseUrl = (opts.baseUrl || (typeof location !== 'undefined' ? location.origin : '')).replace(/\/$/, '');
+  const noop = () => {};
+  const cb = {
+    snapshot: opts.onSnapshot || noop,
+    delta: opts.onDelta || noop,
+    status: opts.onStatus || noop,
+    interaction: opts.onInteraction || noop,
+    connection: opts.onConnectionChange || noop,
+  };
+
+  /** id → Agent, the live picture. */
+  const agents = new Map();
+  /** agentId → interactions[] from `interaction` messages. */
+  const interactions = new Map();
+
+  const state = {
+    filter: { ...(opts.filter || {}) },
+    /** 'idle' before start, then 'connecting' | 'open' | 'reconnecting' | 'closed'. */
+    connection: 'idle',
+    /** Last "epoch:seq" seen; the resume point. */
+    lastEventId: null,
+    epoch: null,
+    seq: -1,
+    /** Latest `status` message, with `receivedAt` (ms, local clock). */
+    status: null,
+    /** `counts` as the server sent them with the last snapshot/delta, if any. */
+    serverCounts: null,
+    /** `queues` [{id,name}] from the last snapshot that carried them. */
+    queues: new Map(),
+    hasSnapshot: false,
+    attempt: 0,
+    retryAt: 0,
+    /** Local time of the last message of any kind. */
+    lastMessageAt: 0,
+    /** Local time the data was last known live (see freshness()). */
+    lastLiveAt: 0,
+    snapshots: 0,
+    reconnects: 0,
+  };
+
+  let source = null;      // EventSource or WebSocket
+  let retryTimer = null;
+  let idleTimer = null;
+  let stopped = true;
+
+  function setConnection(next, info = {}) {
+    if (state.connection === next && next !== 'reconnecting') return;
+    state.connection = next;
+    cb.connection(next, { attempt: state.attempt, ...info });
+  }
+
+  function url(path, extra) {
+    let u = baseUrl + path + buildQuery(state.filter, extra);
+    if (transport === 'ws') u = u.replace(/^http/, 'ws');
+    return u;
+  }
+
+  function open() {
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    if (stopped) return;
+    setConnection(state.attempt === 0 && !state.hasSnapshot ? 'connecting' : 'reconnecting', { retryInMs: 0 });
+    const resume = state.lastEventId;
+    if (transport === 'sse') {
+      const es = new EventSource(url('/api/v1/stream', resume ? { last_event_id: resume } : null));
+      source = es;
+      const handler = (e) => {
+        if (source !== es) return;
+        let msg;
+        try { msg = JSON.parse(e.data); } catch { return; }
+        if (msg && typeof msg === 'object' && !msg.type && e.type !== 'message') msg.type = e.type;
+        handle(msg, e.lastEventId);
+      };
+      for (const t of ['snapshot', 'delta', 'status', 'interaction', 'message']) es.addEventListener(t, handler);
+      es.onopen = () => { if (source === es) onOpen(); };
+      // EventSource would reconnect by itself (sending Last-Event-ID), but not
+      // after an HTTP error and never with backoff: close and retry ourselves.
+      es.onerror = () => { if (source === es) fail('stream error'); };
+    } else {
+      const ws = new WebSocket(url('/api/v1/ws', resume ? { since: resume } : null));
+      source = ws;
+      ws.onopen = () => { if (source === ws) onOpen(); };
+      ws.onmessage = (e) => {
+        if (source !== ws) return;
+        let msg;
+        try { msg = JSON.parse(e.data); } catch { return; }
+        // Tolerate several messages in one frame.
+        if (Array.isArray(msg)) msg.forEach((m) => handle(m, null));
+        else handle(msg, null);
+      };
+      ws.onclose = (e) => { if (source === ws) fail(`socket closed (${e.code}${e.reason ? ' ' + e.reason : ''})`); };
+      ws.onerror = () => {}; // onclose follows
+    }
+    armIdle();
+  }
+
+  function onOpen() {
+    state.lastMessageAt = Date.now();
+    setConnection('open');
+  }
+
+  function armIdle() {
+    clearTimeout(idleTimer);
+    if (!idleTimeoutMs || stopped) return;
+    idleTimer = setTimeout(() => fail(`no message for ${Math.round(idleTimeoutMs / 1000)} s`), idleTimeoutMs);
+  }
+
+  function teardown() {
+    const s = source;
+    source = null;
+    clearTimeout(idleTimer);
+    if (!s) return;
+    try { s.close(); } catch { /* already closed */ }
+  }
+
+  function fail(reason) {
+    teardown();
+    if (stopped) return;
+    const delay = backoffDelay(state.attempt, backoff);
+    state.attempt++;
+    state.reconnects++;
+    state.retryAt = Date.now() + delay;
+    setConnection('reconnecting', { reason, retryInMs: delay });
+    retryTimer = setTimeout(open, delay);
+  }
+
+  function noteId(id, msg) {
+    if (id && parseEventId(id)) { state.lastEventId = id; return; }
+    if (msg.epoch !== undefined && msg.seq !== undefined) state.lastEventId = `${msg.epoch}:${msg.seq}`;
+  }
+
+  function handle(msg, eventId) {
+    if (!msg || typeof msg !== 'object') return;
+    state.lastMessageAt = Date.now();
+    armIdle();
+    switch (msg.type) {
+      case 'snapshot': return applySnapshot(msg, eventId);
+      case 'delta': return applyDelta(msg, eventId);
+      case 'status':
+        state.status = { ...msg, receivedAt: Date.now() };
+        return cb.status(state.status);
+      case 'interaction': {
+        if (msg.agentId) interactions.set(msg.agentId, Array.isArray(msg.interactions) ? msg.interactions : []);
+        return cb.interaction(msg);
+      }
+      default: return undefined; // unknown types are ignored (contract: extend, don't break)
+    }
+  }
+
+  function applySnapshot(msg, eventId) {
+    // A recovered:true snapshot without agents only confirms a resume: keep the map.
+    if (msg.recovered === true && !Array.isArray(msg.agents)) { noteId(eventId, msg); return; }
+    agents.clear();
+    for (const a of msg.agents || []) if (a && a.id) agents.set(a.id, a);
+    if (Array.isArray(msg.queues)) {
+      state.queues = new Map(msg.queues.filter((q) => q && q.id).map((q) => [q.id, q.name || q.id]));
+    }
+    state.epoch = msg.epoch ?? state.epoch;
+    state.seq = typeof msg.seq === 'number' ? msg.seq : -1;
+    state.serverCounts = msg.counts || null;
+    state.hasSnapshot = true;
+    state.snapshots++;
+    // A full picture arrived: the connection works, so the next failure starts
+    // the backoff from the beginning again.
+    state.attempt = 0;
+    noteId(eventId, msg);
+    cb.snapshot(agents, msg);
+  }
+
+  function applyDelta(msg, eventId) {
+    if (!state.hasSnapshot) return; // nothing to patch yet; the snapshot comes first
+    if (msg.epoch !== undefined && state.epoch !== null && String(msg.epoch) !== String(state.epoch)) {
+      // A new gateway process: our seqs mean nothing to it. Start over without resume.
+      state.lastEventId = null;
+      state.hasSnapshot = false;
+      return fail('epoch changed');
+    }
+    // Replays may overlap what we already applied; drop anything not newer.
+    if (typeof msg.seq === 'number' && msg.seq <= state.seq) return;
+    if (typeof msg.seq === 'number') state.seq = msg.seq;
+    const changes = Array.isArray(msg.changes) ? msg.changes : [];
+    for (const ch of changes) {
+      if (!ch || !ch.id) continue;
+      if (ch.removed) agents.delete(ch.id);
+      else agents.set(ch.id, ch);
+    }
+    if (msg.counts) state.serverCounts = msg.counts;
+    noteId(eventId, msg);
+    cb.delta(changes, msg);
+  }
+
+  /**
+   * The honest answer to "can I show this as live?".
+   * level: 'live' | 'stale' | 'reconnecting' | 'connecting' | 'closed'
+   * staleForMs: how long since the data was last known live (0 when live).
+   * Live needs all of: an open connection, a snapshot, and an upstream that is
+   * `connected` (or has not reported yet — the gateway reports on connect).
+   */
+  function freshness(now = Date.now()) {
+    const up = state.status && state.status.upstream;
+    const upState = up && up.state;
+    let level;
+    let detail = '';
+    if (state.connection === 'closed' || state.connection === 'idle') level = 'closed';
+    else if (state.connection !== 'open' || !state.hasSnapshot) {
+      level = state.hasSnapshot || state.reconnects > 0 ? 'reconnecting' : 'connecting';
+    } else if (upState && upState !== 'connected') {
+      level = 'stale';
+      detail = `upstream ${upState}${up.detail ? ': ' + up.detail : ''}`;
+    } else level = 'live';
+    if (level === 'live') state.lastLiveAt = now;
+    const lastEventAgeMs = state.status && typeof state.status.lastEventAgeMs === 'number'
+      ? state.status.lastEventAgeMs + (now - state.status.receivedAt) : null;
+    // Stale since we last knew it live; when the upstream itself reports
+    // trouble, its last event may be older still (a page opened mid-outage).
+    let staleForMs = 0;
+    if (level !== 'live') {
+      if (state.lastLiveAt) staleForMs = now - state.lastLiveAt;
+      if (level === 'stale' && lastEventAgeMs !== null) staleForMs = Math.max(staleForMs, lastEventAgeMs);
+    }
+    return {
+      level,
+      detail,
+      upstream: upState || null,
+      staleForMs,
+      lastEventAgeMs,
+      retryInMs: level === 'reconnecting' && retryTimer ? Math.max(0, state.retryAt - now) : 0,
+      attempt: state.attempt,
+    };
+  }
+
+  const client = {
+    /** id → Agent (read-only by convention). */
+    agents,
+    /** agentId → interactions[]. */
+    interactions,
+    get connection() { return state.connection; },
+    get lastEventId() { return state.lastEventId; },
+    get epoch() { return state.epoch; },
+    get seq() { return state.seq; },
+    get status() { return state.status; },
+    get serverCounts() { return state.serverCounts; },
+    get queues() { return state.queues; },
+    get hasSnapshot() { return state.hasSnapshot; },
+    get stats() { return { snapshots: state.snapshots, reconnects: state.reconnects, attempt: state.attempt }; },
+    freshness,
+    /** Counts from the server when it sent them, else computed from the map. */
+    counts() { return state.serverCounts || computeCounts(agents.values()); },
+    start() {
+      if (!stopped) return client;
+      stopped = false;
+      open();
+      return client;
+    },
+    /** Closes for good (until start()). */
+    close() {
+      stopped = true;
+      clearTimeout(retryTimer);
+      teardown();
+      setConnection('closed');
+    },
+    /** Drops the connection now and reopens it with resume (no backoff wait). */
+    reconnect() {
+      teardown();
+      state.attempt = 0;
+      if (!stopped) open();
+    },
+    /** Changes the subscription filter: a new subscription, so a fresh snapshot. */
+    setFilter(filter) {
+      state.filter = { ...(filter || {}) };
+      state.lastEventId = null;
+      state.hasSnapshot = false;
+      client.reconnect();
+    },
+  };
+  if (opts.autoStart !== false) client.start();
+  return client;
+}
+
+/**
+ * Small helpers for the REST side, shared by the pages.
+ * Errors carry the gateway's `{error, reason}` plus the HTTP status.
+ */
+export class GatewayError extends Error {
+  constructor(status, body) {
+    super((body && (body.reason || body.error)) || `HTTP ${status}`);
+    this.status = status;
+    this.code = body && body.error;
+    this.reason = body && body.reason;
+  }
+}
+
+export async function getJson(baseUrl, path, init) {
+  const res = await fetch((baseUrl || '') + path, { headers: { accept: 'application/json' }, ...init });
+  let body = null;
+  try { body = await res.json(); } catch { body = null; }
+  if (!res.ok) throw new GatewayError(res.status, body);
+  return { body, etag: res.headers.get('etag'), status: res.status };
+}
+
+/** `GET /api/v1/presence-definitions`, bare array or `{entities: [...]}`. */
+export async function fetchPresenceDefinitions(baseUrl = '') {
+  const { body } = await getJson(baseUrl, '/api/v1/presence-definitions');
+  const list = Array.isArray(body) ? body : (body && (body.entities || body.definitions)) || [];
+  return list.map((d) => ({
+    ...d,
+    systemPresence: d.systemPresence ? String(d.systemPresence).toUpperCase().replace(/[\s-]+/g, '_').replace(/^ONQUEUE$/, 'ON_QUEUE') : 'UNKNOWN',
+    label: d.label || (d.languageLabels && (d.languageLabels.en_US || Object.values(d.languageLabels)[0])) || d.id,
+  }));
+}
+
+/** `PATCH /api/v1/agents/{id}/presence` guarded by If-Match. */
+export async function setPresence(baseUrl, agentId, { presence, message, etag }) {
+  const body = { presence };
+  if (message) body.message = message;
+  const headers = { 'content-type': 'application/json', accept: 'application/json' };
+  if (etag) headers['if-match'] = etag;
+  return getJson(baseUrl, `/api/v1/agents/${encodeURIComponent(agentId)}/presence`, {
+    method: 'PATCH', headers, body: JSON.stringify(body),
+  });
+}
