@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`app`]: wiring; starts registry, upstream and HTTP server from a config.
 //! - [`config`]: one typed configuration, loaded from TOML plus environment
 //!   overrides and validated before any port is bound.
 //! - [`model`]: the normalised vocabulary (system presence, routing status,
@@ -17,6 +18,7 @@
 //!   `/sim` control API) for the demo, the tests and the benchmarks.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod config;
 pub mod http;
 pub mod model;

@@ -1,11 +1,16 @@
-//! The `presence-gateway` binary: parse the command line, load config, run.
-//! Nothing else lives here.
+//! The `presence-gateway` binary: parse the command line, load and validate
+//! the configuration (exit 64 before any port opens when it is wrong), init
+//! tracing, run until SIGINT/SIGTERM, stop. Nothing else lives here.
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use presence_gateway::config::Config;
 use presence_gateway::simulator::{self, SimConfig};
+use presence_gateway::{app, upstream::GenesysConfig};
 
 /// presence-gateway: one Genesys Cloud connection, fanned out to every dashboard.
 #[derive(Parser)]
@@ -13,18 +18,40 @@ use presence_gateway::simulator::{self, SimConfig};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Log format: text or json.
-    #[arg(
-        long,
-        global = true,
-        default_value = "text",
-        env = "PRESENCE_GATEWAY_LOG_FORMAT"
-    )]
-    log_format: String,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the gateway against Genesys Cloud (or any API base) from a config file.
+    Serve {
+        /// TOML configuration file (optional: everything has a default, and
+        /// credentials usually come from GENESYSCLOUD_* variables).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file and the environment, then exit (0 valid, 64 not).
+    CheckConfig {
+        /// TOML configuration file.
+        config: Option<PathBuf>,
+    },
+    /// Simulator with realistic churn plus a gateway wired to it: the demo.
+    Demo {
+        /// Where the gateway (API, streams, dashboard) listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where the simulated Genesys Cloud listens.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        sim_listen: SocketAddr,
+        /// Agents in the simulated org.
+        #[arg(long, default_value_t = 500)]
+        agents: usize,
+        /// Presence changes per second in the simulated org.
+        #[arg(long, default_value_t = 5.0)]
+        churn: f64,
+        /// Seed of the simulated org.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Serve a simulated Genesys Cloud org (real API paths + /sim control API).
     Simulate(SimConfig),
 }
@@ -32,8 +59,9 @@ enum Command {
 /// Exit code for bad configuration or usage (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: &str, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -45,30 +73,125 @@ fn init_tracing(format: &str) {
     }
 }
 
+fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(EX_USAGE)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.log_format != "text" && cli.log_format != "json" {
-        eprintln!(
-            "error: --log-format must be text or json, got {:?}",
-            cli.log_format
-        );
-        return ExitCode::from(EX_USAGE);
-    }
-    init_tracing(&cli.log_format);
     match cli.command {
+        Command::CheckConfig { config } => {
+            match Config::load(config.as_deref(), std::env::vars()) {
+                Ok(_) => {
+                    println!("configuration is valid");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => usage_error(e),
+            }
+        }
+        Command::Serve { config } => {
+            let cfg = match Config::load(config.as_deref(), std::env::vars()) {
+                Ok(c) => c,
+                Err(e) => return usage_error(e),
+            };
+            init_tracing(&cfg.log.format, &cfg.log.level);
+            run(async move {
+                let gw = app::start(cfg).await?;
+                println!("READY gateway={}", gw.base_url());
+                wait_for_signal().await;
+                gw.stop().await;
+                Ok(())
+            })
+        }
+        Command::Demo {
+            listen,
+            sim_listen,
+            agents,
+            churn,
+            seed,
+        } => {
+            let sim_cfg = SimConfig {
+                listen: sim_listen,
+                agents,
+                seed,
+                churn,
+                ..SimConfig::default()
+            };
+            if let Err(e) = sim_cfg.validate() {
+                return usage_error(e);
+            }
+            init_tracing("text", "info");
+            run(async move {
+                let sim = simulator::start(sim_cfg.clone()).await?;
+                let mut cfg = Config {
+                    genesys: GenesysConfig {
+                        api_base: Some(sim.base_url()),
+                        client_id: sim_cfg.client_id.clone(),
+                        client_secret: sim_cfg.client_secret.clone(),
+                        ..GenesysConfig::default()
+                    },
+                    ..Config::default()
+                };
+                cfg.server.listen = listen;
+                cfg.validate().map_err(anyhow::Error::msg)?;
+                let gw = app::start(cfg).await?;
+                println!(
+                    "READY gateway={} simulator={}",
+                    gw.base_url(),
+                    sim.base_url()
+                );
+                println!("Dashboard:     {}/", gw.base_url());
+                println!(
+                    "Agent desktop: {}/desktop.html?agent=<id from the dashboard>",
+                    gw.base_url()
+                );
+                println!(
+                    "Simulator:     {}/sim/state   (Ctrl-C stops)",
+                    sim.base_url()
+                );
+                wait_for_signal().await;
+                gw.stop().await;
+                sim.stop().await;
+                Ok(())
+            })
+        }
         Command::Simulate(cfg) => {
             if let Err(e) = cfg.validate() {
-                eprintln!("error: {e}");
-                return ExitCode::from(EX_USAGE);
+                return usage_error(e);
             }
+            init_tracing("text", "info");
             run(async move {
                 let handle = simulator::start(cfg).await?;
                 println!("READY simulator={}", handle.base_url());
-                tokio::signal::ctrl_c().await?;
+                wait_for_signal().await;
                 handle.stop().await;
                 Ok(())
             })
         }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -3,6 +3,7 @@
 //! liveness and readiness. Handlers are thin: they parse parameters, ask
 //! the registry actor, or start a session actor. Errors are [`ApiError`].
 
+pub mod assets;
 mod error;
 mod routes;
 
@@ -58,6 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .route("/api/v1/ws", web::get().to(routes::ws))
         .route("/healthz", web::get().to(routes::healthz))
         .route("/readyz", web::get().to(routes::readyz))
+        .configure(assets::configure)
         .default_service(web::to(routes::not_found));
 }
 

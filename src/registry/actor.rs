@@ -355,7 +355,13 @@ impl Registry {
             .map(|a| &**a)
             .filter(|a| filter.is_none_or(|f| f.matches(a)))
             .collect();
-        snapshot_json(self.epoch, self.seq, agents, &self.dir.counts.full(), stream)
+        snapshot_json(
+            self.epoch,
+            self.seq,
+            agents,
+            &self.dir.counts.full(),
+            stream,
+        )
     }
 }
 
@@ -384,7 +390,12 @@ impl Handler<UpstreamEvent> for Registry {
                 queues,
             } => {
                 let changes = self.dir.sync(reason, &users, &definitions, &queues);
-                tracing::info!(?reason, users = users.len(), changes = changes.len(), "sync applied");
+                tracing::info!(
+                    ?reason,
+                    users = users.len(),
+                    changes = changes.len(),
+                    "sync applied"
+                );
                 for c in changes {
                     self.push(c, ctx);
                 }
@@ -565,4 +576,3 @@ impl Readiness {
         Ok(())
     }
 }
-

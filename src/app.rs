@@ -1,0 +1,73 @@
+//! Wiring: starts the registry, the upstream actor and the downstream HTTP
+//! server from one [`Config`], and stops them in order. `main` calls
+//! [`start`] for `serve` and `demo`; integration tests call it too, with the
+//! simulator as upstream.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix::{Actor, Addr};
+use actix_web::dev::ServerHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::registry::Registry;
+use crate::upstream::{Upstream, UpstreamStats};
+
+/// A running gateway.
+pub struct Gateway {
+    /// Where the HTTP API listens (useful with port 0).
+    pub addr: SocketAddr,
+    pub registry: Addr<Registry>,
+    pub upstream: Addr<Upstream>,
+    pub upstream_stats: Arc<UpstreamStats>,
+    pub state: AppState,
+    server: ServerHandle,
+    stop: CancellationToken,
+}
+
+impl Gateway {
+    /// `http://ADDR`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the upstream and the HTTP server.
+    pub async fn stop(&self) {
+        self.stop.cancel();
+        self.server.stop(true).await;
+    }
+}
+
+/// Starts everything on the current actix system. The configuration must
+/// already be validated ([`Config::load`] does).
+pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
+    let registry = Registry::new(cfg.registry.clone()).start();
+    let state = AppState::new(registry.clone(), cfg.sessions.clone());
+    let workers = match cfg.server.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let (server, addr) =
+        http::start_with_workers(state.clone(), cfg.server.listen, workers).await?;
+    let stop = CancellationToken::new();
+    let upstream_stats = Arc::new(UpstreamStats::default());
+    let upstream = Upstream::new(
+        cfg.genesys.clone(),
+        cfg.upstream.clone(),
+        registry.clone().recipient(),
+        upstream_stats.clone(),
+        stop.clone(),
+    )
+    .start();
+    Ok(Gateway {
+        addr,
+        registry,
+        upstream,
+        upstream_stats,
+        state,
+        server,
+        stop,
+    })
+}

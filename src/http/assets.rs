@@ -1,0 +1,68 @@
+//! The pages of `static/`, compiled into the binary so that the gateway
+//! serves them from anywhere, exactly as they are in the tree (no build
+//! step). `/` is the supervisor dashboard.
+
+use actix_web::{http::header, web, HttpResponse};
+
+/// `(url path, file, content type)` of every file in `static/`.
+pub const ASSETS: [(&str, &[u8], &str); 9] = [
+    (
+        "/",
+        include_bytes!("../../static/index.html"),
+        "text/html; charset=utf-8",
+    ),
+    (
+        "/index.html",
+        include_bytes!("../../static/index.html"),
+        "text/html; charset=utf-8",
+    ),
+    (
+        "/desktop.html",
+        include_bytes!("../../static/desktop.html"),
+        "text/html; charset=utf-8",
+    ),
+    (
+        "/dashboard.js",
+        include_bytes!("../../static/dashboard.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "/desktop.js",
+        include_bytes!("../../static/desktop.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "/presence-client.js",
+        include_bytes!("../../static/presence-client.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "/theme.css",
+        include_bytes!("../../static/theme.css"),
+        "text/css; charset=utf-8",
+    ),
+    (
+        "/dashboard.css",
+        include_bytes!("../../static/dashboard.css"),
+        "text/css; charset=utf-8",
+    ),
+    (
+        "/desktop.css",
+        include_bytes!("../../static/desktop.css"),
+        "text/css; charset=utf-8",
+    ),
+];
+
+/// Registers a GET route per asset.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for (path, body, ctype) in ASSETS {
+        cfg.route(path, web::get().to(move || serve(body, ctype)));
+    }
+}
+
+async fn serve(body: &'static [u8], ctype: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, ctype))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(body)
+}
