@@ -235,6 +235,19 @@ async fn fill_missing(rest: &Rest, lane: Lane, users: &mut [UserRecord]) -> Resu
             }
         }
     }
+    // The id-list read is itself best effort; the dedicated endpoint is not.
+    let still: Vec<usize> = users
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| u.routing.is_none())
+        .map(|(i, _)| i)
+        .collect();
+    for i in still {
+        let r: GRouting = rest
+            .get_json(lane, &format!("/api/v2/users/{}/routingstatus", users[i].id))
+            .await?;
+        users[i].routing = routing_state(r.status.as_deref(), r.start_time);
+    }
     if !no_presence.is_empty() || !no_routing.is_empty() {
         tracing::info!(
             presence = no_presence.len(),
