@@ -363,7 +363,10 @@ mod tests {
             assert_eq!(SystemPresence::parse(sp.current()), Some(sp));
             assert_eq!(SystemPresence::parse(sp.upper_snake()), Some(sp));
         }
-        assert_eq!(SystemPresence::parse("on queue"), Some(SystemPresence::OnQueue));
+        assert_eq!(
+            SystemPresence::parse("on queue"),
+            Some(SystemPresence::OnQueue)
+        );
         assert_eq!(SystemPresence::parse("Out of Office"), None);
     }
 

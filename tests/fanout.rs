@@ -20,7 +20,10 @@ async fn ready_gateway(n: usize, reg: RegistryConfig, sess: SessionConfig) -> Ga
     let gw = start_gateway(reg, sess).await;
     gw.feed(sync(SyncReason::Initial, users(n)));
     gw.feed(connected());
-    wait_until(SECS, "initial sync applied", || async { gw.stats().await.agents == n }).await;
+    wait_until(SECS, "initial sync applied", || async {
+        gw.stats().await.agents == n
+    })
+    .await;
     gw
 }
 
@@ -38,13 +41,18 @@ async fn snapshot_over_ws_and_sse_equals_registry() {
     assert_eq!(body["error"], "not_ready");
     gw.feed(sync(SyncReason::Initial, users(10)));
     gw.feed(connected());
-    wait_until(SECS, "ready", || async { gw.get_json("/readyz").await.0 == 200 }).await;
+    wait_until(SECS, "ready", || async {
+        gw.get_json("/readyz").await.0 == 200
+    })
+    .await;
     assert_eq!(gw.get_json("/healthz").await.0, 200);
 
     let ws = ws_client(&gw, "/api/v1/ws", true).await;
     let sse = sse_client(&gw, "/api/v1/stream", None, true).await;
-    ws.wait("ws snapshot", |m| !m.of("snapshot").is_empty()).await;
-    sse.wait("sse snapshot", |m| !m.of("snapshot").is_empty()).await;
+    ws.wait("ws snapshot", |m| !m.of("snapshot").is_empty())
+        .await;
+    sse.wait("sse snapshot", |m| !m.of("snapshot").is_empty())
+        .await;
     let registry = gw.agents().await;
     assert_eq!(registry.len(), 10);
     assert_eq!(ws.m().agents, registry);
@@ -74,7 +82,11 @@ async fn snapshot_over_ws_and_sse_equals_registry() {
     assert_eq!(ws.m().of("status")[0].data["state"], "connected");
 
     // One agent, with its version as ETag; unknown agent is a JSON 404.
-    let resp = client().get(gw.url("/api/v1/agents/u0001")).send().await.unwrap();
+    let resp = client()
+        .get(gw.url("/api/v1/agents/u0001"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers().get("etag").unwrap(), "\"1\"");
     let (code, body) = gw.get_json("/api/v1/agents/nobody").await;
     assert_eq!(code, 404);
@@ -108,8 +120,12 @@ async fn presence_event_reaches_clients_as_delta_with_previous() {
         assert_eq!(d.data["counts"]["all"]["presence"]["ON_QUEUE"], 1);
     }
     let d = sse.m().of("delta")[0].clone();
-    assert_eq!(d.id.unwrap(), format!("{}:{}", d.data["epoch"], d.data["seq"]));
-    assert_eq!(ws.m().agents, gw.agents().await);
+    assert_eq!(
+        d.id.unwrap(),
+        format!("{}:{}", d.data["epoch"], d.data["seq"])
+    );
+    let registry = gw.agents().await;
+    assert_eq!(ws.m().agents, registry);
 }
 
 /// Presence older than the held `modified` and routing older than the held
@@ -124,13 +140,17 @@ async fn stale_events_are_dropped() {
     gw.feed(routing("u0001", RoutingStatus::Idle, 20));
     gw.feed(routing("u0001", RoutingStatus::Interacting, 5)); // older: stale
     gw.feed(presence("nobody", SystemPresence::Break, 20)); // unknown user
-    wait_until(SECS, "events applied", || async { gw.stats().await.dropped.stale == 2 }).await;
+    wait_until(SECS, "events applied", || async {
+        gw.stats().await.dropped.stale == 2
+    })
+    .await;
     let st = gw.stats().await;
     assert_eq!(st.dropped.unknown_user, 1);
     let a = &gw.agents().await["u0001"];
     assert_eq!(a["presence"]["systemPresence"], "BREAK");
     assert_eq!(a["routingStatus"]["status"], "IDLE");
-    ws.wait("client converged", |m| m.agents["u0001"] == *a).await;
+    ws.wait("client converged", |m| m.agents["u0001"] == *a)
+        .await;
     for d in ws.m().of("delta") {
         for c in d.data["changes"].as_array().unwrap() {
             assert_ne!(c["presence"]["systemPresence"], "MEAL");
@@ -143,7 +163,10 @@ async fn stale_events_are_dropped() {
 async fn feed_batch(gw: &Gateway, ev: presence_gateway::model::UpstreamEvent) -> u64 {
     let before = gw.stats().await.seq;
     gw.feed(ev);
-    wait_until(SECS, "batch emitted", || async { gw.stats().await.seq > before }).await;
+    wait_until(SECS, "batch emitted", || async {
+        gw.stats().await.seq > before
+    })
+    .await;
     gw.stats().await.seq
 }
 
@@ -171,15 +194,30 @@ async fn resume_inside_buffer_replays_exactly_the_gap() {
     let resumed = [
         ws_client(&gw, &format!("/api/v1/ws?since={cursor}"), true).await,
         sse_client(&gw, "/api/v1/stream", Some(&cursor), true).await,
-        sse_client(&gw, &format!("/api/v1/stream?last_event_id={cursor}"), None, true).await,
+        sse_client(
+            &gw,
+            &format!("/api/v1/stream?last_event_id={cursor}"),
+            None,
+            true,
+        )
+        .await,
     ];
     for c in &resumed {
-        c.wait("replay + status", |m| !m.of("status").is_empty()).await;
+        c.wait("replay + status", |m| !m.of("status").is_empty())
+            .await;
         let m = c.m();
         assert!(m.of("snapshot").is_empty(), "no snapshot on a good resume");
-        let seqs: Vec<u64> = m.of("delta").iter().map(|d| d.data["seq"].as_u64().unwrap()).collect();
+        let seqs: Vec<u64> = m
+            .of("delta")
+            .iter()
+            .map(|d| d.data["seq"].as_u64().unwrap())
+            .collect();
         assert_eq!(seqs, vec![s1 + 1, s3], "exactly the gap");
-        let ids: Vec<Value> = m.of("delta").iter().map(|d| d.data["changes"][0]["id"].clone()).collect();
+        let ids: Vec<Value> = m
+            .of("delta")
+            .iter()
+            .map(|d| d.data["changes"][0]["id"].clone())
+            .collect();
         assert_eq!(ids, vec![Value::from("u0002"), Value::from("u0003")]);
     }
     // Applying the gap to the old state gives the registry's state.
@@ -215,7 +253,11 @@ async fn resume_outside_buffer_gets_fresh_snapshot() {
     }
     let registry = gw.agents().await;
     let seq = gw.stats().await.seq;
-    for cursor in [format!("{epoch}:{first}"), format!("{}:{seq}", epoch - 1), format!("{epoch}:{}", seq + 5)] {
+    for cursor in [
+        format!("{epoch}:{first}"),
+        format!("{}:{seq}", epoch - 1),
+        format!("{epoch}:{}", seq + 5),
+    ] {
         let c = ws_client(&gw, &format!("/api/v1/ws?since={cursor}"), true).await;
         c.wait("snapshot", |m| !m.of("snapshot").is_empty()).await;
         let snap = c.m().of("snapshot")[0].data.clone();
@@ -224,7 +266,13 @@ async fn resume_outside_buffer_gets_fresh_snapshot() {
         assert_eq!(c.m().agents, registry, "cursor {cursor}");
     }
     // Inside the (2-batch) buffer still resumes.
-    let c = sse_client(&gw, "/api/v1/stream", Some(&format!("{epoch}:{}", seq - 2)), true).await;
+    let c = sse_client(
+        &gw,
+        "/api/v1/stream",
+        Some(&format!("{epoch}:{}", seq - 2)),
+        true,
+    )
+    .await;
     c.wait("status", |m| !m.of("status").is_empty()).await;
     assert!(c.m().of("snapshot").is_empty());
     assert_eq!(c.m().of("delta").len(), 2);
@@ -253,14 +301,21 @@ async fn filters_deliver_exactly_matching_agents() {
         .map(|i| format!("u{i:04}"))
         .collect();
     assert_eq!(div.m().agents.keys().cloned().collect::<Vec<_>>(), want);
-    assert_eq!(ids.m().agents.keys().cloned().collect::<Vec<_>>(), vec!["u0001", "u0002"]);
+    assert_eq!(
+        ids.m().agents.keys().cloned().collect::<Vec<_>>(),
+        vec!["u0001", "u0002"]
+    );
     let (_, body) = gw.get_json("/api/v1/agents?division=d0&queue=q0,q1").await;
     assert_eq!(body["agents"].as_array().unwrap().len(), want.len());
 
     gw.feed(presence("u0003", SystemPresence::OnQueue, 10));
-    on_queue.wait("u0003 enters", |m| m.agents.contains_key("u0003")).await;
+    on_queue
+        .wait("u0003 enters", |m| m.agents.contains_key("u0003"))
+        .await;
     feed_batch(&gw, presence("u0003", SystemPresence::Break, 20)).await;
-    on_queue.wait("u0003 leaves", |m| !m.agents.contains_key("u0003")).await;
+    on_queue
+        .wait("u0003 leaves", |m| !m.agents.contains_key("u0003"))
+        .await;
     let removed: Vec<Value> = on_queue
         .m()
         .of("delta")
@@ -277,8 +332,12 @@ async fn filters_deliver_exactly_matching_agents() {
 
     // Change the filter on the open socket: fresh snapshot for the new filter.
     ids.send(r#"{"type":"subscribe","filter":{"presence":["BREAK"]}}"#);
-    ids.wait("second snapshot", |m| m.of("snapshot").len() == 2).await;
-    assert_eq!(ids.m().agents.keys().cloned().collect::<Vec<_>>(), vec!["u0003"]);
+    ids.wait("second snapshot", |m| m.of("snapshot").len() == 2)
+        .await;
+    assert_eq!(
+        ids.m().agents.keys().cloned().collect::<Vec<_>>(),
+        vec!["u0003"]
+    );
 
     // Bad filter values are 400s naming the parameter.
     let (code, body) = gw.get_json("/api/v1/agents?presence=LUNCH").await;
@@ -313,13 +372,20 @@ async fn slow_client_is_disconnected_while_others_keep_up() {
     for _ in 0..100 {
         others.push(ws_client(&gw, "/api/v1/ws", false).await);
     }
-    wait_until(SECS, "all subscribed", || async { gw.stats().await.subscribers == 101 }).await;
+    wait_until(SECS, "all subscribed", || async {
+        gw.stats().await.subscribers == 101
+    })
+    .await;
 
     // 200 batches of 5 changes, each change ~600 bytes on the wire. The
     // stats round trip flushes the batch and paces the feed.
     let message = "x".repeat(100);
     for i in 0..1000usize {
-        let mut ev = presence(&format!("u{:04}", i % n), SystemPresence::ALL[i % 10], 100 + i as i64);
+        let mut ev = presence(
+            &format!("u{:04}", i % n),
+            SystemPresence::ALL[i % 10],
+            100 + i as i64,
+        );
         if let presence_gateway::model::UpstreamEvent::Presence { state, .. } = &mut ev {
             state.message = message.clone();
         }
@@ -337,7 +403,8 @@ async fn slow_client_is_disconnected_while_others_keep_up() {
     let seq = gw.stats().await.seq;
     let registry = gw.agents().await;
     for (i, c) in others.iter().enumerate() {
-        c.wait(&format!("client {i} caught up"), |m| m.seq == seq).await;
+        c.wait(&format!("client {i} caught up"), |m| m.seq == seq)
+            .await;
         assert_eq!(c.m().agents, registry, "client {i}");
         assert!(c.m().closed.is_none());
     }
@@ -364,16 +431,25 @@ async fn thousand_clients_converge() {
     })
     .await;
     for i in 0..60usize {
-        gw.feed(presence(&format!("u{:04}", i % 30), SystemPresence::ALL[i % 10], 10 + i as i64));
+        gw.feed(presence(
+            &format!("u{:04}", i % 30),
+            SystemPresence::ALL[i % 10],
+            10 + i as i64,
+        ));
         if i % 3 == 0 {
-            gw.feed(routing(&format!("u{:04}", (i * 7) % 30), RoutingStatus::ALL[i % 5], 10 + i as i64));
+            gw.feed(routing(
+                &format!("u{:04}", (i * 7) % 30),
+                RoutingStatus::ALL[i % 5],
+                10 + i as i64,
+            ));
         }
     }
     // The registry handles messages in order: this reply comes after every event.
     let seq = gw.stats().await.seq;
     let registry = gw.agents().await;
     for (i, c) in clients.iter().enumerate() {
-        c.wait(&format!("client {i} at seq {seq}"), |m| m.seq == seq).await;
+        c.wait(&format!("client {i} at seq {seq}"), |m| m.seq == seq)
+            .await;
         assert_eq!(c.m().agents, registry, "client {i}");
     }
 }
@@ -459,4 +535,29 @@ async fn connection_limits_refuse_with_json() {
     let (code, body) = gw.get_json("/api/v1/stream").await;
     assert_eq!(code, 429);
     assert_eq!(body["error"], "too_many_connections_from_ip");
+}
+
+/// `CloseAll` (graceful shutdown) closes WebSocket clients with 1001 and
+/// ends SSE streams with a `close` event.
+#[actix_web::test]
+async fn close_all_closes_sessions_with_going_away() {
+    let gw = ready_gateway(2, RegistryConfig::default(), SessionConfig::default()).await;
+    let ws = ws_client(&gw, "/api/v1/ws", true).await;
+    let sse = sse_client(&gw, "/api/v1/stream", None, true).await;
+    ws.wait("snapshot", |m| m.count > 0).await;
+    sse.wait("snapshot", |m| m.count > 0).await;
+    wait_until(SECS, "subscribed", || async {
+        gw.stats().await.subscribers == 2
+    })
+    .await;
+    let n = gw
+        .registry
+        .send(presence_gateway::registry::CloseAll)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    ws.wait("ws closed", |m| m.closed.is_some()).await;
+    assert_eq!(ws.m().closed, Some(1001));
+    sse.wait("sse ended", |m| m.ended).await;
+    assert_eq!(sse.m().closed, Some(1001));
 }

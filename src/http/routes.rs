@@ -5,7 +5,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::registry::agent::AgentWithPrevious;
-use crate::registry::{Cursor, Filter, FilterError, GetAgent, GetDefinitions, GetReadiness, GetSnapshot};
+use crate::registry::{
+    Cursor, Filter, FilterError, GetAgent, GetDefinitions, GetReadiness, GetSnapshot,
+};
 use crate::session::{self, SessionParams};
 
 use super::{ApiError, AppState};
@@ -13,7 +15,10 @@ use super::{ApiError, AppState};
 /// Parses a query string into a filter and, when one of `cursor_keys` is
 /// present, a resume point. Keys may repeat and values may be comma-joined;
 /// unknown keys are refused.
-pub fn parse_query(qs: &str, cursor_keys: &[&str]) -> Result<(Filter, Option<Cursor>), FilterError> {
+pub fn parse_query(
+    qs: &str,
+    cursor_keys: &[&str],
+) -> Result<(Filter, Option<Cursor>), FilterError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(qs).map_err(|e| FilterError {
         param: "query".into(),
         reason: format!("malformed query string: {e}"),
@@ -47,12 +52,22 @@ fn opt(f: Filter) -> Option<Filter> {
 /// `GET /api/v1/agents`: a filtered snapshot with counts.
 pub async fn agents(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (filter, _) = parse_query(req.query_string(), &[])?;
-    let body = st.registry.send(GetSnapshot { filter: opt(filter) }).await?;
-    Ok(HttpResponse::Ok().content_type("application/json").body(body))
+    let body = st
+        .registry
+        .send(GetSnapshot {
+            filter: opt(filter),
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 /// `GET /api/v1/agents/{id}`: one agent with `ETag: "<version>"`.
-pub async fn agent(path: web::Path<String>, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn agent(
+    path: web::Path<String>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let rec = st
         .registry
@@ -139,5 +154,9 @@ pub async fn readyz(st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 
 /// Any other path.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!("{} {}", req.method(), req.path())))
+    Err(ApiError::NotFound(format!(
+        "{} {}",
+        req.method(),
+        req.path()
+    )))
 }

@@ -36,7 +36,18 @@ pub enum Deliver {
     },
     /// A `status` message (upstream health); not a resumable point.
     Status(Frame),
+    /// The gateway is shutting down: close with 1001 (SSE: `close` event).
+    Shutdown,
 }
+
+/// Shutdown → registry: tell every session to close (WS 1001, SSE `close`
+/// event then end of stream) and drop every subscription. Replies with the
+/// number of sessions told. actix-web does not close long-lived
+/// connections on stop (actix-web issue #3169), so call this before
+/// stopping the HTTP server.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CloseAll;
 
 /// Session → registry: start (or change) a subscription. Replies with the
 /// first messages to send, taken at the same `seq` as the subscription
@@ -353,9 +364,15 @@ impl Registry {
             .sorted()
             .into_iter()
             .map(|a| &**a)
-            .filter(|a| filter.is_none_or(|f| f.matches(a)))
+            .filter(|a| Filter::admits(filter, a))
             .collect();
-        snapshot_json(self.epoch, self.seq, agents, &self.dir.counts.full(), stream)
+        snapshot_json(
+            self.epoch,
+            self.seq,
+            agents,
+            &self.dir.counts.full(),
+            stream,
+        )
     }
 }
 
@@ -384,7 +401,12 @@ impl Handler<UpstreamEvent> for Registry {
                 queues,
             } => {
                 let changes = self.dir.sync(reason, &users, &definitions, &queues);
-                tracing::info!(?reason, users = users.len(), changes = changes.len(), "sync applied");
+                tracing::info!(
+                    ?reason,
+                    users = users.len(),
+                    changes = changes.len(),
+                    "sync applied"
+                );
                 for c in changes {
                     self.push(c, ctx);
                 }
@@ -528,6 +550,20 @@ impl Handler<GetReadiness> for Registry {
     }
 }
 
+impl Handler<CloseAll> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, _: CloseAll, _: &mut Self::Context) -> usize {
+        self.flush();
+        let n = self.subs.len();
+        for (_, sub) in self.subs.drain() {
+            // A full mailbox means the session is evicted anyway.
+            let _ = sub.recipient.try_send(Deliver::Shutdown);
+        }
+        n
+    }
+}
+
 impl Handler<GetStats> for Registry {
     type Result = RegistryStats;
 
@@ -565,4 +601,3 @@ impl Readiness {
         Ok(())
     }
 }
-

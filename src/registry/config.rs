@@ -54,7 +54,9 @@ impl RegistryConfig {
             hi: T,
         ) -> Result<(), String> {
             if v < lo || v > hi {
-                return Err(format!("registry.{name} = {v}: must be between {lo} and {hi}"));
+                return Err(format!(
+                    "registry.{name} = {v}: must be between {lo} and {hi}"
+                ));
             }
             Ok(())
         }

@@ -37,7 +37,7 @@ impl Frame {
         sse.push('\n');
         if let Some((e, s)) = id {
             // unwrap: writing to a String cannot fail.
-            write!(sse, "id: {e}:{s}\n").unwrap();
+            writeln!(sse, "id: {e}:{s}").unwrap();
         }
         sse.push_str("data: ");
         sse.push_str(&json);
@@ -118,8 +118,14 @@ impl Batch {
         let mut included = Vec::new();
         let mut removed = Vec::new();
         for (i, c) in self.changes.iter().enumerate() {
-            let now = c.after.as_deref().is_some_and(|a| filter.is_none_or(|f| f.matches(a)));
-            let was = c.before.as_deref().is_some_and(|b| filter.is_none_or(|f| f.matches(b)));
+            let now = c
+                .after
+                .as_deref()
+                .is_some_and(|a| Filter::admits(filter, a));
+            let was = c
+                .before
+                .as_deref()
+                .is_some_and(|b| Filter::admits(filter, b));
             if now {
                 included.push(i);
             } else if was || (filter.is_none() && c.after.is_none()) {
@@ -141,7 +147,12 @@ impl Batch {
                     .sum::<usize>(),
         );
         // unwrap: writing to a String cannot fail.
-        write!(json, r#"{{"type":"delta","epoch":{},"seq":{},"changes":["#, self.epoch, self.seq).unwrap();
+        write!(
+            json,
+            r#"{{"type":"delta","epoch":{},"seq":{},"changes":["#,
+            self.epoch, self.seq
+        )
+        .unwrap();
         let mut first = true;
         for &i in included {
             if let Some(s) = &self.encoded[i] {

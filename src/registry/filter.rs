@@ -123,7 +123,9 @@ impl Filter {
                 Value::Array(items) => {
                     let mut known = Ok(true);
                     for it in items {
-                        let s = it.as_str().ok_or_else(|| bad("array items must be strings"))?;
+                        let s = it
+                            .as_str()
+                            .ok_or_else(|| bad("array items must be strings"))?;
                         known = f.add(k, s);
                         known.clone()?;
                     }
@@ -149,19 +151,25 @@ impl Filter {
         Ok(f.normalise())
     }
 
+    /// Does this agent match an optional filter (`None` matches everything)?
+    pub fn admits(filter: Option<&Filter>, a: &AgentView) -> bool {
+        match filter {
+            None => true,
+            Some(f) => f.matches(a),
+        }
+    }
+
     /// Does this agent match?
     pub fn matches(&self, a: &AgentView) -> bool {
-        (self.agents.is_empty() || self.agents.iter().any(|x| *x == a.id))
-            && (self.divisions.is_empty() || self.divisions.iter().any(|x| *x == a.division.id))
+        (self.agents.is_empty() || self.agents.contains(&a.id))
+            && (self.divisions.is_empty() || self.divisions.contains(&a.division.id))
             && (self.queues.is_empty() || a.queues.iter().any(|q| self.queues.contains(q)))
             && (self.presences.is_empty()
-                || a
-                    .presence
+                || a.presence
                     .as_ref()
                     .is_some_and(|p| self.presences.contains(&p.system_presence)))
             && (self.routing.is_empty()
-                || a
-                    .routing_status
+                || a.routing_status
                     .as_ref()
                     .is_some_and(|r| self.routing.contains(&r.status)))
     }
@@ -181,7 +189,9 @@ impl Cursor {
     pub fn parse(param: &str, s: &str) -> Result<Cursor, FilterError> {
         let bad = || FilterError {
             param: param.to_owned(),
-            reason: format!("{s:?} is not a resume point; expected <epoch>:<seq>, e.g. 1718000000000:42"),
+            reason: format!(
+                "{s:?} is not a resume point; expected <epoch>:<seq>, e.g. 1718000000000:42"
+            ),
         };
         let (e, q) = s.trim().split_once(':').ok_or_else(bad)?;
         Ok(Cursor {
@@ -222,6 +232,9 @@ mod tests {
         let e = Filter::from_json(&serde_json::json!({"colour": "red"})).unwrap_err();
         assert_eq!(e.param, "filter.colour");
         assert!(Cursor::parse("since", "12").is_err());
-        assert_eq!(Cursor::parse("since", "12:3").unwrap(), Cursor { epoch: 12, seq: 3 });
+        assert_eq!(
+            Cursor::parse("since", "12:3").unwrap(),
+            Cursor { epoch: 12, seq: 3 }
+        );
     }
 }

@@ -132,7 +132,12 @@ impl Directory {
     }
 
     /// Applies a presence event; `None` when stale, duplicate or unknown.
-    pub fn presence(&mut self, user_id: &str, state: &PresenceState, origin: Origin) -> Option<Change> {
+    pub fn presence(
+        &mut self,
+        user_id: &str,
+        state: &PresenceState,
+        origin: Origin,
+    ) -> Option<Change> {
         let Some(cur) = self.agents.get(user_id).map(|e| e.view.clone()) else {
             self.dropped.unknown_user += 1;
             return None;
@@ -156,7 +161,12 @@ impl Directory {
     }
 
     /// Applies a routing event; `None` when stale, duplicate or unknown.
-    pub fn routing(&mut self, user_id: &str, state: &RoutingState, origin: Origin) -> Option<Change> {
+    pub fn routing(
+        &mut self,
+        user_id: &str,
+        state: &RoutingState,
+        origin: Origin,
+    ) -> Option<Change> {
         let Some(cur) = self.agents.get(user_id).map(|e| e.view.clone()) else {
             self.dropped.unknown_user += 1;
             return None;

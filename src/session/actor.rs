@@ -16,7 +16,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::registry::encode::error_frame;
-use crate::registry::{Cursor, Deliver, Filter, Registry, Start, Subscribe, Subscribed, Unsubscribe};
+use crate::registry::{
+    Cursor, Deliver, Filter, Registry, Start, Subscribe, Subscribed, Unsubscribe,
+};
 
 use super::close::DisconnectReason;
 use super::config::SessionConfig;
@@ -165,10 +167,13 @@ impl Session {
         ctx: &mut Context<Self>,
     ) -> bool {
         let sse = self.is_sse();
-        match self
-            .outbox
-            .push_delta(batch, frame, self.filter.as_deref(), sse, self.cfg.outbox_bytes)
-        {
+        match self.outbox.push_delta(
+            batch,
+            frame,
+            self.filter.as_deref(),
+            sse,
+            self.cfg.outbox_bytes,
+        ) {
             Pushed::Queued => false,
             Pushed::Coalesced => {
                 self.metrics.coalesced.fetch_add(1, Ordering::Relaxed);
@@ -201,7 +206,12 @@ impl Session {
 
     /// Applies a new filter and/or resume point from the client and answers
     /// with a fresh snapshot (or the replay, when `since` is resumable).
-    pub(super) fn resubscribe(&mut self, filter: Filter, since: Option<Cursor>, ctx: &mut Context<Self>) {
+    pub(super) fn resubscribe(
+        &mut self,
+        filter: Filter,
+        since: Option<Cursor>,
+        ctx: &mut Context<Self>,
+    ) {
         self.filter = Some(filter).filter(|f| !f.is_empty()).map(Arc::new);
         self.since = since;
         self.subscribe(ctx);
@@ -214,7 +224,11 @@ impl Session {
         if self.closing.is_some() {
             return;
         }
-        tracing::debug!(session = self.id, reason = reason.label(), "closing session");
+        tracing::debug!(
+            session = self.id,
+            reason = reason.label(),
+            "closing session"
+        );
         self.closing = Some(reason);
         self.metrics.disconnect(reason);
         let _ = self.registry.try_send(Unsubscribe { id: self.id });
@@ -252,7 +266,8 @@ impl Session {
             }
             Transport::Sse(_) => {
                 if self.outbox.is_empty() {
-                    self.outbox.push(Out::Raw(Bytes::from_static(b": keepalive\n\n")));
+                    self.outbox
+                        .push(Out::Raw(Bytes::from_static(b": keepalive\n\n")));
                 }
             }
         }
@@ -291,19 +306,21 @@ impl Session {
                         Err(mpsc::error::TrySendError::Full(bytes)) => {
                             let tx = tx.clone();
                             self.writing = true;
-                            ctx.spawn(async move { tx.send(bytes).await.is_ok() }.into_actor(self).map(
-                                move |ok, act, ctx| {
-                                    act.writing = false;
-                                    if !ok {
-                                        act.close(DisconnectReason::TransportClosed, ctx);
-                                    } else if last {
-                                        act.transport = Transport::Sse(None);
-                                        ctx.stop();
-                                    } else {
-                                        act.pump(ctx);
-                                    }
-                                },
-                            ));
+                            ctx.spawn(
+                                async move { tx.send(bytes).await.is_ok() }
+                                    .into_actor(self)
+                                    .map(move |ok, act, ctx| {
+                                        act.writing = false;
+                                        if !ok {
+                                            act.close(DisconnectReason::TransportClosed, ctx);
+                                        } else if last {
+                                            act.transport = Transport::Sse(None);
+                                            ctx.stop();
+                                        } else {
+                                            act.pump(ctx);
+                                        }
+                                    }),
+                            );
                         }
                         Err(mpsc::error::TrySendError::Closed(_)) => {
                             self.close(DisconnectReason::TransportClosed, ctx);
@@ -354,8 +371,10 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.cfg.mailbox_capacity);
         if let Transport::Sse(_) = self.transport {
-            self.outbox
-                .push(Out::Raw(Bytes::from(format!("retry: {}\n\n", self.cfg.sse_retry_ms))));
+            self.outbox.push(Out::Raw(Bytes::from(format!(
+                "retry: {}\n\n",
+                self.cfg.sse_retry_ms
+            ))));
         }
         self.subscribe(ctx);
         ctx.run_interval(self.cfg.keepalive(), |act, ctx| act.tick(ctx));
@@ -394,6 +413,10 @@ impl Handler<Deliver> for Session {
             Deliver::Status(frame) => {
                 let sse = self.is_sse();
                 self.outbox.push_counted(frame, sse);
+            }
+            Deliver::Shutdown => {
+                self.close(DisconnectReason::Shutdown, ctx);
+                return;
             }
         }
         self.pump(ctx);

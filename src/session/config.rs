@@ -81,7 +81,9 @@ impl SessionConfig {
             hi: T,
         ) -> Result<(), String> {
             if v < lo || v > hi {
-                return Err(format!("session.{name} = {v}: must be between {lo} and {hi}"));
+                return Err(format!(
+                    "session.{name} = {v}: must be between {lo} and {hi}"
+                ));
             }
             Ok(())
         }
@@ -97,9 +99,24 @@ impl SessionConfig {
         }
         range("sse_retry_ms", self.sse_retry_ms, 0, 600_000)?;
         range("max_connections", self.max_connections, 1, 1_000_000)?;
-        range("max_connections_per_ip", self.max_connections_per_ip, 1, 1_000_000)?;
-        range("max_malformed_per_minute", self.max_malformed_per_minute, 1, 1000)?;
-        range("max_client_message_bytes", self.max_client_message_bytes, 128, 1 << 20)?;
+        range(
+            "max_connections_per_ip",
+            self.max_connections_per_ip,
+            1,
+            1_000_000,
+        )?;
+        range(
+            "max_malformed_per_minute",
+            self.max_malformed_per_minute,
+            1,
+            1000,
+        )?;
+        range(
+            "max_client_message_bytes",
+            self.max_client_message_bytes,
+            128,
+            1 << 20,
+        )?;
         range("close_grace_secs", self.close_grace_secs, 1, 300)?;
         Ok(())
     }

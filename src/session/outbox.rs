@@ -100,7 +100,8 @@ impl Outbox {
 
     /// Drops every queued delta and status (before a fresh snapshot or a close).
     pub fn clear_messages(&mut self) {
-        self.items.retain(|o| !matches!(o, Out::Msg { counted: true, .. }));
+        self.items
+            .retain(|o| !matches!(o, Out::Msg { counted: true, .. }));
         self.bytes = 0;
     }
 

@@ -80,7 +80,10 @@ impl Session {
         };
         match obj.get("type").and_then(Value::as_str) {
             Some("subscribe") => {
-                let filter = match obj.get("filter").map_or(Ok(Filter::default()), Filter::from_json) {
+                let filter = match obj
+                    .get("filter")
+                    .map_or(Ok(Filter::default()), Filter::from_json)
+                {
                     Ok(f) => f,
                     Err(e) => return self.client_error(&e.to_string(), ctx),
                 };

@@ -51,7 +51,9 @@ impl Gateway {
 
     /// Sends one upstream event to the registry.
     pub fn feed(&self, ev: UpstreamEvent) {
-        self.registry.try_send(ev).expect("registry mailbox has room");
+        self.registry
+            .try_send(ev)
+            .expect("registry mailbox has room");
     }
 
     /// `GET path` → (status, JSON body).
@@ -102,7 +104,9 @@ pub async fn start_gateway_small_sndbuf(reg: RegistryConfig, sess: SessionConfig
     sock.set_reuseaddr(true).unwrap();
     sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let listener = sock.listen(1024).unwrap().into_std().unwrap();
-    let (handle, addr) = http::start_on(state.clone(), listener, 2).await.expect("listen");
+    let (handle, addr) = http::start_on(state.clone(), listener, 2)
+        .await
+        .expect("listen");
     Gateway {
         registry,
         addr,
@@ -147,7 +151,8 @@ impl StalledWs {
     pub async fn drain_close_code(mut self) -> Option<u16> {
         use tokio::io::AsyncReadExt;
         let mut all = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.stream.read_to_end(&mut all)).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(30), self.stream.read_to_end(&mut all)).await;
         let mut i = 0;
         let mut code = None;
         while i + 2 <= all.len() {
@@ -386,7 +391,11 @@ impl Model {
 
     /// Messages of one kind.
     pub fn of(&self, kind: &str) -> Vec<Msg> {
-        self.log.iter().filter(|m| m.kind == kind).cloned().collect()
+        self.log
+            .iter()
+            .filter(|m| m.kind == kind)
+            .cloned()
+            .collect()
     }
 }
 
@@ -407,7 +416,11 @@ impl Client {
 
     /// Sends a text message (WebSocket only).
     pub fn send(&self, text: &str) {
-        self.tx.as_ref().expect("websocket client").send(text.into()).unwrap();
+        self.tx
+            .as_ref()
+            .expect("websocket client")
+            .send(text.into())
+            .unwrap();
     }
 
     /// Waits until the model satisfies `f`.
@@ -475,8 +488,15 @@ pub async fn ws_client(gw: &Gateway, path: &str, keep_log: bool) -> Client {
 }
 
 /// Opens an SSE stream at `path`, with an optional `Last-Event-ID`.
-pub async fn sse_client(gw: &Gateway, path: &str, last_event_id: Option<&str>, keep_log: bool) -> Client {
-    let mut req = client().get(gw.url(path)).insert_header(("Accept", "text/event-stream"));
+pub async fn sse_client(
+    gw: &Gateway,
+    path: &str,
+    last_event_id: Option<&str>,
+    keep_log: bool,
+) -> Client {
+    let mut req = client()
+        .get(gw.url(path))
+        .insert_header(("Accept", "text/event-stream"));
     if let Some(id) = last_event_id {
         req = req.insert_header(("Last-Event-ID", id));
     }
