@@ -118,30 +118,26 @@ impl Filter {
                 param: format!("filter.{k}"),
                 reason: reason.to_owned(),
             };
+            let prefixed = |e: FilterError| FilterError {
+                param: format!("filter.{}", e.param),
+                reason: e.reason,
+            };
             let known = match val {
-                Value::String(s) => f.add(k, s),
+                Value::String(s) => f.add(k, s).map_err(prefixed)?,
                 Value::Array(items) => {
-                    let mut known = Ok(true);
+                    // An empty array is "no restriction", but the key must be known.
+                    let mut known = f.add(k, "").map_err(prefixed)?;
                     for it in items {
                         let s = it
                             .as_str()
                             .ok_or_else(|| bad("array items must be strings"))?;
-                        known = f.add(k, s);
-                        known.clone()?;
-                    }
-                    // An empty array is "no restriction" but the key must still be known.
-                    if items.is_empty() {
-                        known = f.add(k, "");
+                        known = f.add(k, s).map_err(prefixed)?;
                     }
                     known
                 }
-                Value::Null => f.add(k, ""),
+                Value::Null => f.add(k, "").map_err(prefixed)?,
                 _ => return Err(bad("must be a string or an array of strings")),
-            }
-            .map_err(|e| FilterError {
-                param: format!("filter.{}", e.param),
-                reason: e.reason,
-            })?;
+            };
             if !known {
                 return Err(bad(
                     "unknown filter key; expected division, queue, presence, routing or agent",
