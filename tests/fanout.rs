@@ -561,3 +561,23 @@ async fn close_all_closes_sessions_with_going_away() {
     sse.wait("sse ended", |m| m.ended).await;
     assert_eq!(sse.m().closed, Some(1001));
 }
+
+/// A WebSocket client that never answers pings is closed with 4000 (idle
+/// timeout) after `idle_timeout_secs`.
+#[actix_web::test]
+async fn silent_websocket_client_hits_idle_timeout() {
+    let sess = SessionConfig {
+        keepalive_secs: 1,
+        idle_timeout_secs: 2,
+        ..SessionConfig::default()
+    };
+    let gw = ready_gateway(2, RegistryConfig::default(), sess).await;
+    let silent = StalledWs::connect(&gw, "/api/v1/ws").await;
+    let metrics = gw.state.metrics.clone();
+    wait_until(Duration::from_secs(10), "idle timeout", || {
+        let m = metrics.clone();
+        async move { m.disconnects(DisconnectReason::IdleTimeout) == 1 }
+    })
+    .await;
+    assert_eq!(silent.drain_close_code().await, Some(4000));
+}
