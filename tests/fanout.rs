@@ -124,7 +124,8 @@ async fn presence_event_reaches_clients_as_delta_with_previous() {
         d.id.unwrap(),
         format!("{}:{}", d.data["epoch"], d.data["seq"])
     );
-    assert_eq!(ws.m().agents, gw.agents().await);
+    let registry = gw.agents().await;
+    assert_eq!(ws.m().agents, registry);
 }
 
 /// Presence older than the held `modified` and routing older than the held
@@ -353,7 +354,7 @@ async fn filters_deliver_exactly_matching_agents() {
 #[actix_web::test]
 async fn slow_client_is_disconnected_while_others_keep_up() {
     let reg = RegistryConfig {
-        batch_window_ms: 0,
+        batch_window_ms: 1,
         ..RegistryConfig::default()
     };
     let sess = SessionConfig {
@@ -376,9 +377,10 @@ async fn slow_client_is_disconnected_while_others_keep_up() {
     })
     .await;
 
-    // Every event a batch of its own (window 0), each ~1 KiB on the wire.
-    let message = "x".repeat(300);
-    for i in 0..600usize {
+    // 200 batches of 5 changes, each change ~600 bytes on the wire. The
+    // stats round trip flushes the batch and paces the feed.
+    let message = "x".repeat(100);
+    for i in 0..1000usize {
         let mut ev = presence(
             &format!("u{:04}", i % n),
             SystemPresence::ALL[i % 10],
@@ -388,6 +390,9 @@ async fn slow_client_is_disconnected_while_others_keep_up() {
             state.message = message.clone();
         }
         gw.feed(ev);
+        if i % 5 == 4 {
+            gw.stats().await;
+        }
     }
     let metrics = gw.state.metrics.clone();
     wait_until(SECS, "slow client disconnected", || {
@@ -439,10 +444,7 @@ async fn thousand_clients_converge() {
             ));
         }
     }
-    wait_until(SECS, "events applied", || async {
-        gw.stats().await.changes >= 90
-    })
-    .await;
+    // The registry handles messages in order: this reply comes after every event.
     let seq = gw.stats().await.seq;
     let registry = gw.agents().await;
     for (i, c) in clients.iter().enumerate() {
@@ -533,4 +535,49 @@ async fn connection_limits_refuse_with_json() {
     let (code, body) = gw.get_json("/api/v1/stream").await;
     assert_eq!(code, 429);
     assert_eq!(body["error"], "too_many_connections_from_ip");
+}
+
+/// `CloseAll` (graceful shutdown) closes WebSocket clients with 1001 and
+/// ends SSE streams with a `close` event.
+#[actix_web::test]
+async fn close_all_closes_sessions_with_going_away() {
+    let gw = ready_gateway(2, RegistryConfig::default(), SessionConfig::default()).await;
+    let ws = ws_client(&gw, "/api/v1/ws", true).await;
+    let sse = sse_client(&gw, "/api/v1/stream", None, true).await;
+    ws.wait("snapshot", |m| m.count > 0).await;
+    sse.wait("snapshot", |m| m.count > 0).await;
+    wait_until(SECS, "subscribed", || async {
+        gw.stats().await.subscribers == 2
+    })
+    .await;
+    let n = gw
+        .registry
+        .send(presence_gateway::registry::CloseAll)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    ws.wait("ws closed", |m| m.closed.is_some()).await;
+    assert_eq!(ws.m().closed, Some(1001));
+    sse.wait("sse ended", |m| m.ended).await;
+    assert_eq!(sse.m().closed, Some(1001));
+}
+
+/// A WebSocket client that never answers pings is closed with 4000 (idle
+/// timeout) after `idle_timeout_secs`.
+#[actix_web::test]
+async fn silent_websocket_client_hits_idle_timeout() {
+    let sess = SessionConfig {
+        keepalive_secs: 1,
+        idle_timeout_secs: 2,
+        ..SessionConfig::default()
+    };
+    let gw = ready_gateway(2, RegistryConfig::default(), sess).await;
+    let silent = StalledWs::connect(&gw, "/api/v1/ws").await;
+    let metrics = gw.state.metrics.clone();
+    wait_until(Duration::from_secs(10), "idle timeout", || {
+        let m = metrics.clone();
+        async move { m.disconnects(DisconnectReason::IdleTimeout) == 1 }
+    })
+    .await;
+    assert_eq!(silent.drain_close_code().await, Some(4000));
 }

@@ -36,7 +36,18 @@ pub enum Deliver {
     },
     /// A `status` message (upstream health); not a resumable point.
     Status(Frame),
+    /// The gateway is shutting down: close with 1001 (SSE: `close` event).
+    Shutdown,
 }
+
+/// Shutdown → registry: tell every session to close (WS 1001, SSE `close`
+/// event then end of stream) and drop every subscription. Replies with the
+/// number of sessions told. actix-web does not close long-lived
+/// connections on stop (actix-web issue #3169), so call this before
+/// stopping the HTTP server.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CloseAll;
 
 /// Session → registry: start (or change) a subscription. Replies with the
 /// first messages to send, taken at the same `seq` as the subscription
@@ -353,7 +364,7 @@ impl Registry {
             .sorted()
             .into_iter()
             .map(|a| &**a)
-            .filter(|a| filter.is_none_or(|f| f.matches(a)))
+            .filter(|a| Filter::admits(filter, a))
             .collect();
         snapshot_json(
             self.epoch,
@@ -536,6 +547,20 @@ impl Handler<GetReadiness> for Registry {
             synced: self.dir.synced,
             health: self.health.clone(),
         }
+    }
+}
+
+impl Handler<CloseAll> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, _: CloseAll, _: &mut Self::Context) -> usize {
+        self.flush();
+        let n = self.subs.len();
+        for (_, sub) in self.subs.drain() {
+            // A full mailbox means the session is evicted anyway.
+            let _ = sub.recipient.try_send(Deliver::Shutdown);
+        }
+        n
     }
 }
 

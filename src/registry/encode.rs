@@ -37,7 +37,7 @@ impl Frame {
         sse.push('\n');
         if let Some((e, s)) = id {
             // unwrap: writing to a String cannot fail.
-            write!(sse, "id: {e}:{s}\n").unwrap();
+            writeln!(sse, "id: {e}:{s}").unwrap();
         }
         sse.push_str("data: ");
         sse.push_str(&json);
@@ -121,11 +121,11 @@ impl Batch {
             let now = c
                 .after
                 .as_deref()
-                .is_some_and(|a| filter.is_none_or(|f| f.matches(a)));
+                .is_some_and(|a| Filter::admits(filter, a));
             let was = c
                 .before
                 .as_deref()
-                .is_some_and(|b| filter.is_none_or(|f| f.matches(b)));
+                .is_some_and(|b| Filter::admits(filter, b));
             if now {
                 included.push(i);
             } else if was || (filter.is_none() && c.after.is_none()) {

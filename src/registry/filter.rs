@@ -118,30 +118,26 @@ impl Filter {
                 param: format!("filter.{k}"),
                 reason: reason.to_owned(),
             };
+            let prefixed = |e: FilterError| FilterError {
+                param: format!("filter.{}", e.param),
+                reason: e.reason,
+            };
             let known = match val {
-                Value::String(s) => f.add(k, s),
+                Value::String(s) => f.add(k, s).map_err(prefixed)?,
                 Value::Array(items) => {
-                    let mut known = Ok(true);
+                    // An empty array is "no restriction", but the key must be known.
+                    let mut known = f.add(k, "").map_err(prefixed)?;
                     for it in items {
                         let s = it
                             .as_str()
                             .ok_or_else(|| bad("array items must be strings"))?;
-                        known = f.add(k, s);
-                        known.clone()?;
-                    }
-                    // An empty array is "no restriction" but the key must still be known.
-                    if items.is_empty() {
-                        known = f.add(k, "");
+                        known = f.add(k, s).map_err(prefixed)?;
                     }
                     known
                 }
-                Value::Null => f.add(k, ""),
+                Value::Null => f.add(k, "").map_err(prefixed)?,
                 _ => return Err(bad("must be a string or an array of strings")),
-            }
-            .map_err(|e| FilterError {
-                param: format!("filter.{}", e.param),
-                reason: e.reason,
-            })?;
+            };
             if !known {
                 return Err(bad(
                     "unknown filter key; expected division, queue, presence, routing or agent",
@@ -151,10 +147,18 @@ impl Filter {
         Ok(f.normalise())
     }
 
+    /// Does this agent match an optional filter (`None` matches everything)?
+    pub fn admits(filter: Option<&Filter>, a: &AgentView) -> bool {
+        match filter {
+            None => true,
+            Some(f) => f.matches(a),
+        }
+    }
+
     /// Does this agent match?
     pub fn matches(&self, a: &AgentView) -> bool {
-        (self.agents.is_empty() || self.agents.iter().any(|x| *x == a.id))
-            && (self.divisions.is_empty() || self.divisions.iter().any(|x| *x == a.division.id))
+        (self.agents.is_empty() || self.agents.contains(&a.id))
+            && (self.divisions.is_empty() || self.divisions.contains(&a.division.id))
             && (self.queues.is_empty() || a.queues.iter().any(|q| self.queues.contains(q)))
             && (self.presences.is_empty()
                 || a.presence

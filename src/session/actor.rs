@@ -414,6 +414,10 @@ impl Handler<Deliver> for Session {
                 let sse = self.is_sse();
                 self.outbox.push_counted(frame, sse);
             }
+            Deliver::Shutdown => {
+                self.close(DisconnectReason::Shutdown, ctx);
+                return;
+            }
         }
         self.pump(ctx);
     }

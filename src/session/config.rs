@@ -18,9 +18,12 @@ pub struct SessionConfig {
     /// on reconnect. The initial snapshot is shared and not counted.
     /// 4 KiB to 1 GiB; default 1 MiB.
     pub outbox_bytes: usize,
-    /// Capacity of each session actor's mailbox, in messages. When it is
-    /// full the registry evicts the session as a slow consumer rather than
-    /// wait. 4 to 65 536; default 256.
+    /// Capacity of each session actor's mailbox, in messages (batches from
+    /// the registry not yet moved into the outbox). When it is full the
+    /// registry evicts the session as a slow consumer (4008) rather than
+    /// wait. The mailbox is not preallocated, so a large bound costs an
+    /// idle session nothing; it only has to absorb bursts while the
+    /// session's worker thread is busy. 4 to 65 536; default 1024.
     pub mailbox_capacity: usize,
     /// Interval of WebSocket pings and SSE `: keepalive` comments, in
     /// seconds. 1 to 300; default 15.
@@ -55,7 +58,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
             outbox_bytes: 1 << 20,
-            mailbox_capacity: 256,
+            mailbox_capacity: 1024,
             keepalive_secs: 15,
             idle_timeout_secs: 45,
             sse_retry_ms: 2000,
