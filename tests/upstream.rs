@@ -18,20 +18,24 @@ where
     Fut: std::future::Future<Output = Result<(), String>>,
 {
     let end = tokio::time::Instant::now() + deadline;
-    let mut last = String::new();
     loop {
-        match cond().await {
+        let last = match cond().await {
             Ok(()) => return,
-            Err(e) => last = e,
-        }
-        assert!(tokio::time::Instant::now() < end, "timed out waiting for {what}: {last}");
+            Err(e) => e,
+        };
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out waiting for {what}: {last}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 fn client() -> awc::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    awc::Client::builder().timeout(Duration::from_secs(30)).finish()
+    awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish()
 }
 
 async fn get(url: String) -> Value {
@@ -68,7 +72,9 @@ impl Env {
         cfg.upstream.backoff_initial_ms = 50;
         cfg.upstream.backoff_max_ms = 500;
         tweak(&mut sim_cfg, &mut cfg);
-        let sim = simulator::start(sim_cfg.clone()).await.expect("simulator starts");
+        let sim = simulator::start(sim_cfg.clone())
+            .await
+            .expect("simulator starts");
         cfg.genesys = GenesysConfig {
             api_base: Some(sim.base_url()),
             client_id: sim_cfg.client_id.clone(),
@@ -100,7 +106,11 @@ impl Env {
             .collect();
         let users = truth["users"].as_array().ok_or("no users")?;
         if seen.len() != users.len() {
-            return Err(format!("gateway has {} agents, simulator {}", seen.len(), users.len()));
+            return Err(format!(
+                "gateway has {} agents, simulator {}",
+                seen.len(),
+                users.len()
+            ));
         }
         let mut wrong = Vec::new();
         for u in users {
@@ -110,15 +120,27 @@ impl Env {
                 continue;
             };
             let checks = [
-                (&a["presence"]["definitionId"], &u["presence"]["definitionId"]),
-                (&a["presence"]["systemPresence"], &u["presence"]["systemPresence"]),
+                (
+                    &a["presence"]["definitionId"],
+                    &u["presence"]["definitionId"],
+                ),
+                (
+                    &a["presence"]["systemPresence"],
+                    &u["presence"]["systemPresence"],
+                ),
                 (&a["presence"]["message"], &u["presence"]["message"]),
                 (&a["routingStatus"]["status"], &u["routingStatus"]["status"]),
                 (&a["name"], &u["name"]),
                 (&a["division"]["id"], &u["division"]["id"]),
             ];
             if checks.iter().any(|(x, y)| x != y) {
-                wrong.push(format!("{id}: gateway {} / {} vs truth {} / {}", a["presence"]["systemPresence"], a["routingStatus"]["status"], u["presence"]["systemPresence"], u["routingStatus"]["status"]));
+                wrong.push(format!(
+                    "{id}: gateway {} / {} vs truth {} / {}",
+                    a["presence"]["systemPresence"],
+                    a["routingStatus"]["status"],
+                    u["presence"]["systemPresence"],
+                    u["routingStatus"]["status"]
+                ));
             }
         }
         if wrong.is_empty() {
@@ -134,8 +156,16 @@ impl Env {
 
     async fn ready(&self) {
         wait_until(Duration::from_secs(30), "upstream connected", || async {
-            let r = client().get(self.gw_url("/readyz")).send().await.map_err(|e| e.to_string())?;
-            if r.status() == 200 { Ok(()) } else { Err(format!("readyz {}", r.status())) }
+            let r = client()
+                .get(self.gw_url("/readyz"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if r.status() == 200 {
+                Ok(())
+            } else {
+                Err(format!("readyz {}", r.status()))
+            }
         })
         .await;
     }
@@ -146,7 +176,11 @@ impl Env {
         let users = truth["users"].as_array().unwrap();
         for u in users.iter().skip(offset).take(n) {
             let id = u["id"].as_str().unwrap();
-            post(self.sim_url(&format!("/sim/users/{id}/presence")), json!({"systemPresence": to})).await;
+            post(
+                self.sim_url(&format!("/sim/users/{id}/presence")),
+                json!({"systemPresence": to}),
+            )
+            .await;
         }
     }
 
@@ -190,7 +224,10 @@ async fn startup_matches_truth_without_rate_limits() {
     env.change(20, 20, "TRAINING").await;
     env.converged("live changes").await;
     let stats = env.sim_stats().await;
-    assert_eq!(stats["counters"]["rateLimited"], 0, "the gateway caused 429s: {stats}");
+    assert_eq!(
+        stats["counters"]["rateLimited"], 0,
+        "the gateway caused 429s: {stats}"
+    );
     assert_eq!(stats["channels"], 1);
     env.stop().await;
 }
@@ -199,7 +236,13 @@ async fn startup_matches_truth_without_rate_limits() {
 #[actix_web::test]
 async fn drop_sockets() {
     let env = scenario(json!({"kind": "drop_sockets"}), |_, _| {}).await;
-    assert!(env.gw.upstream_stats.reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(
+        env.gw
+            .upstream_stats
+            .reconnects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
     env.stop().await;
 }
 
@@ -207,9 +250,18 @@ async fn drop_sockets() {
 #[actix_web::test]
 async fn socket_closing() {
     let env = scenario(json!({"kind": "socket_closing", "seconds": 0.5}), |_, _| {}).await;
-    assert!(env.gw.upstream_stats.handovers.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(
+        env.gw
+            .upstream_stats
+            .handovers
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
     let stats = env.sim_stats().await;
-    assert_eq!(stats["counters"]["channelsCreated"], 1, "handover reused the channel: {stats}");
+    assert_eq!(
+        stats["counters"]["channelsCreated"], 1,
+        "handover reused the channel: {stats}"
+    );
     env.stop().await;
 }
 
@@ -217,8 +269,18 @@ async fn socket_closing() {
 /// the gateway reconnects and reconciles the events it never saw.
 #[actix_web::test]
 async fn heartbeat_stall() {
-    let env = scenario(json!({"kind": "heartbeat_stall", "seconds": 2.0}), |_, _| {}).await;
-    assert!(env.gw.upstream_stats.reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    let env = scenario(
+        json!({"kind": "heartbeat_stall", "seconds": 2.0}),
+        |_, _| {},
+    )
+    .await;
+    assert!(
+        env.gw
+            .upstream_stats
+            .reconnects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
     env.stop().await;
 }
 
@@ -230,7 +292,13 @@ async fn rate_limit() {
     env.fault(json!({"kind": "drop_sockets"})).await;
     env.change(40, 5, "BUSY").await;
     env.converged("after 429s during reconciliation").await;
-    assert!(env.gw.upstream_stats.rate_limited.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(
+        env.gw
+            .upstream_stats
+            .rate_limited
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
     env.stop().await;
 }
 
@@ -238,7 +306,8 @@ async fn rate_limit() {
 #[actix_web::test]
 async fn service_unavailable() {
     let env = scenario(json!({"kind": "drop_sockets"}), |_, _| {}).await;
-    env.fault(json!({"kind": "service_unavailable", "count": 2})).await;
+    env.fault(json!({"kind": "service_unavailable", "count": 2}))
+        .await;
     env.fault(json!({"kind": "drop_sockets"})).await;
     env.change(50, 5, "MEETING").await;
     env.converged("after 503s").await;
@@ -250,7 +319,10 @@ async fn service_unavailable() {
 async fn expire_tokens() {
     let env = scenario(json!({"kind": "expire_tokens"}), |_, _| {}).await;
     let stats = env.sim_stats().await;
-    assert!(stats["counters"]["tokensIssued"].as_u64().unwrap() >= 2, "{stats}");
+    assert!(
+        stats["counters"]["tokensIssued"].as_u64().unwrap() >= 2,
+        "{stats}"
+    );
     env.stop().await;
 }
 
@@ -259,7 +331,10 @@ async fn expire_tokens() {
 async fn evict_channels() {
     let env = scenario(json!({"kind": "evict_channels"}), |_, _| {}).await;
     let stats = env.sim_stats().await;
-    assert!(stats["counters"]["channelsCreated"].as_u64().unwrap() >= 2, "{stats}");
+    assert!(
+        stats["counters"]["channelsCreated"].as_u64().unwrap() >= 2,
+        "{stats}"
+    );
     assert_eq!(stats["topics"], 120);
     env.stop().await;
 }
@@ -267,8 +342,13 @@ async fn evict_channels() {
 /// Slow REST answers delay reconciliation but lose nothing.
 #[actix_web::test]
 async fn slow_responses() {
-    let env = scenario(json!({"kind": "slow_responses", "count": 4, "delayMs": 300}), |_, _| {}).await;
-    env.fault(json!({"kind": "slow_responses", "count": 4, "delayMs": 300})).await;
+    let env = scenario(
+        json!({"kind": "slow_responses", "count": 4, "delayMs": 300}),
+        |_, _| {},
+    )
+    .await;
+    env.fault(json!({"kind": "slow_responses", "count": 4, "delayMs": 300}))
+        .await;
     env.fault(json!({"kind": "drop_sockets"})).await;
     env.change(60, 5, "AWAY").await;
     env.converged("after slow responses").await;
@@ -284,7 +364,13 @@ async fn best_effort_expand_is_filled_in() {
     env.converged("start-up with missing expansions").await;
     let stats = env.sim_stats().await;
     let routes = &stats["counters"]["requestsByRoute"];
-    assert!(routes["GET users/presences/purecloud/bulk"].as_u64().unwrap_or(0) >= 1, "{routes}");
+    assert!(
+        routes["GET users/presences/purecloud/bulk"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "{routes}"
+    );
     env.stop().await;
 }
 

@@ -244,7 +244,10 @@ async fn fill_missing(rest: &Rest, lane: Lane, users: &mut [UserRecord]) -> Resu
         .collect();
     for i in still {
         let r: GRouting = rest
-            .get_json(lane, &format!("/api/v2/users/{}/routingstatus", users[i].id))
+            .get_json(
+                lane,
+                &format!("/api/v2/users/{}/routingstatus", users[i].id),
+            )
             .await?;
         users[i].routing = routing_state(r.status.as_deref(), r.start_time);
     }
