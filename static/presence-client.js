@@ -250,7 +250,9 @@ export function createPresenceClient(opts = {}) {
       case 'snapshot': return applySnapshot(msg, eventId);
       case 'delta': return applyDelta(msg, eventId);
       case 'status':
-        state.status = { ...msg, receivedAt: Date.now() };
+        // The gateway sends the upstream state at the top level (docs/protocol.md);
+        // `upstream` groups it for callers.
+        state.status = { ...msg, upstream: msg.upstream || { state: msg.state, detail: msg.detail, stale: msg.stale }, receivedAt: Date.now() };
         return cb.status(state.status);
       case 'interaction': {
         if (msg.agentId) interactions.set(msg.agentId, Array.isArray(msg.interactions) ? msg.interactions : []);
