@@ -313,7 +313,7 @@ impl UpstreamHealth {
 
 /// Everything the upstream actor tells the registry. Nothing else crosses
 /// between them (design.md "Beyond one machine").
-#[derive(Debug, Clone, actix::Message)]
+#[derive(Debug, Clone, PartialEq, actix::Message)]
 #[rtype(result = "()")]
 pub enum UpstreamEvent {
     /// A complete picture: the directory and the state read with it. The

@@ -1,0 +1,701 @@
+//! The Upstream actor: one shared, rate-limited, self-healing connection to
+//! Genesys Cloud, as an explicit state machine per channel shard.
+//!
+//! ```text
+//! start ─▶ read directory ─▶ Sync{Initial} ─▶ plan topics ─▶ open shards ─▶ reconcile ─▶ Connected
+//!                                                              ▲    │ drop / evicted / stall
+//!                                       backoff (jittered) ────┘    ▼
+//!                                                     Down{attempt} ─▶ reopen ─▶ reconcile
+//! ```
+//!
+//! Each shard is one channel with ≤ 1 000 topics. A shard is `Down`,
+//! `Opening` or `Up`; its socket reader runs as a future of this actor and
+//! reports how it ended ([`DropCause`]). Any gap (reconnect, eviction,
+//! stall) leads to one coalesced reconciliation: the directory is re-read
+//! through REST and the registry emits only the differences. The actor
+//! never touches clients; it sends [`UpstreamEvent`]s to the registry.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::{DateTime, TimeZone, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::channel::{self, ChannelInfo, DropCause, Reader, SocketClosing};
+use super::directory;
+use super::rest::{backoff, Lane, Rest, RestError};
+use super::topics::{self, Plan};
+use super::{GenesysConfig, UpstreamConfig};
+use crate::model::{
+    PresenceDefinition, Queue, SyncReason, UpstreamEvent, UpstreamHealth, UpstreamState, UserRecord,
+};
+
+/// Counters shared with `/metrics` and the health record (any thread).
+#[derive(Debug, Default)]
+pub struct UpstreamStats {
+    pub rest_calls: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub reauths: AtomicU64,
+    pub token_fetches: AtomicU64,
+    pub upstream_errors: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub handovers: AtomicU64,
+    pub reconciles: AtomicU64,
+    pub malformed_frames: AtomicU64,
+    pub events: AtomicU64,
+    /// Unix ms of the last frame of any kind; 0 = never.
+    pub last_frame_ms: AtomicI64,
+    /// Unix ms of the last presence/routing event; 0 = never.
+    pub last_event_ms: AtomicI64,
+}
+
+impl UpstreamStats {
+    pub fn mark_frame(&self) {
+        self.last_frame_ms
+            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    pub fn mark_event(&self, n: u64) {
+        self.events.fetch_add(n, Ordering::Relaxed);
+        self.last_event_ms
+            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    fn time(v: &AtomicI64) -> Option<DateTime<Utc>> {
+        match v.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Utc.timestamp_millis_opt(ms).single(),
+        }
+    }
+}
+
+/// One channel's place in the state machine.
+#[derive(Debug)]
+enum ShardState {
+    /// Not connected; the next attempt is scheduled.
+    Down { attempt: u32 },
+    /// Creating/checking the channel, subscribing, connecting.
+    Opening,
+    /// Socket connected and subscribed.
+    Up,
+}
+
+struct Shard {
+    users: Vec<String>,
+    channel: Option<ChannelInfo>,
+    state: ShardState,
+    /// Bumped on every (re)open and handover; stale completions are ignored.
+    generation: u64,
+    /// The subscribed topic list differs from `users` (re-PUT needed).
+    dirty: bool,
+    /// Stops the current socket reader.
+    reader_stop: Option<CancellationToken>,
+    /// When the subscriptions (and the channel's life) were last renewed.
+    renewed_at: Instant,
+}
+
+/// The upstream actor.
+pub struct Upstream {
+    genesys: GenesysConfig,
+    cfg: UpstreamConfig,
+    rest: Option<Rest>,
+    registry: Recipient<UpstreamEvent>,
+    stats: Arc<UpstreamStats>,
+    plan: Plan,
+    shards: Vec<Shard>,
+    /// Definitions and queues from the last read, re-sent with every sync.
+    definitions: Vec<PresenceDefinition>,
+    queues: Vec<Queue>,
+    membership: HashMap<String, Vec<String>>,
+    synced: bool,
+    sync_running: bool,
+    sync_pending: Option<SyncReason>,
+    sync_attempt: u32,
+    /// Set when Genesys refuses us (auth) or the circuit is open.
+    degraded: Option<String>,
+    last_health: Option<UpstreamHealth>,
+    last_health_sent: Instant,
+    last_directory_refresh: Instant,
+    stop: CancellationToken,
+}
+
+impl Upstream {
+    /// Creates the actor; call `.start()` on an actix arbiter.
+    pub fn new(
+        genesys: GenesysConfig,
+        cfg: UpstreamConfig,
+        registry: Recipient<UpstreamEvent>,
+        stats: Arc<UpstreamStats>,
+        stop: CancellationToken,
+    ) -> Upstream {
+        Upstream {
+            genesys,
+            cfg,
+            rest: None,
+            registry,
+            stats,
+            plan: Plan::default(),
+            shards: Vec::new(),
+            definitions: Vec::new(),
+            queues: Vec::new(),
+            membership: HashMap::new(),
+            synced: false,
+            sync_running: false,
+            sync_pending: None,
+            sync_attempt: 0,
+            degraded: None,
+            last_health: None,
+            last_health_sent: Instant::now(),
+            last_directory_refresh: Instant::now(),
+            stop,
+        }
+    }
+
+    fn rest(&self) -> Rest {
+        // unwrap: set in `started` before any message is handled
+        self.rest.clone().unwrap()
+    }
+
+    /// Sends an event to the registry, waiting for mailbox room (no loss).
+    fn emit(&self, ctx: &mut Context<Self>, ev: UpstreamEvent) {
+        let registry = self.registry.clone();
+        ctx.spawn(
+            async move {
+                let _ = registry.send(ev).await;
+            }
+            .into_actor(self),
+        );
+    }
+
+    // ---- directory reads: start-up, reconciliation, refresh -------------
+
+    fn request_sync(&mut self, reason: SyncReason, ctx: &mut Context<Self>) {
+        if self.sync_running {
+            // Coalesce: one more read after this one, of the widest kind asked.
+            self.sync_pending = Some(match (self.sync_pending, reason) {
+                (Some(SyncReason::DirectoryRefresh), _) | (_, SyncReason::DirectoryRefresh) => {
+                    SyncReason::DirectoryRefresh
+                }
+                (Some(SyncReason::Initial), _) | (_, SyncReason::Initial) => SyncReason::Initial,
+                _ => SyncReason::Reconcile,
+            });
+            return;
+        }
+        self.sync_running = true;
+        let rest = self.rest();
+        let lane = if reason == SyncReason::DirectoryRefresh {
+            Lane::Directory
+        } else {
+            Lane::Reconcile
+        };
+        let page_size = self.cfg.page_size;
+        let started = Instant::now();
+        let calls_before = self.stats.rest_calls.load(Ordering::Relaxed);
+        ctx.spawn(
+            async move {
+                let definitions = directory::read_definitions(&rest, lane).await?;
+                let users = directory::read_users(&rest, lane, page_size).await?;
+                Ok::<_, RestError>((definitions, users))
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                act.sync_running = false;
+                let calls = act.stats.rest_calls.load(Ordering::Relaxed) - calls_before;
+                match res {
+                    Ok((definitions, users)) => {
+                        tracing::info!(
+                            ?reason,
+                            users = users.len(),
+                            rest_calls = calls,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "directory read complete"
+                        );
+                        act.on_synced(reason, definitions, users, ctx)
+                    }
+                    Err(e) => act.on_sync_failed(reason, e, ctx),
+                }
+                if let Some(next) = act.sync_pending.take() {
+                    act.request_sync(next, ctx);
+                }
+            }),
+        );
+    }
+
+    fn on_synced(
+        &mut self,
+        reason: SyncReason,
+        definitions: Vec<PresenceDefinition>,
+        mut users: Vec<UserRecord>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.sync_attempt = 0;
+        self.degraded = None;
+        if reason != SyncReason::Initial {
+            self.stats.reconciles.fetch_add(1, Ordering::Relaxed);
+        }
+        for u in &mut users {
+            if let Some(q) = self.membership.get(&u.id) {
+                u.queue_ids = q.clone();
+            }
+        }
+        self.definitions = definitions.clone();
+        let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
+        self.emit(
+            ctx,
+            UpstreamEvent::Sync {
+                reason,
+                users,
+                definitions,
+                queues: self.queues.clone(),
+            },
+        );
+        let first = !self.synced;
+        self.synced = true;
+        self.replan(&ids, ctx);
+        if (first || reason == SyncReason::DirectoryRefresh) && self.cfg.queue_membership {
+            self.read_membership(ctx);
+        }
+        self.push_health(ctx, true);
+    }
+
+    fn on_sync_failed(&mut self, reason: SyncReason, e: RestError, ctx: &mut Context<Self>) {
+        self.sync_attempt += 1;
+        let wait = backoff(self.sync_attempt, self.cfg.backoff_initial_ms.max(1000), self.cfg.backoff_max_ms);
+        tracing::error!(?reason, error = %e, retry_in_ms = wait.as_millis() as u64, "reading the directory from Genesys failed");
+        if matches!(e, RestError::Auth(_) | RestError::Unavailable(_)) || self.sync_attempt >= 3 {
+            self.degraded = Some(e.to_string());
+        }
+        self.push_health(ctx, true);
+        ctx.run_later(wait, move |act, ctx| act.request_sync(reason, ctx));
+    }
+
+    fn read_membership(&mut self, ctx: &mut Context<Self>) {
+        let rest = self.rest();
+        ctx.spawn(
+            async move { directory::read_queues(&rest, Lane::Directory).await }
+                .into_actor(self)
+                .map(|res, act, ctx| match res {
+                    Ok((queues, membership)) => {
+                        let changed: Vec<(String, Vec<String>)> = act
+                            .plan
+                            .shards
+                            .iter()
+                            .flatten()
+                            .filter_map(|u| {
+                                let now = membership.get(u).cloned().unwrap_or_default();
+                                let before = act.membership.get(u).cloned().unwrap_or_default();
+                                (now != before).then(|| (u.clone(), now))
+                            })
+                            .collect();
+                        act.queues = queues;
+                        act.membership = membership;
+                        // The queue names ride on a sync-free path: each
+                        // change is its own event, and the next sync carries the list.
+                        for (user_id, queue_ids) in changed {
+                            act.emit(ctx, UpstreamEvent::Queues { user_id, queue_ids });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reading queue membership failed; will retry at the next refresh"),
+                }),
+        );
+    }
+
+    // ---- topic plan and shards ------------------------------------------
+
+    fn replan(&mut self, users: &[String], ctx: &mut Context<Self>) {
+        let (plan, changed) = topics::replan(
+            &self.plan,
+            users,
+            self.cfg.topics_per_channel,
+            self.cfg.max_channels,
+        );
+        if !plan.uncovered.is_empty() {
+            tracing::error!(
+                uncovered = plan.uncovered.len(),
+                capacity = self.cfg.topics_per_channel * self.cfg.max_channels,
+                "more agents than notification channels can carry; those agents update only on reconciliation"
+            );
+        }
+        self.plan = plan;
+        while self.shards.len() < self.plan.shards.len() {
+            self.shards.push(Shard {
+                users: Vec::new(),
+                channel: None,
+                state: ShardState::Down { attempt: 0 },
+                generation: 0,
+                dirty: true,
+                reader_stop: None,
+                renewed_at: Instant::now(),
+            });
+        }
+        for i in changed {
+            let shard = &mut self.shards[i];
+            shard.users = self.plan.shards[i].clone();
+            shard.dirty = true;
+            match shard.state {
+                ShardState::Up => self.resubscribe(i, ctx),
+                ShardState::Down { .. } => self.open_shard(i, ctx),
+                ShardState::Opening => {} // picks up `dirty` when it completes
+            }
+        }
+        tracing::info!(
+            channels = self.shards.len(),
+            topics = self.plan.shards.iter().map(Vec::len).sum::<usize>(),
+            "topic plan"
+        );
+    }
+
+    fn topics_of(&self, i: usize) -> Vec<String> {
+        self.shards[i]
+            .users
+            .iter()
+            .map(|u| topics::user_topic(self.cfg.topic_strategy, u))
+            .collect()
+    }
+
+    /// Opens shard `i`: reuse its channel if it still exists (`HEAD`), else
+    /// create one; connect; subscribe when new or changed.
+    fn open_shard(&mut self, i: usize, ctx: &mut Context<Self>) {
+        if self.stop.is_cancelled() {
+            return;
+        }
+        let shard = &mut self.shards[i];
+        shard.generation += 1;
+        shard.state = ShardState::Opening;
+        let generation = shard.generation;
+        let existing = shard.channel.clone();
+        let dirty = shard.dirty;
+        let topics = self.topics_of(i);
+        let rest = self.rest();
+        ctx.spawn(
+            async move {
+                let (info, fresh) = match existing {
+                    Some(info) if channel::exists(&rest, &info.id).await? => (info, false),
+                    _ => (channel::create(&rest).await?, true),
+                };
+                let socket = channel::connect(&rest, &info.connect_uri)
+                    .await
+                    .map_err(RestError::Transport)?;
+                // Subscribe after the socket is up: nothing subscribed goes
+                // undelivered, and the reconciliation after covers the rest.
+                if fresh || dirty {
+                    channel::subscribe(&rest, &info.id, &topics).await?;
+                }
+                Ok::<_, RestError>((info, socket, fresh || dirty))
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                if act.shards[i].generation != generation {
+                    return; // superseded
+                }
+                match res {
+                    Ok((info, socket, subscribed)) => {
+                        let shard = &mut act.shards[i];
+                        shard.state = ShardState::Up;
+                        if subscribed {
+                            shard.dirty = false;
+                            shard.renewed_at = Instant::now();
+                        }
+                        tracing::info!(shard = i, channel = %info.id, topics = shard.users.len(), "channel up");
+                        shard.channel = Some(info);
+                        act.start_reader(i, generation, socket, ctx);
+                        if act.shards[i].dirty {
+                            act.resubscribe(i, ctx);
+                        }
+                        // Whatever happened while this shard was not listening.
+                        act.request_sync(SyncReason::Reconcile, ctx);
+                    }
+                    Err(e) => {
+                        let attempt = match act.shards[i].state {
+                            ShardState::Down { attempt } => attempt,
+                            _ => 0,
+                        } + 1;
+                        if matches!(e, RestError::Auth(_)) {
+                            act.degraded = Some(e.to_string());
+                        }
+                        act.schedule_reopen(i, attempt, &e.to_string(), ctx);
+                    }
+                }
+                act.push_health(ctx, true);
+            }),
+        );
+    }
+
+    fn schedule_reopen(&mut self, i: usize, attempt: u32, why: &str, ctx: &mut Context<Self>) {
+        let wait = backoff(attempt, self.cfg.backoff_initial_ms, self.cfg.backoff_max_ms);
+        tracing::warn!(shard = i, attempt, why, retry_in_ms = wait.as_millis() as u64, "channel down; reconnecting");
+        let shard = &mut self.shards[i];
+        shard.state = ShardState::Down { attempt };
+        let generation = shard.generation;
+        ctx.run_later(wait, move |act, ctx| {
+            if act.shards[i].generation == generation && matches!(act.shards[i].state, ShardState::Down { .. }) {
+                act.open_shard(i, ctx);
+            }
+        });
+    }
+
+    fn start_reader(&mut self, i: usize, generation: u64, socket: channel::Socket, ctx: &mut Context<Self>) {
+        let stop = self.stop.child_token();
+        if let Some(old) = self.shards[i].reader_stop.replace(stop.clone()) {
+            old.cancel();
+        }
+        let reader = Reader::new(
+            &self.cfg,
+            i,
+            generation,
+            self.registry.clone(),
+            ctx.address().recipient(),
+            self.stats.clone(),
+            stop,
+        );
+        ctx.spawn(reader.run(socket).into_actor(self).map(move |cause, act, ctx| {
+            act.on_reader_done(i, generation, cause, ctx)
+        }));
+    }
+
+    fn on_reader_done(&mut self, i: usize, generation: u64, cause: DropCause, ctx: &mut Context<Self>) {
+        if self.shards[i].generation != generation || self.stop.is_cancelled() {
+            return; // replaced by a handover, or shutting down
+        }
+        if cause == DropCause::RegistryGone {
+            ctx.stop();
+            return;
+        }
+        self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        if matches!(cause, DropCause::ChannelRevoked(_)) {
+            self.shards[i].channel = None;
+        }
+        self.schedule_reopen(i, 1, &cause.to_string(), ctx);
+        self.push_health(ctx, true);
+    }
+
+    /// Re-PUTs shard `i`'s topics (changed users, or renewal before expiry).
+    fn resubscribe(&mut self, i: usize, ctx: &mut Context<Self>) {
+        let Some(info) = self.shards[i].channel.clone() else { return };
+        let topics = self.topics_of(i);
+        let generation = self.shards[i].generation;
+        let rest = self.rest();
+        self.shards[i].dirty = false;
+        self.shards[i].renewed_at = Instant::now();
+        ctx.spawn(
+            async move { channel::subscribe(&rest, &info.id, &topics).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    if let Err(e) = res {
+                        tracing::warn!(shard = i, error = %e, "re-subscribing failed; reopening the channel");
+                        if act.shards[i].generation == generation {
+                            act.shards[i].dirty = true;
+                            if e.is_not_found() {
+                                act.shards[i].channel = None;
+                            }
+                            if let Some(stop) = act.shards[i].reader_stop.take() {
+                                stop.cancel();
+                            }
+                            act.shards[i].generation += 1;
+                            act.schedule_reopen(i, 1, &e.to_string(), ctx);
+                        }
+                    }
+                }),
+        );
+    }
+
+    // ---- health ----------------------------------------------------------
+
+    fn health(&self) -> UpstreamHealth {
+        let up = self.shards.iter().filter(|s| matches!(s.state, ShardState::Up)).count();
+        let state = if let Some(_reason) = &self.degraded {
+            UpstreamState::Degraded
+        } else if !self.synced {
+            UpstreamState::Starting
+        } else if up == self.shards.len() && !self.sync_running {
+            UpstreamState::Connected
+        } else {
+            UpstreamState::Reconnecting
+        };
+        let detail = match state {
+            UpstreamState::Degraded => self.degraded.clone(),
+            UpstreamState::Reconnecting if up < self.shards.len() => {
+                Some(format!("{} of {} channels connected", up, self.shards.len()))
+            }
+            UpstreamState::Reconnecting => Some("reconciling after a gap".into()),
+            UpstreamState::Starting => Some("reading the directory".into()),
+            UpstreamState::Connected => None,
+        };
+        let s = &self.stats;
+        UpstreamHealth {
+            state,
+            detail,
+            last_frame_at: UpstreamStats::time(&s.last_frame_ms),
+            last_event_at: UpstreamStats::time(&s.last_event_ms),
+            channels: up,
+            topics: self.plan.shards.iter().map(Vec::len).sum(),
+            reconnects: s.reconnects.load(Ordering::Relaxed),
+            rate_limited: s.rate_limited.load(Ordering::Relaxed),
+            rest_calls: s.rest_calls.load(Ordering::Relaxed),
+            malformed_frames: s.malformed_frames.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sends the health record when its state changed, or every 5 s.
+    fn push_health(&mut self, ctx: &mut Context<Self>, force_check: bool) {
+        let h = self.health();
+        let changed = self
+            .last_health
+            .as_ref()
+            .is_none_or(|p| p.state != h.state || p.detail != h.detail || p.channels != h.channels);
+        if changed || (!force_check && self.last_health_sent.elapsed() >= Duration::from_secs(5)) {
+            if changed {
+                tracing::info!(state = ?h.state, detail = ?h.detail, channels = h.channels, "upstream health");
+            }
+            self.last_health = Some(h.clone());
+            self.last_health_sent = Instant::now();
+            self.emit(ctx, UpstreamEvent::Health(h));
+        }
+    }
+
+    /// Once a second: health, channel renewal, token renewal, directory refresh.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.rest.as_ref().is_some_and(Rest::circuit_open) {
+            if self.degraded.is_none() {
+                self.degraded = Some("Genesys keeps failing (circuit open)".into());
+            }
+        } else if self.degraded.as_deref() == Some("Genesys keeps failing (circuit open)") {
+            self.degraded = None;
+        }
+        self.push_health(ctx, false);
+        if !self.synced {
+            return;
+        }
+        // Channels live 24 h; re-subscribing extends them (§5.6).
+        let ttl = Duration::from_secs(86_400).saturating_sub(Duration::from_secs(self.cfg.renew_before_secs));
+        let expiring: Vec<usize> = (0..self.shards.len())
+            .filter(|&i| {
+                let s = &self.shards[i];
+                matches!(s.state, ShardState::Up)
+                    && (s.renewed_at.elapsed() >= ttl
+                        || s.channel.as_ref().and_then(|c| c.expires).is_some_and(|e| {
+                            e - chrono::Duration::seconds(self.cfg.renew_before_secs as i64) <= Utc::now()
+                                && s.renewed_at.elapsed() > Duration::from_secs(60)
+                        }))
+            })
+            .collect();
+        for i in expiring {
+            tracing::info!(shard = i, "renewing channel before it expires");
+            if let Some(c) = self.shards[i].channel.as_mut() {
+                c.expires = Some(Utc::now() + chrono::Duration::hours(24));
+            }
+            self.resubscribe(i, ctx);
+        }
+        let rest = self.rest();
+        ctx.spawn(
+            async move { rest.renew_token_if_due().await }
+                .into_actor(self)
+                .map(|res, act, _| {
+                    if let Err(e) = res {
+                        tracing::error!(error = %e, "renewing the Genesys token failed");
+                        act.degraded = Some(e.to_string());
+                    }
+                }),
+        );
+        if self.last_directory_refresh.elapsed() >= Duration::from_secs(self.cfg.directory_refresh_secs) {
+            self.last_directory_refresh = Instant::now();
+            self.request_sync(SyncReason::DirectoryRefresh, ctx);
+        }
+    }
+}
+
+impl Actor for Upstream {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+        match Rest::new(&self.genesys, &self.cfg, self.stats.clone()) {
+            Ok(rest) => self.rest = Some(rest),
+            Err(e) => {
+                tracing::error!(error = %e, "upstream configuration is invalid");
+                ctx.stop();
+                return;
+            }
+        }
+        self.emit(ctx, UpstreamEvent::Health(UpstreamHealth::starting()));
+        self.request_sync(SyncReason::Initial, ctx);
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.tick(ctx));
+        let stop = self.stop.clone();
+        ctx.spawn(
+            async move { stop.cancelled().await }
+                .into_actor(self)
+                .map(|_, _, ctx| ctx.stop()),
+        );
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        for s in &mut self.shards {
+            if let Some(stop) = s.reader_stop.take() {
+                stop.cancel();
+            }
+        }
+        tracing::info!("upstream stopped");
+    }
+}
+
+/// `socket_closing`: connect a new socket to the same channel and switch
+/// over once it is up (make-before-break; the service then drops the old).
+impl Handler<SocketClosing> for Upstream {
+    type Result = ();
+
+    fn handle(&mut self, msg: SocketClosing, ctx: &mut Context<Self>) {
+        let i = msg.shard;
+        if i >= self.shards.len() || self.shards[i].generation != msg.generation {
+            return;
+        }
+        let Some(info) = self.shards[i].channel.clone() else { return };
+        let rest = self.rest();
+        // The handover socket is the shard's next generation; the old reader's
+        // end (kicked by the new connection) is then ignored.
+        self.shards[i].generation += 1;
+        let generation = self.shards[i].generation;
+        self.stats.handovers.fetch_add(1, Ordering::Relaxed);
+        ctx.spawn(
+            async move { channel::connect(&rest, &info.connect_uri).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    if act.shards[i].generation != generation {
+                        return;
+                    }
+                    match res {
+                        Ok(socket) => {
+                            tracing::info!(shard = i, "handover complete");
+                            act.start_reader(i, generation, socket, ctx);
+                            if act.cfg.reconcile_after_handover {
+                                act.request_sync(SyncReason::Reconcile, ctx);
+                            }
+                        }
+                        Err(e) => {
+                            // The old socket is doomed: treat as a drop.
+                            if let Some(stop) = act.shards[i].reader_stop.take() {
+                                stop.cancel();
+                            }
+                            act.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                            act.schedule_reopen(i, 1, &e, ctx);
+                        }
+                    }
+                }),
+        );
+    }
+}
+
+/// Asks for the current health record (for `/readyz`, tests).
+#[derive(Message)]
+#[rtype(result = "UpstreamHealth")]
+pub struct GetHealth;
+
+impl Handler<GetHealth> for Upstream {
+    type Result = MessageResult<GetHealth>;
+
+    fn handle(&mut self, _: GetHealth, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.health())
+    }
+}
