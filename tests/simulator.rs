@@ -39,14 +39,27 @@ async fn oauth_basic_credentials_issue_a_working_token() {
     let sim = TestSim::default().await;
     let r = sim.token_request(CLIENT_ID, CLIENT_SECRET).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(r.json["access_token"].as_str().is_some_and(|t| t.len() > 20));
-    assert!(r.json["token_type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case("bearer")));
+    assert!(r.json["access_token"]
+        .as_str()
+        .is_some_and(|t| t.len() > 20));
+    assert!(r.json["token_type"]
+        .as_str()
+        .is_some_and(|t| t.eq_ignore_ascii_case("bearer")));
     assert_eq!(r.json["expires_in"], 86_400);
     let token = r.json["access_token"].as_str().unwrap();
     let users = sim
-        .request(Method::GET, "/api/v2/users", Some(&format!("bearer {token}")), Body::None)
+        .request(
+            Method::GET,
+            "/api/v2/users",
+            Some(&format!("bearer {token}")),
+            Body::None,
+        )
         .await;
-    assert_eq!(users.status, 200, "the scheme is case-insensitive: {}", users.text);
+    assert_eq!(
+        users.status, 200,
+        "the scheme is case-insensitive: {}",
+        users.text
+    );
 }
 
 /// Wrong client credentials get 401 with the observed `invalid_client` body (§1.4).
@@ -69,7 +82,10 @@ async fn oauth_wrong_credentials_get_invalid_client() {
 async fn oauth_requires_client_credentials_grant() {
     let sim = TestSim::default().await;
     let basic = "Basic c2ltLWNsaWVudDpzaW0tc2VjcmV0"; // sim-client:sim-secret
-    for (body, error) in [("", "invalid_request"), ("grant_type=password", "unsupported_grant_type")] {
+    for (body, error) in [
+        ("", "invalid_request"),
+        ("grant_type=password", "unsupported_grant_type"),
+    ] {
         let mut res = sim
             .client
             .post(format!("{}/oauth/token", sim.base))
@@ -88,10 +104,17 @@ async fn oauth_requires_client_credentials_grant() {
 #[actix_web::test]
 async fn api_without_token_is_401_authentication_required() {
     let sim = TestSim::default().await;
-    let r = sim.request(Method::GET, "/api/v2/users", None, Body::None).await;
+    let r = sim
+        .request(Method::GET, "/api/v2/users", None, Body::None)
+        .await;
     r.assert_error(401, "authentication.required");
     let r = sim
-        .request(Method::GET, "/api/v2/users", Some("Basic c2ltLWNsaWVudDpzaW0tc2VjcmV0"), Body::None)
+        .request(
+            Method::GET,
+            "/api/v2/users",
+            Some("Basic c2ltLWNsaWVudDpzaW0tc2VjcmV0"),
+            Body::None,
+        )
         .await;
     r.assert_error(401, "authentication.required");
 }
@@ -101,7 +124,12 @@ async fn api_without_token_is_401_authentication_required() {
 async fn api_with_unknown_token_is_401_bad_credentials() {
     let sim = TestSim::default().await;
     let r = sim
-        .request(Method::GET, "/api/v2/users", Some("Bearer not-a-real-token"), Body::None)
+        .request(
+            Method::GET,
+            "/api/v2/users",
+            Some("Bearer not-a-real-token"),
+            Body::None,
+        )
         .await;
     r.assert_error(401, "bad.credentials");
 }
@@ -112,21 +140,29 @@ async fn token_expires_after_its_lifetime() {
     let sim = TestSim::start(|c| c.token_lifetime_secs = 1).await;
     let r = sim.token_request(CLIENT_ID, CLIENT_SECRET).await;
     assert_eq!(r.json["expires_in"], 1);
-    let api = Api { sim: &sim, token: r.json["access_token"].as_str().unwrap().to_string() };
+    let api = Api {
+        sim: &sim,
+        token: r.json["access_token"].as_str().unwrap().to_string(),
+    };
     assert_eq!(api.get("/users?pageSize=1").await.status, 200);
     let issued = Instant::now();
-    let mut last = None;
+    let mut last;
     assert!(eventually!(3 * SEC, {
         let r = api.get("/users?pageSize=1").await;
         let done = r.status == 401;
         last = Some(r);
         done
     }));
-    assert!(issued.elapsed() >= Duration::from_millis(900), "not before its lifetime");
+    assert!(
+        issued.elapsed() >= Duration::from_millis(900),
+        "not before its lifetime"
+    );
     // Still expired (not forgotten) well after the housekeeping tick.
     assert!(eventually!(SEC, sim.counter("unauthorized").await >= 1));
     last.unwrap().assert_error(401, "credentials.expired");
-    api.get("/users?pageSize=1").await.assert_error(401, "credentials.expired");
+    api.get("/users?pageSize=1")
+        .await
+        .assert_error(401, "credentials.expired");
 }
 
 // ───────────────────────────── Users ─────────────────────────────
@@ -151,7 +187,10 @@ async fn users_listing_has_the_paging_envelope() {
     assert!(v.get("previousUri").is_none());
     let last = api.get("/users?pageNumber=20").await.json;
     assert!(last.get("nextUri").is_none());
-    assert_eq!(last["previousUri"], "/api/v2/users?pageSize=25&pageNumber=19");
+    assert_eq!(
+        last["previousUri"],
+        "/api/v2/users?pageSize=25&pageNumber=19"
+    );
     // Following nextUri as given walks every user exactly once.
     let mut seen = std::collections::HashSet::new();
     let mut next = Some("/users?pageSize=100".to_string());
@@ -160,11 +199,15 @@ async fn users_listing_has_the_paging_envelope() {
         for id in ids_of(&page) {
             assert!(seen.insert(id), "a user appears twice");
         }
-        next = page["nextUri"].as_str().map(|u| u.trim_start_matches("/api/v2").to_string());
+        next = page["nextUri"]
+            .as_str()
+            .map(|u| u.trim_start_matches("/api/v2").to_string());
     }
     assert_eq!(seen.len(), 500);
     let u = &arr(&v["entities"])[0];
-    for k in ["id", "name", "division", "email", "state", "version", "selfUri"] {
+    for k in [
+        "id", "name", "division", "email", "state", "version", "selfUri",
+    ] {
         assert!(u.get(k).is_some(), "user has {k}: {u}");
     }
     assert_eq!(u["state"], "active");
@@ -178,7 +221,9 @@ async fn users_page_size_500_is_allowed_501_is_not() {
     let r = api.get("/users?pageSize=500").await;
     assert_eq!(arr(&r.json["entities"]).len(), 500);
     assert!(r.json.get("nextUri").is_none());
-    api.get("/users?pageSize=501").await.assert_error(400, "invalid.value");
+    api.get("/users?pageSize=501")
+        .await
+        .assert_error(400, "invalid.value");
 }
 
 /// `expand=presence,routingStatus` works comma-joined and repeated, legacy title case inside (§2, §4.2).
@@ -186,19 +231,40 @@ async fn users_page_size_500_is_allowed_501_is_not() {
 async fn users_expand_comma_joined_and_repeated() {
     let sim = TestSim::default().await;
     let api = sim.api().await;
-    let a = api.get("/users?pageSize=50&expand=presence,routingStatus").await.json;
-    let b = api.get("/users?pageSize=50&expand=presence&expand=routingStatus").await.json;
+    let a = api
+        .get("/users?pageSize=50&expand=presence,routingStatus")
+        .await
+        .json;
+    let b = api
+        .get("/users?pageSize=50&expand=presence&expand=routingStatus")
+        .await
+        .json;
     assert_eq!(a["entities"], b["entities"]);
-    let legacy = ["Available", "Away", "Busy", "Offline", "Idle", "On Queue", "Meal", "Training", "Meeting", "Break"];
+    let legacy = [
+        "Available",
+        "Away",
+        "Busy",
+        "Offline",
+        "Idle",
+        "On Queue",
+        "Meal",
+        "Training",
+        "Meeting",
+        "Break",
+    ];
     for u in arr(&a["entities"]) {
-        let sp = u["presence"]["presenceDefinition"]["systemPresence"].as_str().expect("presence expanded");
+        let sp = u["presence"]["presenceDefinition"]["systemPresence"]
+            .as_str()
+            .expect("presence expanded");
         assert!(legacy.contains(&sp), "legacy spelling, got {sp}");
         assert_eq!(u["presence"]["source"], "PURECLOUD");
         assert_eq!(u["routingStatus"]["userId"], u["id"]);
         assert!(u["routingStatus"]["status"].is_string());
     }
     let none = api.get("/users?pageSize=5").await.json;
-    assert!(arr(&none["entities"]).iter().all(|u| u.get("presence").is_none() && u.get("routingStatus").is_none()));
+    assert!(arr(&none["entities"])
+        .iter()
+        .all(|u| u.get("presence").is_none() && u.get("routingStatus").is_none()));
 }
 
 /// `id` takes up to 100 user ids; 101 is 400 `max.user.ids` (§3.1, SW17).
@@ -212,7 +278,10 @@ async fn users_id_filter_up_to_100() {
     assert_eq!(r.status, 200);
     assert_eq!(r.json["total"], 100);
     let repeated: String = all[..3].iter().map(|i| format!("&id={i}")).collect();
-    assert_eq!(api.get(&format!("/users?{}", &repeated[1..])).await.json["total"], 3);
+    assert_eq!(
+        api.get(&format!("/users?{}", &repeated[1..])).await.json["total"],
+        3
+    );
     let r = api.get(&format!("/users?id={}", all.join(","))).await;
     r.assert_error(400, "max.user.ids");
 }
@@ -226,7 +295,9 @@ async fn users_state_filter() {
     assert_eq!(api.get("/users?state=any").await.json["total"], 500);
     assert_eq!(api.get("/users?state=inactive").await.json["total"], 0);
     assert_eq!(api.get("/users?state=deleted").await.json["total"], 0);
-    api.get("/users?state=sleeping").await.assert_error(400, "invalid.value");
+    api.get("/users?state=sleeping")
+        .await
+        .assert_error(400, "invalid.value");
 }
 
 /// `GET /users/{id}` returns the user with expansions; an unknown id is 404 `general.resource.not.found`.
@@ -235,7 +306,9 @@ async fn get_user_by_id_and_unknown_is_404() {
     let sim = TestSim::default().await;
     let api = sim.api().await;
     let id = ids_of(&api.get("/users?pageSize=1").await.json).remove(0);
-    let u = api.get(&format!("/users/{id}?expand=presence,routingStatus")).await;
+    let u = api
+        .get(&format!("/users/{id}?expand=presence,routingStatus"))
+        .await;
     assert_eq!(u.status, 200);
     assert_eq!(u.json["id"], id.as_str());
     assert!(u.json["presence"]["presenceDefinition"]["id"].is_string());
@@ -251,7 +324,10 @@ async fn org_is_deterministic_for_a_seed() {
         let api = sim.api().await;
         let v = api.get("/users?pageSize=500").await.json;
         sim.handle.stop().await;
-        json!(arr(&v["entities"]).iter().map(|u| json!([u["id"], u["name"], u["division"]["id"]])).collect::<Vec<_>>())
+        json!(arr(&v["entities"])
+            .iter()
+            .map(|u| json!([u["id"], u["name"], u["division"]["id"]]))
+            .collect::<Vec<_>>())
     }
     let a = listing(7).await;
     assert_eq!(a, listing(7).await);
@@ -273,12 +349,21 @@ async fn org_has_divisions_and_queues_with_members() {
     assert!(queues["total"].as_u64().unwrap() >= 10);
     for q in arr(&queues["entities"]) {
         let m = api
-            .get(&format!("/routing/queues/{}/members?pageSize=100&expand=presence", q["id"].as_str().unwrap()))
+            .get(&format!(
+                "/routing/queues/{}/members?pageSize=100&expand=presence",
+                q["id"].as_str().unwrap()
+            ))
             .await;
         assert_eq!(m.status, 200);
-        assert!(m.json["total"].as_u64().unwrap() > 0, "queue {} has members", q["name"]);
+        assert!(
+            m.json["total"].as_u64().unwrap() > 0,
+            "queue {} has members",
+            q["name"]
+        );
         let first = &arr(&m.json["entities"])[0];
-        assert!(first["user"]["presence"].is_object() && first["routingStatus"]["status"].is_string());
+        assert!(
+            first["user"]["presence"].is_object() && first["routingStatus"]["status"].is_string()
+        );
     }
     api.get("/routing/queues/00000000-0000-4000-8000-000000000000/members")
         .await
@@ -294,25 +379,63 @@ async fn legacy_presence_definitions() {
     let api = sim.api().await;
     let v = api.get("/presencedefinitions?pageSize=100").await.json;
     let defs = arr(&v["entities"]);
-    let by_id = |id: &str| defs.iter().find(|d| d["id"] == id).unwrap_or_else(|| panic!("definition {id}")).clone();
-    for (id, sp) in [(AVAILABLE, "Available"), (ON_QUEUE, "On Queue"), (BREAK, "Break"), (MEAL, "Meal"), (BUSY, "Busy"), (OFFLINE, "Offline")] {
+    let by_id = |id: &str| {
+        defs.iter()
+            .find(|d| d["id"] == id)
+            .unwrap_or_else(|| panic!("definition {id}"))
+            .clone()
+    };
+    for (id, sp) in [
+        (AVAILABLE, "Available"),
+        (ON_QUEUE, "On Queue"),
+        (BREAK, "Break"),
+        (MEAL, "Meal"),
+        (BUSY, "Busy"),
+        (OFFLINE, "Offline"),
+    ] {
         let d = by_id(id);
         assert_eq!(d["systemPresence"], sp);
         assert_eq!(d["primary"], true);
         assert!(d["languageLabels"]["en_US"].is_string());
     }
-    let named = |label: &str| defs.iter().find(|d| d["languageLabels"]["en_US"] == label).unwrap_or_else(|| panic!("{label}")).clone();
+    let named = |label: &str| {
+        defs.iter()
+            .find(|d| d["languageLabels"]["en_US"] == label)
+            .unwrap_or_else(|| panic!("{label}"))
+            .clone()
+    };
     let lunch = named("Lunch");
-    assert_eq!((lunch["systemPresence"].as_str(), lunch["primary"].as_bool()), (Some("Meal"), Some(false)));
+    assert_eq!(
+        (lunch["systemPresence"].as_str(), lunch["primary"].as_bool()),
+        (Some("Meal"), Some(false))
+    );
     let coaching = named("Coaching");
-    assert_eq!((coaching["systemPresence"].as_str(), coaching["primary"].as_bool()), (Some("Busy"), Some(false)));
-    assert!(defs.iter().all(|d| d["deactivated"] == false), "deactivated ones hidden by default");
+    assert_eq!(
+        (
+            coaching["systemPresence"].as_str(),
+            coaching["primary"].as_bool()
+        ),
+        (Some("Busy"), Some(false))
+    );
+    assert!(
+        defs.iter().all(|d| d["deactivated"] == false),
+        "deactivated ones hidden by default"
+    );
     // Paged like every legacy listing.
-    let p = api.get("/presencedefinitions?pageSize=5&pageNumber=2").await.json;
+    let p = api
+        .get("/presencedefinitions?pageSize=5&pageNumber=2")
+        .await
+        .json;
     assert_eq!(arr(&p["entities"]).len(), 5);
     assert_eq!(p["pageNumber"], 2);
-    assert_eq!(p["previousUri"], "/api/v2/presencedefinitions?pageSize=5&pageNumber=1");
-    let one = api.get(&format!("/presencedefinitions/{ON_QUEUE}")).await.json;
+    assert_eq!(
+        p["previousUri"],
+        "/api/v2/presencedefinitions?pageSize=5&pageNumber=1"
+    );
+    let one = api
+        .get(&format!("/presencedefinitions/{ON_QUEUE}"))
+        .await
+        .json;
     assert_eq!(one["systemPresence"], "On Queue");
 }
 
@@ -327,12 +450,32 @@ async fn current_presence_definitions() {
     let oq = defs.iter().find(|d| d["id"] == ON_QUEUE).unwrap();
     assert_eq!(oq["systemPresence"], "OnQueue");
     assert_eq!(oq["type"], "System");
-    let pascal = ["Available", "Away", "Busy", "Offline", "Idle", "OnQueue", "Meal", "Training", "Meeting", "Break"];
-    assert!(defs.iter().all(|d| pascal.contains(&d["systemPresence"].as_str().unwrap())));
-    assert!(defs.iter().any(|d| d["type"] == "User" && d["systemPresence"] == "Meal"));
-    let one = api.get(&format!("/presence/definitions/{ON_QUEUE}")).await.json;
+    let pascal = [
+        "Available",
+        "Away",
+        "Busy",
+        "Offline",
+        "Idle",
+        "OnQueue",
+        "Meal",
+        "Training",
+        "Meeting",
+        "Break",
+    ];
+    assert!(defs
+        .iter()
+        .all(|d| pascal.contains(&d["systemPresence"].as_str().unwrap())));
+    assert!(defs
+        .iter()
+        .any(|d| d["type"] == "User" && d["systemPresence"] == "Meal"));
+    let one = api
+        .get(&format!("/presence/definitions/{ON_QUEUE}"))
+        .await
+        .json;
     assert_eq!(one["systemPresence"], "OnQueue");
-    api.get("/presence/definitions/00000000-0000-4000-8000-000000000000").await.assert_error(404, "not.found");
+    api.get("/presence/definitions/00000000-0000-4000-8000-000000000000")
+        .await
+        .assert_error(404, "not.found");
 }
 
 /// `/systempresences` is a bare array of the ten system presences.
@@ -344,7 +487,10 @@ async fn system_presences_are_the_ten() {
     let ids: Vec<&str> = arr(&v).iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 10);
     for sp in ["AVAILABLE", "ON_QUEUE", "BREAK", "MEAL", "OFFLINE"] {
-        assert!(ids.iter().any(|i| i.eq_ignore_ascii_case(sp)), "{sp} in {ids:?}");
+        assert!(
+            ids.iter().any(|i| i.eq_ignore_ascii_case(sp)),
+            "{sp} in {ids:?}"
+        );
     }
     assert!(arr(&v).iter().all(|s| s["name"].is_string()));
 }
@@ -356,7 +502,12 @@ async fn patch_purecloud_presence_changes_it() {
     let api = sim.api().await;
     let user = sim.user_not_in("BREAK").await;
     let path = format!("/users/{user}/presences/purecloud");
-    let r = api.patch(&path, json!({"presenceDefinition": {"id": BREAK}, "message": "back in 10"})).await;
+    let r = api
+        .patch(
+            &path,
+            json!({"presenceDefinition": {"id": BREAK}, "message": "back in 10"}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["presenceDefinition"]["id"], BREAK);
     assert_eq!(r.json["presenceDefinition"]["systemPresence"], "Break");
@@ -370,13 +521,28 @@ async fn patch_purecloud_presence_changes_it() {
     assert_eq!(truth["presence"]["systemPresence"], "BREAK");
     assert_eq!(truth["presence"]["definitionId"], BREAK);
     // A message-only PATCH keeps the definition.
-    let m = api.patch(&path, json!({"message": "lunch soon"})).await.json;
-    assert_eq!((m["presenceDefinition"]["id"].as_str(), m["message"].as_str()), (Some(BREAK), Some("lunch soon")));
+    let m = api
+        .patch(&path, json!({"message": "lunch soon"}))
+        .await
+        .json;
+    assert_eq!(
+        (
+            m["presenceDefinition"]["id"].as_str(),
+            m["message"].as_str()
+        ),
+        (Some(BREAK), Some("lunch soon"))
+    );
     // A secondary definition: Lunch lives under Meal.
     let lunch = "a1f0c3d2-4b5e-4f60-8a71-92b3c4d5e6f7";
-    let l = api.patch(&path, json!({"presenceDefinition": {"id": lunch}})).await.json;
+    let l = api
+        .patch(&path, json!({"presenceDefinition": {"id": lunch}}))
+        .await
+        .json;
     assert_eq!(l["presenceDefinition"]["systemPresence"], "Meal");
-    assert_eq!(sim.state_of(&user).await["presence"]["systemPresence"], "MEAL");
+    assert_eq!(
+        sim.state_of(&user).await["presence"]["systemPresence"],
+        "MEAL"
+    );
 }
 
 /// The presence source can be named by its id as well as `purecloud`; an unknown source is 404.
@@ -385,16 +551,26 @@ async fn presence_by_source_id() {
     let sim = TestSim::default().await;
     let api = sim.api().await;
     let user = sim.user_not_in("AVAILABLE").await;
-    let pc = api.get(&format!("/users/{user}/presences/purecloud")).await.json;
+    let pc = api
+        .get(&format!("/users/{user}/presences/purecloud"))
+        .await
+        .json;
     let source_id = pc["sourceId"].as_str().expect("sourceId").to_string();
-    let by_id = api.get(&format!("/users/{user}/presences/{source_id}")).await;
+    let by_id = api
+        .get(&format!("/users/{user}/presences/{source_id}"))
+        .await;
     assert_eq!(by_id.status, 200);
     assert_eq!(by_id.json, pc);
     let r = api
-        .patch(&format!("/users/{user}/presences/{source_id}"), json!({"presenceDefinition": {"id": AVAILABLE}}))
+        .patch(
+            &format!("/users/{user}/presences/{source_id}"),
+            json!({"presenceDefinition": {"id": AVAILABLE}}),
+        )
         .await;
     assert_eq!(r.json["presenceDefinition"]["systemPresence"], "Available");
-    api.get(&format!("/users/{user}/presences/ZoomPhone")).await.assert_error(404, "not.found");
+    api.get(&format!("/users/{user}/presences/ZoomPhone"))
+        .await
+        .assert_error(404, "not.found");
     api.get("/users/00000000-0000-4000-8000-000000000000/presences/purecloud")
         .await
         .assert_error(404, "general.resource.not.found");
@@ -406,19 +582,41 @@ async fn bulk_presence_get_up_to_50() {
     let sim = TestSim::default().await;
     let api = sim.api().await;
     let ids = ids_of(&api.get("/users?pageSize=51").await.json);
-    let r = api.get(&format!("/users/presences/purecloud/bulk?id={}", ids[..50].join(","))).await;
+    let r = api
+        .get(&format!(
+            "/users/presences/purecloud/bulk?id={}",
+            ids[..50].join(",")
+        ))
+        .await;
     assert_eq!(r.status, 200);
     let items = arr(&r.json);
     assert_eq!(items.len(), 50);
     for (item, id) in items.iter().zip(&ids) {
         assert_eq!(item["userId"], id.as_str());
         assert!(item["presenceDefinition"]["id"].is_string());
-        assert!(item.get("primary").is_none(), "UcUserPresence has no primary");
+        assert!(
+            item.get("primary").is_none(),
+            "UcUserPresence has no primary"
+        );
     }
     let repeated: String = ids[..2].iter().map(|i| format!("id={i}&")).collect();
-    assert_eq!(arr(&api.get(&format!("/users/presences/purecloud/bulk?{repeated}")).await.json).len(), 2);
-    api.get(&format!("/users/presences/purecloud/bulk?id={}", ids.join(","))).await.assert_error(400, "max.user.ids");
-    api.get("/users/presences/purecloud/bulk").await.assert_error(400, "bad.request");
+    assert_eq!(
+        arr(&api
+            .get(&format!("/users/presences/purecloud/bulk?{repeated}"))
+            .await
+            .json)
+        .len(),
+        2
+    );
+    api.get(&format!(
+        "/users/presences/purecloud/bulk?id={}",
+        ids.join(",")
+    ))
+    .await
+    .assert_error(400, "max.user.ids");
+    api.get("/users/presences/purecloud/bulk")
+        .await
+        .assert_error(400, "bad.request");
 }
 
 /// Bulk presence PUT applies every item (ids are user ids) or none when one is invalid.
@@ -427,7 +625,10 @@ async fn bulk_presence_put_applies_all_or_nothing() {
     let sim = TestSim::default().await;
     let api = sim.api().await;
     let ids = ids_of(&api.get("/users?pageSize=3").await.json);
-    let body: Vec<Value> = ids.iter().map(|id| json!({"id": id, "presenceDefinition": {"id": MEAL}})).collect();
+    let body: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"id": id, "presenceDefinition": {"id": MEAL}}))
+        .collect();
     let r = api.put("/users/presences/bulk", json!(body)).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(arr(&r.json).len(), 3);
@@ -436,10 +637,19 @@ async fn bulk_presence_put_applies_all_or_nothing() {
     }
     // One bad definition: nothing changes.
     let bad = json!([{"id": ids[0], "presenceDefinition": {"id": AVAILABLE}}, {"id": ids[1], "presenceDefinition": {"id": "nope"}}]);
-    api.put("/users/presences/bulk", bad).await.assert_error(400, "bad.request");
-    assert_eq!(sim.state_of(&ids[0]).await["presence"]["systemPresence"], "MEAL");
-    let too_many: Vec<Value> = (0..51).map(|_| json!({"id": ids[0], "presenceDefinition": {"id": MEAL}})).collect();
-    api.put("/users/presences/bulk", json!(too_many)).await.assert_error(400, "bad.request");
+    api.put("/users/presences/bulk", bad)
+        .await
+        .assert_error(400, "bad.request");
+    assert_eq!(
+        sim.state_of(&ids[0]).await["presence"]["systemPresence"],
+        "MEAL"
+    );
+    let too_many: Vec<Value> = (0..51)
+        .map(|_| json!({"id": ids[0], "presenceDefinition": {"id": MEAL}}))
+        .collect();
+    api.put("/users/presences/bulk", json!(too_many))
+        .await
+        .assert_error(400, "bad.request");
 }
 
 /// Going On Queue moves routing status off `OFF_QUEUE` (to IDLE); leaving returns it to `OFF_QUEUE` (§4.6).
@@ -450,14 +660,25 @@ async fn on_queue_drives_routing_status() {
     let user = sim.user_not_in("ON_QUEUE").await;
     let rs = format!("/users/{user}/routingstatus");
     assert_eq!(api.get(&rs).await.json["status"], "OFF_QUEUE");
-    api.patch(&format!("/users/{user}/presences/purecloud"), json!({"presenceDefinition": {"id": ON_QUEUE}})).await;
+    api.patch(
+        &format!("/users/{user}/presences/purecloud"),
+        json!({"presenceDefinition": {"id": ON_QUEUE}}),
+    )
+    .await;
     let on = api.get(&rs).await.json;
     assert_eq!(on["status"], "IDLE");
     assert_eq!(on["userId"], user.as_str());
     date(&on["startTime"]);
-    api.patch(&format!("/users/{user}/presences/purecloud"), json!({"presenceDefinition": {"id": AVAILABLE}})).await;
+    api.patch(
+        &format!("/users/{user}/presences/purecloud"),
+        json!({"presenceDefinition": {"id": AVAILABLE}}),
+    )
+    .await;
     assert_eq!(api.get(&rs).await.json["status"], "OFF_QUEUE");
-    assert_eq!(sim.state_of(&user).await["routingStatus"]["status"], "OFF_QUEUE");
+    assert_eq!(
+        sim.state_of(&user).await["routingStatus"]["status"],
+        "OFF_QUEUE"
+    );
 }
 
 /// Routing status PUT allows IDLE while On Queue, refuses other transitions with 400 `general.bad.request`; unknown users read OFF_QUEUE.
@@ -467,14 +688,22 @@ async fn routing_status_put_and_get() {
     let api = sim.api().await;
     let user = sim.user_not_in("ON_QUEUE").await;
     let rs = format!("/users/{user}/routingstatus");
-    api.put(&rs, json!({"status": "IDLE"})).await.assert_error(400, "general.bad.request");
+    api.put(&rs, json!({"status": "IDLE"}))
+        .await
+        .assert_error(400, "general.bad.request");
     sim.set_presence(&user, "ON_QUEUE").await;
     let r = api.put(&rs, json!({"status": "IDLE"})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["status"], "IDLE");
-    api.put(&rs, json!({"status": "INTERACTING"})).await.assert_error(400, "general.bad.request");
-    api.put(&rs, json!({"status": "ASLEEP"})).await.assert_error(400, "invalid.value");
-    let ghost = api.get("/users/00000000-0000-4000-8000-000000000000/routingstatus").await;
+    api.put(&rs, json!({"status": "INTERACTING"}))
+        .await
+        .assert_error(400, "general.bad.request");
+    api.put(&rs, json!({"status": "ASLEEP"}))
+        .await
+        .assert_error(400, "invalid.value");
+    let ghost = api
+        .get("/users/00000000-0000-4000-8000-000000000000/routingstatus")
+        .await;
     assert_eq!(ghost.json["status"], "OFF_QUEUE");
 }
 
@@ -486,14 +715,24 @@ async fn deactivated_definition_is_refused() {
     let retired = "d4e3f605-7c81-4293-9da4-c5e6f708192a";
     let listed = |v: &Value| arr(&v["entities"]).iter().any(|d| d["id"] == retired);
     assert!(!listed(&api.get("/presence/definitions").await.json));
-    assert!(listed(&api.get("/presence/definitions?deactivated=true").await.json));
-    assert!(listed(&api.get("/presencedefinitions?deleted=true").await.json));
+    assert!(listed(
+        &api.get("/presence/definitions?deactivated=true").await.json
+    ));
+    assert!(listed(
+        &api.get("/presencedefinitions?deleted=true").await.json
+    ));
     let user = sim.user_not_in("BREAK").await;
     let before = sim.state_of(&user).await["presence"].clone();
-    api.patch(&format!("/users/{user}/presences/purecloud"), json!({"presenceDefinition": {"id": retired}}))
-        .await
-        .assert_error(400, "bad.request");
-    assert_eq!(sim.state_of(&user).await["presence"]["definitionId"], before["definitionId"]);
+    api.patch(
+        &format!("/users/{user}/presences/purecloud"),
+        json!({"presenceDefinition": {"id": retired}}),
+    )
+    .await
+    .assert_error(400, "bad.request");
+    assert_eq!(
+        sim.state_of(&user).await["presence"]["definitionId"],
+        before["definitionId"]
+    );
 }
 
 // ───────────────────────────── Notifications ─────────────────────────────
@@ -503,22 +742,46 @@ async fn deactivated_definition_is_refused() {
 async fn channels_create_list_head() {
     let sim = TestSim::default().await;
     let api = sim.api().await;
-    let r = api.send(Method::POST, "/notifications/channels", Body::None).await;
+    let r = api
+        .send(Method::POST, "/notifications/channels", Body::None)
+        .await;
     assert_eq!(r.status, 200);
     let id = r.json["id"].as_str().unwrap();
     assert!(id.starts_with("streaming-"));
-    assert!(r.json["connectUri"].as_str().unwrap().ends_with(&format!("/channels/{id}")));
-    assert!(r.json["connectUri"].as_str().unwrap().starts_with("ws://127.0.0.1:"));
+    assert!(r.json["connectUri"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/channels/{id}")));
+    assert!(r.json["connectUri"]
+        .as_str()
+        .unwrap()
+        .starts_with("ws://127.0.0.1:"));
     let ttl = date(&r.json["expires"]) - Utc::now();
-    assert!((ttl.num_seconds() - 86_400).abs() < 10, "expires in 24 h, got {ttl}");
+    assert!(
+        (ttl.num_seconds() - 86_400).abs() < 10,
+        "expires in 24 h, got {ttl}"
+    );
     let list = api.get("/notifications/channels").await.json;
     assert!(ids_of(&list).contains(&id.to_string()));
-    assert_eq!(api.head(&format!("/notifications/channels/{id}")).await.status, 200);
-    assert_eq!(api.head("/notifications/channels/streaming-0-nope").await.status, 404);
+    assert_eq!(
+        api.head(&format!("/notifications/channels/{id}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        api.head("/notifications/channels/streaming-0-nope")
+            .await
+            .status,
+        404
+    );
     // Another token's channels are listed (without ids) only with includechannels=oauthclient.
     let other = sim.api().await;
     assert!(arr(&other.get("/notifications/channels").await.json["entities"]).is_empty());
-    let wide = other.get("/notifications/channels?includechannels=oauthclient").await.json;
+    let wide = other
+        .get("/notifications/channels?includechannels=oauthclient")
+        .await
+        .json;
     assert_eq!(arr(&wide["entities"]).len(), 1);
     assert!(arr(&wide["entities"])[0].get("id").is_none());
 }
@@ -532,21 +795,33 @@ async fn subscriptions_add_replace_list_delete() {
     let (ch, _) = api.channel().await;
     let subs = format!("/notifications/channels/{ch}/subscriptions");
     let t = |i: usize, s: &str| format!("v2.users.{}.{s}", ids[i]);
-    let r = api.subscribe(&ch, &[t(0, "presence"), t(0, "routingStatus")]).await;
+    let r = api
+        .subscribe(&ch, &[t(0, "presence"), t(0, "routingStatus")])
+        .await;
     assert_eq!(arr(&r.json["entities"]).len(), 2);
-    assert!(arr(&r.json["entities"]).iter().all(|e| e["state"] == "Permitted"));
+    assert!(arr(&r.json["entities"])
+        .iter()
+        .all(|e| e["state"] == "Permitted"));
     api.subscribe(&ch, &[t(1, "presence")]).await;
-    assert_eq!(ids_of(&api.get(&subs).await.json), vec![t(0, "presence"), t(0, "routingStatus"), t(1, "presence")]);
+    assert_eq!(
+        ids_of(&api.get(&subs).await.json),
+        vec![t(0, "presence"), t(0, "routingStatus"), t(1, "presence")]
+    );
     let r = api.put(&subs, json!([{"id": t(2, "activity")}])).await;
     assert_eq!(r.status, 200);
     assert_eq!(ids_of(&api.get(&subs).await.json), vec![t(2, "activity")]);
     let d = api.delete(&subs).await;
     assert!(d.status == 200 || d.status == 204, "{}", d.status);
     assert!(ids_of(&api.get(&subs).await.json).is_empty());
-    api.get("/notifications/channels/streaming-0-nope/subscriptions").await.assert_error(404, "not.found");
-    api.post("/notifications/channels/streaming-0-nope/subscriptions", json!([{"id": t(0, "presence")}]))
+    api.get("/notifications/channels/streaming-0-nope/subscriptions")
         .await
         .assert_error(404, "not.found");
+    api.post(
+        "/notifications/channels/streaming-0-nope/subscriptions",
+        json!([{"id": t(0, "presence")}]),
+    )
+    .await
+    .assert_error(404, "not.found");
 }
 
 /// An invalid topic fails the call with 400 `notification.invalid.topic`, unless `ignoreErrors=true` reports it Rejected.
@@ -558,14 +833,26 @@ async fn subscriptions_ignore_errors() {
     let (ch, _) = api.channel().await;
     let subs = format!("/notifications/channels/{ch}/subscriptions");
     let body = json!([{"id": format!("v2.users.{id}.presence")}, {"id": format!("v2.users.{id}.presenceUpdate")}]);
-    api.post(&subs, body.clone()).await.assert_error(400, "notification.invalid.topic");
-    assert!(ids_of(&api.get(&subs).await.json).is_empty(), "a failed call subscribes nothing");
+    api.post(&subs, body.clone())
+        .await
+        .assert_error(400, "notification.invalid.topic");
+    assert!(
+        ids_of(&api.get(&subs).await.json).is_empty(),
+        "a failed call subscribes nothing"
+    );
     let r = api.post(&format!("{subs}?ignoreErrors=true"), body).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let ents = arr(&r.json["entities"]);
-    assert!(ents.iter().any(|e| e["id"] == format!("v2.users.{id}.presence") && e["state"] == "Permitted"));
-    assert!(ents.iter().any(|e| e["id"] == format!("v2.users.{id}.presenceUpdate") && e["state"] == "Rejected"));
-    assert_eq!(ids_of(&api.get(&subs).await.json), vec![format!("v2.users.{id}.presence")]);
+    assert!(ents
+        .iter()
+        .any(|e| e["id"] == format!("v2.users.{id}.presence") && e["state"] == "Permitted"));
+    assert!(ents
+        .iter()
+        .any(|e| e["id"] == format!("v2.users.{id}.presenceUpdate") && e["state"] == "Rejected"));
+    assert_eq!(
+        ids_of(&api.get(&subs).await.json),
+        vec![format!("v2.users.{id}.presence")]
+    );
 }
 
 /// A combined topic `v2.users.{id}?presence&routingStatus` delivers separate events under the expanded topic names, in the §5.4 envelope with upper-snake systemPresence.
@@ -575,21 +862,32 @@ async fn combined_topic_delivers_expanded_events() {
     let api = sim.api().await;
     let user = sim.user_not_in("ON_QUEUE").await;
     let (ch, uri) = api.channel().await;
-    api.subscribe(&ch, &[format!("v2.users.{user}?presence&routingStatus")]).await;
+    api.subscribe(&ch, &[format!("v2.users.{user}?presence&routingStatus")])
+        .await;
     let mut ws = sim.connect(&uri).await;
-    assert!(eventually!(2 * SEC, sim.sim_get("/sim/stats").await.json["sockets"] == 1));
+    assert!(eventually!(
+        2 * SEC,
+        sim.sim_get("/sim/stats").await.json["sockets"] == 1
+    ));
     sim.set_presence(&user, "ON_QUEUE").await;
     let p = ws
-        .wait_for(5 * SEC, |v| topic_is(v, &format!("v2.users.{user}.presence")))
+        .wait_for(5 * SEC, |v| {
+            topic_is(v, &format!("v2.users.{user}.presence"))
+        })
         .await
         .expect("presence event");
     assert_envelope(&p);
     assert_eq!(p["eventBody"]["presenceDefinition"]["id"], ON_QUEUE);
-    assert_eq!(p["eventBody"]["presenceDefinition"]["systemPresence"], "ON_QUEUE");
+    assert_eq!(
+        p["eventBody"]["presenceDefinition"]["systemPresence"],
+        "ON_QUEUE"
+    );
     assert_eq!(p["eventBody"]["source"], "PURECLOUD");
     date(&p["eventBody"]["modifiedDate"]);
     let r = ws
-        .wait_for(5 * SEC, |v| topic_is(v, &format!("v2.users.{user}.routingStatus")))
+        .wait_for(5 * SEC, |v| {
+            topic_is(v, &format!("v2.users.{user}.routingStatus"))
+        })
         .await
         .expect("routingStatus event");
     assert_envelope(&r);
@@ -607,18 +905,45 @@ async fn websocket_subscribe_message() {
     let (ch, uri) = api.channel().await;
     let mut ws = sim.connect(&uri).await;
     let topic = format!("v2.users.{user}.presence");
-    ws.send_text(&json!({"message": "subscribe", "topics": [topic], "correlationId": "uno5VlaUHt5t2Mul"}).to_string()).await;
-    let ack = ws.wait_for(5 * SEC, |v| v.get("result").is_some()).await.expect("ack");
+    ws.send_text(
+        &json!({"message": "subscribe", "topics": [topic], "correlationId": "uno5VlaUHt5t2Mul"})
+            .to_string(),
+    )
+    .await;
+    let ack = ws
+        .wait_for(5 * SEC, |v| v.get("result").is_some())
+        .await
+        .expect("ack");
     assert_eq!(ack["result"], "200");
     assert_eq!(ack["status"], "subscribed");
     assert_eq!(ack["correlationId"], "uno5VlaUHt5t2Mul");
-    assert_eq!(ids_of(&api.get(&format!("/notifications/channels/{ch}/subscriptions")).await.json), vec![topic.clone()]);
+    assert_eq!(
+        ids_of(
+            &api.get(&format!("/notifications/channels/{ch}/subscriptions"))
+                .await
+                .json
+        ),
+        vec![topic.clone()]
+    );
     sim.set_presence(&user, "BREAK").await;
-    let e = ws.wait_for(5 * SEC, |v| topic_is(v, &topic)).await.expect("event");
-    assert_eq!(e["eventBody"]["presenceDefinition"]["systemPresence"], "BREAK");
-    ws.send_text(r#"{"message":"subscribe","topics":[],"correlationId":"x"}"#).await;
-    let err = ws.wait_for(5 * SEC, |v| v.get("result").is_some()).await.expect("error reply");
-    assert_eq!((err["result"].as_str(), err["status"].as_str()), (Some("400"), Some("error")));
+    let e = ws
+        .wait_for(5 * SEC, |v| topic_is(v, &topic))
+        .await
+        .expect("event");
+    assert_eq!(
+        e["eventBody"]["presenceDefinition"]["systemPresence"],
+        "BREAK"
+    );
+    ws.send_text(r#"{"message":"subscribe","topics":[],"correlationId":"x"}"#)
+        .await;
+    let err = ws
+        .wait_for(5 * SEC, |v| v.get("result").is_some())
+        .await
+        .expect("error reply");
+    assert_eq!(
+        (err["result"].as_str(), err["status"].as_str()),
+        (Some("400"), Some("error"))
+    );
 }
 
 /// Heartbeats `{"topicName":"channel.metadata","eventBody":{"message":"WebSocket Heartbeat"}}` come every `heartbeat_secs`.
@@ -634,7 +959,10 @@ async fn heartbeats_arrive_at_the_configured_interval() {
         assert_eq!(hb["eventBody"]["message"], "WebSocket Heartbeat");
     }
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(500) && took < Duration::from_millis(1500), "3 beats took {took:?}");
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_millis(1500),
+        "3 beats took {took:?}"
+    );
 }
 
 /// `{"message":"ping"}` is answered with the `channel.metadata` pong.
@@ -646,7 +974,10 @@ async fn ping_gets_pong() {
     let mut ws = sim.connect(&uri).await;
     ws.send_text(r#"{"message":"ping"}"#).await;
     let pong = ws.wait_for(5 * SEC, is_metadata).await.expect("pong");
-    assert_eq!(pong, json!({"topicName": "channel.metadata", "eventBody": {"message": "pong"}}));
+    assert_eq!(
+        pong,
+        json!({"topicName": "channel.metadata", "eventBody": {"message": "pong"}})
+    );
 }
 
 /// A channel holds 1 000 topics; one more is 400; a combined topic counts once (UNCONFIRMED, flag `--combined-topics-count-expanded`).
@@ -663,14 +994,28 @@ async fn topic_limit_is_1000_per_channel() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(arr(&r.json["entities"]).len(), 1000);
     let one_more = json!([{"id": format!("v2.users.{}.presence", uuid::Uuid::new_v4())}]);
-    api.post(&subs, one_more.clone()).await.assert_error(400, "bad.request");
-    assert_eq!(ids_of(&api.get(&subs).await.json).len(), 1000, "the failed call changed nothing");
+    api.post(&subs, one_more.clone())
+        .await
+        .assert_error(400, "bad.request");
+    assert_eq!(
+        ids_of(&api.get(&subs).await.json).len(),
+        1000,
+        "the failed call changed nothing"
+    );
     let mut many: Vec<Value> = topics[..999].to_vec();
-    many.push(json!({"id": format!("v2.users.{}?presence&routingStatus&activity", uuid::Uuid::new_v4())}));
-    assert_eq!(api.put(&subs, json!(many)).await.status, 200, "999 + one combined topic fit");
+    many.push(
+        json!({"id": format!("v2.users.{}?presence&routingStatus&activity", uuid::Uuid::new_v4())}),
+    );
+    assert_eq!(
+        api.put(&subs, json!(many)).await.status,
+        200,
+        "999 + one combined topic fit"
+    );
     let mut over = topics.clone();
     over.extend(one_more.as_array().unwrap().clone());
-    api.put(&subs, json!(over)).await.assert_error(400, "bad.request");
+    api.put(&subs, json!(over))
+        .await
+        .assert_error(400, "bad.request");
 }
 
 /// The 21st channel evicts the oldest idle one (HEAD then 404); a channel with a socket is kept.
@@ -684,12 +1029,33 @@ async fn channel_limit_evicts_the_oldest_idle_channel() {
     }
     // The oldest has a socket, so the second oldest (idle) must go.
     let _ws = sim.connect(&chans[0].1).await;
-    assert!(eventually!(2 * SEC, sim.sim_get("/sim/stats").await.json["sockets"] == 1));
+    assert!(eventually!(
+        2 * SEC,
+        sim.sim_get("/sim/stats").await.json["sockets"] == 1
+    ));
     let (newest, _) = api.channel().await;
-    assert_eq!(api.head(&format!("/notifications/channels/{}", chans[1].0)).await.status, 404);
-    assert_eq!(api.head(&format!("/notifications/channels/{}", chans[0].0)).await.status, 200);
-    assert_eq!(api.head(&format!("/notifications/channels/{newest}")).await.status, 200);
-    assert_eq!(arr(&api.get("/notifications/channels").await.json["entities"]).len(), 20);
+    assert_eq!(
+        api.head(&format!("/notifications/channels/{}", chans[1].0))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        api.head(&format!("/notifications/channels/{}", chans[0].0))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        api.head(&format!("/notifications/channels/{newest}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        arr(&api.get("/notifications/channels").await.json["entities"]).len(),
+        20
+    );
     assert_eq!(sim.counter("channelsEvicted").await, 1);
 }
 
@@ -704,20 +1070,35 @@ async fn resubscribing_extends_the_channel() {
     let (left, _) = api.channel().await;
     api.subscribe(&kept, &topic).await;
     let expires_of = |list: &Value| {
-        date(&arr(&list["entities"]).iter().find(|c| c["id"] == kept.as_str()).expect("kept listed")["expires"])
+        date(
+            &arr(&list["entities"])
+                .iter()
+                .find(|c| c["id"] == kept.as_str())
+                .expect("kept listed")["expires"],
+        )
     };
     let first = expires_of(&api.get("/notifications/channels").await.json);
     let started = Instant::now();
     // Keep re-subscribing for 3 s (past the 2 s TTL); the other channel must die meanwhile.
-    let mut last = first;
+    let mut last;
     assert!(eventually!(5 * SEC, {
         api.subscribe(&kept, &topic).await;
         last = expires_of(&api.get("/notifications/channels").await.json);
         started.elapsed() > 3 * SEC
     }));
     assert!(last > first, "expires moved forward");
-    assert_eq!(api.head(&format!("/notifications/channels/{kept}")).await.status, 200);
-    assert_eq!(api.head(&format!("/notifications/channels/{left}")).await.status, 404);
+    assert_eq!(
+        api.head(&format!("/notifications/channels/{kept}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        api.head(&format!("/notifications/channels/{left}"))
+            .await
+            .status,
+        404
+    );
 }
 
 /// A second socket on the same channel kicks the first (one socket per channel).
@@ -727,9 +1108,13 @@ async fn second_socket_kicks_the_first() {
     let api = sim.api().await;
     let user = sim.user_not_in("BREAK").await;
     let (ch, uri) = api.channel().await;
-    api.subscribe(&ch, &[format!("v2.users.{user}.presence")]).await;
+    api.subscribe(&ch, &[format!("v2.users.{user}.presence")])
+        .await;
     let mut first = sim.connect(&uri).await;
-    assert!(eventually!(2 * SEC, sim.counter("socketsOpened").await == 1));
+    assert!(eventually!(
+        2 * SEC,
+        sim.counter("socketsOpened").await == 1
+    ));
     let mut second = sim.connect(&uri).await;
     match first.wait_closed(5 * SEC).await {
         WsEvent::Closed(_) | WsEvent::Ended => {}
@@ -737,7 +1122,12 @@ async fn second_socket_kicks_the_first() {
     }
     assert_eq!(sim.counter("socketsKicked").await, 1);
     sim.set_presence(&user, "BREAK").await;
-    assert!(second.wait_for(5 * SEC, |v| v["topicName"].as_str().is_some_and(|t| t.ends_with(".presence"))).await.is_some());
+    assert!(second
+        .wait_for(5 * SEC, |v| v["topicName"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(".presence")))
+        .await
+        .is_some());
 }
 
 /// Events produced while no socket is connected are lost, not queued (at-most-once).
@@ -753,10 +1143,19 @@ async fn no_delivery_while_no_socket_is_connected() {
     sim.set_presence(&user, "BREAK").await; // nobody listening
     assert!(sim.counter("framesDroppedNoSocket").await > dropped);
     let mut ws = sim.connect(&uri).await;
-    assert!(eventually!(2 * SEC, sim.sim_get("/sim/stats").await.json["sockets"] == 1));
+    assert!(eventually!(
+        2 * SEC,
+        sim.sim_get("/sim/stats").await.json["sockets"] == 1
+    ));
     sim.set_presence(&user, "MEAL").await;
-    let first = ws.wait_for(5 * SEC, |v| topic_is(v, &topic)).await.expect("live event");
-    assert_eq!(first["eventBody"]["presenceDefinition"]["systemPresence"], "MEAL", "the BREAK event was not replayed");
+    let first = ws
+        .wait_for(5 * SEC, |v| topic_is(v, &topic))
+        .await
+        .expect("live event");
+    assert_eq!(
+        first["eventBody"]["presenceDefinition"]["systemPresence"], "MEAL",
+        "the BREAK event was not replayed"
+    );
 }
 
 /// The activity event carries presence + routing + queues, upper snake (§5.4).
@@ -769,17 +1168,28 @@ async fn activity_event_shape() {
     let (ch, uri) = api.channel().await;
     api.subscribe(&ch, std::slice::from_ref(&topic)).await;
     let mut ws = sim.connect(&uri).await;
-    assert!(eventually!(2 * SEC, sim.sim_get("/sim/stats").await.json["sockets"] == 1));
+    assert!(eventually!(
+        2 * SEC,
+        sim.sim_get("/sim/stats").await.json["sockets"] == 1
+    ));
     sim.set_presence(&user, "ON_QUEUE").await;
     let a = ws
-        .wait_for(5 * SEC, |v| topic_is(v, &topic) && v["eventBody"]["routingStatus"]["status"] == "IDLE")
+        .wait_for(5 * SEC, |v| {
+            topic_is(v, &topic) && v["eventBody"]["routingStatus"]["status"] == "IDLE"
+        })
         .await
         .expect("activity event");
     assert_envelope(&a);
     let b = &a["eventBody"];
     assert_eq!(b["id"], user.as_str());
-    assert_eq!(b["presence"]["presenceDefinition"]["systemPresence"], "ON_QUEUE");
-    assert!(!arr(&b["activeQueueIds"]).is_empty(), "on queue: active queues listed");
+    assert_eq!(
+        b["presence"]["presenceDefinition"]["systemPresence"],
+        "ON_QUEUE"
+    );
+    assert!(
+        !arr(&b["activeQueueIds"]).is_empty(),
+        "on queue: active queues listed"
+    );
     assert_eq!(b["outOfOffice"]["active"], false);
 }
 
@@ -790,22 +1200,47 @@ async fn churn_produces_conversation_events_and_conversations() {
     let api = sim.api().await;
     let ids = ids_of(&api.get("/users?pageSize=20").await.json);
     let (ch, uri) = api.channel().await;
-    let topics: Vec<String> = ids.iter().map(|i| format!("v2.users.{i}?conversations&conversationsummary")).collect();
+    let topics: Vec<String> = ids
+        .iter()
+        .map(|i| format!("v2.users.{i}?conversations&conversationsummary"))
+        .collect();
     api.subscribe(&ch, &topics).await;
     let mut ws = sim.connect(&uri).await;
-    assert!(eventually!(2 * SEC, sim.sim_get("/sim/stats").await.json["sockets"] == 1));
-    assert_eq!(sim.sim_post("/sim/churn", json!({"eventsPerSecond": 200})).await.status, 200);
+    assert!(eventually!(
+        2 * SEC,
+        sim.sim_get("/sim/stats").await.json["sockets"] == 1
+    ));
+    assert_eq!(
+        sim.sim_post("/sim/churn", json!({"eventsPerSecond": 200}))
+            .await
+            .status,
+        200
+    );
     let conv = ws
-        .wait_for(10 * SEC, |v| v["topicName"].as_str().is_some_and(|t| t.ends_with(".conversations")))
+        .wait_for(10 * SEC, |v| {
+            v["topicName"]
+                .as_str()
+                .is_some_and(|t| t.ends_with(".conversations"))
+        })
         .await
         .expect("conversation event");
     assert_envelope(&conv);
     let c = &conv["eventBody"];
     let parts = arr(&c["participants"]);
-    let agent = parts.iter().find(|p| p["purpose"] == "agent").expect("agent participant");
-    assert!(conv["topicName"].as_str().unwrap().contains(agent["userId"].as_str().unwrap()));
+    let agent = parts
+        .iter()
+        .find(|p| p["purpose"] == "agent")
+        .expect("agent participant");
+    assert!(conv["topicName"]
+        .as_str()
+        .unwrap()
+        .contains(agent["userId"].as_str().unwrap()));
     let summary = ws
-        .wait_for(10 * SEC, |v| v["topicName"].as_str().is_some_and(|t| t.ends_with(".conversationsummary")))
+        .wait_for(10 * SEC, |v| {
+            v["topicName"]
+                .as_str()
+                .is_some_and(|t| t.ends_with(".conversationsummary"))
+        })
         .await
         .expect("conversationsummary event");
     assert_envelope(&summary);
@@ -816,9 +1251,14 @@ async fn churn_produces_conversation_events_and_conversations() {
     assert_eq!(got.status, 200, "{}", got.text);
     assert_eq!(got.json["id"], id);
     date(&got.json["startTime"]);
-    assert!(got.json["externalTag"].as_str().is_some_and(|t| t.starts_with("CRM-")));
-    api.get("/conversations/00000000-0000-4000-8000-000000000000").await.assert_error(404, "not.found");
-    sim.sim_post("/sim/churn", json!({"eventsPerSecond": 0})).await;
+    assert!(got.json["externalTag"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("CRM-")));
+    api.get("/conversations/00000000-0000-4000-8000-000000000000")
+        .await
+        .assert_error(404, "not.found");
+    sim.sim_post("/sim/churn", json!({"eventsPerSecond": 0}))
+        .await;
 }
 
 // ───────────────────────────── Analytics ─────────────────────────────
@@ -828,18 +1268,27 @@ async fn churn_produces_conversation_events_and_conversations() {
 async fn analytics_conversation_details_filters() {
     let sim = TestSim::start(|c| c.agents = 20).await;
     let api = sim.api().await;
-    sim.sim_post("/sim/churn", json!({"eventsPerSecond": 300})).await;
-    let mut conv = None;
+    sim.sim_post("/sim/churn", json!({"eventsPerSecond": 300}))
+        .await;
+    let mut conv;
     assert!(eventually!(10 * SEC, {
         conv = sim.state_users().await.into_iter().find_map(|u| {
-            u["conversations"].as_array().and_then(|c| c.first()).map(|c| (u["id"].clone(), c.clone()))
+            u["conversations"]
+                .as_array()
+                .and_then(|c| c.first())
+                .map(|c| (u["id"].clone(), c.clone()))
         });
         conv.is_some()
     }));
-    sim.sim_post("/sim/churn", json!({"eventsPerSecond": 0})).await;
+    sim.sim_post("/sim/churn", json!({"eventsPerSecond": 0}))
+        .await;
     let (user, conv_id) = conv.unwrap();
     let now = Utc::now();
-    let interval = format!("{}/{}", (now - chrono::Duration::hours(1)).to_rfc3339(), (now + chrono::Duration::hours(1)).to_rfc3339());
+    let interval = format!(
+        "{}/{}",
+        (now - chrono::Duration::hours(1)).to_rfc3339(),
+        (now + chrono::Duration::hours(1)).to_rfc3339()
+    );
     let q = api
         .post("/analytics/conversations/details/query", json!({
             "interval": interval,
@@ -850,9 +1299,18 @@ async fn analytics_conversation_details_filters() {
     let convs = arr(&q.json["conversations"]);
     assert!(convs.iter().any(|c| c["conversationId"] == conv_id));
     for c in convs {
-        assert!(arr(&c["participants"]).iter().any(|p| p["purpose"] == "agent" && p["userId"] == user), "only that user's");
+        assert!(
+            arr(&c["participants"])
+                .iter()
+                .any(|p| p["purpose"] == "agent" && p["userId"] == user),
+            "only that user's"
+        );
     }
-    let tag = api.get(&format!("/conversations/{}", conv_id.as_str().unwrap())).await.json["externalTag"].clone();
+    let tag = api
+        .get(&format!("/conversations/{}", conv_id.as_str().unwrap()))
+        .await
+        .json["externalTag"]
+        .clone();
     let by_tag = api
         .post("/analytics/conversations/details/query", json!({
             "interval": interval,
@@ -863,7 +1321,10 @@ async fn analytics_conversation_details_filters() {
     assert_eq!(by_tag["totalHits"], 1);
     assert_eq!(arr(&by_tag["conversations"])[0]["conversationId"], conv_id);
     let past = api
-        .post("/analytics/conversations/details/query", json!({"interval": "2020-01-01T00:00:00.000Z/2020-01-02T00:00:00.000Z"}))
+        .post(
+            "/analytics/conversations/details/query",
+            json!({"interval": "2020-01-01T00:00:00.000Z/2020-01-02T00:00:00.000Z"}),
+        )
         .await
         .json;
     assert_eq!(past["totalHits"], 0);
@@ -878,7 +1339,11 @@ async fn analytics_user_details_history() {
     sim.set_presence(&user, "ON_QUEUE").await;
     sim.set_presence(&user, "BREAK").await;
     let now = Utc::now();
-    let interval = format!("{}/{}", (now - chrono::Duration::minutes(5)).to_rfc3339(), (now + chrono::Duration::minutes(5)).to_rfc3339());
+    let interval = format!(
+        "{}/{}",
+        (now - chrono::Duration::minutes(5)).to_rfc3339(),
+        (now + chrono::Duration::minutes(5)).to_rfc3339()
+    );
     let r = api
         .post("/analytics/users/details/query", json!({
             "interval": interval, "order": "asc",
@@ -890,18 +1355,37 @@ async fn analytics_user_details_history() {
     assert_eq!(details.len(), 1);
     let d = &details[0];
     assert_eq!(d["userId"], user.as_str());
-    let pres: Vec<&str> = arr(&d["primaryPresence"]).iter().map(|p| p["systemPresence"].as_str().unwrap()).collect();
+    let pres: Vec<&str> = arr(&d["primaryPresence"])
+        .iter()
+        .map(|p| p["systemPresence"].as_str().unwrap())
+        .collect();
     assert!(pres.ends_with(&["ON_QUEUE", "BREAK"]), "{pres:?}");
     let last = arr(&d["primaryPresence"]).last().unwrap();
     assert!(last.get("endTime").is_none(), "current record is open");
     assert_eq!(last["organizationPresenceId"], BREAK);
-    let routing: Vec<&str> = arr(&d["routingStatus"]).iter().map(|p| p["routingStatus"].as_str().unwrap()).collect();
-    assert!(routing.ends_with(&["OFF_QUEUE", "IDLE", "OFF_QUEUE"]), "{routing:?}");
-    api.post("/analytics/users/details/query", json!({})).await.assert_error(400, "bad.request");
-    api.post("/analytics/users/details/query", json!({"interval": "yesterday"})).await.assert_error(400, "invalid.date");
-    api.post("/analytics/users/details/query", json!({"interval": "2026-01-02T00:00:00Z/2026-01-01T00:00:00Z"}))
+    let routing: Vec<&str> = arr(&d["routingStatus"])
+        .iter()
+        .map(|p| p["routingStatus"].as_str().unwrap())
+        .collect();
+    assert!(
+        routing.ends_with(&["OFF_QUEUE", "IDLE", "OFF_QUEUE"]),
+        "{routing:?}"
+    );
+    api.post("/analytics/users/details/query", json!({}))
         .await
-        .assert_error(400, "invalid.date");
+        .assert_error(400, "bad.request");
+    api.post(
+        "/analytics/users/details/query",
+        json!({"interval": "yesterday"}),
+    )
+    .await
+    .assert_error(400, "invalid.date");
+    api.post(
+        "/analytics/users/details/query",
+        json!({"interval": "2026-01-02T00:00:00Z/2026-01-01T00:00:00Z"}),
+    )
+    .await
+    .assert_error(400, "invalid.date");
 }
 
 // ───────────────────────────── Rate limits ─────────────────────────────
@@ -921,7 +1405,11 @@ async fn rate_limit_sixth_call_is_429() {
     }
     let r = api.get("/users?pageSize=1").await;
     r.assert_error(429, "too.many.requests.retry.after");
-    let secs: u64 = r.header("retry-after").expect("Retry-After").parse().expect("seconds");
+    let secs: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
     assert!((1..=60).contains(&secs));
     assert_eq!(
         r.json["message"],
@@ -941,7 +1429,18 @@ async fn sim_state_shape() {
     let sim = TestSim::default().await;
     let users = sim.state_users().await;
     assert_eq!(users.len(), 500);
-    let upper = ["AVAILABLE", "AWAY", "BUSY", "OFFLINE", "IDLE", "ON_QUEUE", "MEAL", "TRAINING", "MEETING", "BREAK"];
+    let upper = [
+        "AVAILABLE",
+        "AWAY",
+        "BUSY",
+        "OFFLINE",
+        "IDLE",
+        "ON_QUEUE",
+        "MEAL",
+        "TRAINING",
+        "MEETING",
+        "BREAK",
+    ];
     for u in &users {
         assert!(u["id"].is_string() && u["name"].is_string());
         assert!(u["division"]["id"].is_string() && u["division"]["name"].is_string());
@@ -952,7 +1451,11 @@ async fn sim_state_shape() {
         date(&u["routingStatus"]["startTime"]);
         assert!(u["conversations"].is_array());
         let on_queue = u["presence"]["systemPresence"] == "ON_QUEUE";
-        assert_eq!(on_queue, u["routingStatus"]["status"] != "OFF_QUEUE", "routing follows presence: {u}");
+        assert_eq!(
+            on_queue,
+            u["routingStatus"]["status"] != "OFF_QUEUE",
+            "routing follows presence: {u}"
+        );
     }
 }
 
@@ -966,26 +1469,82 @@ async fn sim_set_presence() {
     let topic = format!("v2.users.{user}.presence");
     api.subscribe(&ch, std::slice::from_ref(&topic)).await;
     let mut ws = sim.connect(&uri).await;
-    assert!(eventually!(2 * SEC, sim.sim_get("/sim/stats").await.json["sockets"] == 1));
+    assert!(eventually!(
+        2 * SEC,
+        sim.sim_get("/sim/stats").await.json["sockets"] == 1
+    ));
     let r = sim.set_presence(&user, "MEAL").await;
-    assert_eq!(r.json["presence"]["definitionId"], MEAL, "primary definition of MEAL");
-    let e = ws.wait_for(5 * SEC, |v| topic_is(v, &topic)).await.expect("event");
+    assert_eq!(
+        r.json["presence"]["definitionId"], MEAL,
+        "primary definition of MEAL"
+    );
+    let e = ws
+        .wait_for(5 * SEC, |v| topic_is(v, &topic))
+        .await
+        .expect("event");
     assert_eq!(e["eventBody"]["presenceDefinition"]["id"], MEAL);
     let coaching = "b2e1d4c3-5a6f-4071-9b82-a3c4d5e6f708";
-    let r = sim.sim_post(&format!("/sim/users/{user}/presence"), json!({"definitionId": coaching})).await;
+    let r = sim
+        .sim_post(
+            &format!("/sim/users/{user}/presence"),
+            json!({"definitionId": coaching}),
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json["presence"]["systemPresence"], "BUSY");
-    let e = ws.wait_for(5 * SEC, |v| topic_is(v, &topic)).await.expect("event");
+    let e = ws
+        .wait_for(5 * SEC, |v| topic_is(v, &topic))
+        .await
+        .expect("event");
     assert_eq!(e["eventBody"]["presenceDefinition"]["id"], coaching);
-    assert_eq!(e["eventBody"]["presenceDefinition"]["systemPresence"], "BUSY");
-    assert_eq!(api.get(&format!("/users/{user}/presences/purecloud")).await.json["presenceDefinition"]["id"], coaching);
+    assert_eq!(
+        e["eventBody"]["presenceDefinition"]["systemPresence"],
+        "BUSY"
+    );
+    assert_eq!(
+        api.get(&format!("/users/{user}/presences/purecloud"))
+            .await
+            .json["presenceDefinition"]["id"],
+        coaching
+    );
     let p = format!("/sim/users/{user}/presence");
-    assert_eq!(sim.sim_post(&p, json!({"systemPresence": "NAPPING"})).await.status, 400);
-    assert_eq!(sim.sim_post(&p, json!({"definitionId": "nope"})).await.status, 400);
-    assert_eq!(sim.sim_post(&p, json!({"systemPresence": "BREAK", "definitionId": BREAK})).await.status, 400);
+    assert_eq!(
+        sim.sim_post(&p, json!({"systemPresence": "NAPPING"}))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        sim.sim_post(&p, json!({"definitionId": "nope"}))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        sim.sim_post(
+            &p,
+            json!({"systemPresence": "BREAK", "definitionId": BREAK})
+        )
+        .await
+        .status,
+        400
+    );
     assert_eq!(sim.sim_post(&p, json!({})).await.status, 400);
-    assert_eq!(sim.request(Method::POST, &p, None, Body::Raw("{")).await.status, 400);
-    assert_eq!(sim.sim_post("/sim/users/nobody/presence", json!({"systemPresence": "BREAK"})).await.status, 404);
+    assert_eq!(
+        sim.request(Method::POST, &p, None, Body::Raw("{"))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        sim.sim_post(
+            "/sim/users/nobody/presence",
+            json!({"systemPresence": "BREAK"})
+        )
+        .await
+        .status,
+        404
+    );
 }
 
 /// `POST /sim/churn` starts background changes and 0 stops them.
@@ -993,16 +1552,33 @@ async fn sim_set_presence() {
 async fn sim_churn_starts_and_stops() {
     let sim = TestSim::default().await;
     let emitted = sim.counter("eventsEmitted").await;
-    let r = sim.sim_post("/sim/churn", json!({"eventsPerSecond": 100})).await;
+    let r = sim
+        .sim_post("/sim/churn", json!({"eventsPerSecond": 100}))
+        .await;
     assert_eq!(r.json["eventsPerSecond"], 100.0);
-    assert!(eventually!(5 * SEC, sim.counter("eventsEmitted").await > emitted + 50));
-    sim.sim_post("/sim/churn", json!({"eventsPerSecond": 0})).await;
+    assert!(eventually!(
+        5 * SEC,
+        sim.counter("eventsEmitted").await > emitted + 50
+    ));
+    sim.sim_post("/sim/churn", json!({"eventsPerSecond": 0}))
+        .await;
     let settled = sim.counter("eventsEmitted").await;
     // Nothing more for half a second (polled, not slept through).
-    let changed = eventually!(Duration::from_millis(500), sim.counter("eventsEmitted").await != settled);
+    let changed = eventually!(
+        Duration::from_millis(500),
+        sim.counter("eventsEmitted").await != settled
+    );
     assert!(!changed, "churn stopped");
-    assert_eq!(sim.sim_post("/sim/churn", json!({"eventsPerSecond": -1})).await.status, 400);
-    assert_eq!(sim.sim_post("/sim/churn", json!({"rate": 1})).await.status, 400);
+    assert_eq!(
+        sim.sim_post("/sim/churn", json!({"eventsPerSecond": -1}))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        sim.sim_post("/sim/churn", json!({"rate": 1})).await.status,
+        400
+    );
 }
 
 /// Fault `drop_sockets`: sockets end without a close frame; the channel survives and a new socket works.
@@ -1012,13 +1588,24 @@ async fn fault_drop_sockets() {
     let api = sim.api().await;
     let (ch, uri) = api.channel().await;
     let mut ws = sim.connect(&uri).await;
-    assert!(eventually!(2 * SEC, sim.sim_get("/sim/stats").await.json["sockets"] == 1));
-    assert_eq!(sim.fault(json!({"kind": "drop_sockets"})).await.json["affected"], 1);
+    assert!(eventually!(
+        2 * SEC,
+        sim.sim_get("/sim/stats").await.json["sockets"] == 1
+    ));
+    assert_eq!(
+        sim.fault(json!({"kind": "drop_sockets"})).await.json["affected"],
+        1
+    );
     match ws.wait_closed(5 * SEC).await {
         WsEvent::Ended => {}
         other => panic!("expected an abrupt end, got {other:?}"),
     }
-    assert_eq!(api.head(&format!("/notifications/channels/{ch}")).await.status, 200);
+    assert_eq!(
+        api.head(&format!("/notifications/channels/{ch}"))
+            .await
+            .status,
+        200
+    );
     let mut again = sim.connect(&uri).await;
     again.send_text(r#"{"message":"ping"}"#).await;
     assert!(again.wait_for(5 * SEC, is_metadata).await.is_some());
@@ -1031,18 +1618,34 @@ async fn fault_socket_closing() {
     let api = sim.api().await;
     let (ch, uri) = api.channel().await;
     let mut ws = sim.connect(&uri).await;
-    assert!(eventually!(2 * SEC, sim.sim_get("/sim/stats").await.json["sockets"] == 1));
+    assert!(eventually!(
+        2 * SEC,
+        sim.sim_get("/sim/stats").await.json["sockets"] == 1
+    ));
     let asked = Instant::now();
-    sim.fault(json!({"kind": "socket_closing", "seconds": 0.5})).await;
-    let warn = ws.wait_for(5 * SEC, |v| topic_is(v, "v2.system.socket_closing")).await.expect("warning");
+    sim.fault(json!({"kind": "socket_closing", "seconds": 0.5}))
+        .await;
+    let warn = ws
+        .wait_for(5 * SEC, |v| topic_is(v, "v2.system.socket_closing"))
+        .await
+        .expect("warning");
     assert_envelope(&warn);
     assert_eq!(warn["eventBody"]["channelId"], ch.as_str());
     match ws.wait_closed(5 * SEC).await {
         WsEvent::Closed(Some(1001)) => {}
         other => panic!("expected close 1001, got {other:?}"),
     }
-    assert!(asked.elapsed() >= Duration::from_millis(450), "closed after the grace");
-    assert_eq!(api.head(&format!("/notifications/channels/{ch}")).await.status, 200, "safe to reconnect");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(450),
+        "closed after the grace"
+    );
+    assert_eq!(
+        api.head(&format!("/notifications/channels/{ch}"))
+            .await
+            .status,
+        200,
+        "safe to reconnect"
+    );
 }
 
 /// Fault `heartbeat_stall`: no heartbeat, pong or event leaves for `seconds` (events are lost), then heartbeats resume.
@@ -1052,21 +1655,41 @@ async fn fault_heartbeat_stall() {
     let api = sim.api().await;
     let user = sim.user_not_in("BREAK").await;
     let (ch, uri) = api.channel().await;
-    api.subscribe(&ch, &[format!("v2.users.{user}.presence")]).await;
+    api.subscribe(&ch, &[format!("v2.users.{user}.presence")])
+        .await;
     let mut ws = sim.connect(&uri).await;
-    assert!(ws.wait_for(2 * SEC, is_metadata).await.is_some(), "heartbeats before");
-    sim.fault(json!({"kind": "heartbeat_stall", "seconds": 1.0})).await;
+    assert!(
+        ws.wait_for(2 * SEC, is_metadata).await.is_some(),
+        "heartbeats before"
+    );
+    sim.fault(json!({"kind": "heartbeat_stall", "seconds": 1.0}))
+        .await;
     let stalled_at = Instant::now();
     ws.send_text(r#"{"message":"ping"}"#).await;
     sim.set_presence(&user, "BREAK").await;
     // Drain what was already in flight, then nothing until the stall ends.
     let first = ws.wait_for(3 * SEC, |_| true).await.expect("frames resume");
     let quiet = stalled_at.elapsed();
-    assert!(quiet >= Duration::from_millis(900) || first["eventBody"]["message"] == "WebSocket Heartbeat" && quiet < Duration::from_millis(150),
-        "first frame {first} after {quiet:?}");
-    assert!(eventually!(3 * SEC, !sim.sim_get("/sim/stats").await.json["stalled"].as_bool().unwrap()));
-    let next = ws.wait_for(3 * SEC, |_| true).await.expect("frames after the stall");
-    assert!(is_metadata(&next) && next["eventBody"]["message"] == "WebSocket Heartbeat", "no pong, no lost event: {next}");
+    assert!(
+        quiet >= Duration::from_millis(900)
+            || first["eventBody"]["message"] == "WebSocket Heartbeat"
+                && quiet < Duration::from_millis(150),
+        "first frame {first} after {quiet:?}"
+    );
+    assert!(eventually!(
+        3 * SEC,
+        !sim.sim_get("/sim/stats").await.json["stalled"]
+            .as_bool()
+            .unwrap()
+    ));
+    let next = ws
+        .wait_for(3 * SEC, |_| true)
+        .await
+        .expect("frames after the stall");
+    assert!(
+        is_metadata(&next) && next["eventBody"]["message"] == "WebSocket Heartbeat",
+        "no pong, no lost event: {next}"
+    );
     assert!(stalled_at.elapsed() >= Duration::from_millis(900));
 }
 
@@ -1079,7 +1702,9 @@ async fn fault_rate_limit() {
     for _ in 0..2 {
         let r = api.get("/users?pageSize=1").await;
         r.assert_error(429, "too.many.requests.retry.after");
-        assert!(r.header("retry-after").is_some_and(|s| s.parse::<u64>().is_ok()));
+        assert!(r
+            .header("retry-after")
+            .is_some_and(|s| s.parse::<u64>().is_ok()));
     }
     assert_eq!(api.get("/users?pageSize=1").await.status, 200);
     assert_eq!(sim.counter("rateLimitedInjected").await, 2);
@@ -1090,13 +1715,20 @@ async fn fault_rate_limit() {
 async fn fault_service_unavailable() {
     let sim = TestSim::default().await;
     let api = sim.api().await;
-    sim.fault(json!({"kind": "service_unavailable", "count": 1})).await;
-    api.get("/users?pageSize=1").await.assert_error(503, "service.unavailable");
+    sim.fault(json!({"kind": "service_unavailable", "count": 1}))
+        .await;
+    api.get("/users?pageSize=1")
+        .await
+        .assert_error(503, "service.unavailable");
     assert_eq!(api.get("/users?pageSize=1").await.status, 200);
     // Time-bounded form.
-    sim.fault(json!({"kind": "service_unavailable", "seconds": 0.3})).await;
+    sim.fault(json!({"kind": "service_unavailable", "seconds": 0.3}))
+        .await;
     assert_eq!(api.get("/users?pageSize=1").await.status, 503);
-    assert!(eventually!(3 * SEC, api.get("/users?pageSize=1").await.status == 200));
+    assert!(eventually!(
+        3 * SEC,
+        api.get("/users?pageSize=1").await.status == 200
+    ));
 }
 
 /// Fault `expire_tokens`: every token is refused (401) and its channels closed; a new token works.
@@ -1106,16 +1738,30 @@ async fn fault_expire_tokens() {
     let api = sim.api().await;
     let (ch, uri) = api.channel().await;
     let mut ws = sim.connect(&uri).await;
-    assert!(eventually!(2 * SEC, sim.sim_get("/sim/stats").await.json["sockets"] == 1));
-    assert_eq!(sim.fault(json!({"kind": "expire_tokens"})).await.json["affected"], 1);
-    api.get("/users?pageSize=1").await.assert_error(401, "credentials.expired");
+    assert!(eventually!(
+        2 * SEC,
+        sim.sim_get("/sim/stats").await.json["sockets"] == 1
+    ));
+    assert_eq!(
+        sim.fault(json!({"kind": "expire_tokens"})).await.json["affected"],
+        1
+    );
+    api.get("/users?pageSize=1")
+        .await
+        .assert_error(401, "credentials.expired");
     match ws.wait_closed(5 * SEC).await {
         WsEvent::Closed(Some(1008)) => {}
         other => panic!("expected close 1008, got {other:?}"),
     }
     let fresh = sim.api().await;
     assert_eq!(fresh.get("/users?pageSize=1").await.status, 200);
-    assert_eq!(fresh.head(&format!("/notifications/channels/{ch}")).await.status, 404);
+    assert_eq!(
+        fresh
+            .head(&format!("/notifications/channels/{ch}"))
+            .await
+            .status,
+        404
+    );
 }
 
 /// Fault `evict_channels`: channels vanish (HEAD 404) and their sockets get a close frame.
@@ -1125,11 +1771,28 @@ async fn fault_evict_channels() {
     let api = sim.api().await;
     let (ch, uri) = api.channel().await;
     let mut ws = sim.connect(&uri).await;
-    assert!(eventually!(2 * SEC, sim.sim_get("/sim/stats").await.json["sockets"] == 1));
-    assert_eq!(sim.fault(json!({"kind": "evict_channels"})).await.json["affected"], 1);
-    assert!(matches!(ws.wait_closed(5 * SEC).await, WsEvent::Closed(Some(1000))));
-    assert_eq!(api.head(&format!("/notifications/channels/{ch}")).await.status, 404);
-    assert!(sim.client.ws(uri.as_str()).connect().await.is_err(), "the connectUri is dead");
+    assert!(eventually!(
+        2 * SEC,
+        sim.sim_get("/sim/stats").await.json["sockets"] == 1
+    ));
+    assert_eq!(
+        sim.fault(json!({"kind": "evict_channels"})).await.json["affected"],
+        1
+    );
+    assert!(matches!(
+        ws.wait_closed(5 * SEC).await,
+        WsEvent::Closed(Some(1000))
+    ));
+    assert_eq!(
+        api.head(&format!("/notifications/channels/{ch}"))
+            .await
+            .status,
+        404
+    );
+    assert!(
+        sim.client.ws(uri.as_str()).connect().await.is_err(),
+        "the connectUri is dead"
+    );
 }
 
 /// Fault `slow_responses`: the next `count` requests take at least `delayMs`, later ones do not.
@@ -1137,22 +1800,46 @@ async fn fault_evict_channels() {
 async fn fault_slow_responses() {
     let sim = TestSim::default().await;
     let api = sim.api().await;
-    sim.fault(json!({"kind": "slow_responses", "count": 1, "delayMs": 700})).await;
+    sim.fault(json!({"kind": "slow_responses", "count": 1, "delayMs": 700}))
+        .await;
     let t = Instant::now();
     assert_eq!(api.get("/users?pageSize=1").await.status, 200);
-    assert!(t.elapsed() >= Duration::from_millis(700), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        t.elapsed()
+    );
     let t = Instant::now();
     assert_eq!(api.get("/users?pageSize=1").await.status, 200);
-    assert!(t.elapsed() < Duration::from_millis(600), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(600),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 /// An unknown fault kind or a bad body is 400 on the control API.
 #[actix_web::test]
 async fn fault_bad_requests() {
     let sim = TestSim::default().await;
-    assert_eq!(sim.sim_post("/sim/faults", json!({"kind": "meteor"})).await.status, 400);
-    assert_eq!(sim.sim_post("/sim/faults", json!({"kind": "rate_limit", "seconds": -1})).await.status, 400);
-    assert_eq!(sim.request(Method::POST, "/sim/faults", None, Body::Raw("not json")).await.status, 400);
+    assert_eq!(
+        sim.sim_post("/sim/faults", json!({"kind": "meteor"}))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        sim.sim_post("/sim/faults", json!({"kind": "rate_limit", "seconds": -1}))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        sim.request(Method::POST, "/sim/faults", None, Body::Raw("not json"))
+            .await
+            .status,
+        400
+    );
 }
 
 // ───────────────────────────── Bad input ─────────────────────────────
@@ -1168,18 +1855,35 @@ async fn malformed_json_is_400_bad_request() {
         (Method::PATCH, format!("/users/{user}/presences/purecloud")),
         (Method::PUT, "/users/presences/bulk".to_string()),
         (Method::PUT, format!("/users/{user}/routingstatus")),
-        (Method::POST, format!("/notifications/channels/{ch}/subscriptions")),
-        (Method::PUT, format!("/notifications/channels/{ch}/subscriptions")),
-        (Method::POST, "/analytics/conversations/details/query".to_string()),
+        (
+            Method::POST,
+            format!("/notifications/channels/{ch}/subscriptions"),
+        ),
+        (
+            Method::PUT,
+            format!("/notifications/channels/{ch}/subscriptions"),
+        ),
+        (
+            Method::POST,
+            "/analytics/conversations/details/query".to_string(),
+        ),
         (Method::POST, "/analytics/users/details/query".to_string()),
     ];
     for (m, p) in targets {
-        for raw in ["{", "", "[1,2", "\"str\"", "{\"presenceDefinition\": 5}"] {
+        for raw in ["{", "", "[1,2", "\"str\"", "nul"] {
             let r = api.send(m.clone(), &p, Body::Raw(raw)).await;
             assert_eq!(r.status, 400, "{m} {p} with {raw:?}: {}", r.text);
             r.assert_error(400, "bad.request");
         }
     }
+    // A well-formed body of the wrong type is refused the same way.
+    api.send(
+        Method::PATCH,
+        &format!("/users/{user}/presences/purecloud"),
+        Body::Raw(r#"{"presenceDefinition": 5}"#),
+    )
+    .await
+    .assert_error(400, "bad.request");
 }
 
 /// Bad query values get 400 `invalid.value` naming the value.
@@ -1221,8 +1925,16 @@ async fn huge_page_numbers_are_empty_pages() {
         assert!(arr(&r.json["entities"]).is_empty(), "{p}");
     }
     let interval = "2020-01-01T00:00:00Z/2030-01-01T00:00:00Z";
-    for p in ["/analytics/users/details/query", "/analytics/conversations/details/query"] {
-        let r = api.post(p, json!({"interval": interval, "paging": {"pageSize": 25, "pageNumber": huge}})).await;
+    for p in [
+        "/analytics/users/details/query",
+        "/analytics/conversations/details/query",
+    ] {
+        let r = api
+            .post(
+                p,
+                json!({"interval": interval, "paging": {"pageSize": 25, "pageNumber": huge}}),
+            )
+            .await;
         assert_eq!(r.status, 200, "{p}: {}", r.text);
     }
     // The simulator is still serving.
@@ -1234,8 +1946,12 @@ async fn huge_page_numbers_are_empty_pages() {
 async fn unknown_paths_are_404() {
     let sim = TestSim::default().await;
     let api = sim.api().await;
-    api.get("/interactions/query?externalId=1").await.assert_error(404, "not.found");
-    api.get("/users/me/presence/history").await.assert_error(404, "general.resource.not.found");
+    api.get("/interactions/query?externalId=1")
+        .await
+        .assert_error(404, "not.found");
+    api.get("/users/me/presence/history")
+        .await
+        .assert_error(404, "not.found");
     sim.request(Method::GET, "/api/v2/interactions/query", None, Body::None)
         .await
         .assert_error(401, "authentication.required");
@@ -1248,17 +1964,29 @@ async fn websocket_bad_input() {
     let api = sim.api().await;
     let err = sim
         .client
-        .ws(format!("ws://{}/channels/streaming-0-nope", sim.handle.addr))
+        .ws(format!(
+            "ws://{}/channels/streaming-0-nope",
+            sim.handle.addr
+        ))
         .connect()
         .await
         .err()
         .expect("refused");
-    assert!(err.to_string().contains("404"), "{err}");
+    assert!(
+        matches!(err, awc::error::WsClientError::InvalidResponseStatus(s) if s.as_u16() == 404),
+        "{err:?}"
+    );
     let (_, uri) = api.channel().await;
     let mut ws = sim.connect(&uri).await;
     ws.send_text("hello").await;
-    let r = ws.wait_for(5 * SEC, |v| v.get("result").is_some()).await.expect("error reply");
+    let r = ws
+        .wait_for(5 * SEC, |v| v.get("result").is_some())
+        .await
+        .expect("error reply");
     assert_eq!(r["result"], "400");
     ws.send_text(r#"{"message":"ping"}"#).await;
-    assert!(ws.wait_for(5 * SEC, is_metadata).await.is_some(), "socket still up");
+    assert!(
+        ws.wait_for(5 * SEC, is_metadata).await.is_some(),
+        "socket still up"
+    );
 }

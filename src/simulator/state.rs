@@ -200,6 +200,8 @@ pub struct SimInner {
 
 /// Most history records kept per user and kind; older ones are dropped.
 const HISTORY_CAP: usize = 2_000;
+/// How long an expired token is still recognised (and refused as expired).
+const EXPIRED_TOKEN_MEMORY: StdDuration = StdDuration::from_secs(3_600);
 /// Most ended conversations kept for analytics.
 const ENDED_CAP: usize = 20_000;
 
@@ -560,20 +562,17 @@ impl SimInner {
     /// whose `socket_closing` grace ran out. Called by the housekeeping tick.
     pub fn housekeeping(&mut self, cfg: &SimConfig) {
         let now = Instant::now();
-        let expired: Vec<String> = self
-            .tokens
-            .iter()
-            .filter(|(_, t)| t.expires_at <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for tok in &expired {
-            self.tokens.remove(tok);
-        }
-        if cfg.token_expiry_closes_channels && !expired.is_empty() {
+        // Expired tokens are remembered for a while so that they keep getting
+        // 401 `credentials.expired` (genesys-api.md §9) rather than
+        // `bad.credentials`, as a token the service never issued does.
+        self.tokens
+            .retain(|_, t| t.expires_at + EXPIRED_TOKEN_MEMORY > now);
+        if cfg.token_expiry_closes_channels {
+            let tokens = &self.tokens;
             let dead: Vec<String> = self
                 .channels
                 .values()
-                .filter(|c| expired.contains(&c.token))
+                .filter(|c| tokens.get(&c.token).is_none_or(|t| t.expires_at <= now))
                 .map(|c| c.id.clone())
                 .collect();
             for id in dead {

@@ -263,7 +263,11 @@ impl Upstream {
 
     fn on_sync_failed(&mut self, reason: SyncReason, e: RestError, ctx: &mut Context<Self>) {
         self.sync_attempt += 1;
-        let wait = backoff(self.sync_attempt, self.cfg.backoff_initial_ms.max(1000), self.cfg.backoff_max_ms);
+        let wait = backoff(
+            self.sync_attempt,
+            self.cfg.backoff_initial_ms.max(1000),
+            self.cfg.backoff_max_ms,
+        );
         tracing::error!(?reason, error = %e, retry_in_ms = wait.as_millis() as u64, "reading the directory from Genesys failed");
         if matches!(e, RestError::Auth(_) | RestError::Unavailable(_)) || self.sync_attempt >= 3 {
             self.degraded = Some(e.to_string());
@@ -425,19 +429,37 @@ impl Upstream {
     }
 
     fn schedule_reopen(&mut self, i: usize, attempt: u32, why: &str, ctx: &mut Context<Self>) {
-        let wait = backoff(attempt, self.cfg.backoff_initial_ms, self.cfg.backoff_max_ms);
-        tracing::warn!(shard = i, attempt, why, retry_in_ms = wait.as_millis() as u64, "channel down; reconnecting");
+        let wait = backoff(
+            attempt,
+            self.cfg.backoff_initial_ms,
+            self.cfg.backoff_max_ms,
+        );
+        tracing::warn!(
+            shard = i,
+            attempt,
+            why,
+            retry_in_ms = wait.as_millis() as u64,
+            "channel down; reconnecting"
+        );
         let shard = &mut self.shards[i];
         shard.state = ShardState::Down { attempt };
         let generation = shard.generation;
         ctx.run_later(wait, move |act, ctx| {
-            if act.shards[i].generation == generation && matches!(act.shards[i].state, ShardState::Down { .. }) {
+            if act.shards[i].generation == generation
+                && matches!(act.shards[i].state, ShardState::Down { .. })
+            {
                 act.open_shard(i, ctx);
             }
         });
     }
 
-    fn start_reader(&mut self, i: usize, generation: u64, socket: channel::Socket, ctx: &mut Context<Self>) {
+    fn start_reader(
+        &mut self,
+        i: usize,
+        generation: u64,
+        socket: channel::Socket,
+        ctx: &mut Context<Self>,
+    ) {
         let stop = self.stop.child_token();
         if let Some(old) = self.shards[i].reader_stop.replace(stop.clone()) {
             old.cancel();
@@ -451,12 +473,21 @@ impl Upstream {
             self.stats.clone(),
             stop,
         );
-        ctx.spawn(reader.run(socket).into_actor(self).map(move |cause, act, ctx| {
-            act.on_reader_done(i, generation, cause, ctx)
-        }));
+        ctx.spawn(
+            reader
+                .run(socket)
+                .into_actor(self)
+                .map(move |cause, act, ctx| act.on_reader_done(i, generation, cause, ctx)),
+        );
     }
 
-    fn on_reader_done(&mut self, i: usize, generation: u64, cause: DropCause, ctx: &mut Context<Self>) {
+    fn on_reader_done(
+        &mut self,
+        i: usize,
+        generation: u64,
+        cause: DropCause,
+        ctx: &mut Context<Self>,
+    ) {
         if self.shards[i].generation != generation || self.stop.is_cancelled() {
             return; // replaced by a handover, or shutting down
         }
@@ -474,7 +505,9 @@ impl Upstream {
 
     /// Re-PUTs shard `i`'s topics (changed users, or renewal before expiry).
     fn resubscribe(&mut self, i: usize, ctx: &mut Context<Self>) {
-        let Some(info) = self.shards[i].channel.clone() else { return };
+        let Some(info) = self.shards[i].channel.clone() else {
+            return;
+        };
         let topics = self.topics_of(i);
         let generation = self.shards[i].generation;
         let rest = self.rest();
@@ -505,7 +538,11 @@ impl Upstream {
     // ---- health ----------------------------------------------------------
 
     fn health(&self) -> UpstreamHealth {
-        let up = self.shards.iter().filter(|s| matches!(s.state, ShardState::Up)).count();
+        let up = self
+            .shards
+            .iter()
+            .filter(|s| matches!(s.state, ShardState::Up))
+            .count();
         let state = if let Some(_reason) = &self.degraded {
             UpstreamState::Degraded
         } else if !self.synced {
@@ -517,9 +554,11 @@ impl Upstream {
         };
         let detail = match state {
             UpstreamState::Degraded => self.degraded.clone(),
-            UpstreamState::Reconnecting if up < self.shards.len() => {
-                Some(format!("{} of {} channels connected", up, self.shards.len()))
-            }
+            UpstreamState::Reconnecting if up < self.shards.len() => Some(format!(
+                "{} of {} channels connected",
+                up,
+                self.shards.len()
+            )),
             UpstreamState::Reconnecting => Some("reconciling after a gap".into()),
             UpstreamState::Starting => Some("reading the directory".into()),
             UpstreamState::Connected => None,
@@ -570,14 +609,16 @@ impl Upstream {
             return;
         }
         // Channels live 24 h; re-subscribing extends them (§5.6).
-        let ttl = Duration::from_secs(86_400).saturating_sub(Duration::from_secs(self.cfg.renew_before_secs));
+        let ttl = Duration::from_secs(86_400)
+            .saturating_sub(Duration::from_secs(self.cfg.renew_before_secs));
         let expiring: Vec<usize> = (0..self.shards.len())
             .filter(|&i| {
                 let s = &self.shards[i];
                 matches!(s.state, ShardState::Up)
                     && (s.renewed_at.elapsed() >= ttl
                         || s.channel.as_ref().and_then(|c| c.expires).is_some_and(|e| {
-                            e - chrono::Duration::seconds(self.cfg.renew_before_secs as i64) <= Utc::now()
+                            e - chrono::Duration::seconds(self.cfg.renew_before_secs as i64)
+                                <= Utc::now()
                                 && s.renewed_at.elapsed() > Duration::from_secs(60)
                         }))
             })
@@ -600,7 +641,9 @@ impl Upstream {
                     }
                 }),
         );
-        if self.last_directory_refresh.elapsed() >= Duration::from_secs(self.cfg.directory_refresh_secs) {
+        if self.last_directory_refresh.elapsed()
+            >= Duration::from_secs(self.cfg.directory_refresh_secs)
+        {
             self.last_directory_refresh = Instant::now();
             self.request_sync(SyncReason::DirectoryRefresh, ctx);
         }
@@ -651,7 +694,9 @@ impl Handler<SocketClosing> for Upstream {
         if i >= self.shards.len() || self.shards[i].generation != msg.generation {
             return;
         }
-        let Some(info) = self.shards[i].channel.clone() else { return };
+        let Some(info) = self.shards[i].channel.clone() else {
+            return;
+        };
         let rest = self.rest();
         // The handover socket is the shard's next generation; the old reader's
         // end (kicked by the new connection) is then ignored.

@@ -53,7 +53,12 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(login_base: &str, client_id: &str, client_secret: &str, renew_fraction: f64) -> Auth {
+    pub fn new(
+        login_base: &str,
+        client_id: &str,
+        client_secret: &str,
+        renew_fraction: f64,
+    ) -> Auth {
         use base64::Engine;
         let basic = base64::engine::general_purpose::STANDARD
             .encode(format!("{client_id}:{client_secret}"));
@@ -125,10 +130,11 @@ impl Auth {
                 host: host.clone(),
                 reason: e.to_string(),
             })?;
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| AuthError::BadResponse {
-            host: host.clone(),
-            reason: format!("HTTP {status} with a body that is not a token response"),
-        })?;
+        let parsed: TokenResponse =
+            serde_json::from_slice(&body).map_err(|_| AuthError::BadResponse {
+                host: host.clone(),
+                reason: format!("HTTP {status} with a body that is not a token response"),
+            })?;
         if let Some(error) = parsed.error {
             return Err(AuthError::Rejected {
                 error,

@@ -36,9 +36,14 @@ pub struct ChannelInfo {
 
 /// Creates a channel.
 pub async fn create(rest: &Rest) -> Result<ChannelInfo, RestError> {
-    rest.call(Lane::Reconcile, Method::POST, "/api/v2/notifications/channels", None)
-        .await?
-        .json()
+    rest.call(
+        Lane::Reconcile,
+        Method::POST,
+        "/api/v2/notifications/channels",
+        None,
+    )
+    .await?
+    .json()
 }
 
 /// True if the channel still exists (`HEAD` 200), false on 404.
@@ -302,7 +307,9 @@ pub fn parse_frame(text: &Bytes) -> Parsed {
     if lower == "v2.system.socket_closing" {
         return Parsed::Closing;
     }
-    if lower.starts_with("v2.system.no_longer_subscribed") || lower.starts_with("v2.system.token_revoked") {
+    if lower.starts_with("v2.system.no_longer_subscribed")
+        || lower.starts_with("v2.system.token_revoked")
+    {
         return Parsed::Revoked(topic);
     }
     let Some(rest) = lower.strip_prefix("v2.users.") else {
@@ -324,21 +331,36 @@ pub fn parse_frame(text: &Bytes) -> Parsed {
                 Err(e) => return bad(e),
             };
             let Some(state) = b.presence_definition.as_ref().and_then(|d| {
-                presence_state(d, b.message.as_deref().or(b.presence_message.as_deref()), b.modified_date)
+                presence_state(
+                    d,
+                    b.message.as_deref().or(b.presence_message.as_deref()),
+                    b.modified_date,
+                )
             }) else {
                 return Parsed::Malformed(format!("{topic}: no presenceDefinition.id"));
             };
-            Parsed::Events(vec![UpstreamEvent::Presence { user_id, state, origin: Origin::Event }])
+            Parsed::Events(vec![UpstreamEvent::Presence {
+                user_id,
+                state,
+                origin: Origin::Event,
+            }])
         }
         "routingstatus" => {
             let b: RoutingBody = match serde_json::from_value(body) {
                 Ok(b) => b,
                 Err(e) => return bad(e),
             };
-            let Some(state) = b.routing_status.and_then(|r| routing_state(r.status.as_deref(), r.start_time)) else {
+            let Some(state) = b
+                .routing_status
+                .and_then(|r| routing_state(r.status.as_deref(), r.start_time))
+            else {
                 return Parsed::Malformed(format!("{topic}: no valid routingStatus"));
             };
-            Parsed::Events(vec![UpstreamEvent::Routing { user_id, state, origin: Origin::Event }])
+            Parsed::Events(vec![UpstreamEvent::Routing {
+                user_id,
+                state,
+                origin: Origin::Event,
+            }])
         }
         "activity" => {
             let b: ActivityBody = match serde_json::from_value(body) {
@@ -347,12 +369,27 @@ pub fn parse_frame(text: &Bytes) -> Parsed {
             };
             let mut out = Vec::with_capacity(2);
             if let Some(state) = b.presence.as_ref().and_then(|p| {
-                presence_state(p.presence_definition.as_ref()?, p.presence_message.as_deref().or(p.message.as_deref()), p.modified_date)
+                presence_state(
+                    p.presence_definition.as_ref()?,
+                    p.presence_message.as_deref().or(p.message.as_deref()),
+                    p.modified_date,
+                )
             }) {
-                out.push(UpstreamEvent::Presence { user_id: user_id.clone(), state, origin: Origin::Event });
+                out.push(UpstreamEvent::Presence {
+                    user_id: user_id.clone(),
+                    state,
+                    origin: Origin::Event,
+                });
             }
-            if let Some(state) = b.routing_status.and_then(|r| routing_state(r.status.as_deref(), r.start_time)) {
-                out.push(UpstreamEvent::Routing { user_id, state, origin: Origin::Event });
+            if let Some(state) = b
+                .routing_status
+                .and_then(|r| routing_state(r.status.as_deref(), r.start_time))
+            {
+                out.push(UpstreamEvent::Routing {
+                    user_id,
+                    state,
+                    origin: Origin::Event,
+                });
             }
             if out.is_empty() {
                 return Parsed::Malformed(format!("{topic}: neither presence nor routingStatus"));
@@ -375,8 +412,12 @@ mod tests {
     /// The official presence example (upper-case AVAILABLE) normalises.
     #[test]
     fn presence_event() {
-        let p = parse(r#"{"topicName":"v2.users.9ed7d9f6-0c59-4360-ac54-40dd35eb9c2f.presence","version":"2","eventBody":{"source":"PURECLOUD","presenceDefinition":{"id":"6a3af858-942f-489d-9700-5f9bcdcdae9b","systemPresence":"AVAILABLE"},"primary":true,"message":"","modifiedDate":"2026-05-20T09:26:23.511Z"},"metadata":{"CorrelationId":"x"}}"#);
-        let Parsed::Events(ev) = p else { panic!("{p:?}") };
+        let p = parse(
+            r#"{"topicName":"v2.users.9ed7d9f6-0c59-4360-ac54-40dd35eb9c2f.presence","version":"2","eventBody":{"source":"PURECLOUD","presenceDefinition":{"id":"6a3af858-942f-489d-9700-5f9bcdcdae9b","systemPresence":"AVAILABLE"},"primary":true,"message":"","modifiedDate":"2026-05-20T09:26:23.511Z"},"metadata":{"CorrelationId":"x"}}"#,
+        );
+        let Parsed::Events(ev) = p else {
+            panic!("{p:?}")
+        };
         match &ev[0] {
             UpstreamEvent::Presence { user_id, state, .. } => {
                 assert_eq!(user_id, "9ed7d9f6-0c59-4360-ac54-40dd35eb9c2f");
@@ -389,19 +430,35 @@ mod tests {
     /// The real captured activity event yields presence and routing events.
     #[test]
     fn activity_event() {
-        let p = parse(r#"{"topicName":"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.activity","version":"2","eventBody":{"id":"e40f28ea-fa86-493f-a5b8-d559c8533c96","routingStatus":{"status":"OFF_QUEUE","startTime":"2021-05-14T09:03:17.067Z"},"presence":{"presenceDefinition":{"id":"6a3af858-942f-489d-9700-5f9bcdcdae9b","systemPresence":"AVAILABLE"},"modifiedDate":"2021-05-14T09:03:17.047Z"},"outOfOffice":{"active":false},"activeQueueIds":[]},"metadata":{"CorrelationId":"9e"}}"#);
-        let Parsed::Events(ev) = p else { panic!("{p:?}") };
+        let p = parse(
+            r#"{"topicName":"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.activity","version":"2","eventBody":{"id":"e40f28ea-fa86-493f-a5b8-d559c8533c96","routingStatus":{"status":"OFF_QUEUE","startTime":"2021-05-14T09:03:17.067Z"},"presence":{"presenceDefinition":{"id":"6a3af858-942f-489d-9700-5f9bcdcdae9b","systemPresence":"AVAILABLE"},"modifiedDate":"2021-05-14T09:03:17.047Z"},"outOfOffice":{"active":false},"activeQueueIds":[]},"metadata":{"CorrelationId":"9e"}}"#,
+        );
+        let Parsed::Events(ev) = p else {
+            panic!("{p:?}")
+        };
         assert_eq!(ev.len(), 2);
-        assert!(matches!(&ev[1], UpstreamEvent::Routing { state, .. } if state.status == RoutingStatus::OffQueue));
+        assert!(
+            matches!(&ev[1], UpstreamEvent::Routing { state, .. } if state.status == RoutingStatus::OffQueue)
+        );
     }
 
     /// Topic names compare case-insensitively; heartbeats and closings are recognised.
     #[test]
     fn control_frames() {
-        assert_eq!(parse(r#"{"topicName":"channel.metadata","eventBody":{"message":"WebSocket Heartbeat"}}"#), Parsed::Heartbeat);
-        assert_eq!(parse(r#"{"topicName":"v2.system.socket_closing","eventBody":{}}"#), Parsed::Closing);
+        assert_eq!(
+            parse(
+                r#"{"topicName":"channel.metadata","eventBody":{"message":"WebSocket Heartbeat"}}"#
+            ),
+            Parsed::Heartbeat
+        );
+        assert_eq!(
+            parse(r#"{"topicName":"v2.system.socket_closing","eventBody":{}}"#),
+            Parsed::Closing
+        );
         assert!(matches!(
-            parse(r#"{"topicName":"V2.USERS.abc.ROUTINGSTATUS","eventBody":{"routingStatus":{"status":"IDLE","startTime":"2021-05-14T09:03:17.067Z"}}}"#),
+            parse(
+                r#"{"topicName":"V2.USERS.abc.ROUTINGSTATUS","eventBody":{"routingStatus":{"status":"IDLE","startTime":"2021-05-14T09:03:17.067Z"}}}"#
+            ),
             Parsed::Events(_)
         ));
     }
@@ -409,7 +466,13 @@ mod tests {
     /// Garbage is reported as malformed, never a panic.
     #[test]
     fn malformed_frames() {
-        for f in ["not json", "{}", r#"{"topicName":"v2.users.a.presence"}"#, r#"{"topicName":"v2.users.a.presence","eventBody":{"presenceDefinition":{}}}"#, r#"{"topicName":"v2.users.a.routingStatus","eventBody":{"routingStatus":{"status":"DANCING"}}}"#] {
+        for f in [
+            "not json",
+            "{}",
+            r#"{"topicName":"v2.users.a.presence"}"#,
+            r#"{"topicName":"v2.users.a.presence","eventBody":{"presenceDefinition":{}}}"#,
+            r#"{"topicName":"v2.users.a.routingStatus","eventBody":{"routingStatus":{"status":"DANCING"}}}"#,
+        ] {
             assert!(matches!(parse(f), Parsed::Malformed(_)), "{f}");
         }
     }

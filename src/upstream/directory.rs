@@ -104,7 +104,8 @@ pub fn presence_state(
     }
     Some(PresenceState {
         definition_id: def.id.clone(),
-        system_presence: SystemPresence::parse(&def.system_presence).unwrap_or(SystemPresence::Unknown),
+        system_presence: SystemPresence::parse(&def.system_presence)
+            .unwrap_or(SystemPresence::Unknown),
         message: message.unwrap_or_default().to_string(),
         modified: modified.unwrap_or_else(Utc::now),
     })
@@ -148,7 +149,11 @@ const PAGE_CONCURRENCY: usize = 4;
 
 /// Every active user with presence and routing status: all pages, then the
 /// bulk presence endpoint and `id` lists for whatever expand left out.
-pub async fn read_users(rest: &Rest, lane: Lane, page_size: usize) -> Result<Vec<UserRecord>, RestError> {
+pub async fn read_users(
+    rest: &Rest,
+    lane: Lane,
+    page_size: usize,
+) -> Result<Vec<UserRecord>, RestError> {
     let path = |n: usize| {
         format!("/api/v2/users?pageSize={page_size}&pageNumber={n}&expand=presence,routingStatus&state=active")
     };
@@ -165,7 +170,9 @@ pub async fn read_users(rest: &Rest, lane: Lane, page_size: usize) -> Result<Vec
             pending.push_back(async move { rest.get_json::<Page<GUser>>(lane, &p).await });
             next += 1;
         }
-        let Some(page) = pending.next().await else { break };
+        let Some(page) = pending.next().await else {
+            break;
+        };
         users.extend(page?.entities.into_iter().map(user_record));
         tracing::debug!(users = users.len(), pages, "read users page");
     }
@@ -177,25 +184,48 @@ pub async fn read_users(rest: &Rest, lane: Lane, page_size: usize) -> Result<Vec
 /// Expansions are best effort (§3.1): fetch presence through the bulk
 /// endpoint (50 ids a call) and routing status through `id` lists (100 a call).
 async fn fill_missing(rest: &Rest, lane: Lane, users: &mut [UserRecord]) -> Result<(), RestError> {
-    let index: HashMap<String, usize> = users.iter().enumerate().map(|(i, u)| (u.id.clone(), i)).collect();
-    let no_presence: Vec<String> = users.iter().filter(|u| u.presence.is_none()).map(|u| u.id.clone()).collect();
+    let index: HashMap<String, usize> = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.id.clone(), i))
+        .collect();
+    let no_presence: Vec<String> = users
+        .iter()
+        .filter(|u| u.presence.is_none())
+        .map(|u| u.id.clone())
+        .collect();
     for chunk in no_presence.chunks(50) {
         let items: Vec<GUserPresence> = rest
-            .get_json(lane, &format!("/api/v2/users/presences/purecloud/bulk?id={}", chunk.join(",")))
+            .get_json(
+                lane,
+                &format!(
+                    "/api/v2/users/presences/purecloud/bulk?id={}",
+                    chunk.join(",")
+                ),
+            )
             .await?;
         for p in items {
-            let Some(i) = p.user_id.as_ref().and_then(|id| index.get(id)) else { continue };
+            let Some(i) = p.user_id.as_ref().and_then(|id| index.get(id)) else {
+                continue;
+            };
             if let Some(def) = &p.presence_definition {
                 users[*i].presence = presence_state(def, p.message.as_deref(), p.modified_date);
             }
         }
     }
-    let no_routing: Vec<String> = users.iter().filter(|u| u.routing.is_none()).map(|u| u.id.clone()).collect();
+    let no_routing: Vec<String> = users
+        .iter()
+        .filter(|u| u.routing.is_none())
+        .map(|u| u.id.clone())
+        .collect();
     for chunk in no_routing.chunks(100) {
         let page: Page<GUser> = rest
             .get_json(
                 lane,
-                &format!("/api/v2/users?id={}&expand=routingStatus&pageSize=100", chunk.join(",")),
+                &format!(
+                    "/api/v2/users?id={}&expand=routingStatus&pageSize=100",
+                    chunk.join(",")
+                ),
             )
             .await?;
         for u in page.entities {
@@ -217,13 +247,23 @@ async fn fill_missing(rest: &Rest, lane: Lane, users: &mut [UserRecord]) -> Resu
 
 /// The org's presence definitions, deactivated ones included (agents may
 /// still sit on one): the current API first, the legacy one as fallback.
-pub async fn read_definitions(rest: &Rest, lane: Lane) -> Result<Vec<PresenceDefinition>, RestError> {
+pub async fn read_definitions(
+    rest: &Rest,
+    lane: Lane,
+) -> Result<Vec<PresenceDefinition>, RestError> {
     let current: Result<Page<GDefinition>, RestError> = rest
-        .get_json(lane, "/api/v2/presence/definitions?deactivated=true&localeCode=ALL")
+        .get_json(
+            lane,
+            "/api/v2/presence/definitions?deactivated=true&localeCode=ALL",
+        )
         .await;
     let defs = match current {
         Ok(p) => p.entities,
-        Err(e @ RestError::Status { status: 403 | 404, .. }) => {
+        Err(
+            e @ RestError::Status {
+                status: 403 | 404, ..
+            },
+        ) => {
             tracing::warn!(error = %e, "current presence definitions API refused; using the legacy one");
             let mut all = Vec::new();
             let mut page = 1;
@@ -273,10 +313,16 @@ pub async fn read_queues(
     let mut page = 1;
     loop {
         let p: Page<GRef> = rest
-            .get_json(lane, &format!("/api/v2/routing/queues?pageSize=500&pageNumber={page}"))
+            .get_json(
+                lane,
+                &format!("/api/v2/routing/queues?pageSize=500&pageNumber={page}"),
+            )
             .await?;
         let count = p.page_count.unwrap_or(1);
-        queues.extend(p.entities.into_iter().map(|q| Queue { id: q.id, name: q.name }));
+        queues.extend(p.entities.into_iter().map(|q| Queue {
+            id: q.id,
+            name: q.name,
+        }));
         if page >= count {
             break;
         }
@@ -289,7 +335,10 @@ pub async fn read_queues(
             let p: Page<GMember> = rest
                 .get_json(
                     lane,
-                    &format!("/api/v2/routing/queues/{}/members?pageSize=100&pageNumber={page}", q.id),
+                    &format!(
+                        "/api/v2/routing/queues/{}/members?pageSize=100&pageNumber={page}",
+                        q.id
+                    ),
                 )
                 .await?;
             let count = p.page_count.unwrap_or(1);
@@ -305,6 +354,10 @@ pub async fn read_queues(
     for qs in membership.values_mut() {
         qs.sort();
     }
-    tracing::info!(queues = queues.len(), members = membership.len(), "queue membership read");
+    tracing::info!(
+        queues = queues.len(),
+        members = membership.len(),
+        "queue membership read"
+    );
     Ok((queues, membership))
 }

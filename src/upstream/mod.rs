@@ -105,7 +105,9 @@ impl GenesysConfig {
             return Err("genesys.client_id is empty: set GENESYSCLOUD_OAUTHCLIENT_ID to the id of a client-credentials OAuth client".into());
         }
         if self.client_secret.trim().is_empty() {
-            return Err("genesys.client_secret is empty: set GENESYSCLOUD_OAUTHCLIENT_SECRET".into());
+            return Err(
+                "genesys.client_secret is empty: set GENESYSCLOUD_OAUTHCLIENT_SECRET".into(),
+            );
         }
         Ok(())
     }

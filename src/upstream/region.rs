@@ -12,23 +12,74 @@ pub struct Region {
 
 /// All 17 regions.
 pub const REGIONS: [Region; 17] = [
-    Region { id: "us_east_1", domain: "mypurecloud.com" },
-    Region { id: "eu_west_1", domain: "mypurecloud.ie" },
-    Region { id: "ap_southeast_2", domain: "mypurecloud.com.au" },
-    Region { id: "ap_northeast_1", domain: "mypurecloud.jp" },
-    Region { id: "eu_central_1", domain: "mypurecloud.de" },
-    Region { id: "us_west_2", domain: "usw2.pure.cloud" },
-    Region { id: "ca_central_1", domain: "cac1.pure.cloud" },
-    Region { id: "ap_northeast_2", domain: "apne2.pure.cloud" },
-    Region { id: "eu_west_2", domain: "euw2.pure.cloud" },
-    Region { id: "ap_south_1", domain: "aps1.pure.cloud" },
-    Region { id: "us_east_2", domain: "use2.us-gov-pure.cloud" },
-    Region { id: "sa_east_1", domain: "sae1.pure.cloud" },
-    Region { id: "me_central_1", domain: "mec1.pure.cloud" },
-    Region { id: "ap_northeast_3", domain: "apne3.pure.cloud" },
-    Region { id: "eu_central_2", domain: "euc2.pure.cloud" },
-    Region { id: "mx_central_1", domain: "mxc1.pure.cloud" },
-    Region { id: "ap_southeast_1", domain: "apse1.pure.cloud" },
+    Region {
+        id: "us_east_1",
+        domain: "mypurecloud.com",
+    },
+    Region {
+        id: "eu_west_1",
+        domain: "mypurecloud.ie",
+    },
+    Region {
+        id: "ap_southeast_2",
+        domain: "mypurecloud.com.au",
+    },
+    Region {
+        id: "ap_northeast_1",
+        domain: "mypurecloud.jp",
+    },
+    Region {
+        id: "eu_central_1",
+        domain: "mypurecloud.de",
+    },
+    Region {
+        id: "us_west_2",
+        domain: "usw2.pure.cloud",
+    },
+    Region {
+        id: "ca_central_1",
+        domain: "cac1.pure.cloud",
+    },
+    Region {
+        id: "ap_northeast_2",
+        domain: "apne2.pure.cloud",
+    },
+    Region {
+        id: "eu_west_2",
+        domain: "euw2.pure.cloud",
+    },
+    Region {
+        id: "ap_south_1",
+        domain: "aps1.pure.cloud",
+    },
+    Region {
+        id: "us_east_2",
+        domain: "use2.us-gov-pure.cloud",
+    },
+    Region {
+        id: "sa_east_1",
+        domain: "sae1.pure.cloud",
+    },
+    Region {
+        id: "me_central_1",
+        domain: "mec1.pure.cloud",
+    },
+    Region {
+        id: "ap_northeast_3",
+        domain: "apne3.pure.cloud",
+    },
+    Region {
+        id: "eu_central_2",
+        domain: "euc2.pure.cloud",
+    },
+    Region {
+        id: "mx_central_1",
+        domain: "mxc1.pure.cloud",
+    },
+    Region {
+        id: "ap_southeast_1",
+        domain: "apse1.pure.cloud",
+    },
 ];
 
 impl Region {

@@ -250,7 +250,10 @@ impl Rest {
     pub async fn renew_token_if_due(&self) -> Result<(), AuthError> {
         if self.inner.auth.needs_renewal() {
             self.inner.auth.header(&self.inner.client).await?;
-            self.inner.stats.token_fetches.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .stats
+                .token_fetches
+                .fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -389,7 +392,8 @@ impl Rest {
                             correlation_id,
                         });
                     }
-                    let retry_after = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
+                    let retry_after =
+                        header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
                     let wait = retry_after
                         .map(Duration::from_secs)
                         .unwrap_or_else(|| self.jitter(attempt));
@@ -420,11 +424,18 @@ impl Rest {
     fn failure(&self, what: &str) {
         let c = &self.inner.circuit;
         c.failures.set(c.failures.get() + 1);
-        self.inner.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .stats
+            .upstream_errors
+            .fetch_add(1, Ordering::Relaxed);
         if c.failures.get() >= self.inner.cfg.circuit_threshold {
             let until = Instant::now() + Duration::from_secs(self.inner.cfg.circuit_open_secs);
             c.open_until.set(Some(until));
-            tracing::error!(failures = c.failures.get(), what, "Genesys keeps failing; circuit open");
+            tracing::error!(
+                failures = c.failures.get(),
+                what,
+                "Genesys keeps failing; circuit open"
+            );
         } else {
             tracing::warn!(what, "Genesys request failed; will retry");
         }
@@ -451,7 +462,11 @@ mod tests {
             let d = (500u64 << (attempt - 1)).min(30_000);
             for _ in 0..50 {
                 let b = backoff(attempt, 500, 30_000).as_millis() as u64;
-                assert!(b >= d / 2 && b <= d, "attempt {attempt}: {b} not in [{}, {d}]", d / 2);
+                assert!(
+                    b >= d / 2 && b <= d,
+                    "attempt {attempt}: {b} not in [{}, {d}]",
+                    d / 2
+                );
             }
         }
     }

@@ -31,12 +31,22 @@ pub struct Plan {
 /// Re-plans for `users`, keeping every remaining user on its previous shard
 /// and filling new users into free room first. Returns the plan and the
 /// indexes of shards whose user list changed.
-pub fn replan(prev: &Plan, users: &[String], per_channel: usize, max_channels: usize) -> (Plan, Vec<usize>) {
+pub fn replan(
+    prev: &Plan,
+    users: &[String],
+    per_channel: usize,
+    max_channels: usize,
+) -> (Plan, Vec<usize>) {
     let wanted: HashSet<&str> = users.iter().map(String::as_str).collect();
     let mut shards: Vec<Vec<String>> = prev
         .shards
         .iter()
-        .map(|s| s.iter().filter(|u| wanted.contains(u.as_str())).cloned().collect())
+        .map(|s| {
+            s.iter()
+                .filter(|u| wanted.contains(u.as_str()))
+                .cloned()
+                .collect()
+        })
         .collect();
     let mut changed: Vec<usize> = shards
         .iter()
@@ -112,7 +122,10 @@ mod tests {
     /// Topic spellings are the exact camelCase ones Genesys publishes.
     #[test]
     fn topic_spelling() {
-        assert_eq!(user_topic(TopicStrategy::Activity, "x"), "v2.users.x.activity");
+        assert_eq!(
+            user_topic(TopicStrategy::Activity, "x"),
+            "v2.users.x.activity"
+        );
         assert_eq!(
             user_topic(TopicStrategy::Combined, "x"),
             "v2.users.x?presence&routingStatus"

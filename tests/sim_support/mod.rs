@@ -73,7 +73,11 @@ impl Resp {
         assert_eq!(b["code"], code, "code in {}", self.text);
         assert_eq!(b["status"], status, "status field in {}", self.text);
         assert!(b["message"].as_str().is_some_and(|m| !m.is_empty()));
-        assert!(b["details"].is_array() && b["errors"].is_array(), "{}", self.text);
+        assert!(
+            b["details"].is_array() && b["errors"].is_array(),
+            "{}",
+            self.text
+        );
         let ctx = b["contextId"].as_str().expect("contextId");
         assert_eq!(
             self.header("inin-correlation-id").as_deref(),
@@ -108,6 +112,8 @@ impl TestSim {
         f(&mut cfg);
         let handle = simulator::start(cfg).await.expect("simulator starts");
         let base = handle.base_url();
+        // awc's rustls connector needs a process-wide crypto provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = awc::Client::builder()
             .timeout(Duration::from_secs(20))
             .finish();
@@ -124,7 +130,13 @@ impl TestSim {
     }
 
     /// Any request with optional `Authorization` header value.
-    pub async fn request(&self, method: Method, path: &str, auth: Option<&str>, body: Body) -> Resp {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Body,
+    ) -> Resp {
         let url = format!("{}{}", self.base, path);
         let mut req = self.client.request(method, &url);
         if let Some(a) = auth {
@@ -132,14 +144,16 @@ impl TestSim {
         }
         let sent = match body {
             Body::None => req.send().await,
-            Body::Json(v) => req
-                .insert_header(("Content-Type", "application/json"))
-                .send_body(v.to_string())
-                .await,
-            Body::Raw(s) => req
-                .insert_header(("Content-Type", "application/json"))
-                .send_body(s)
-                .await,
+            Body::Json(v) => {
+                req.insert_header(("Content-Type", "application/json"))
+                    .send_body(v.to_string())
+                    .await
+            }
+            Body::Raw(s) => {
+                req.insert_header(("Content-Type", "application/json"))
+                    .send_body(s)
+                    .await
+            }
         };
         let mut res = sent.unwrap_or_else(|e| panic!("{path}: {e}"));
         let bytes = res
@@ -201,7 +215,8 @@ impl TestSim {
 
     /// `POST` JSON on the control API.
     pub async fn sim_post(&self, path: &str, body: Value) -> Resp {
-        self.request(Method::POST, path, None, Body::Json(body)).await
+        self.request(Method::POST, path, None, Body::Json(body))
+            .await
     }
 
     /// `GET /sim/state` users.
@@ -252,7 +267,10 @@ impl TestSim {
         self.state_users()
             .await
             .into_iter()
-            .find(|u| u["presence"]["systemPresence"] != sp && u["conversations"].as_array().is_some_and(|c| c.is_empty()))
+            .find(|u| {
+                u["presence"]["systemPresence"] != sp
+                    && u["conversations"].as_array().is_some_and(|c| c.is_empty())
+            })
             .and_then(|u| u["id"].as_str().map(str::to_string))
             .expect("a user in another presence")
     }
@@ -322,7 +340,10 @@ impl Api<'_> {
         assert_eq!(r.status, 200, "{}", r.text);
         (
             r.json["id"].as_str().expect("id").to_string(),
-            r.json["connectUri"].as_str().expect("connectUri").to_string(),
+            r.json["connectUri"]
+                .as_str()
+                .expect("connectUri")
+                .to_string(),
         )
     }
 
@@ -394,7 +415,11 @@ impl Ws {
 
     /// The first JSON frame matching `pred` within `within`, skipping the
     /// others; `None` on timeout or close.
-    pub async fn wait_for(&mut self, within: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+    pub async fn wait_for(
+        &mut self,
+        within: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -435,7 +460,9 @@ pub fn assert_envelope(v: &Value) {
     assert_eq!(v["version"], "2", "version is the string \"2\": {v}");
     assert!(v["eventBody"].is_object(), "{v}");
     assert!(
-        v["metadata"]["CorrelationId"].as_str().is_some_and(|s| !s.is_empty()),
+        v["metadata"]["CorrelationId"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
         "metadata.CorrelationId: {v}"
     );
 }
