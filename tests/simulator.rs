@@ -1193,6 +1193,53 @@ async fn activity_event_shape() {
     assert_eq!(b["outOfOffice"]["active"], false);
 }
 
+/// One activity event per presence change, and none shows an impossible pair (off queue with routing other than OFF_QUEUE, or on queue with OFF_QUEUE).
+#[actix_web::test]
+async fn activity_events_are_consistent() {
+    let sim = TestSim::default().await;
+    let api = sim.api().await;
+    let user = sim.user_not_in("ON_QUEUE").await;
+    let topic = format!("v2.users.{user}.activity");
+    let (ch, uri) = api.channel().await;
+    api.subscribe(&ch, std::slice::from_ref(&topic)).await;
+    let mut ws = sim.connect(&uri).await;
+    assert!(eventually!(
+        2 * SEC,
+        sim.sim_get("/sim/stats").await.json["sockets"] == 1
+    ));
+    let steps = ["ON_QUEUE", "BREAK", "AVAILABLE", "ON_QUEUE", "OFFLINE"];
+    for sp in steps {
+        sim.set_presence(&user, sp).await;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < steps.len() {
+        let a = ws
+            .wait_for(5 * SEC, |v| topic_is(v, &topic))
+            .await
+            .expect("activity event");
+        let b = &a["eventBody"];
+        let sp = b["presence"]["presenceDefinition"]["systemPresence"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let rs = b["routingStatus"]["status"].as_str().unwrap();
+        assert_eq!(
+            sp == "ON_QUEUE",
+            rs != "OFF_QUEUE",
+            "impossible pair {sp}/{rs}: {a}"
+        );
+        seen.push(sp);
+    }
+    assert_eq!(seen, steps, "one activity event per change, in order");
+    // No extra activity event follows.
+    ws.send_text(r#"{"message":"ping"}"#).await;
+    let next = ws
+        .wait_for(5 * SEC, |v| topic_is(v, &topic) || is_metadata(v))
+        .await
+        .expect("pong");
+    assert!(is_metadata(&next), "an extra activity event: {next}");
+}
+
 /// With churn, conversation and conversationsummary events arrive in the envelope, and the conversation is readable by id.
 #[actix_web::test]
 async fn churn_produces_conversation_events_and_conversations() {

@@ -361,7 +361,7 @@ impl SimInner {
         }
     }
 
-    /// Emits the presence, activity events of user `u` after a presence change.
+    /// Emits the presence event of user `u` (callers emit activity after).
     fn emit_presence(&mut self, u: usize) {
         let user = &self.org.users[u];
         let def = &self.org.definitions[user.presence_def];
@@ -374,7 +374,6 @@ impl SimInner {
         });
         let topic = format!("v2.users.{}.presence", user.id);
         self.emit(&topic, body);
-        self.emit_activity(u);
     }
 
     fn emit_routing(&mut self, u: usize) {
@@ -385,7 +384,6 @@ impl SimInner {
         });
         let topic = format!("v2.users.{}.routingStatus", user.id);
         self.emit(&topic, body);
-        self.emit_activity(u);
     }
 
     fn emit_activity(&mut self, u: usize) {
@@ -445,8 +443,12 @@ impl SimInner {
                 Some(id),
             );
         }
-        self.emit_presence(u);
+        // The routing status moves with the presence before any event leaves,
+        // so that no activity event shows an impossible pair (e.g. BREAK with
+        // routing IDLE): the real service reports routing OFF_QUEUE whenever
+        // the agent is not On Queue (genesys-api.md §4.6).
         let on_queue = self.is_on_queue(u);
+        let mut routing_changed = false;
         if on_queue != was_on_queue {
             let status = if on_queue {
                 if self.org.users[u].conversations.is_empty() {
@@ -457,8 +459,13 @@ impl SimInner {
             } else {
                 RoutingStatus::OffQueue
             };
-            self.set_routing(u, status);
+            routing_changed = self.apply_routing(u, status);
         }
+        self.emit_presence(u);
+        if routing_changed {
+            self.emit_routing(u);
+        }
+        self.emit_activity(u);
         true
     }
 
@@ -467,17 +474,26 @@ impl SimInner {
         self.org.definitions[user.presence_def].system_presence == SystemPresence::OnQueue
     }
 
-    /// Sets user `u`'s routing status and emits its events.
+    /// Sets user `u`'s routing status and emits its routing and activity events.
     pub fn set_routing(&mut self, u: usize, status: RoutingStatus) {
+        if self.apply_routing(u, status) {
+            self.emit_routing(u);
+            self.emit_activity(u);
+        }
+    }
+
+    /// Changes user `u`'s routing status and history without emitting;
+    /// false when it already had that status.
+    fn apply_routing(&mut self, u: usize, status: RoutingStatus) -> bool {
         let user = &mut self.org.users[u];
         if user.routing == status {
-            return;
+            return false;
         }
         user.routing = status;
         user.routing_since = monotonic(user.routing_since, Utc::now());
         let at = user.routing_since;
         push_history(&mut self.routing_history[u], at, status.as_str(), None);
-        self.emit_routing(u);
+        true
     }
 
     /// Emits the conversation and conversation-summary events for `conv`.
