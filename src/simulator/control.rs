@@ -45,7 +45,7 @@ async fn stats(sim: web::Data<Sim>) -> HttpResponse {
         "channels": inner.channels.len(),
         "sockets": sockets,
         "topics": topics,
-        "tokens": inner.tokens.len(),
+        "tokens": inner.tokens.values().filter(|t| t.expires_at > Instant::now()).count(),
         "churnRate": inner.churn_rate,
         "stalled": inner.faults.stalled(),
     }))
@@ -222,10 +222,12 @@ async fn faults(body: web::Bytes, sim: web::Data<Sim>) -> HttpResponse {
             0
         }
         "expire_tokens" => {
-            let past = Instant::now() - Duration::from_millis(1);
-            let n = inner.tokens.len();
-            for t in inner.tokens.values_mut() {
+            let now = Instant::now();
+            let past = now - Duration::from_millis(1);
+            let mut n = 0;
+            for t in inner.tokens.values_mut().filter(|t| t.expires_at > now) {
                 t.expires_at = past;
+                n += 1;
             }
             inner.housekeeping(&sim.cfg);
             n

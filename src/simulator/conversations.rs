@@ -445,7 +445,7 @@ async fn conversation_details(ctx: Ctx, body: web::Bytes, sim: web::Data<Sim>) -
     let total = hits.len();
     let conversations: Vec<Value> = hits
         .into_iter()
-        .skip((num - 1) * size)
+        .skip((num - 1).saturating_mul(size))
         .take(size)
         .map(|c| {
             let queue = &org.queues[c.queue];
@@ -539,7 +539,7 @@ async fn user_details(ctx: Ctx, body: web::Bytes, sim: web::Data<Sim>) -> Reply 
     let total = details.len();
     let page: Vec<Value> = details
         .into_iter()
-        .skip((num - 1) * size)
+        .skip((num - 1).saturating_mul(size))
         .take(size)
         .collect();
     Ok(HttpResponse::Ok().json(json!({"userDetails": page, "totalHits": total})))

@@ -200,6 +200,8 @@ pub struct SimInner {
 
 /// Most history records kept per user and kind; older ones are dropped.
 const HISTORY_CAP: usize = 2_000;
+/// How long an expired token is still recognised (and refused as expired).
+const EXPIRED_TOKEN_MEMORY: StdDuration = StdDuration::from_secs(3_600);
 /// Most ended conversations kept for analytics.
 const ENDED_CAP: usize = 20_000;
 
@@ -359,7 +361,7 @@ impl SimInner {
         }
     }
 
-    /// Emits the presence, activity events of user `u` after a presence change.
+    /// Emits the presence event of user `u` (callers emit activity after).
     fn emit_presence(&mut self, u: usize) {
         let user = &self.org.users[u];
         let def = &self.org.definitions[user.presence_def];
@@ -372,7 +374,6 @@ impl SimInner {
         });
         let topic = format!("v2.users.{}.presence", user.id);
         self.emit(&topic, body);
-        self.emit_activity(u);
     }
 
     fn emit_routing(&mut self, u: usize) {
@@ -383,7 +384,6 @@ impl SimInner {
         });
         let topic = format!("v2.users.{}.routingStatus", user.id);
         self.emit(&topic, body);
-        self.emit_activity(u);
     }
 
     fn emit_activity(&mut self, u: usize) {
@@ -443,8 +443,12 @@ impl SimInner {
                 Some(id),
             );
         }
-        self.emit_presence(u);
+        // The routing status moves with the presence before any event leaves,
+        // so that no activity event shows an impossible pair (e.g. BREAK with
+        // routing IDLE): the real service reports routing OFF_QUEUE whenever
+        // the agent is not On Queue (genesys-api.md §4.6).
         let on_queue = self.is_on_queue(u);
+        let mut routing_changed = false;
         if on_queue != was_on_queue {
             let status = if on_queue {
                 if self.org.users[u].conversations.is_empty() {
@@ -455,8 +459,13 @@ impl SimInner {
             } else {
                 RoutingStatus::OffQueue
             };
-            self.set_routing(u, status);
+            routing_changed = self.apply_routing(u, status);
         }
+        self.emit_presence(u);
+        if routing_changed {
+            self.emit_routing(u);
+        }
+        self.emit_activity(u);
         true
     }
 
@@ -465,17 +474,26 @@ impl SimInner {
         self.org.definitions[user.presence_def].system_presence == SystemPresence::OnQueue
     }
 
-    /// Sets user `u`'s routing status and emits its events.
+    /// Sets user `u`'s routing status and emits its routing and activity events.
     pub fn set_routing(&mut self, u: usize, status: RoutingStatus) {
+        if self.apply_routing(u, status) {
+            self.emit_routing(u);
+            self.emit_activity(u);
+        }
+    }
+
+    /// Changes user `u`'s routing status and history without emitting;
+    /// false when it already had that status.
+    fn apply_routing(&mut self, u: usize, status: RoutingStatus) -> bool {
         let user = &mut self.org.users[u];
         if user.routing == status {
-            return;
+            return false;
         }
         user.routing = status;
         user.routing_since = monotonic(user.routing_since, Utc::now());
         let at = user.routing_since;
         push_history(&mut self.routing_history[u], at, status.as_str(), None);
-        self.emit_routing(u);
+        true
     }
 
     /// Emits the conversation and conversation-summary events for `conv`.
@@ -560,20 +578,17 @@ impl SimInner {
     /// whose `socket_closing` grace ran out. Called by the housekeeping tick.
     pub fn housekeeping(&mut self, cfg: &SimConfig) {
         let now = Instant::now();
-        let expired: Vec<String> = self
-            .tokens
-            .iter()
-            .filter(|(_, t)| t.expires_at <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for tok in &expired {
-            self.tokens.remove(tok);
-        }
-        if cfg.token_expiry_closes_channels && !expired.is_empty() {
+        // Expired tokens are remembered for a while so that they keep getting
+        // 401 `credentials.expired` (genesys-api.md §9) rather than
+        // `bad.credentials`, as a token the service never issued does.
+        self.tokens
+            .retain(|_, t| t.expires_at + EXPIRED_TOKEN_MEMORY > now);
+        if cfg.token_expiry_closes_channels {
+            let tokens = &self.tokens;
             let dead: Vec<String> = self
                 .channels
                 .values()
-                .filter(|c| expired.contains(&c.token))
+                .filter(|c| tokens.get(&c.token).is_none_or(|t| t.expires_at <= now))
                 .map(|c| c.id.clone())
                 .collect();
             for id in dead {

@@ -561,7 +561,7 @@ async fn legacy_definitions(req: HttpRequest, ctx: Ctx, sim: web::Data<Sim>) -> 
     let total = all.len();
     let entities = all
         .into_iter()
-        .skip((page_number - 1) * page_size)
+        .skip((page_number - 1).saturating_mul(page_size))
         .take(page_size)
         .collect();
     Ok(HttpResponse::Ok().json(page_envelope(
@@ -653,7 +653,7 @@ async fn list_queues(req: HttpRequest, ctx: Ctx, sim: web::Data<Sim>) -> Reply {
     let total = all.len();
     let entities = all
         .into_iter()
-        .skip((page_number - 1) * page_size)
+        .skip((page_number - 1).saturating_mul(page_size))
         .take(page_size)
         .collect();
     Ok(HttpResponse::Ok().json(page_envelope(
@@ -695,7 +695,7 @@ async fn queue_members(
     let total = members.len();
     let entities: Vec<Value> = members
         .into_iter()
-        .skip((page_number - 1) * page_size)
+        .skip((page_number - 1).saturating_mul(page_size))
         .take(page_size)
         .map(|u| {
             json!({
