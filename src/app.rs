@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::registry::Registry;
+use crate::store::Store;
 use crate::upstream::{Upstream, UpstreamStats};
+use crate::writes::Writes;
 
 /// A running gateway.
 pub struct Gateway {
@@ -23,6 +25,7 @@ pub struct Gateway {
     pub upstream: Addr<Upstream>,
     pub upstream_stats: Arc<UpstreamStats>,
     pub state: AppState,
+    pub store: Addr<Store>,
     server: ServerHandle,
     stop: CancellationToken,
 }
@@ -43,8 +46,28 @@ impl Gateway {
 /// Starts everything on the current actix system. The configuration must
 /// already be validated ([`Config::load`] does).
 pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
+    let store = Store::start(cfg.store.clone())
+        .map_err(|e| std::io::Error::other(format!("{e} ({})", cfg.store.path.display())))?;
     let registry = Registry::new(cfg.registry.clone()).start();
-    let state = AppState::new(registry.clone(), cfg.sessions.clone());
+    let mut state = AppState::new(registry.clone(), cfg.sessions.clone());
+    let stop = CancellationToken::new();
+    let upstream_stats = Arc::new(UpstreamStats::default());
+    let upstream = Upstream::new(
+        cfg.genesys.clone(),
+        cfg.upstream.clone(),
+        registry.clone().recipient(),
+        upstream_stats.clone(),
+        stop.clone(),
+    )
+    .start();
+    let writes = Arc::new(Writes {
+        registry: registry.clone(),
+        upstream: upstream.clone(),
+        store: store.clone(),
+        cfg: cfg.writes.clone(),
+    });
+    state.writes = Some(writes.clone());
+    actix_web::rt::spawn(crate::writes::lease_loop(writes, stop.clone()));
     let workers = match cfg.server.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -67,6 +90,7 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         upstream,
         upstream_stats,
         state,
+        store,
         server,
         stop,
     })

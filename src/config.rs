@@ -22,7 +22,9 @@ use serde::Deserialize;
 
 use crate::registry::RegistryConfig;
 use crate::session::SessionConfig;
+use crate::store::StoreConfig;
 use crate::upstream::{GenesysConfig, UpstreamConfig};
+use crate::writes::WritesConfig;
 
 /// The downstream server (`[server]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +74,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub registry: RegistryConfig,
     pub sessions: SessionConfig,
+    pub writes: WritesConfig,
+    pub store: StoreConfig,
     pub log: LogConfig,
 }
 

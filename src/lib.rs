@@ -14,6 +14,8 @@
 //!   replay buffer and once-encoded delta batches.
 //! - [`session`]: one actor per WebSocket or SSE client, filtered, bounded.
 //! - [`http`]: the downstream HTTP API and its error responses.
+//! - [`writes`]: the guarded presence write path, leases and the audit API.
+//! - [`store`]: SQLite persistence (audit, idempotency, leases).
 //! - [`simulator`]: a faithful Genesys Cloud simulator (real paths plus the
 //!   `/sim` control API) for the demo, the tests and the benchmarks.
 #![forbid(unsafe_code)]
@@ -25,4 +27,6 @@ pub mod model;
 pub mod registry;
 pub mod session;
 pub mod simulator;
+pub mod store;
 pub mod upstream;
+pub mod writes;

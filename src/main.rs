@@ -134,6 +134,9 @@ fn main() -> ExitCode {
                     ..Config::default()
                 };
                 cfg.server.listen = listen;
+                // The demo keeps its audit log and leases beside other temp files.
+                cfg.store.path = std::env::temp_dir()
+                    .join(format!("presence-gateway-demo-{}.db", listen.port()));
                 cfg.validate().map_err(anyhow::Error::msg)?;
                 let gw = app::start(cfg).await?;
                 println!(

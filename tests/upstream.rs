@@ -67,6 +67,7 @@ impl Env {
         let mut cfg = Config::default();
         cfg.server.listen = "127.0.0.1:0".parse().unwrap();
         cfg.server.workers = 1;
+        cfg.store.path = ":memory:".into();
         cfg.upstream.ping_after_secs = 0.6;
         cfg.upstream.pong_timeout_secs = 0.6;
         cfg.upstream.backoff_initial_ms = 50;

@@ -32,6 +32,8 @@ pub struct AppState {
     pub limits: Arc<ConnLimits>,
     /// Session counters.
     pub metrics: Arc<SessionMetrics>,
+    /// The guarded write path; `None` serves read-only.
+    pub writes: Option<Arc<crate::writes::Writes>>,
 }
 
 impl AppState {
@@ -42,12 +44,16 @@ impl AppState {
             registry,
             session: Arc::new(session),
             metrics: Arc::new(SessionMetrics::default()),
+            writes: None,
         }
     }
 }
 
 /// Registers every route of the downstream API (and `state`) on an app.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
+    if let Some(w) = state.writes.clone() {
+        crate::writes::configure(cfg, w);
+    }
     cfg.app_data(web::Data::new(state))
         .route("/api/v1/agents", web::get().to(routes::agents))
         .route("/api/v1/agents/{id}", web::get().to(routes::agent))

@@ -115,7 +115,7 @@ fn session_params(
 /// `GET /api/v1/stream`: Server-Sent Events. Resume with the
 /// `Last-Event-ID` header or `?last_event_id=`.
 pub async fn stream(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (filter, mut since) = parse_query(req.query_string(), &["last_event_id"])?;
+    let (filter, mut since) = parse_query(req.query_string(), &["last_event_id", "interactions"])?;
     if let Some(h) = req.headers().get("Last-Event-ID") {
         let s = h.to_str().map_err(|_| FilterError {
             param: "Last-Event-ID".into(),
@@ -135,7 +135,7 @@ pub async fn ws(
     body: web::Payload,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (filter, since) = parse_query(req.query_string(), &["since"])?;
+    let (filter, since) = parse_query(req.query_string(), &["since", "interactions"])?;
     let p = session_params(&req, &st, filter, since)?;
     session::ws::start(&req, body, p).map_err(|e| ApiError::Handshake(e.to_string()))
 }

@@ -159,6 +159,16 @@ impl Upstream {
         self.rest.clone().unwrap()
     }
 
+    /// The REST client, for the write handlers.
+    pub(super) fn rest_client(&self) -> Rest {
+        self.rest()
+    }
+
+    /// Where confirmed changes go.
+    pub(super) fn registry_recipient(&self) -> Recipient<UpstreamEvent> {
+        self.registry.clone()
+    }
+
     /// Sends an event to the registry, waiting for mailbox room (no loss).
     fn emit(&self, ctx: &mut Context<Self>, ev: UpstreamEvent) {
         let registry = self.registry.clone();

@@ -9,6 +9,7 @@
 //!   queues through REST (start-up, reconciliation, directory refresh).
 //! - [`topics`]: the topic planner (fewest topics, ≤ 1 000 per channel, ≤ 20 channels).
 //! - [`channel`]: one notification channel socket: frames, watchdog, handover.
+//! - [`writes`]: presence writes on the top-priority lane.
 //! - [`actor`]: the state machine tying them together; emits
 //!   [`crate::model::UpstreamEvent`]s to the registry and nothing else.
 
@@ -19,6 +20,7 @@ pub mod directory;
 pub mod region;
 pub mod rest;
 pub mod topics;
+pub mod writes;
 
 use serde::Deserialize;
 

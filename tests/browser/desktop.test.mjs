@@ -29,7 +29,7 @@ describe('agent desktop', () => {
     // Pick an active definition of another system presence (prefer Away, primary).
     const defs = await page.$$eval('.choice', (els) => els.map((e) => ({ id: e.dataset.id, text: e.querySelector('.t').textContent, secondary: e.querySelector('.sw').classList.contains('secondary') })));
     const all = await http(`${demo.gateway}/api/v1/presence-definitions`);
-    const list = Array.isArray(all) ? all : all.entities;
+    const list = Array.isArray(all) ? all : (all.definitions || all.entities);
     const bySys = (sp) => list.find((d) => String(d.systemPresence).toUpperCase().replace(/\s/g, '_').replace('ONQUEUE', 'ON_QUEUE') === sp && d.primary !== false && !d.deactivated);
     const target = ['AWAY', 'BREAK', 'BUSY', 'AVAILABLE'].map(bySys).find((d) => d && u.presence.systemPresence !== String(d.systemPresence).toUpperCase());
     assert.ok(target, `no target definition among ${JSON.stringify(defs)}`);

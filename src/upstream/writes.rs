@@ -1,0 +1,152 @@
+//! Presence writes to Genesys, on the top-priority lane of the REST budget:
+//! `PATCH /api/v2/users/{id}/presences/purecloud` for one agent and
+//! `PUT /api/v2/users/presences/bulk` for many (`genesys-api.md` §4.3).
+//! On success the confirmed presence goes to the registry (origin `write`)
+//! before the caller hears back, so every stream shows it at once.
+
+use actix::prelude::*;
+use awc::http::Method;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::actor::Upstream;
+use super::directory::{presence_state, GDefRef};
+use super::rest::{Lane, RestError};
+use crate::model::{Origin, PresenceState, UpstreamEvent};
+
+/// One presence change to make in Genesys.
+#[derive(Debug, Clone)]
+pub struct PresenceWrite {
+    pub user_id: String,
+    pub definition_id: String,
+    /// `None` leaves the status message as it is.
+    pub message: Option<String>,
+}
+
+/// What Genesys confirmed.
+#[derive(Debug, Clone)]
+pub struct WriteConfirmed {
+    pub user_id: String,
+    pub presence: PresenceState,
+    pub correlation_id: Option<String>,
+}
+
+/// Sets one user's presence.
+#[derive(Message)]
+#[rtype(result = "Result<WriteConfirmed, RestError>")]
+pub struct WritePresence(pub PresenceWrite);
+
+/// Sets many users' presence in one bulk call (the caller chunks).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<WriteConfirmed>, RestError>")]
+pub struct WriteBulk(pub Vec<PresenceWrite>);
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GPresenceAnswer {
+    /// Bulk answers carry the user's id here (`MutableUserPresence`).
+    id: Option<String>,
+    presence_definition: Option<GDefRef>,
+    message: Option<String>,
+    modified_date: Option<DateTime<Utc>>,
+}
+
+fn body_of(w: &PresenceWrite, with_id: bool) -> serde_json::Value {
+    let mut b = json!({ "presenceDefinition": { "id": w.definition_id } });
+    if let Some(m) = &w.message {
+        b["message"] = json!(m);
+    }
+    if with_id {
+        b["id"] = json!(w.user_id);
+    }
+    b
+}
+
+impl Handler<WritePresence> for Upstream {
+    type Result = ResponseActFuture<Self, Result<WriteConfirmed, RestError>>;
+
+    fn handle(&mut self, WritePresence(w): WritePresence, _: &mut Context<Self>) -> Self::Result {
+        let rest = self.rest_client();
+        let registry = self.registry_recipient();
+        Box::pin(
+            async move {
+                let path = format!("/api/v2/users/{}/presences/purecloud", w.user_id);
+                let resp = rest
+                    .call(Lane::Write, Method::PATCH, &path, Some(&body_of(&w, false)))
+                    .await?;
+                let a: GPresenceAnswer = resp.json()?;
+                let presence = a
+                    .presence_definition
+                    .as_ref()
+                    .and_then(|d| presence_state(d, a.message.as_deref(), a.modified_date))
+                    .ok_or_else(|| {
+                        RestError::Transport(
+                            "Genesys confirmed the write without a presence".into(),
+                        )
+                    })?;
+                let _ = registry
+                    .send(UpstreamEvent::Presence {
+                        user_id: w.user_id.clone(),
+                        state: presence.clone(),
+                        origin: Origin::Write,
+                    })
+                    .await;
+                Ok(WriteConfirmed {
+                    user_id: w.user_id,
+                    presence,
+                    correlation_id: resp.correlation_id,
+                })
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<WriteBulk> for Upstream {
+    type Result = ResponseActFuture<Self, Result<Vec<WriteConfirmed>, RestError>>;
+
+    fn handle(&mut self, WriteBulk(ws): WriteBulk, _: &mut Context<Self>) -> Self::Result {
+        let rest = self.rest_client();
+        let registry = self.registry_recipient();
+        Box::pin(
+            async move {
+                let body = serde_json::Value::Array(ws.iter().map(|w| body_of(w, true)).collect());
+                let resp = rest
+                    .call(
+                        Lane::Write,
+                        Method::PUT,
+                        "/api/v2/users/presences/bulk",
+                        Some(&body),
+                    )
+                    .await?;
+                let answers: Vec<GPresenceAnswer> = resp.json()?;
+                let mut out = Vec::with_capacity(answers.len());
+                for a in answers {
+                    let (Some(user_id), Some(presence)) = (
+                        a.id.clone(),
+                        a.presence_definition
+                            .as_ref()
+                            .and_then(|d| presence_state(d, a.message.as_deref(), a.modified_date)),
+                    ) else {
+                        continue;
+                    };
+                    let _ = registry
+                        .send(UpstreamEvent::Presence {
+                            user_id: user_id.clone(),
+                            state: presence.clone(),
+                            origin: Origin::Write,
+                        })
+                        .await;
+                    out.push(WriteConfirmed {
+                        user_id,
+                        presence,
+                        correlation_id: resp.correlation_id.clone(),
+                    });
+                }
+                Ok(out)
+            }
+            .into_actor(self),
+        )
+    }
+}

@@ -1,0 +1,886 @@
+//! The guarded write path: `PATCH /api/v1/agents/{id}/presence`,
+//! `POST /api/v1/presence/bulk`, `GET /api/v1/audit`, and presence leases.
+//!
+//! Genesys offers no precondition or audit on presence writes
+//! (`genesys-api.md` §10); the gateway adds them: the presence is validated
+//! against the org's definitions (422 with the valid choices), the
+//! transition policy may refuse it (409 naming the rule), `If-Match` checks
+//! the agent's version (412), `Idempotency-Key` makes retries write once,
+//! and every attempt lands in the audit log. Writes go on the top-priority
+//! lane of the REST budget; the confirmed state reaches every stream before
+//! the caller hears back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::model::{PresenceDefinition, RoutingStatus, SystemPresence};
+use crate::registry::{GetAgent, GetDefinitions, Registry};
+use crate::store::{
+    AppendAudit, AuditRecord, BeginIdempotent, FinishIdempotent, Idempotent, Lease, ListLeases,
+    PutLease, QueryAudit, Store,
+};
+use crate::upstream::rest::RestError;
+use crate::upstream::writes::{PresenceWrite, WriteBulk, WritePresence};
+use crate::upstream::Upstream;
+
+/// Write-path policy (`[writes]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WritesConfig {
+    /// Refuse taking an agent off queue while routing status is
+    /// `INTERACTING` (mid-interaction), unless the request says `"force": true`.
+    pub protect_interacting: bool,
+    /// System presences the gateway never sets (e.g. `["OFFLINE"]`): 409.
+    pub deny_targets: Vec<String>,
+    /// Presence set when a lease runs out: a definition id, an org label or
+    /// a system presence.
+    pub lease_fallback: String,
+    /// Longest `leaseSeconds` accepted.
+    pub max_lease_seconds: u64,
+    /// Most changes in one `POST /api/v1/presence/bulk`.
+    pub bulk_max: usize,
+    /// Changes per Genesys bulk call (`PUT /api/v2/users/presences/bulk`).
+    pub bulk_chunk: usize,
+}
+
+impl Default for WritesConfig {
+    fn default() -> Self {
+        WritesConfig {
+            protect_interacting: true,
+            deny_targets: Vec::new(),
+            lease_fallback: "AVAILABLE".into(),
+            max_lease_seconds: 86_400,
+            bulk_max: 1_000,
+            bulk_chunk: 50,
+        }
+    }
+}
+
+impl WritesConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for t in &self.deny_targets {
+            if SystemPresence::parse(t).is_none() {
+                return Err(format!("writes.deny_targets: {t:?} is not a system presence (AVAILABLE, ON_QUEUE, BREAK, …)"));
+            }
+        }
+        if self.lease_fallback.trim().is_empty() {
+            return Err("writes.lease_fallback is empty".into());
+        }
+        if self.max_lease_seconds == 0
+            || !(1..=10_000).contains(&self.bulk_max)
+            || !(1..=100).contains(&self.bulk_chunk)
+        {
+            return Err(
+                "writes.max_lease_seconds ≥ 1, writes.bulk_max 1–10000, writes.bulk_chunk 1–100"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What the write handlers share.
+pub struct Writes {
+    pub registry: Addr<Registry>,
+    pub upstream: Addr<Upstream>,
+    pub store: Addr<Store>,
+    pub cfg: WritesConfig,
+}
+
+/// A refused or failed write, as the caller sees it.
+#[derive(Debug, Clone)]
+pub struct WriteError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub reason: String,
+    /// Extra fields for the body (valid choices, rule, current version).
+    pub extra: Value,
+    pub retry_after: Option<u64>,
+}
+
+impl WriteError {
+    fn new(status: StatusCode, code: &'static str, reason: impl Into<String>) -> WriteError {
+        WriteError {
+            status,
+            code,
+            reason: reason.into(),
+            extra: Value::Null,
+            retry_after: None,
+        }
+    }
+
+    fn with(mut self, extra: Value) -> WriteError {
+        self.extra = extra;
+        self
+    }
+
+    fn body(&self) -> Value {
+        let mut b = json!({"error": self.code, "reason": self.reason});
+        if let (Some(b), Some(extra)) = (b.as_object_mut(), self.extra.as_object()) {
+            for (k, v) in extra {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        b
+    }
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.reason)
+    }
+}
+
+impl ResponseError for WriteError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut r = HttpResponse::build(self.status);
+        if let Some(s) = self.retry_after {
+            r.insert_header((header::RETRY_AFTER, s.to_string()));
+        }
+        r.json(self.body())
+    }
+}
+
+fn internal(what: impl std::fmt::Display) -> WriteError {
+    WriteError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        format!("{what}"),
+    )
+}
+
+/// Maps a Genesys failure to what the caller can act on.
+fn upstream_error(e: RestError) -> WriteError {
+    match e {
+        RestError::Status { status: 403, message, .. } => WriteError::new(
+            StatusCode::FORBIDDEN,
+            "genesys_forbidden",
+            format!("Genesys refused the write: {message}. Give the gateway's OAuth client a role with presence:userPresence:edit"),
+        ),
+        RestError::Status { status: 404, .. } => WriteError::new(StatusCode::NOT_FOUND, "agent_not_found", "Genesys does not know this user"),
+        RestError::Status { status: 400 | 409 | 422, code, message, .. } => WriteError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "genesys_refused",
+            format!("Genesys refused the presence ({code}): {message}"),
+        ),
+        RestError::RateLimited { retry_after } => {
+            let mut w = WriteError::new(StatusCode::SERVICE_UNAVAILABLE, "rate_limited", "Genesys's rate limit is exhausted; retry later");
+            w.retry_after = Some(retry_after.as_secs().max(1));
+            w
+        }
+        other => {
+            let mut w = WriteError::new(StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable", format!("Genesys is not reachable: {other}"));
+            w.retry_after = Some(5);
+            w
+        }
+    }
+}
+
+/// `PATCH` body.
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PresenceChange {
+    /// Definition id, org label or system presence.
+    pub presence: String,
+    pub message: Option<String>,
+    pub reason: Option<String>,
+    pub lease_seconds: Option<u64>,
+    /// Override the transition policy.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Resolves what the caller asked for to one active definition.
+pub fn resolve(defs: &[PresenceDefinition], asked: &str) -> Result<PresenceDefinition, WriteError> {
+    let asked_t = asked.trim();
+    let found = defs
+        .iter()
+        .find(|d| d.id.eq_ignore_ascii_case(asked_t))
+        .or_else(|| {
+            defs.iter()
+                .filter(|d| !d.deactivated)
+                .find(|d| d.label.eq_ignore_ascii_case(asked_t))
+        })
+        .or_else(|| {
+            let sp = SystemPresence::parse(asked_t)?;
+            defs.iter()
+                .find(|d| d.primary && !d.deactivated && d.system_presence == sp)
+        });
+    match found {
+        Some(d) if !d.deactivated => Ok(d.clone()),
+        other => {
+            let choices: Vec<Value> = defs
+                .iter()
+                .filter(|d| !d.deactivated)
+                .map(|d| json!({"id": d.id, "label": d.label, "systemPresence": d.system_presence}))
+                .collect();
+            let why = if other.is_some() {
+                format!("presence {asked:?} is deactivated in this org")
+            } else {
+                format!("unknown presence {asked:?}: give a definition id, an org label or a system presence")
+            };
+            Err(
+                WriteError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_presence", why)
+                    .with(json!({"choices": choices})),
+            )
+        }
+    }
+}
+
+/// The transition policy; `Err` names the rule that refused.
+fn check_policy(
+    cfg: &WritesConfig,
+    routing: Option<RoutingStatus>,
+    target: &PresenceDefinition,
+    force: bool,
+) -> Result<(), WriteError> {
+    if cfg
+        .deny_targets
+        .iter()
+        .filter_map(|t| SystemPresence::parse(t))
+        .any(|sp| sp == target.system_presence)
+    {
+        return Err(WriteError::new(
+            StatusCode::CONFLICT,
+            "transition_refused",
+            format!(
+                "the gateway is configured never to set {} (writes.deny_targets)",
+                target.system_presence
+            ),
+        )
+        .with(json!({"rule": "deny_targets"})));
+    }
+    if cfg.protect_interacting
+        && !force
+        && routing == Some(RoutingStatus::Interacting)
+        && target.system_presence != SystemPresence::OnQueue
+    {
+        return Err(WriteError::new(
+            StatusCode::CONFLICT,
+            "transition_refused",
+            "the agent is handling an interaction (INTERACTING); taking them off queue now would disrupt it. Retry after the interaction, or send \"force\": true",
+        )
+        .with(json!({"rule": "protect_interacting"})));
+    }
+    Ok(())
+}
+
+/// Parses an `If-Match` value: `"7"`, `W/"7"`, `7` or `*`.
+fn if_match(req: &HttpRequest) -> Result<Option<Option<u64>>, WriteError> {
+    let Some(v) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let s = v.to_str().unwrap_or("").trim();
+    if s == "*" {
+        return Ok(Some(None));
+    }
+    let n = s.trim_start_matches("W/").trim_matches('"');
+    n.parse::<u64>().map(|n| Some(Some(n))).map_err(|_| {
+        WriteError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_if_match",
+            format!(
+                "If-Match {s:?} is not an agent version; use the ETag of GET /api/v1/agents/{{id}}"
+            ),
+        )
+    })
+}
+
+fn actor_of(req: &HttpRequest) -> String {
+    if let Some(id) = req.extensions_ref_identity() {
+        return id;
+    }
+    let ip = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    format!("anonymous@{ip}")
+}
+
+/// The caller's identity as set by the auth layer, if any.
+trait IdentityExt {
+    fn extensions_ref_identity(&self) -> Option<String>;
+}
+
+impl IdentityExt for HttpRequest {
+    fn extensions_ref_identity(&self) -> Option<String> {
+        use actix_web::HttpMessage;
+        self.extensions()
+            .get::<ClientIdentity>()
+            .map(|c| c.0.clone())
+    }
+}
+
+/// Set on requests by the auth layer: who is calling.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity(pub String);
+
+struct Attempt {
+    actor: String,
+    agent_id: String,
+    from: Option<String>,
+    to: String,
+    reason: Option<String>,
+}
+
+impl Writes {
+    async fn audit(
+        &self,
+        a: &Attempt,
+        result: &Result<Option<String>, WriteError>,
+        status: StatusCode,
+    ) {
+        let rec = AuditRecord {
+            id: 0,
+            at: Utc::now(),
+            actor: a.actor.clone(),
+            agent_id: a.agent_id.clone(),
+            from_presence: a.from.clone(),
+            to_presence: a.to.clone(),
+            reason: a.reason.clone(),
+            result: match result {
+                Ok(_) => "ok".into(),
+                Err(e) => e.code.into(),
+            },
+            status: status.as_u16(),
+            correlation_id: result.as_ref().ok().cloned().flatten(),
+            detail: result.as_ref().err().map(|e| e.reason.clone()),
+        };
+        if let Err(e) = self
+            .store
+            .send(AppendAudit(rec))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            tracing::error!(error = %e, agent = %a.agent_id, "could not write the audit record");
+        }
+    }
+
+    async fn definitions(&self) -> Result<Vec<PresenceDefinition>, WriteError> {
+        let defs = self.registry.send(GetDefinitions).await.map_err(internal)?;
+        if defs.is_empty() {
+            let mut e = WriteError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the gateway has not read the org's presence definitions yet",
+            );
+            e.retry_after = Some(2);
+            return Err(e);
+        }
+        Ok(defs)
+    }
+
+    /// One guarded change: checks, Genesys write, lease, audit. Returns the
+    /// agent JSON after the change.
+    pub async fn change(
+        &self,
+        actor: String,
+        agent_id: String,
+        change: PresenceChange,
+        expected_version: Option<Option<u64>>,
+    ) -> Result<Value, WriteError> {
+        let mut attempt = Attempt {
+            actor,
+            agent_id: agent_id.clone(),
+            from: None,
+            to: change.presence.clone(),
+            reason: change.reason.clone(),
+        };
+        let result = self
+            .change_inner(&mut attempt, &change, expected_version)
+            .await;
+        let status = match &result {
+            Ok(_) => StatusCode::OK,
+            Err(e) => e.status,
+        };
+        self.audit(
+            &attempt,
+            &result
+                .as_ref()
+                .map(|(_, c)| c.clone())
+                .map_err(Clone::clone),
+            status,
+        )
+        .await;
+        result.map(|(v, _)| v)
+    }
+
+    async fn change_inner(
+        &self,
+        attempt: &mut Attempt,
+        change: &PresenceChange,
+        expected_version: Option<Option<u64>>,
+    ) -> Result<(Value, Option<String>), WriteError> {
+        let rec = self
+            .registry
+            .send(GetAgent {
+                id: attempt.agent_id.clone(),
+            })
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                WriteError::new(
+                    StatusCode::NOT_FOUND,
+                    "agent_not_found",
+                    format!(
+                        "no agent with id {:?}; list agents with GET /api/v1/agents",
+                        attempt.agent_id
+                    ),
+                )
+            })?;
+        let agent = rec.agent;
+        attempt.from = agent.presence.as_ref().map(|p| p.definition_id.clone());
+        if let Some(Some(v)) = expected_version {
+            if v != agent.version {
+                return Err(WriteError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "precondition_failed",
+                    format!("the agent changed since version {v} (now {}); GET it again and retry with the new ETag", agent.version),
+                )
+                .with(json!({"currentVersion": agent.version})));
+            }
+        }
+        if change
+            .message
+            .as_ref()
+            .is_some_and(|m| m.chars().count() > 250)
+        {
+            return Err(WriteError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_message",
+                "message may be at most 250 characters",
+            ));
+        }
+        let defs = self.definitions().await?;
+        let target = resolve(&defs, &change.presence)?;
+        attempt.to = target.id.clone();
+        check_policy(
+            &self.cfg,
+            agent.routing_status.as_ref().map(|r| r.status),
+            &target,
+            change.force,
+        )?;
+        let lease = match change.lease_seconds {
+            Some(0) => {
+                return Err(WriteError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_lease",
+                    "leaseSeconds must be at least 1",
+                ))
+            }
+            Some(s) if s > self.cfg.max_lease_seconds => {
+                return Err(WriteError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_lease",
+                    format!(
+                        "leaseSeconds may be at most {} (writes.max_lease_seconds)",
+                        self.cfg.max_lease_seconds
+                    ),
+                ))
+            }
+            Some(s) => Some((
+                s,
+                resolve(&defs, &self.cfg.lease_fallback)
+                    .map_err(|_| internal("writes.lease_fallback names no active presence"))?,
+            )),
+            None => None,
+        };
+        let confirmed = self
+            .upstream
+            .send(WritePresence(PresenceWrite {
+                user_id: agent.id.clone(),
+                definition_id: target.id.clone(),
+                message: change.message.clone(),
+            }))
+            .await
+            .map_err(internal)?
+            .map_err(upstream_error)?;
+        let lease_row = lease.map(|(secs, fallback)| Lease {
+            agent_id: agent.id.clone(),
+            definition_id: target.id.clone(),
+            expires_at: Utc::now() + chrono::Duration::seconds(secs as i64),
+            fallback_definition_id: fallback.id,
+            actor: attempt.actor.clone(),
+        });
+        let expires = lease_row.as_ref().map(|l| l.expires_at);
+        // A change without a lease ends any lease the agent had.
+        self.store
+            .send(PutLease {
+                agent_id: agent.id.clone(),
+                lease: lease_row,
+            })
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        let now = self
+            .registry
+            .send(GetAgent {
+                id: agent.id.clone(),
+            })
+            .await
+            .map_err(internal)?;
+        let mut body = match now {
+            Some(r) => serde_json::to_value(&*r.agent).map_err(internal)?,
+            None => Value::Null,
+        };
+        if let Some(o) = body.as_object_mut() {
+            o.insert("correlationId".into(), json!(confirmed.correlation_id));
+            if let Some(e) = expires {
+                o.insert("leaseExpiresAt".into(), json!(crate::model::iso(e)));
+            }
+        }
+        Ok((body, confirmed.correlation_id))
+    }
+}
+
+/// `PATCH /api/v1/agents/{id}/presence`.
+async fn patch_presence(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    w: web::Data<Arc<Writes>>,
+) -> Result<HttpResponse, WriteError> {
+    let agent_id = path.into_inner();
+    let actor = actor_of(&req);
+    let change: PresenceChange = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            let err = WriteError::new(StatusCode::BAD_REQUEST, "bad_body", format!("body must be {{\"presence\": \"<definition id | label | system presence>\", \"message\"?, \"reason\"?, \"leaseSeconds\"?, \"force\"?}}: {e}"));
+            let attempt = Attempt {
+                actor,
+                agent_id,
+                from: None,
+                to: String::from_utf8_lossy(&body).chars().take(200).collect(),
+                reason: None,
+            };
+            w.audit(&attempt, &Err(err.clone()), err.status).await;
+            return Err(err);
+        }
+    };
+    let expected = if_match(&req)?;
+    let key = req
+        .headers()
+        .get("Idempotency-Key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(key) = &key {
+        if key.is_empty() || key.len() > 200 {
+            return Err(WriteError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_idempotency_key",
+                "Idempotency-Key must be 1 to 200 characters",
+            ));
+        }
+        let fingerprint = format!(
+            "{agent_id}\n{}",
+            serde_json::to_string(&change).unwrap_or_default()
+        );
+        match w
+            .store
+            .send(BeginIdempotent {
+                key: key.clone(),
+                fingerprint,
+            })
+            .await
+            .map_err(internal)?
+            .map_err(internal)?
+        {
+            Idempotent::New => {}
+            Idempotent::Done(status, body) => {
+                return Ok(HttpResponse::build(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                )
+                .insert_header(("Idempotent-Replayed", "true"))
+                .content_type("application/json")
+                .body(body))
+            }
+            Idempotent::Pending => {
+                return Err(WriteError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_in_progress",
+                    "a request with this Idempotency-Key is still running; retry shortly",
+                ))
+            }
+            Idempotent::Mismatch => {
+                return Err(WriteError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used for a different request; use a new key",
+                ))
+            }
+        }
+    }
+    let result = w.change(actor, agent_id, change, expected).await;
+    if let Some(key) = key {
+        // Remember answers that say something final; forget transient failures
+        // so that a retry with the same key can succeed.
+        let outcome = match &result {
+            Ok(v) => Some((200, v.to_string())),
+            Err(e) if e.status.is_client_error() => Some((e.status.as_u16(), e.body().to_string())),
+            Err(_) => None,
+        };
+        let _ = w.store.send(FinishIdempotent { key, outcome }).await;
+    }
+    let v = result?;
+    let mut resp = HttpResponse::Ok();
+    if let Some(ver) = v.get("version").and_then(Value::as_u64) {
+        resp.insert_header((header::ETAG, format!("\"{ver}\"")));
+    }
+    Ok(resp.json(v))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BulkItem {
+    agent: String,
+    presence: String,
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BulkBody {
+    changes: Vec<BulkItem>,
+    reason: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+/// `POST /api/v1/presence/bulk`: many agents at once, in chunks through
+/// Genesys's bulk endpoint, with a result per agent.
+async fn bulk(
+    req: HttpRequest,
+    body: web::Bytes,
+    w: web::Data<Arc<Writes>>,
+) -> Result<HttpResponse, WriteError> {
+    let actor = actor_of(&req);
+    let b: BulkBody = serde_json::from_slice(&body).map_err(|e| {
+        WriteError::new(StatusCode::BAD_REQUEST, "bad_body", format!("body must be {{\"changes\": [{{\"agent\", \"presence\", \"message\"?}}], \"reason\"?, \"force\"?}}: {e}"))
+    })?;
+    if b.changes.is_empty() || b.changes.len() > w.cfg.bulk_max {
+        return Err(WriteError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!(
+                "changes must hold 1 to {} items (writes.bulk_max)",
+                w.cfg.bulk_max
+            ),
+        ));
+    }
+    let defs = w.definitions().await?;
+    let mut results: Vec<Value> = vec![Value::Null; b.changes.len()];
+    let mut ready: Vec<(usize, PresenceWrite, Attempt)> = Vec::new();
+    for (i, item) in b.changes.iter().enumerate() {
+        let mut attempt = Attempt {
+            actor: actor.clone(),
+            agent_id: item.agent.clone(),
+            from: None,
+            to: item.presence.clone(),
+            reason: b.reason.clone(),
+        };
+        let checked: Result<PresenceWrite, WriteError> = async {
+            let rec = w
+                .registry
+                .send(GetAgent {
+                    id: item.agent.clone(),
+                })
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| {
+                    WriteError::new(
+                        StatusCode::NOT_FOUND,
+                        "agent_not_found",
+                        format!("no agent with id {:?}", item.agent),
+                    )
+                })?;
+            attempt.from = rec.agent.presence.as_ref().map(|p| p.definition_id.clone());
+            let target = resolve(&defs, &item.presence)?;
+            attempt.to = target.id.clone();
+            check_policy(
+                &w.cfg,
+                rec.agent.routing_status.as_ref().map(|r| r.status),
+                &target,
+                b.force,
+            )?;
+            Ok(PresenceWrite {
+                user_id: item.agent.clone(),
+                definition_id: target.id,
+                message: item.message.clone(),
+            })
+        }
+        .await;
+        match checked {
+            Ok(pw) => ready.push((i, pw, attempt)),
+            Err(e) => {
+                w.audit(&attempt, &Err(e.clone()), e.status).await;
+                let mut r = e.body();
+                r["agent"] = json!(item.agent);
+                r["status"] = json!(e.status.as_u16());
+                results[i] = r;
+            }
+        }
+    }
+    for chunk in ready.chunks(w.cfg.bulk_chunk) {
+        let writes: Vec<PresenceWrite> = chunk.iter().map(|(_, pw, _)| pw.clone()).collect();
+        let outcome = w.upstream.send(WriteBulk(writes)).await.map_err(internal)?;
+        for (i, pw, attempt) in chunk {
+            let res: Result<Option<String>, WriteError> = match &outcome {
+                Ok(confirmed) => match confirmed.iter().find(|c| c.user_id == pw.user_id) {
+                    Some(c) => Ok(c.correlation_id.clone()),
+                    None => Err(WriteError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "not_confirmed",
+                        "Genesys did not confirm this agent's change",
+                    )),
+                },
+                Err(e) => Err(upstream_error(e.clone())),
+            };
+            let status = res
+                .as_ref()
+                .map(|_| StatusCode::OK)
+                .unwrap_or_else(|e| e.status);
+            w.audit(attempt, &res, status).await;
+            results[*i] = match res {
+                Ok(_) => json!({"agent": pw.user_id, "status": 200, "presence": pw.definition_id}),
+                Err(e) => {
+                    let mut r = e.body();
+                    r["agent"] = json!(pw.user_id);
+                    r["status"] = json!(e.status.as_u16());
+                    r
+                }
+            };
+        }
+    }
+    let ok = results.iter().filter(|r| r["status"] == 200).count();
+    Ok(HttpResponse::Ok()
+        .json(json!({"succeeded": ok, "failed": results.len() - ok, "results": results})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    agent: Option<String>,
+    actor: Option<String>,
+    result: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+/// `GET /api/v1/audit?agent=&actor=&result=&from=&to=&limit=&offset=`, newest first.
+async fn audit(req: HttpRequest, w: web::Data<Arc<Writes>>) -> Result<HttpResponse, WriteError> {
+    let q: AuditQuery = serde_urlencoded::from_str(req.query_string()).map_err(|e| {
+        WriteError::new(StatusCode::BAD_REQUEST, "bad_parameter", format!("{e}; parameters: agent, actor, result, from, to (RFC 3339), limit (1–1000), offset"))
+    })?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(WriteError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_parameter",
+            "limit must be 1 to 1000",
+        ));
+    }
+    let offset = q.offset.unwrap_or(0);
+    let (records, total) = w
+        .store
+        .send(QueryAudit {
+            agent_id: q.agent,
+            actor: q.actor,
+            result: q.result,
+            from: q.from,
+            to: q.to,
+            limit,
+            offset,
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    Ok(HttpResponse::Ok()
+        .json(json!({"total": total, "limit": limit, "offset": offset, "records": records})))
+}
+
+/// Registers the write routes.
+pub fn configure(cfg: &mut web::ServiceConfig, writes: Arc<Writes>) {
+    cfg.app_data(web::Data::new(writes))
+        .route(
+            "/api/v1/agents/{id}/presence",
+            web::patch().to(patch_presence),
+        )
+        .route("/api/v1/presence/bulk", web::post().to(bulk))
+        .route("/api/v1/audit", web::get().to(audit));
+}
+
+/// Runs out leases: every second, an expired lease whose presence is still
+/// the agent's gets the fallback presence (audited as actor `lease`).
+/// Leases live in the store, so they survive restarts.
+pub async fn lease_loop(w: Arc<Writes>, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Ok(Ok(leases)) = w.store.send(ListLeases).await else {
+            continue;
+        };
+        let now = Utc::now();
+        for l in leases.into_iter().filter(|l| l.expires_at <= now) {
+            let current = match w
+                .registry
+                .send(GetAgent {
+                    id: l.agent_id.clone(),
+                })
+                .await
+            {
+                Ok(Some(r)) => r.agent.presence.as_ref().map(|p| p.definition_id.clone()),
+                Ok(None) => None,
+                Err(_) => return,
+            };
+            if current.as_deref() == Some(l.definition_id.as_str()) {
+                let change = PresenceChange {
+                    presence: l.fallback_definition_id.clone(),
+                    message: None,
+                    reason: Some(format!("lease set by {} expired", l.actor)),
+                    lease_seconds: None,
+                    force: true,
+                };
+                match w
+                    .change("lease".into(), l.agent_id.clone(), change, None)
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(agent = %l.agent_id, "lease expired; fallback presence set")
+                    }
+                    Err(e) if e.status.is_server_error() => {
+                        tracing::warn!(agent = %l.agent_id, error = %e, "lease fallback failed; will retry");
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(agent = %l.agent_id, error = %e, "lease fallback refused; lease dropped")
+                    }
+                }
+            }
+            // `change` clears the lease on success; clear it in the other cases.
+            let _ = w
+                .store
+                .send(PutLease {
+                    agent_id: l.agent_id.clone(),
+                    lease: None,
+                })
+                .await;
+        }
+    }
+}
