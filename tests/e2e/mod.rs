@@ -1,0 +1,201 @@
+//! End-to-end helpers: the real simulator and the real gateway on
+//! `127.0.0.1:0`, HTTP helpers, convergence checks against `/sim/state`, and
+//! `wait_until` (poll with a deadline; no bare sleeps).
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use presence_gateway::app::{self, Gateway};
+use presence_gateway::config::Config;
+use presence_gateway::simulator::{self, SimConfig, SimHandle};
+use presence_gateway::upstream::GenesysConfig;
+use serde_json::{json, Value};
+
+/// Polls `cond` every 50 ms until it holds or `deadline` passes.
+pub async fn wait_until<F, Fut>(deadline: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        let last = match cond().await {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out waiting for {what}: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn client() -> awc::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish()
+}
+
+pub async fn get(url: String) -> Value {
+    let mut r = client().get(url).send().await.expect("GET");
+    assert!(r.status().is_success(), "GET status {}", r.status());
+    r.json().limit(64 << 20).await.expect("json")
+}
+
+pub async fn post(url: String, body: Value) -> Value {
+    let mut r = client().post(url).send_json(&body).await.expect("POST");
+    assert!(r.status().is_success(), "POST status {}", r.status());
+    r.json().await.expect("json")
+}
+
+pub struct Env {
+    pub sim: SimHandle,
+    pub gw: Gateway,
+}
+
+impl Env {
+    pub async fn start(agents: usize, tweak: impl FnOnce(&mut SimConfig, &mut Config)) -> Env {
+        let mut sim_cfg = SimConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            agents,
+            heartbeat_secs: 0.2,
+            socket_closing_grace_secs: 0.5,
+            ..SimConfig::default()
+        };
+        let mut cfg = Config::default();
+        cfg.server.listen = "127.0.0.1:0".parse().unwrap();
+        cfg.server.workers = 1;
+        cfg.store.path = ":memory:".into();
+        cfg.upstream.ping_after_secs = 0.6;
+        cfg.upstream.pong_timeout_secs = 0.6;
+        cfg.upstream.backoff_initial_ms = 50;
+        cfg.upstream.backoff_max_ms = 500;
+        tweak(&mut sim_cfg, &mut cfg);
+        let sim = simulator::start(sim_cfg.clone())
+            .await
+            .expect("simulator starts");
+        cfg.genesys = GenesysConfig {
+            api_base: Some(sim.base_url()),
+            client_id: sim_cfg.client_id.clone(),
+            client_secret: sim_cfg.client_secret.clone(),
+            ..GenesysConfig::default()
+        };
+        cfg.validate().expect("valid config");
+        let gw = app::start(cfg).await.expect("gateway starts");
+        Env { sim, gw }
+    }
+
+    pub fn sim_url(&self, path: &str) -> String {
+        format!("{}{path}", self.sim.base_url())
+    }
+
+    pub fn gw_url(&self, path: &str) -> String {
+        format!("{}{path}", self.gw.base_url())
+    }
+
+    /// Differences between the gateway's agents and the simulator's truth.
+    pub async fn diff(&self) -> Result<(), String> {
+        let truth = get(self.sim_url("/sim/state")).await;
+        let seen = get(self.gw_url("/api/v1/agents")).await;
+        let seen: std::collections::HashMap<&str, &Value> = seen["agents"]
+            .as_array()
+            .ok_or("no agents array")?
+            .iter()
+            .map(|a| (a["id"].as_str().unwrap_or_default(), a))
+            .collect();
+        let users = truth["users"].as_array().ok_or("no users")?;
+        if seen.len() != users.len() {
+            return Err(format!(
+                "gateway has {} agents, simulator {}",
+                seen.len(),
+                users.len()
+            ));
+        }
+        let mut wrong = Vec::new();
+        for u in users {
+            let id = u["id"].as_str().unwrap_or_default();
+            let Some(a) = seen.get(id) else {
+                wrong.push(format!("{id} missing"));
+                continue;
+            };
+            let checks = [
+                (
+                    &a["presence"]["definitionId"],
+                    &u["presence"]["definitionId"],
+                ),
+                (
+                    &a["presence"]["systemPresence"],
+                    &u["presence"]["systemPresence"],
+                ),
+                (&a["presence"]["message"], &u["presence"]["message"]),
+                (&a["routingStatus"]["status"], &u["routingStatus"]["status"]),
+                (&a["name"], &u["name"]),
+                (&a["division"]["id"], &u["division"]["id"]),
+            ];
+            if checks.iter().any(|(x, y)| x != y) {
+                wrong.push(format!(
+                    "{id}: gateway {} / {} vs truth {} / {}",
+                    a["presence"]["systemPresence"],
+                    a["routingStatus"]["status"],
+                    u["presence"]["systemPresence"],
+                    u["routingStatus"]["status"]
+                ));
+            }
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} agents differ, e.g. {}", wrong.len(), wrong[0]))
+        }
+    }
+
+    pub async fn converged(&self, what: &str) {
+        wait_until(Duration::from_secs(30), what, || self.diff()).await;
+    }
+
+    pub async fn ready(&self) {
+        wait_until(Duration::from_secs(30), "upstream connected", || async {
+            let r = client()
+                .get(self.gw_url("/readyz"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if r.status() == 200 {
+                Ok(())
+            } else {
+                Err(format!("readyz {}", r.status()))
+            }
+        })
+        .await;
+    }
+
+    /// Changes the presence of `n` agents starting at `offset`.
+    pub async fn change(&self, offset: usize, n: usize, to: &str) {
+        let truth = get(self.sim_url("/sim/state")).await;
+        let users = truth["users"].as_array().unwrap();
+        for u in users.iter().skip(offset).take(n) {
+            let id = u["id"].as_str().unwrap();
+            post(
+                self.sim_url(&format!("/sim/users/{id}/presence")),
+                json!({"systemPresence": to}),
+            )
+            .await;
+        }
+    }
+
+    pub async fn fault(&self, body: Value) -> Value {
+        post(self.sim_url("/sim/faults"), body).await
+    }
+
+    pub async fn sim_stats(&self) -> Value {
+        get(self.sim_url("/sim/stats")).await
+    }
+
+    pub async fn stop(self) {
+        self.gw.stop().await;
+        self.sim.stop().await;
+    }
+}
+
