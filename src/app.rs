@@ -49,7 +49,7 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
     let store = Store::start(cfg.store.clone())
         .map_err(|e| std::io::Error::other(format!("{e} ({})", cfg.store.path.display())))?;
     let registry = Registry::new(cfg.registry.clone()).start();
-    let mut state = AppState::new(registry.clone(), cfg.sessions.clone());
+    let mut state = AppState::new(registry.clone(), cfg.session.clone());
     let stop = CancellationToken::new();
     let upstream_stats = Arc::new(UpstreamStats::default());
     let upstream = Upstream::new(

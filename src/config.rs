@@ -73,7 +73,7 @@ pub struct Config {
     pub genesys: GenesysConfig,
     pub upstream: UpstreamConfig,
     pub registry: RegistryConfig,
-    pub sessions: SessionConfig,
+    pub session: SessionConfig,
     pub writes: WritesConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
@@ -146,12 +146,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.genesys.validate()?;
         self.upstream.validate()?;
-        self.registry
-            .validate()
-            .map_err(|e| format!("registry: {e}"))?;
-        self.sessions
-            .validate()
-            .map_err(|e| format!("sessions: {e}"))?;
+        self.registry.validate()?;
+        self.session.validate()?;
+        self.writes.validate()?;
+        self.store.validate()?;
         if self.log.format != "text" && self.log.format != "json" {
             return Err(format!(
                 "log.format must be \"text\" or \"json\", got {:?}",

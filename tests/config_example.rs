@@ -45,7 +45,7 @@ fn example_is_the_defaults() {
     // Only the registry and session configs implement PartialEq; Debug
     // compares every field of the others just as strictly.
     assert_eq!(cfg.registry, RegistryConfig::default());
-    assert_eq!(cfg.sessions, SessionConfig::default());
+    assert_eq!(cfg.session, SessionConfig::default());
     assert_eq!(
         format!("{:?}", cfg.upstream),
         format!("{:?}", UpstreamConfig::default())
@@ -57,6 +57,14 @@ fn example_is_the_defaults() {
     assert_eq!(
         format!("{:?}", cfg.log),
         format!("{:?}", LogConfig::default())
+    );
+    assert_eq!(
+        format!("{:?}", cfg.writes),
+        format!("{:?}", presence_gateway::writes::WritesConfig::default())
+    );
+    assert_eq!(
+        format!("{:?}", cfg.store),
+        format!("{:?}", presence_gateway::store::StoreConfig::default())
     );
     let genesys = GenesysConfig {
         client_id: "x".into(),
@@ -135,13 +143,13 @@ fn environment_overrides_the_example() {
         env(&[
             ("GENESYSCLOUD_REGION", "eu-west-1"),
             ("PRESENCE_GATEWAY__UPSTREAM__RATE_PER_MINUTE", "120"),
-            ("PRESENCE_GATEWAY__SESSIONS__KEEPALIVE_SECS", "20"),
+            ("PRESENCE_GATEWAY__SESSION__KEEPALIVE_SECS", "20"),
         ]),
     )
     .expect("valid");
     assert_eq!(cfg.genesys.region, "eu-west-1");
     assert_eq!(cfg.upstream.rate_per_minute, 120);
-    assert_eq!(cfg.sessions.keepalive_secs, 20);
+    assert_eq!(cfg.session.keepalive_secs, 20);
 }
 
 /// A temporary config file, removed on drop.
@@ -243,7 +251,7 @@ fn check_config_refuses_a_broken_file() {
             "[upstream]\nrate_per_minte = 300\n",
             "rate_per_minte",
         ),
-        ("range", "[sessions]\noutbox_bytes = 1\n", "outbox_bytes"),
+        ("range", "[session]\noutbox_bytes = 1\n", "outbox_bytes"),
         ("region", "[genesys]\nregion = \"mars-north-1\"\n", "region"),
     ] {
         let file = TempConfig::new(name, text);
@@ -266,7 +274,7 @@ fn serve_refuses_a_bad_config_before_binding() {
     let file = TempConfig::new(
         "serve",
         &format!(
-            "[server]\nlisten = \"{addr}\"\n[sessions]\nkeepalive_secs = 30\nidle_timeout_secs = 20\n"
+            "[server]\nlisten = \"{addr}\"\n[session]\nkeepalive_secs = 30\nidle_timeout_secs = 20\n"
         ),
     );
     let out = run(

@@ -142,7 +142,8 @@ pub struct UpstreamConfig {
     pub pong_timeout_secs: f64,
     /// Re-subscribe (extending the channel) this many seconds before it expires (24 h life).
     pub renew_before_secs: u64,
-    /// First reconnect delay; doubles per failure with full jitter.
+    /// First reconnect and REST retry delay; doubles per failure, each wait
+    /// drawn uniformly from [d/2, d].
     pub backoff_initial_ms: u64,
     /// Largest reconnect delay.
     pub backoff_max_ms: u64,
@@ -192,8 +193,8 @@ impl Default for UpstreamConfig {
 impl UpstreamConfig {
     /// Checks the settings, naming the field at fault.
     pub fn validate(&self) -> Result<(), String> {
-        if self.rate_per_minute == 0 {
-            return Err("upstream.rate_per_minute must be at least 1".into());
+        if self.rate_per_minute < 2 {
+            return Err("upstream.rate_per_minute must be at least 2 (one request of burst plus a steady rate)".into());
         }
         if self.burst == 0 || self.burst >= self.rate_per_minute {
             return Err(format!(
@@ -214,8 +215,17 @@ impl UpstreamConfig {
         if !(1..=20).contains(&self.max_channels) {
             return Err("upstream.max_channels must be 1 to 20 (Genesys limit)".into());
         }
-        if self.ping_after_secs <= 0.0 || self.pong_timeout_secs <= 0.0 {
-            return Err("upstream.ping_after_secs and pong_timeout_secs must be positive".into());
+        let sane = |v: f64| v.is_finite() && v > 0.0 && v <= 3_600.0;
+        if !sane(self.ping_after_secs) || !sane(self.pong_timeout_secs) {
+            return Err("upstream.ping_after_secs and upstream.pong_timeout_secs must be between 0 and 3600 seconds".into());
+        }
+        if self.circuit_threshold == 0 {
+            return Err("upstream.circuit_threshold must be at least 1".into());
+        }
+        if self.renew_before_secs == 0 || self.renew_before_secs > 43_200 {
+            return Err(
+                "upstream.renew_before_secs must be 1 to 43200 (channels live 24 h)".into(),
+            );
         }
         if self.backoff_initial_ms == 0 || self.backoff_max_ms < self.backoff_initial_ms {
             return Err("upstream.backoff_initial_ms must be ≥ 1 and ≤ backoff_max_ms".into());

@@ -412,7 +412,7 @@ impl Rest {
         }
     }
 
-    /// Full-jitter exponential delay for retry `attempt` (1-based).
+    /// Jittered exponential delay for retry `attempt` (1-based).
     fn jitter(&self, attempt: u32) -> Duration {
         backoff(
             attempt,
@@ -442,7 +442,7 @@ impl Rest {
     }
 }
 
-/// Full-jitter exponential backoff: uniform in `[d/2, d]` where
+/// Jittered exponential backoff: uniform in `[d/2, d]` where
 /// `d = min(max, initial · 2^(attempt-1))`.
 pub fn backoff(attempt: u32, initial_ms: u64, max_ms: u64) -> Duration {
     let exp = initial_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));

@@ -198,4 +198,3 @@ impl Env {
         self.sim.stop().await;
     }
 }
-
