@@ -837,6 +837,16 @@ pub async fn lease_loop(w: Arc<Writes>, stop: tokio_util::sync::CancellationToke
             continue;
         };
         let now = Utc::now();
+        if !leases.iter().any(|l| l.expires_at <= now) {
+            continue;
+        }
+        // Judge leases only against a complete picture of the org (after a
+        // restart the registry is empty until the first sync).
+        match w.registry.send(crate::registry::GetReadiness).await {
+            Ok(r) if r.synced => {}
+            Ok(_) => continue,
+            Err(_) => return,
+        }
         for l in leases.into_iter().filter(|l| l.expires_at <= now) {
             let current = match w
                 .registry

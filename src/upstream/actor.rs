@@ -15,7 +15,9 @@
 //! through REST and the registry emits only the differences. The actor
 //! never touches clients; it sends [`UpstreamEvent`]s to the registry.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -120,7 +122,14 @@ pub struct Upstream {
     last_health_sent: Instant,
     last_directory_refresh: Instant,
     stop: CancellationToken,
+    /// Presence writes in flight: user id → definition id. The event that
+    /// Genesys sends for a write (often before the PATCH answer) is marked
+    /// as the gateway's own write.
+    pending_writes: PendingWrites,
 }
+
+/// Writes in flight, shared with the socket readers (same arbiter).
+pub type PendingWrites = Rc<RefCell<HashMap<String, String>>>;
 
 impl Upstream {
     /// Creates the actor; call `.start()` on an actix arbiter.
@@ -151,6 +160,7 @@ impl Upstream {
             last_health_sent: Instant::now(),
             last_directory_refresh: Instant::now(),
             stop,
+            pending_writes: Rc::default(),
         }
     }
 
@@ -162,6 +172,11 @@ impl Upstream {
     /// The REST client, for the write handlers.
     pub(super) fn rest_client(&self) -> Rest {
         self.rest()
+    }
+
+    /// Writes in flight (see [`PendingWrites`]).
+    pub(super) fn pending_writes(&self) -> PendingWrites {
+        self.pending_writes.clone()
     }
 
     /// Where confirmed changes go.
@@ -482,7 +497,8 @@ impl Upstream {
             ctx.address().recipient(),
             self.stats.clone(),
             stop,
-        );
+        )
+        .with_pending_writes(self.pending_writes.clone());
         ctx.spawn(
             reader
                 .run(socket)

@@ -129,9 +129,17 @@ pub struct Reader {
     pub ping_after: Duration,
     pub pong_timeout: Duration,
     pub stop: CancellationToken,
+    /// Writes in flight: their events are marked `Origin::Write`.
+    pub pending_writes: super::actor::PendingWrites,
 }
 
 impl Reader {
+    /// Shares the upstream's writes in flight with this reader.
+    pub fn with_pending_writes(mut self, p: super::actor::PendingWrites) -> Reader {
+        self.pending_writes = p;
+        self
+    }
+
     pub fn new(
         cfg: &UpstreamConfig,
         shard: usize,
@@ -150,6 +158,7 @@ impl Reader {
             ping_after: Duration::from_secs_f64(cfg.ping_after_secs),
             pong_timeout: Duration::from_secs_f64(cfg.pong_timeout_secs),
             stop,
+            pending_writes: Default::default(),
         }
     }
 
@@ -224,7 +233,12 @@ impl Reader {
                             if !events.is_empty() {
                                 self.stats.mark_event(events.len() as u64);
                             }
-                            for ev in events {
+                            for mut ev in events {
+                                if let UpstreamEvent::Presence { user_id, state, origin } = &mut ev {
+                                    if self.pending_writes.borrow().get(user_id.as_str()) == Some(&state.definition_id) {
+                                        *origin = Origin::Write;
+                                    }
+                                }
                                 if self.registry.send(ev).await.is_err() {
                                     return DropCause::RegistryGone;
                                 }

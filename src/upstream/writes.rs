@@ -63,14 +63,35 @@ fn body_of(w: &PresenceWrite, with_id: bool) -> serde_json::Value {
     b
 }
 
+/// Forgets a write in flight when its future ends, however it ends.
+struct PendingGuard {
+    pending: super::actor::PendingWrites,
+    user_id: String,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.pending.borrow_mut().remove(&self.user_id);
+    }
+}
+
 impl Handler<WritePresence> for Upstream {
     type Result = ResponseActFuture<Self, Result<WriteConfirmed, RestError>>;
 
     fn handle(&mut self, WritePresence(w): WritePresence, _: &mut Context<Self>) -> Self::Result {
         let rest = self.rest_client();
         let registry = self.registry_recipient();
+        let pending = self.pending_writes();
+        pending
+            .borrow_mut()
+            .insert(w.user_id.clone(), w.definition_id.clone());
+        let guard = PendingGuard {
+            pending,
+            user_id: w.user_id.clone(),
+        };
         Box::pin(
             async move {
+                let _guard = guard;
                 let path = format!("/api/v2/users/{}/presences/purecloud", w.user_id);
                 let resp = rest
                     .call(Lane::Write, Method::PATCH, &path, Some(&body_of(&w, false)))
@@ -109,8 +130,22 @@ impl Handler<WriteBulk> for Upstream {
     fn handle(&mut self, WriteBulk(ws): WriteBulk, _: &mut Context<Self>) -> Self::Result {
         let rest = self.rest_client();
         let registry = self.registry_recipient();
+        let pending = self.pending_writes();
+        let guards: Vec<PendingGuard> = ws
+            .iter()
+            .map(|w| {
+                pending
+                    .borrow_mut()
+                    .insert(w.user_id.clone(), w.definition_id.clone());
+                PendingGuard {
+                    pending: pending.clone(),
+                    user_id: w.user_id.clone(),
+                }
+            })
+            .collect();
         Box::pin(
             async move {
+                let _guards = guards;
                 let body = serde_json::Value::Array(ws.iter().map(|w| body_of(w, true)).collect());
                 let resp = rest
                     .call(
