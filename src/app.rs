@@ -11,7 +11,9 @@ use actix_web::dev::ServerHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::http::interactions::InteractionsState;
 use crate::http::{self, AppState};
+use crate::interactions::{Interactions, SetUpstream};
 use crate::registry::Registry;
 use crate::store::Store;
 use crate::upstream::{Upstream, UpstreamStats};
@@ -52,6 +54,7 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
     let mut state = AppState::new(registry.clone(), cfg.session.clone());
     let stop = CancellationToken::new();
     let upstream_stats = Arc::new(UpstreamStats::default());
+    let hub = Interactions::new(cfg.interactions.clone()).start();
     let upstream = Upstream::new(
         cfg.genesys.clone(),
         cfg.upstream.clone(),
@@ -59,7 +62,15 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         upstream_stats.clone(),
         stop.clone(),
     )
+    .with_interactions(hub.clone())
     .start();
+    // A fresh actor's mailbox has room for its first message.
+    let _ = hub.try_send(SetUpstream(upstream.clone()));
+    state.interactions = Some(InteractionsState {
+        hub,
+        upstream: upstream.clone(),
+        cfg: cfg.interactions.clone(),
+    });
     let writes = Arc::new(Writes {
         registry: registry.clone(),
         upstream: upstream.clone(),
@@ -74,16 +85,6 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
     };
     let (server, addr) =
         http::start_with_workers(state.clone(), cfg.server.listen, workers).await?;
-    let stop = CancellationToken::new();
-    let upstream_stats = Arc::new(UpstreamStats::default());
-    let upstream = Upstream::new(
-        cfg.genesys.clone(),
-        cfg.upstream.clone(),
-        registry.clone().recipient(),
-        upstream_stats.clone(),
-        stop.clone(),
-    )
-    .start();
     Ok(Gateway {
         addr,
         registry,

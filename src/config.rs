@@ -20,6 +20,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::interactions::InteractionsConfig;
 use crate::registry::RegistryConfig;
 use crate::session::SessionConfig;
 use crate::store::StoreConfig;
@@ -75,6 +76,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub session: SessionConfig,
     pub writes: WritesConfig,
+    pub interactions: InteractionsConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
 }
@@ -149,6 +151,7 @@ impl Config {
         self.registry.validate()?;
         self.session.validate()?;
         self.writes.validate()?;
+        self.interactions.validate()?;
         self.store.validate()?;
         if self.log.format != "text" && self.log.format != "json" {
             return Err(format!(

@@ -14,6 +14,7 @@
 //!   replay buffer and once-encoded delta batches.
 //! - [`session`]: one actor per WebSocket or SSE client, filtered, bounded.
 //! - [`http`]: the downstream HTTP API and its error responses.
+//! - [`interactions`]: live interaction context for agent desktops.
 //! - [`writes`]: the guarded presence write path, leases and the audit API.
 //! - [`store`]: SQLite persistence (audit, idempotency, leases).
 //! - [`simulator`]: a faithful Genesys Cloud simulator (real paths plus the
@@ -23,6 +24,7 @@
 pub mod app;
 pub mod config;
 pub mod http;
+pub mod interactions;
 pub mod model;
 pub mod registry;
 pub mod session;

@@ -193,7 +193,7 @@ async fn five_thousand_agents() {
     env.ready().await;
     env.converged("5 000 agents").await;
     let stats = env.sim_stats().await;
-    assert_eq!(stats["channels"], 5, "{stats}");
+    assert_eq!(stats["channels"], 6, "950 agents per channel: {stats}");
     assert_eq!(stats["topics"], 5_000, "{stats}");
     assert_eq!(stats["counters"]["rateLimited"], 0, "{stats}");
     env.stop().await;

@@ -5,6 +5,7 @@
 
 pub mod assets;
 mod error;
+pub mod interactions;
 mod routes;
 
 use std::io;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub metrics: Arc<SessionMetrics>,
     /// The guarded write path; `None` serves read-only.
     pub writes: Option<Arc<crate::writes::Writes>>,
+    /// Interaction context (hub, upstream, settings); `None` serves none.
+    pub interactions: Option<crate::http::interactions::InteractionsState>,
 }
 
 impl AppState {
@@ -45,6 +48,7 @@ impl AppState {
             session: Arc::new(session),
             metrics: Arc::new(SessionMetrics::default()),
             writes: None,
+            interactions: None,
         }
     }
 }
@@ -54,6 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
     if let Some(w) = state.writes.clone() {
         crate::writes::configure(cfg, w);
     }
+    interactions::configure(cfg);
     cfg.app_data(web::Data::new(state))
         .route("/api/v1/agents", web::get().to(routes::agents))
         .route("/api/v1/agents/{id}", web::get().to(routes::agent))

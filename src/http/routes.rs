@@ -26,12 +26,16 @@ pub fn parse_query(
     let mut f = Filter::default();
     let mut since = None;
     for (k, v) in &pairs {
+        // Checked by the interaction layer (`http::interactions::wanted`).
+        if k == "interactions" {
+            continue;
+        }
         if cursor_keys.contains(&k.as_str()) {
             since = Some(Cursor::parse(k, v)?);
             continue;
         }
         if !f.add(k, v)? {
-            let mut expected = "division, queue, presence, routing, agent".to_owned();
+            let mut expected = "division, queue, presence, routing, agent, interactions".to_owned();
             for c in cursor_keys {
                 expected.push_str(", ");
                 expected.push_str(c);
@@ -94,6 +98,7 @@ fn session_params(
     filter: Filter,
     since: Option<Cursor>,
 ) -> Result<SessionParams, ApiError> {
+    let interactions = super::interactions::wanted(req.query_string(), st, &filter)?;
     let ip = req.peer_addr().map(|a| a.ip());
     let guard = st.limits.try_acquire(ip).inspect_err(|e| {
         let c = match e {
@@ -108,6 +113,7 @@ fn session_params(
         metrics: st.metrics.clone(),
         filter: opt(filter),
         since,
+        interactions,
         guard,
     })
 }
@@ -115,7 +121,7 @@ fn session_params(
 /// `GET /api/v1/stream`: Server-Sent Events. Resume with the
 /// `Last-Event-ID` header or `?last_event_id=`.
 pub async fn stream(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (filter, mut since) = parse_query(req.query_string(), &["last_event_id", "interactions"])?;
+    let (filter, mut since) = parse_query(req.query_string(), &["last_event_id"])?;
     if let Some(h) = req.headers().get("Last-Event-ID") {
         let s = h.to_str().map_err(|_| FilterError {
             param: "Last-Event-ID".into(),
@@ -135,7 +141,7 @@ pub async fn ws(
     body: web::Payload,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (filter, since) = parse_query(req.query_string(), &["since", "interactions"])?;
+    let (filter, since) = parse_query(req.query_string(), &["since"])?;
     let p = session_params(&req, &st, filter, since)?;
     session::ws::start(&req, body, p).map_err(|e| ApiError::Handshake(e.to_string()))
 }

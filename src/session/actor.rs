@@ -48,6 +48,8 @@ pub struct SessionParams {
     pub filter: Option<Filter>,
     /// The client's resume point.
     pub since: Option<Cursor>,
+    /// Interaction context to watch: the hub and the agents (`?interactions=1`).
+    pub interactions: Option<crate::interactions::WatchSpec>,
     /// The connection-limit slot, released when the session ends.
     pub guard: ConnGuard,
 }
@@ -86,6 +88,8 @@ pub struct Session {
     malformed_since: Instant,
     /// Connection-limit slot.
     _guard: ConnGuard,
+    /// Interaction context watched by this session.
+    interactions: Option<crate::interactions::WatchSpec>,
 }
 
 impl Session {
@@ -109,6 +113,7 @@ impl Session {
             malformed: 0,
             malformed_since: now,
             _guard: p.guard,
+            interactions: p.interactions,
         }
     }
 
@@ -377,10 +382,22 @@ impl Actor for Session {
             ))));
         }
         self.subscribe(ctx);
+        if let Some((hub, agents)) = &self.interactions {
+            let _ = hub.try_send(crate::interactions::Watch {
+                session_id: self.id,
+                agents: agents.clone(),
+                recipient: ctx.address().recipient(),
+            });
+        }
         ctx.run_interval(self.cfg.keepalive(), |act, ctx| act.tick(ctx));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some((hub, _)) = &self.interactions {
+            let _ = hub.try_send(crate::interactions::Unwatch {
+                session_id: self.id,
+            });
+        }
         if self.closing.is_none() {
             self.metrics.disconnect(DisconnectReason::TransportClosed);
             let _ = self.registry.try_send(Unsubscribe { id: self.id });

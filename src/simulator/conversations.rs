@@ -158,7 +158,7 @@ pub fn summary_json(inner: &SimInner, u: usize) -> Value {
 }
 
 /// Offers a new conversation to On Queue, idle agent `u`.
-fn offer(inner: &mut SimInner, u: usize) {
+pub fn offer(inner: &mut SimInner, u: usize) {
     let now = Utc::now();
     let media = ["voice", "voice", "voice", "chat", "email", "message"][inner.roll(6) as usize];
     let qs = inner.org.users[u].queues.clone();
@@ -204,6 +204,11 @@ fn offer(inner: &mut SimInner, u: usize) {
 pub fn churn_step(inner: &mut SimInner) {
     let n = inner.org.users.len() as u32;
     let u = inner.roll(n) as usize;
+    step_agent(inner, u);
+}
+
+/// One realistic change for agent `u` (what churn does to a random agent).
+pub fn step_agent(inner: &mut SimInner, u: usize) {
     let def = inner.org.users[u].presence_def;
     let sp = inner.org.definitions[def].system_presence;
     let on_queue = inner.org.primary_def(SystemPresence::OnQueue);

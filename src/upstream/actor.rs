@@ -97,6 +97,8 @@ struct Shard {
     reader_stop: Option<CancellationToken>,
     /// When the subscriptions (and the channel's life) were last renewed.
     renewed_at: Instant,
+    /// Conversation topics of watched agents carried by this channel.
+    extra: Vec<String>,
 }
 
 /// The upstream actor.
@@ -126,6 +128,10 @@ pub struct Upstream {
     /// Genesys sends for a write (often before the PATCH answer) is marked
     /// as the gateway's own write.
     pending_writes: PendingWrites,
+    /// The interaction hub, when interaction context is served.
+    pub(super) interactions: Option<Addr<crate::interactions::Interactions>>,
+    /// `externalTag` searches: shared answers and callers waiting for one.
+    pub(super) tag_cache: super::conversations::TagCache,
 }
 
 /// Writes in flight, shared with the socket readers (same arbiter).
@@ -161,7 +167,15 @@ impl Upstream {
             last_directory_refresh: Instant::now(),
             stop,
             pending_writes: Rc::default(),
+            interactions: None,
+            tag_cache: Rc::default(),
         }
+    }
+
+    /// Sends conversation events of watched agents to the interaction hub.
+    pub fn with_interactions(mut self, hub: Addr<crate::interactions::Interactions>) -> Upstream {
+        self.interactions = Some(hub);
+        self
     }
 
     fn rest(&self) -> Rest {
@@ -172,6 +186,50 @@ impl Upstream {
     /// The REST client, for the write handlers.
     pub(super) fn rest_client(&self) -> Rest {
         self.rest()
+    }
+
+    pub(super) fn cfg_ref(&self) -> &UpstreamConfig {
+        &self.cfg
+    }
+
+    pub(super) fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard carrying a user's presence topic.
+    pub(super) fn shard_of(&self, user_id: &str) -> Option<usize> {
+        self.shards
+            .iter()
+            .position(|s| s.users.iter().any(|u| u == user_id))
+    }
+
+    pub(super) fn extra_len(&self, i: usize) -> usize {
+        self.shards[i].extra.len()
+    }
+
+    pub(super) fn shard_holding_extra(&self, topic: &str) -> Option<usize> {
+        self.shards
+            .iter()
+            .position(|s| s.extra.iter().any(|t| t == topic))
+    }
+
+    /// Adds a topic to shard `i`'s reserved room and re-subscribes it.
+    pub(super) fn add_extra(&mut self, i: usize, topic: String, ctx: &mut Context<Self>) {
+        self.shards[i].extra.push(topic);
+        self.topics_changed(i, ctx);
+    }
+
+    /// Removes a topic from shard `i` and re-subscribes it.
+    pub(super) fn remove_extra(&mut self, i: usize, topic: &str, ctx: &mut Context<Self>) {
+        self.shards[i].extra.retain(|t| t != topic);
+        self.topics_changed(i, ctx);
+    }
+
+    fn topics_changed(&mut self, i: usize, ctx: &mut Context<Self>) {
+        self.shards[i].dirty = true;
+        if matches!(self.shards[i].state, ShardState::Up) {
+            self.resubscribe(i, ctx);
+        }
     }
 
     /// Writes in flight (see [`PendingWrites`]).
@@ -338,7 +396,7 @@ impl Upstream {
         let (plan, changed) = topics::replan(
             &self.plan,
             users,
-            self.cfg.topics_per_channel,
+            self.cfg.topics_per_channel - self.cfg.conversation_reserve,
             self.cfg.max_channels,
         );
         if !plan.uncovered.is_empty() {
@@ -358,6 +416,7 @@ impl Upstream {
                 dirty: true,
                 reader_stop: None,
                 renewed_at: Instant::now(),
+                extra: Vec::new(),
             });
         }
         for i in changed {
@@ -382,6 +441,7 @@ impl Upstream {
             .users
             .iter()
             .map(|u| topics::user_topic(self.cfg.topic_strategy, u))
+            .chain(self.shards[i].extra.iter().cloned())
             .collect()
     }
 
@@ -498,7 +558,8 @@ impl Upstream {
             self.stats.clone(),
             stop,
         )
-        .with_pending_writes(self.pending_writes.clone());
+        .with_pending_writes(self.pending_writes.clone())
+        .with_interactions(self.interactions.clone().map(|a| a.recipient()));
         ctx.spawn(
             reader
                 .run(socket)

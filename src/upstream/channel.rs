@@ -131,9 +131,20 @@ pub struct Reader {
     pub stop: CancellationToken,
     /// Writes in flight: their events are marked `Origin::Write`.
     pub pending_writes: super::actor::PendingWrites,
+    /// Where conversation events of watched agents go.
+    pub interactions: Option<Recipient<crate::interactions::ConversationSeen>>,
 }
 
 impl Reader {
+    /// Sends conversation events to the interaction hub.
+    pub fn with_interactions(
+        mut self,
+        r: Option<Recipient<crate::interactions::ConversationSeen>>,
+    ) -> Reader {
+        self.interactions = r;
+        self
+    }
+
     /// Shares the upstream's writes in flight with this reader.
     pub fn with_pending_writes(mut self, p: super::actor::PendingWrites) -> Reader {
         self.pending_writes = p;
@@ -159,6 +170,7 @@ impl Reader {
             pong_timeout: Duration::from_secs_f64(cfg.pong_timeout_secs),
             stop,
             pending_writes: Default::default(),
+            interactions: None,
         }
     }
 
@@ -244,6 +256,15 @@ impl Reader {
                                 }
                             }
                         }
+                        Parsed::Conversation { user_id, body } => {
+                            if let Some(hub) = &self.interactions {
+                                let interaction = crate::interactions::from_conversation(&user_id, &body);
+                                let conversation_id = body.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                                if hub.send(crate::interactions::ConversationSeen { user_id, conversation_id, interaction }).await.is_err() {
+                                    return DropCause::RegistryGone;
+                                }
+                            }
+                        }
                         Parsed::Heartbeat | Parsed::Ignored => {}
                         Parsed::Closing => {
                             tracing::info!(shard = self.shard, "Genesys announced socket_closing; handing over");
@@ -271,6 +292,11 @@ pub enum Parsed {
     Closing,
     /// `v2.system.no_longer_subscribed.*` / `token_revoked.*`.
     Revoked(String),
+    /// A `v2.users.{id}.conversations` event.
+    Conversation {
+        user_id: String,
+        body: Value,
+    },
     /// A topic the gateway does not use.
     Ignored,
     Malformed(String),
@@ -409,6 +435,12 @@ pub fn parse_frame(text: &Bytes) -> Parsed {
                 return Parsed::Malformed(format!("{topic}: neither presence nor routingStatus"));
             }
             Parsed::Events(out)
+        }
+        "conversations" => {
+            if body.get("id").and_then(Value::as_str).is_none() {
+                return Parsed::Malformed(format!("{topic}: conversation without id"));
+            }
+            Parsed::Conversation { user_id, body }
         }
         _ => Parsed::Ignored,
     }

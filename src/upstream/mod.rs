@@ -16,6 +16,7 @@
 pub mod actor;
 pub mod auth;
 pub mod channel;
+pub mod conversations;
 pub mod directory;
 pub mod region;
 pub mod rest;
@@ -162,6 +163,9 @@ pub struct UpstreamConfig {
     pub reconcile_after_handover: bool,
     /// Seconds a single REST request may take.
     pub request_timeout_secs: u64,
+    /// Topics kept free on each channel for watched agents' conversations
+    /// (interaction context); the presence plan uses the rest.
+    pub conversation_reserve: usize,
 }
 
 impl Default for UpstreamConfig {
@@ -186,6 +190,7 @@ impl Default for UpstreamConfig {
             max_retries: 4,
             reconcile_after_handover: false,
             request_timeout_secs: 30,
+            conversation_reserve: 50,
         }
     }
 }
@@ -232,6 +237,12 @@ impl UpstreamConfig {
         }
         if self.directory_refresh_secs < 10 {
             return Err("upstream.directory_refresh_secs must be at least 10".into());
+        }
+        if self.conversation_reserve >= self.topics_per_channel {
+            return Err(
+                "upstream.conversation_reserve must be less than upstream.topics_per_channel"
+                    .into(),
+            );
         }
         if self.request_timeout_secs == 0 {
             return Err("upstream.request_timeout_secs must be at least 1".into());

@@ -57,6 +57,13 @@ pub struct Env {
 
 impl Env {
     pub async fn start(agents: usize, tweak: impl FnOnce(&mut SimConfig, &mut Config)) -> Env {
+        // `TEST_LOG=debug cargo test …` shows the gateway's logs.
+        if let Ok(level) = std::env::var("TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(level)
+                .with_test_writer()
+                .try_init();
+        }
         let mut sim_cfg = SimConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             agents,

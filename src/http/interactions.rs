@@ -1,0 +1,140 @@
+//! Interaction context over HTTP: `?interactions=1` on the streams (with an
+//! `agent` filter), `GET /api/v1/agents/{id}/interactions` and
+//! `GET /api/v1/interactions?externalTag=…`.
+
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::interactions::{GetInteractions, Interactions, InteractionsConfig, WatchSpec};
+use crate::registry::{Filter, FilterError, GetAgent};
+use crate::upstream::conversations::{FetchInteractions, FindByExternalTag};
+use crate::upstream::Upstream;
+
+/// What the interaction routes need.
+#[derive(Clone)]
+pub struct InteractionsState {
+    pub hub: Addr<Interactions>,
+    pub upstream: Addr<Upstream>,
+    pub cfg: InteractionsConfig,
+}
+
+fn bad(param: &str, reason: &str) -> ApiError {
+    ApiError::BadParam(FilterError {
+        param: param.into(),
+        reason: reason.into(),
+    })
+}
+
+/// The hub and agents to watch when the query asks `interactions=1`.
+pub fn wanted(query: &str, st: &AppState, filter: &Filter) -> Result<Option<WatchSpec>, ApiError> {
+    let on = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "interactions")
+        .map(|(_, v)| v.into_owned());
+    match on.as_deref() {
+        None | Some("0") | Some("false") => Ok(None),
+        Some("1") | Some("true") => {
+            if filter.agents.is_empty() || filter.agents.len() > 50 {
+                return Err(bad(
+                    "interactions",
+                    "interaction context needs an agent filter of 1 to 50 agents (?agent=ID)",
+                ));
+            }
+            let Some(i) = &st.interactions else {
+                return Err(bad(
+                    "interactions",
+                    "this gateway serves no interaction context",
+                ));
+            };
+            Ok(Some((i.hub.clone(), filter.agents.clone())))
+        }
+        Some(_) => Err(bad("interactions", "must be 1, true, 0 or false")),
+    }
+}
+
+fn state(st: &AppState) -> Result<&InteractionsState, ApiError> {
+    st.interactions
+        .as_ref()
+        .ok_or_else(|| ApiError::NotReady("this gateway serves no interaction context".into()))
+}
+
+/// `GET /api/v1/agents/{id}/interactions`: live when someone watches the
+/// agent, else read through REST.
+async fn agent_interactions(
+    path: web::Path<String>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let s = state(&st)?;
+    st.registry
+        .send(GetAgent { id: id.clone() })
+        .await?
+        .ok_or_else(|| ApiError::AgentNotFound(id.clone()))?;
+    let (list, source) = match s
+        .hub
+        .send(GetInteractions {
+            user_id: id.clone(),
+        })
+        .await?
+    {
+        Some(l) => (l, "live"),
+        None => (
+            s.upstream
+                .send(FetchInteractions {
+                    user_id: id.clone(),
+                })
+                .await?
+                .map_err(|e| ApiError::NotReady(format!("Genesys: {e}")))?,
+            "rest",
+        ),
+    };
+    let mut v = serde_json::to_value(&list).unwrap_or(json!([]));
+    if s.cfg.redact_customer {
+        if let Some(a) = v.as_array_mut() {
+            for i in a {
+                i["customer"] = json!({"name": null, "ani": null, "redacted": true});
+            }
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({"agentId": id, "source": source, "interactions": v})))
+}
+
+/// `GET /api/v1/interactions?externalTag=…`: one upstream query per tag and
+/// cache interval, however many callers ask.
+async fn by_external_tag(
+    q: web::Query<std::collections::HashMap<String, String>>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let s = state(&st)?;
+    let tag = q
+        .get("externalTag")
+        .filter(|t| !t.is_empty() && t.len() <= 200)
+        .ok_or_else(|| {
+            bad(
+                "externalTag",
+                "give ?externalTag=<tag> (1 to 200 characters)",
+            )
+        })?;
+    let v = s
+        .upstream
+        .send(FindByExternalTag {
+            tag: tag.clone(),
+            cache: Duration::from_secs(s.cfg.tag_cache_secs),
+            hours: s.cfg.tag_search_hours,
+        })
+        .await?
+        .map_err(|e| ApiError::NotReady(format!("Genesys: {e}")))?;
+    Ok(HttpResponse::Ok().json(v))
+}
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/api/v1/agents/{id}/interactions",
+        web::get().to(agent_interactions),
+    )
+    .route("/api/v1/interactions", web::get().to(by_external_tag));
+}

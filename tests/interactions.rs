@@ -1,0 +1,196 @@
+//! Live interaction context against the real simulator: a conversation
+//! assigned to a watched agent appears on that agent's stream with the right
+//! fields, changes follow, it disappears when it ends; watching and tag
+//! searches are shared so their upstream cost does not grow with callers.
+
+mod e2e;
+
+use std::time::Duration;
+
+use e2e::{client, get, post, Env};
+use futures_util::StreamExt;
+use presence_gateway::simulator::conversations::{offer, step_agent};
+use serde_json::{json, Value};
+
+type Ws = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+
+async fn watch(env: &Env, id: &str) -> Ws {
+    let url = env
+        .gw_url(&format!("/api/v1/ws?agent={id}&interactions=1"))
+        .replacen("http", "ws", 1);
+    client().ws(url).connect().await.expect("ws").1
+}
+
+/// Reads `interaction` messages until one satisfies `pred`.
+async fn next_interaction(ws: &mut Ws, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let frame = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+            .expect("frame")
+            .expect("ok");
+        if let awc::ws::Frame::Text(t) = frame {
+            let m: Value = serde_json::from_slice(&t).unwrap();
+            if m["type"] == "interaction" && pred(&m) {
+                return m;
+            }
+        }
+    }
+}
+
+async fn on_queue_agent(env: &Env, n: usize) -> (String, usize) {
+    let state = get(env.sim_url("/sim/state")).await;
+    let id = state["users"][n]["id"].as_str().unwrap().to_string();
+    post(
+        env.sim_url(&format!("/sim/users/{id}/presence")),
+        json!({"systemPresence": "ON_QUEUE"}),
+    )
+    .await;
+    let u = env.sim.sim.inner.lock().user_idx(&id).unwrap();
+    (id, u)
+}
+
+fn sim_topics(stats: &Value) -> u64 {
+    stats["topics"].as_u64().unwrap()
+}
+
+/// A conversation offered to a watched agent shows up with its fields, a
+/// hold or wrap-up follows, and it disappears when it ends.
+#[actix_web::test]
+async fn conversation_lifecycle_reaches_the_desktop() {
+    let env = Env::start(30, |_, _| {}).await;
+    env.ready().await;
+    let (id, u) = on_queue_agent(&env, 4).await;
+    let mut ws = watch(&env, &id).await;
+    // The watch subscribes the agent's conversations (one more topic).
+    e2e::wait_until(
+        Duration::from_secs(10),
+        "conversation topic subscribed",
+        || async {
+            let s = env.sim_stats().await;
+            if sim_topics(&s) == 31 {
+                Ok(())
+            } else {
+                Err(s.to_string())
+            }
+        },
+    )
+    .await;
+    let conv_id = {
+        let mut inner = env.sim.sim.inner.lock();
+        offer(&mut inner, u);
+        inner.org.users[u].conversations[0].clone()
+    };
+    let m = next_interaction(&mut ws, "the new interaction", |m| {
+        m["interactions"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    let i = &m["interactions"][0];
+    assert_eq!(m["agentId"], id.as_str());
+    assert_eq!(i["conversationId"], conv_id.as_str());
+    let c = env
+        .sim
+        .sim
+        .inner
+        .lock()
+        .conversations
+        .get(&conv_id)
+        .cloned()
+        .unwrap();
+    assert_eq!(i["mediaType"], c.media);
+    assert_eq!(i["externalTag"], c.external_tag.as_str());
+    assert_eq!(i["customer"]["name"], c.customer_name.as_str());
+    assert_eq!(i["state"], "connected");
+    assert!(i["queue"]["name"].is_string());
+    // Step the conversation until it is in wrap-up (a voice call may hold first).
+    let m = loop {
+        step_agent(&mut env.sim.sim.inner.lock(), u);
+        let m = next_interaction(&mut ws, "a change", |_| true).await;
+        let arr = m["interactions"].as_array().unwrap();
+        if arr.first().is_some_and(|i| i["afterCallWork"] == true) {
+            break m;
+        }
+    };
+    assert_eq!(m["interactions"][0]["wrapupRequired"], true);
+    step_agent(&mut env.sim.sim.inner.lock(), u);
+    next_interaction(&mut ws, "the interaction gone", |m| {
+        m["interactions"].as_array().is_some_and(|a| a.is_empty())
+    })
+    .await;
+    // The REST view agrees.
+    let v = get(env.gw_url(&format!("/api/v1/agents/{id}/interactions"))).await;
+    assert_eq!(v["source"], "live");
+    assert_eq!(v["interactions"], json!([]));
+    env.stop().await;
+}
+
+/// 50 clients watching the same agent cost one subscription.
+#[actix_web::test]
+async fn fifty_watchers_one_subscription() {
+    let env = Env::start(30, |_, _| {}).await;
+    env.ready().await;
+    env.converged("start-up").await;
+    let (id, _) = on_queue_agent(&env, 6).await;
+    let before = env.sim_stats().await;
+    let mut clients = Vec::new();
+    for _ in 0..50 {
+        clients.push(watch(&env, &id).await);
+    }
+    for ws in &mut clients {
+        next_interaction(ws, "initial context", |_| true).await;
+    }
+    e2e::wait_until(Duration::from_secs(10), "one more topic", || async {
+        let s = env.sim_stats().await;
+        if sim_topics(&s) == sim_topics(&before) + 1 {
+            Ok(())
+        } else {
+            Err(s["topics"].to_string())
+        }
+    })
+    .await;
+    let after = env.sim_stats().await;
+    let subs = |s: &Value| s["counters"]["subscriptionRequests"].as_u64().unwrap();
+    assert_eq!(
+        subs(&after),
+        subs(&before) + 1,
+        "one PUT for fifty watchers"
+    );
+    assert_eq!(sim_topics(&after), sim_topics(&before) + 1);
+    env.stop().await;
+}
+
+/// 50 callers asking the same externalTag cost one upstream query.
+#[actix_web::test]
+async fn fifty_tag_searches_one_query() {
+    let env = Env::start(30, |_, _| {}).await;
+    env.ready().await;
+    let (_, u) = on_queue_agent(&env, 2).await;
+    let tag = {
+        let mut inner = env.sim.sim.inner.lock();
+        offer(&mut inner, u);
+        let c = inner.org.users[u].conversations[0].clone();
+        inner.conversations[&c].external_tag.clone()
+    };
+    let route = "POST analytics/conversations/details/query";
+    let before = env.sim_stats().await["counters"]["requestsByRoute"][route]
+        .as_u64()
+        .unwrap_or(0);
+    let url = env.gw_url(&format!("/api/v1/interactions?externalTag={tag}"));
+    let answers = futures_util::future::join_all((0..50).map(|_| get(url.clone()))).await;
+    for a in &answers {
+        assert_eq!(a["conversations"].as_array().map(Vec::len), Some(1), "{a}");
+        assert_eq!(a["conversations"][0]["externalTag"], tag.as_str());
+    }
+    let after = env.sim_stats().await["counters"]["requestsByRoute"][route]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(after, before + 1, "fifty callers, one query");
+    let r = client()
+        .get(env.gw_url("/api/v1/interactions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    env.stop().await;
+}
