@@ -34,6 +34,10 @@ pub struct AppState {
     pub metrics: Arc<SessionMetrics>,
     /// The guarded write path; `None` serves read-only.
     pub writes: Option<Arc<crate::writes::Writes>>,
+    /// Authentication, origins, body limits, drain flag (`crate::auth`).
+    pub security: Arc<crate::auth::Security>,
+    /// What `/metrics` reads besides the registry and sessions.
+    pub ops: crate::metrics::OpsHandles,
 }
 
 impl AppState {
@@ -45,6 +49,8 @@ impl AppState {
             session: Arc::new(session),
             metrics: Arc::new(SessionMetrics::default()),
             writes: None,
+            security: Arc::new(crate::auth::Security::default()),
+            ops: crate::metrics::OpsHandles::default(),
         }
     }
 }
@@ -54,6 +60,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
     if let Some(w) = state.writes.clone() {
         crate::writes::configure(cfg, w);
     }
+    crate::auth::configure(cfg, &state.security);
+    crate::metrics::configure(cfg);
     cfg.app_data(web::Data::new(state))
         .route("/api/v1/agents", web::get().to(routes::agents))
         .route("/api/v1/agents/{id}", web::get().to(routes::agent))
@@ -92,7 +100,9 @@ pub async fn start_on(
     let addr = listener.local_addr()?;
     let server = HttpServer::new(move || {
         let st = state.clone();
-        App::new().configure(move |cfg| configure(cfg, st))
+        App::new()
+            .wrap(actix_web::middleware::from_fn(crate::auth::guard))
+            .configure(move |cfg| configure(cfg, st))
     })
     .workers(workers.max(1))
     .max_connections(100_000)

@@ -26,6 +26,10 @@ pub fn parse_query(
     let mut f = Filter::default();
     let mut since = None;
     for (k, v) in &pairs {
+        if k == "ticket" {
+            // A stream ticket, consumed by the auth guard.
+            continue;
+        }
         if cursor_keys.contains(&k.as_str()) {
             since = Some(Cursor::parse(k, v)?);
             continue;
@@ -52,6 +56,7 @@ fn opt(f: Filter) -> Option<Filter> {
 /// `GET /api/v1/agents`: a filtered snapshot with counts.
 pub async fn agents(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (filter, _) = parse_query(req.query_string(), &[])?;
+    let filter = crate::auth::scope_filter(&crate::auth::principal(&req), filter)?;
     let body = st
         .registry
         .send(GetSnapshot {
@@ -94,6 +99,8 @@ fn session_params(
     filter: Filter,
     since: Option<Cursor>,
 ) -> Result<SessionParams, ApiError> {
+    let principal = crate::auth::principal(req);
+    let filter = crate::auth::scope_filter(&principal, filter)?;
     let ip = req.peer_addr().map(|a| a.ip());
     let guard = st.limits.try_acquire(ip).inspect_err(|e| {
         let c = match e {
@@ -109,6 +116,7 @@ fn session_params(
         filter: opt(filter),
         since,
         guard,
+        scope: principal.divisions.is_some().then_some(principal),
     })
 }
 

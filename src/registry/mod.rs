@@ -21,7 +21,7 @@ pub mod filter;
 pub mod state;
 
 pub use actor::{
-    AgentRecord, CloseAll, Deliver, GetAgent, GetDefinitions, GetReadiness, GetSnapshot, GetStats,
+    AgentRecord, CloseAll, CloseSome, Deliver, GetAgent, GetDefinitions, GetReadiness, GetSnapshot, GetStats,
     Readiness, Registry, RegistryStats, Start, Subscribe, Subscribed, Unsubscribe,
 };
 pub use agent::{AgentView, Change};
