@@ -266,7 +266,11 @@ impl Principal {
 struct JwtVerifier {
     hs: Option<jsonwebtoken::DecodingKey>,
     /// `(kid, algorithm, key)` from the JWKS file.
-    jwks: Vec<(Option<String>, jsonwebtoken::Algorithm, jsonwebtoken::DecodingKey)>,
+    jwks: Vec<(
+        Option<String>,
+        jsonwebtoken::Algorithm,
+        jsonwebtoken::DecodingKey,
+    )>,
     cfg: JwtConfig,
 }
 
@@ -326,7 +330,12 @@ impl JwtVerifier {
                 .map(|(_, _, k)| k),
             _ => None,
         }
-        .ok_or_else(|| format!("no key for JWT algorithm {:?} / kid {:?}", head.alg, head.kid))?;
+        .ok_or_else(|| {
+            format!(
+                "no key for JWT algorithm {:?} / kid {:?}",
+                head.alg, head.kid
+            )
+        })?;
         let mut v = Validation::new(head.alg);
         v.leeway = self.cfg.leeway_secs;
         v.set_required_spec_claims(&["exp", "sub"]);
@@ -498,7 +507,9 @@ impl Security {
     fn redeem(&self, t: &str) -> Option<Principal> {
         let (p, exp) = self.tickets.lock().remove(t)?;
         (exp > Instant::now()).then(|| {
-            self.metrics.tickets_redeemed.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .tickets_redeemed
+                .fetch_add(1, Ordering::Relaxed);
             p
         })
     }
@@ -704,8 +715,11 @@ pub async fn guard(
             sec.metrics.forbidden.fetch_add(1, Ordering::Relaxed);
             return Ok(refuse(req, e));
         }
-        req.extensions_mut()
-            .insert(ClientIdentity(principal.name.clone()));
+        if sec.enabled {
+            // With auth off the audit log keeps `anonymous@<ip>`.
+            req.extensions_mut()
+                .insert(ClientIdentity(principal.name.clone()));
+        }
         req.extensions_mut().insert(principal);
     }
     let mut res = next.call(req).await?;

@@ -315,12 +315,7 @@ pub fn render(
         "Time to hand one batch to every session.",
         &r.fanout,
     );
-    o.one(
-        CHANGES,
-        "counter",
-        "Agent changes emitted.",
-        r.changes,
-    );
+    o.one(CHANGES, "counter", "Agent changes emitted.", r.changes);
     o.one(AGENTS, "gauge", "Agents in the directory.", r.agents as u64);
     o.one(SEQ, "gauge", "Last emitted batch number.", r.seq);
     let up = ops.upstream.as_deref();

@@ -127,8 +127,7 @@ pub async fn drain(t: DrainTargets<'_>, cfg: DrainConfig) -> DrainReport {
         if t.state.limits.active() == 0 || Instant::now() >= close_by {
             break;
         }
-        tokio::time::sleep_until((Instant::now() + Duration::from_millis(50)).min(close_by))
-            .await;
+        tokio::time::sleep_until((Instant::now() + Duration::from_millis(50)).min(close_by)).await;
     }
     let left_open = t.state.limits.active();
 
