@@ -307,6 +307,36 @@ mod tests {
         );
     }
 
+    /// `log.format`, the drain window and `[auth]` are checked by name.
+    #[test]
+    fn ops_sections_checked() {
+        let err = Config::from_toml("[log]\nformat = \"yaml\"\n", "t", env(&CREDS)).unwrap_err();
+        assert!(err.to_string().contains("log.format"), "{err}");
+        let cfg = Config::from_toml("[log]\nformat = \"json\"\n", "t", env(&CREDS)).unwrap();
+        assert_eq!(cfg.log.format, "json");
+        let err = Config::from_toml(
+            "[server]\ndrain_secs = 5\ndrain_spread_secs = 5\n",
+            "t",
+            env(&CREDS),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("drain_spread_secs"), "{err}");
+        let err = Config::from_toml(
+            "[[auth.api_keys]]\nname = \"k\"\nsha256 = \"abc\"\nrole = \"viewer\"\n",
+            "t",
+            env(&CREDS),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("auth.api_keys[0].sha256"), "{err}");
+        let err = Config::from_toml(
+            "[[auth.api_keys]]\nname = \"k\"\nsha256 = \"ab\"\nrole = \"root\"\n",
+            "t",
+            env(&CREDS),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("role"), "{err}");
+    }
+
     /// Generic overrides reach any field, typed when they parse as TOML.
     #[test]
     fn generic_overrides() {
