@@ -30,12 +30,32 @@ pub struct Gateway {
     pub store: Addr<Store>,
     server: ServerHandle,
     stop: CancellationToken,
+    /// `[server] drain_secs` / `drain_spread_secs`.
+    drain: crate::shutdown::DrainConfig,
 }
 
 impl Gateway {
     /// `http://ADDR`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Graceful drain (what SIGTERM / SIGINT do): stop accepting, close
+    /// every stream client (final `status`, WS 1001, SSE `close` + `retry:`)
+    /// spread over `server.drain_spread_secs`, flush the store, stop; all
+    /// within `server.drain_secs`.
+    pub async fn shutdown(&self) -> crate::shutdown::DrainReport {
+        crate::shutdown::drain(
+            crate::shutdown::DrainTargets {
+                server: &self.server,
+                registry: &self.registry,
+                state: &self.state,
+                store: &self.store,
+                stop: &self.stop,
+            },
+            self.drain,
+        )
+        .await
     }
 
     /// Stops the upstream and the HTTP server.
@@ -52,6 +72,14 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         .map_err(|e| std::io::Error::other(format!("{e} ({})", cfg.store.path.display())))?;
     let registry = Registry::new(cfg.registry.clone()).start();
     let mut state = AppState::new(registry.clone(), cfg.session.clone());
+    state.security = Arc::new(
+        crate::auth::Security::new(
+            &cfg.auth,
+            &cfg.server.allowed_origins,
+            cfg.server.max_body_bytes,
+        )
+        .map_err(std::io::Error::other)?,
+    );
     let stop = CancellationToken::new();
     let upstream_stats = Arc::new(UpstreamStats::default());
     let hub = Interactions::new(cfg.interactions.clone()).start();
@@ -78,6 +106,7 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         cfg: cfg.writes.clone(),
     });
     state.writes = Some(writes.clone());
+    state.ops.upstream = Some(upstream_stats.clone());
     actix_web::rt::spawn(crate::writes::lease_loop(writes, stop.clone()));
     let workers = match cfg.server.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -94,5 +123,9 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         store,
         server,
         stop,
+        drain: crate::shutdown::DrainConfig {
+            grace: std::time::Duration::from_secs(cfg.server.drain_secs),
+            spread: std::time::Duration::from_secs(cfg.server.drain_spread_secs),
+        },
     })
 }

@@ -35,6 +35,20 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
+    /// Browser origins (`https://wallboard.example.com`) allowed to call
+    /// the API, open WebSockets and SSE streams, besides the gateway's own
+    /// pages; `"*"` allows any. Other origins get 403. Default: none.
+    pub allowed_origins: Vec<String>,
+    /// Largest request body accepted, in bytes (413 above). 1 KiB to
+    /// 16 MiB; default 64 KiB.
+    pub max_body_bytes: usize,
+    /// Grace period of a graceful drain (SIGTERM / SIGINT), in seconds:
+    /// the process exits within it. 1 to 600; default 30.
+    pub drain_secs: u64,
+    /// Window over which stream clients are closed during a drain, so
+    /// they do not all reconnect at once, in seconds. Less than
+    /// `drain_secs`; default 5.
+    pub drain_spread_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +56,10 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: 0,
+            allowed_origins: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            drain_secs: 30,
+            drain_spread_secs: 5,
         }
     }
 }
@@ -79,6 +97,8 @@ pub struct Config {
     pub interactions: InteractionsConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    /// Client authentication (`[auth]`, docs/security.md).
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// A configuration problem, worded for the operator.
@@ -153,6 +173,25 @@ impl Config {
         self.writes.validate()?;
         self.interactions.validate()?;
         self.store.validate()?;
+        self.auth.validate()?;
+        if !(1024..=16 << 20).contains(&self.server.max_body_bytes) {
+            return Err(format!(
+                "server.max_body_bytes = {}: must be between 1024 and 16777216",
+                self.server.max_body_bytes
+            ));
+        }
+        if !(1..=600).contains(&self.server.drain_secs) {
+            return Err(format!(
+                "server.drain_secs = {}: must be between 1 and 600",
+                self.server.drain_secs
+            ));
+        }
+        if self.server.drain_spread_secs >= self.server.drain_secs {
+            return Err(format!(
+                "server.drain_spread_secs = {}: must be less than server.drain_secs ({})",
+                self.server.drain_spread_secs, self.server.drain_secs
+            ));
+        }
         if self.log.format != "text" && self.log.format != "json" {
             return Err(format!(
                 "log.format must be \"text\" or \"json\", got {:?}",
@@ -267,6 +306,36 @@ mod tests {
             err.to_string().contains("GENESYSCLOUD_OAUTHCLIENT_ID"),
             "{err}"
         );
+    }
+
+    /// `log.format`, the drain window and `[auth]` are checked by name.
+    #[test]
+    fn ops_sections_checked() {
+        let err = Config::from_toml("[log]\nformat = \"yaml\"\n", "t", env(&CREDS)).unwrap_err();
+        assert!(err.to_string().contains("log.format"), "{err}");
+        let cfg = Config::from_toml("[log]\nformat = \"json\"\n", "t", env(&CREDS)).unwrap();
+        assert_eq!(cfg.log.format, "json");
+        let err = Config::from_toml(
+            "[server]\ndrain_secs = 5\ndrain_spread_secs = 5\n",
+            "t",
+            env(&CREDS),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("drain_spread_secs"), "{err}");
+        let err = Config::from_toml(
+            "[[auth.api_keys]]\nname = \"k\"\nsha256 = \"abc\"\nrole = \"viewer\"\n",
+            "t",
+            env(&CREDS),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("auth.api_keys[0].sha256"), "{err}");
+        let err = Config::from_toml(
+            "[[auth.api_keys]]\nname = \"k\"\nsha256 = \"ab\"\nrole = \"root\"\n",
+            "t",
+            env(&CREDS),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("role"), "{err}");
     }
 
     /// Generic overrides reach any field, typed when they parse as TOML.

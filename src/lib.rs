@@ -17,17 +17,24 @@
 //! - [`interactions`]: live interaction context for agent desktops.
 //! - [`writes`]: the guarded presence write path, leases and the audit API.
 //! - [`store`]: SQLite persistence (audit, idempotency, leases).
+//! - [`auth`]: API keys, JWTs, roles, division scoping, stream tickets,
+//!   origins and body limits: the middleware every request passes.
+//! - [`metrics`]: `/metrics`, every metric name and the Prometheus text.
+//! - [`shutdown`]: the graceful drain on SIGTERM / SIGINT.
 //! - [`simulator`]: a faithful Genesys Cloud simulator (real paths plus the
 //!   `/sim` control API) for the demo, the tests and the benchmarks.
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod interactions;
+pub mod metrics;
 pub mod model;
 pub mod registry;
 pub mod session;
+pub mod shutdown;
 pub mod simulator;
 pub mod store;
 pub mod upstream;

@@ -82,7 +82,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => {
-            match Config::load(config.as_deref(), std::env::vars()) {
+            match Config::load(config.as_deref(), std::env::vars()).and_then(|c| {
+                presence_gateway::auth::exposure_check(&c.auth, c.server.listen)
+                    .map_err(presence_gateway::config::ConfigError::Invalid)
+            }) {
                 Ok(_) => {
                     println!("configuration is valid");
                     ExitCode::SUCCESS
@@ -95,12 +98,20 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
             };
+            if let Err(e) = presence_gateway::auth::exposure_check(&cfg.auth, cfg.server.listen) {
+                return usage_error(e);
+            }
             init_tracing(&cfg.log.format, &cfg.log.level);
+            let grace = std::time::Duration::from_secs(cfg.server.drain_secs);
             run(async move {
                 let gw = app::start(cfg).await?;
                 println!("READY gateway={}", gw.base_url());
                 wait_for_signal().await;
-                gw.stop().await;
+                // The drain bounds itself; this is the backstop.
+                if tokio::time::timeout(grace, gw.shutdown()).await.is_err() {
+                    tracing::warn!("drain overran server.drain_secs; stopping now");
+                    gw.stop().await;
+                }
                 Ok(())
             })
         }
@@ -134,6 +145,9 @@ fn main() -> ExitCode {
                     ..Config::default()
                 };
                 cfg.server.listen = listen;
+                // The demo has no credentials: loopback only.
+                presence_gateway::auth::exposure_check(&cfg.auth, listen)
+                    .map_err(anyhow::Error::msg)?;
                 // The demo keeps its audit log and leases beside other temp files.
                 cfg.store.path = std::env::temp_dir()
                     .join(format!("presence-gateway-demo-{}.db", listen.port()));
@@ -154,7 +168,7 @@ fn main() -> ExitCode {
                     sim.base_url()
                 );
                 wait_for_signal().await;
-                gw.stop().await;
+                gw.shutdown().await;
                 sim.stop().await;
                 Ok(())
             })

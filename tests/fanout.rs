@@ -402,7 +402,8 @@ async fn slow_client_is_disconnected_while_others_keep_up() {
         if i % 25 == 24 {
             let seq = gw.stats().await.seq;
             for (n, c) in others.iter().enumerate() {
-                c.wait(&format!("client {n} keeps up"), |m| m.seq >= seq).await;
+                c.wait(&format!("client {n} keeps up"), |m| m.seq >= seq)
+                    .await;
             }
         }
     }

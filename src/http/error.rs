@@ -35,6 +35,9 @@ pub enum ApiError {
     /// No such route.
     #[error("no route {0}; see docs/protocol.md for the API")]
     NotFound(String),
+    /// Refused by authentication / authorisation (`crate::auth`).
+    #[error("{0}")]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 impl ApiError {
@@ -49,6 +52,7 @@ impl ApiError {
             ApiError::Handshake(_) => "bad_handshake",
             ApiError::RegistryUnavailable => "registry_unavailable",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Auth(_) => "forbidden",
         }
     }
 }
@@ -78,10 +82,14 @@ impl ResponseError for ApiError {
             }
             ApiError::TooManyFromIp(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RegistryUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Auth(e) => e.status_code(),
         }
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let ApiError::Auth(e) = self {
+            return e.error_response();
+        }
         let mut b = HttpResponse::build(self.status_code());
         if matches!(
             self,

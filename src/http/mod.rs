@@ -37,6 +37,10 @@ pub struct AppState {
     pub writes: Option<Arc<crate::writes::Writes>>,
     /// Interaction context (hub, upstream, settings); `None` serves none.
     pub interactions: Option<crate::http::interactions::InteractionsState>,
+    /// Authentication, origins, body limits, drain flag (`crate::auth`).
+    pub security: Arc<crate::auth::Security>,
+    /// What `/metrics` reads besides the registry and sessions.
+    pub ops: crate::metrics::OpsHandles,
 }
 
 impl AppState {
@@ -49,6 +53,8 @@ impl AppState {
             metrics: Arc::new(SessionMetrics::default()),
             writes: None,
             interactions: None,
+            security: Arc::new(crate::auth::Security::default()),
+            ops: crate::metrics::OpsHandles::default(),
         }
     }
 }
@@ -59,6 +65,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         crate::writes::configure(cfg, w);
     }
     interactions::configure(cfg);
+    crate::auth::configure(cfg, &state.security);
+    crate::metrics::configure(cfg);
     cfg.app_data(web::Data::new(state))
         .route("/api/v1/agents", web::get().to(routes::agents))
         .route("/api/v1/agents/{id}", web::get().to(routes::agent))
@@ -97,7 +105,9 @@ pub async fn start_on(
     let addr = listener.local_addr()?;
     let server = HttpServer::new(move || {
         let st = state.clone();
-        App::new().configure(move |cfg| configure(cfg, st))
+        App::new()
+            .wrap(actix_web::middleware::from_fn(crate::auth::guard))
+            .configure(move |cfg| configure(cfg, st))
     })
     .workers(workers.max(1))
     .max_connections(100_000)

@@ -27,7 +27,7 @@ pub fn parse_query(
     let mut since = None;
     for (k, v) in &pairs {
         // Checked by the interaction layer (`http::interactions::wanted`).
-        if k == "interactions" {
+        if k == "interactions" || k == "ticket" {
             continue;
         }
         if cursor_keys.contains(&k.as_str()) {
@@ -56,6 +56,7 @@ fn opt(f: Filter) -> Option<Filter> {
 /// `GET /api/v1/agents`: a filtered snapshot with counts.
 pub async fn agents(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (filter, _) = parse_query(req.query_string(), &[])?;
+    let filter = crate::auth::scope_filter(&crate::auth::principal(&req), filter)?;
     let body = st
         .registry
         .send(GetSnapshot {
@@ -98,7 +99,16 @@ fn session_params(
     filter: Filter,
     since: Option<Cursor>,
 ) -> Result<SessionParams, ApiError> {
+    let principal = crate::auth::principal(req);
+    let filter = crate::auth::scope_filter(&principal, filter)?;
     let interactions = super::interactions::wanted(req.query_string(), st, &filter)?;
+    if interactions.is_some() && principal.divisions.is_some() {
+        // The hub does not check divisions yet: scoped credentials get none.
+        return Err(ApiError::BadParam(FilterError {
+            param: "interactions".into(),
+            reason: "interaction context is not available to division-scoped credentials".into(),
+        }));
+    }
     let ip = req.peer_addr().map(|a| a.ip());
     let guard = st.limits.try_acquire(ip).inspect_err(|e| {
         let c = match e {
@@ -115,6 +125,7 @@ fn session_params(
         since,
         interactions,
         guard,
+        scope: principal.divisions.is_some().then_some(principal),
     })
 }
 

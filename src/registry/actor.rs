@@ -165,6 +165,8 @@ pub struct RegistryStats {
     pub resumed: u64,
     /// Resumes that fell back to a snapshot.
     pub resume_failed: u64,
+    /// Time to hand each batch to every session (`/metrics`).
+    pub fanout: crate::metrics::LocalHistogram,
 }
 
 /// HTTP → registry: counters.
@@ -286,6 +288,7 @@ impl Registry {
         self.snapshot_cache = None;
 
         // One encoding per distinct filter in this batch.
+        let fanout_started = std::time::Instant::now();
         let mut per_filter: HashMap<Arc<Filter>, Option<Frame>> = HashMap::new();
         let mut gone = Vec::new();
         for (id, sub) in &self.subs {
@@ -308,6 +311,7 @@ impl Registry {
         for id in gone {
             self.subs.remove(&id);
         }
+        self.stats.fanout.observe(fanout_started.elapsed());
     }
 
     /// `try_send` to one session; true when it must be dropped (mailbox
@@ -599,5 +603,31 @@ impl Readiness {
             ));
         }
         Ok(())
+    }
+}
+
+/// Drain → registry: tell up to `max` sessions to close (WS 1001, SSE
+/// `close`), so a drain can spread closes over a window. Replies with how
+/// many sessions are still subscribed.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CloseSome {
+    /// At most this many sessions now.
+    pub max: usize,
+}
+
+impl Handler<CloseSome> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, msg: CloseSome, _: &mut Self::Context) -> usize {
+        self.flush();
+        let ids: Vec<u64> = self.subs.keys().copied().take(msg.max).collect();
+        for id in ids {
+            if let Some(sub) = self.subs.remove(&id) {
+                // A full mailbox means the session is evicted anyway.
+                let _ = sub.recipient.try_send(Deliver::Shutdown);
+            }
+        }
+        self.subs.len()
     }
 }

@@ -82,6 +82,9 @@ pub struct Batch {
     pub counts_json: String,
     /// The whole batch for unfiltered sessions.
     pub full: Frame,
+    /// Genesys time (Unix ms) of the newest live event in the batch, for
+    /// the event-lag metric; `None` when no change came from an event.
+    pub event_ms: Option<i64>,
 }
 
 impl Batch {
@@ -97,7 +100,19 @@ impl Batch {
             .collect();
         // unwrap: serialising maps of strings and integers cannot fail.
         let counts_json = serde_json::to_string(&counts).unwrap();
+        let event_ms = changes
+            .iter()
+            .filter(|c| c.origin == crate::model::Origin::Event)
+            .filter_map(|c| c.after.as_deref())
+            .flat_map(|a| {
+                let p = a.presence.as_ref().map(|p| p.since);
+                let r = a.routing_status.as_ref().map(|r| r.since);
+                p.into_iter().chain(r)
+            })
+            .max()
+            .map(|t| t.timestamp_millis());
         let mut b = Batch {
+            event_ms,
             epoch,
             seq,
             at: Instant::now(),

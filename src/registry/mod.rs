@@ -21,8 +21,8 @@ pub mod filter;
 pub mod state;
 
 pub use actor::{
-    AgentRecord, CloseAll, Deliver, GetAgent, GetDefinitions, GetReadiness, GetSnapshot, GetStats,
-    Readiness, Registry, RegistryStats, Start, Subscribe, Subscribed, Unsubscribe,
+    AgentRecord, CloseAll, CloseSome, Deliver, GetAgent, GetDefinitions, GetReadiness, GetSnapshot,
+    GetStats, Readiness, Registry, RegistryStats, Start, Subscribe, Subscribed, Unsubscribe,
 };
 pub use agent::{AgentView, Change};
 pub use config::RegistryConfig;

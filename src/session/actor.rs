@@ -52,6 +52,9 @@ pub struct SessionParams {
     pub interactions: Option<crate::interactions::WatchSpec>,
     /// The connection-limit slot, released when the session ends.
     pub guard: ConnGuard,
+    /// Divisions the client is limited to (its credential's scope); a
+    /// `subscribe` filter is narrowed to them. `None`: all.
+    pub scope: Option<crate::auth::Principal>,
 }
 
 /// One client session.
@@ -90,6 +93,10 @@ pub struct Session {
     _guard: ConnGuard,
     /// Interaction context watched by this session.
     interactions: Option<crate::interactions::WatchSpec>,
+    /// Who the client is (division scope for `subscribe`).
+    scope: Option<crate::auth::Principal>,
+    /// The registry's epoch (for the final `status` of a drain).
+    epoch: u64,
 }
 
 impl Session {
@@ -114,6 +121,16 @@ impl Session {
             malformed_since: now,
             _guard: p.guard,
             interactions: p.interactions,
+            scope: p.scope,
+            epoch: 0,
+        }
+    }
+
+    fn active_gauge(&self) -> &AtomicU64 {
+        if self.is_sse() {
+            &self.metrics.active_sse
+        } else {
+            &self.metrics.active_ws
         }
     }
 
@@ -146,6 +163,7 @@ impl Session {
         let sse = self.is_sse();
         self.outbox.clear_messages();
         self.seq = sub.seq;
+        self.epoch = sub.epoch;
         match sub.start {
             Start::Snapshot(frame) => self.outbox.push(Out::Msg {
                 frame,
@@ -217,6 +235,13 @@ impl Session {
         since: Option<Cursor>,
         ctx: &mut Context<Self>,
     ) {
+        let filter = match &self.scope {
+            Some(p) => match crate::auth::scope_filter(p, filter) {
+                Ok(f) => f,
+                Err(e) => return self.client_error(&e.to_string(), ctx),
+            },
+            None => filter,
+        };
         self.filter = Some(filter).filter(|f| !f.is_empty()).map(Arc::new);
         self.since = since;
         self.subscribe(ctx);
@@ -242,9 +267,34 @@ impl Session {
             ctx.stop();
             return;
         }
+        if reason == DisconnectReason::Shutdown {
+            // Tell the client why before the close, so it can show it.
+            let sse = self.is_sse();
+            self.outbox.push_counted(
+                crate::shutdown::restarting_status(self.epoch, self.seq),
+                sse,
+            );
+        }
         self.outbox.push(Out::Close(reason.code(), reason.text()));
         ctx.run_later(self.cfg.close_grace(), |_, ctx| ctx.stop());
         self.pump(ctx);
+    }
+
+    /// Counts one message handed to the transport (and, for deltas of
+    /// live events, the event's age).
+    fn count_delivery(&self, batch: Option<&crate::registry::Batch>, sse: bool) {
+        let c = if sse {
+            &self.metrics.delivered_sse
+        } else {
+            &self.metrics.delivered_ws
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        if let Some(ms) = batch.and_then(|b| b.event_ms) {
+            let lag = chrono::Utc::now().timestamp_millis() - ms;
+            self.metrics
+                .event_lag
+                .observe(std::time::Duration::from_millis(lag.max(0) as u64));
+        }
     }
 
     /// Queues an uncounted item (control frames).
@@ -286,6 +336,9 @@ impl Session {
             let Some(item) = self.outbox.pop(sse) else {
                 return;
             };
+            if let Out::Msg { batch, .. } = &item {
+                self.count_delivery(batch.as_deref(), sse);
+            }
             match &mut self.transport {
                 Transport::Sse(slot) => {
                     let Some(tx) = slot.as_ref() else { return };
@@ -295,7 +348,8 @@ impl Session {
                         Out::Ping | Out::Pong(_) => continue,
                         Out::Close(code, reason) => (
                             Bytes::from(format!(
-                                "event: close\ndata: {}\n\n",
+                                "retry: {}\nevent: close\ndata: {}\n\n",
+                                self.cfg.sse_retry_ms,
                                 serde_json::json!({"type": "close", "code": code, "reason": reason})
                             )),
                             true,
@@ -375,6 +429,7 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.cfg.mailbox_capacity);
+        self.active_gauge().fetch_add(1, Ordering::Relaxed);
         if let Transport::Sse(_) = self.transport {
             self.outbox.push(Out::Raw(Bytes::from(format!(
                 "retry: {}\n\n",
@@ -398,6 +453,7 @@ impl Actor for Session {
                 session_id: self.id,
             });
         }
+        self.active_gauge().fetch_sub(1, Ordering::Relaxed);
         if self.closing.is_none() {
             self.metrics.disconnect(DisconnectReason::TransportClosed);
             let _ = self.registry.try_send(Unsubscribe { id: self.id });

@@ -104,6 +104,16 @@ pub struct SessionMetrics {
     pub malformed: AtomicU64,
     /// Disconnects by reason, indexed by [`DisconnectReason::index`].
     pub disconnects: [AtomicU64; DisconnectReason::ALL.len()],
+    /// Open WebSocket sessions.
+    pub active_ws: AtomicU64,
+    /// Open SSE sessions.
+    pub active_sse: AtomicU64,
+    /// Messages written to WebSocket clients.
+    pub delivered_ws: AtomicU64,
+    /// Messages written to SSE clients.
+    pub delivered_sse: AtomicU64,
+    /// Genesys event time → delivery, per delta delivered.
+    pub event_lag: crate::metrics::Histogram,
 }
 
 impl SessionMetrics {

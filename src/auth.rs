@@ -1,0 +1,1021 @@
+//! Who may call the gateway, and what they may see and change.
+//!
+//! Owns the `[auth]` configuration, the verified credentials (hashed API
+//! keys, the JWT verifier), the one-time stream tickets, and the actix-web
+//! middleware ([`guard`]) that every request passes through. The guard runs
+//! on the HTTP worker threads; it reads [`Security`] from
+//! [`crate::http::AppState`] and, for agent-scoped paths, asks the registry
+//! actor which division an agent is in.
+//!
+//! For each request the guard:
+//! 1. refuses a browser `Origin` that is neither the gateway's own nor in
+//!    `server.allowed_origins` (WebSocket, SSE and CORS alike), and answers
+//!    CORS preflights;
+//! 2. refuses bodies over `server.max_body_bytes` (413);
+//! 3. authenticates `Authorization: Bearer <API key | JWT>` or, on the two
+//!    stream endpoints only, a one-time `?ticket=` (EventSource cannot set
+//!    headers); no credentials is 401;
+//! 4. checks the role the route needs (viewer reads, supervisor writes
+//!    presence, admin audit/webhooks/replay): 403;
+//! 5. keeps a division-scoped principal to its divisions on
+//!    `/api/v1/agents/{id}/…` (other agents are 404 to read, 403 to write);
+//! 6. records the principal (and [`ClientIdentity`] for the audit log) in
+//!    the request extensions; the snapshot and stream handlers narrow the
+//!    client's filter with [`scope_filter`];
+//! 7. turns any error response that is not JSON yet into
+//!    `{"error","reason"}`.
+//!
+//! Auth may be off only on a loopback listener ([`exposure_check`]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use serde::Deserialize;
+
+use crate::http::AppState;
+use crate::registry::{Filter, GetAgent};
+use crate::writes::ClientIdentity;
+
+/// A caller's role. Each includes the rights of the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads: snapshots, agents, history, streams.
+    Viewer,
+    /// Viewer plus presence writes (single and bulk).
+    Supervisor,
+    /// Supervisor plus audit log, webhooks, replay and `/metrics`.
+    Admin,
+}
+
+impl Role {
+    /// Parses `viewer` / `supervisor` / `admin` (JWT claims).
+    pub fn parse(s: &str) -> Option<Role> {
+        match s.to_ascii_lowercase().as_str() {
+            "viewer" => Some(Role::Viewer),
+            "supervisor" => Some(Role::Supervisor),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// One API key (`[[auth.api_keys]]`). The key itself is never stored:
+/// only the hex SHA-256 of it (`printf %s "$KEY" | sha256sum`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who holds the key; recorded as the actor in the audit log.
+    pub name: String,
+    /// Lower- or upper-case hex SHA-256 of the key (64 characters).
+    pub sha256: String,
+    /// `viewer`, `supervisor` or `admin`.
+    pub role: Role,
+    /// Division ids the key is limited to; empty: every division.
+    #[serde(default)]
+    pub divisions: Vec<String>,
+}
+
+/// JWT verification (`[auth.jwt]`): HS256 with a shared secret and/or
+/// RS256 / ES256 with the public keys of a JWKS file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    /// HS256 shared secret (at least 32 bytes). Prefer the environment:
+    /// `PRESENCE_GATEWAY__JWT__…` is not available for nested tables, so
+    /// keep the file readable by the gateway only.
+    pub hs256_secret: Option<String>,
+    /// A JWKS file (`{"keys":[…]}`) holding RS256 / ES256 public keys,
+    /// picked by the token's `kid` (or tried in turn without one).
+    pub jwks_file: Option<PathBuf>,
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Required `aud`, when set.
+    pub audience: Option<String>,
+    /// Claim holding the role (`viewer`/`supervisor`/`admin`). Default `role`.
+    pub role_claim: String,
+    /// Claim holding the division ids (array of strings; absent or empty:
+    /// every division). Default `divisions`.
+    pub divisions_claim: String,
+    /// Clock skew allowed on `exp`/`nbf`, in seconds. Default 30.
+    pub leeway_secs: u64,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            hs256_secret: None,
+            jwks_file: None,
+            issuer: None,
+            audience: None,
+            role_claim: "role".into(),
+            divisions_claim: "divisions".into(),
+            leeway_secs: 30,
+        }
+    }
+}
+
+/// `[auth]`: how clients prove who they are. With neither API keys nor a
+/// JWT section, auth is off, which `serve` allows on loopback only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// API keys, stored hashed.
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// JWT verification.
+    pub jwt: Option<JwtConfig>,
+    /// Lifetime of a stream ticket (`POST /api/v1/tickets`), in seconds.
+    /// 1 to 300; default 30.
+    pub ticket_ttl_secs: u64,
+    /// Serve `/metrics` without credentials (for a scraper on a private
+    /// network). Default false: `/metrics` needs an admin.
+    pub public_metrics: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            api_keys: Vec::new(),
+            jwt: None,
+            ticket_ttl_secs: 30,
+            public_metrics: false,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// True when any credential is configured.
+    pub fn enabled(&self) -> bool {
+        !self.api_keys.is_empty() || self.jwt.is_some()
+    }
+
+    /// Checks keys, secrets and files; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut names = std::collections::HashSet::new();
+        for (i, k) in self.api_keys.iter().enumerate() {
+            if k.name.trim().is_empty() {
+                return Err(format!("auth.api_keys[{i}].name must not be empty"));
+            }
+            if !names.insert(k.name.as_str()) {
+                return Err(format!(
+                    "auth.api_keys[{i}].name = {:?} is used twice",
+                    k.name
+                ));
+            }
+            if decode_hex32(&k.sha256).is_none() {
+                return Err(format!(
+                    "auth.api_keys[{i}].sha256 must be 64 hex characters (the SHA-256 of the key)"
+                ));
+            }
+        }
+        if !(1..=300).contains(&self.ticket_ttl_secs) {
+            return Err(format!(
+                "auth.ticket_ttl_secs = {}: must be between 1 and 300",
+                self.ticket_ttl_secs
+            ));
+        }
+        if let Some(j) = &self.jwt {
+            JwtVerifier::new(j)?;
+        }
+        Ok(())
+    }
+}
+
+/// Refuses to expose an unauthenticated gateway: auth may be off only on
+/// a loopback listener (the demo, tests).
+pub fn exposure_check(auth: &AuthConfig, listen: SocketAddr) -> Result<(), String> {
+    if auth.enabled() || listen.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(format!(
+        "server.listen = {listen} is not a loopback address and no authentication is configured; \
+         add [[auth.api_keys]] or [auth.jwt] (see docs/security.md), or listen on 127.0.0.1"
+    ))
+}
+
+fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// SHA-256 of a presented key.
+fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Who is calling, after authentication.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Key name or JWT subject (`anonymous` when auth is off).
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// Divisions it is limited to; `None`: all.
+    pub divisions: Option<Arc<Vec<String>>>,
+}
+
+impl Principal {
+    fn new(name: String, role: Role, divisions: Vec<String>) -> Principal {
+        let mut d = divisions;
+        d.sort();
+        d.dedup();
+        Principal {
+            name,
+            role,
+            divisions: (!d.is_empty()).then(|| Arc::new(d)),
+        }
+    }
+
+    /// May this principal see agents of `division`?
+    pub fn sees(&self, division: &str) -> bool {
+        self.divisions
+            .as_ref()
+            .is_none_or(|d| d.iter().any(|x| x == division))
+    }
+}
+
+/// Verifies JWTs.
+struct JwtVerifier {
+    hs: Option<jsonwebtoken::DecodingKey>,
+    /// `(kid, algorithm, key)` from the JWKS file.
+    jwks: Vec<(
+        Option<String>,
+        jsonwebtoken::Algorithm,
+        jsonwebtoken::DecodingKey,
+    )>,
+    cfg: JwtConfig,
+}
+
+impl JwtVerifier {
+    fn new(cfg: &JwtConfig) -> Result<JwtVerifier, String> {
+        use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+        use jsonwebtoken::{Algorithm, DecodingKey};
+        let hs = match &cfg.hs256_secret {
+            Some(s) if s.len() < 32 => {
+                return Err("auth.jwt.hs256_secret must be at least 32 bytes".into())
+            }
+            Some(s) => Some(DecodingKey::from_secret(s.as_bytes())),
+            None => None,
+        };
+        let mut jwks = Vec::new();
+        if let Some(path) = &cfg.jwks_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("auth.jwt.jwks_file {}: {e}", path.display()))?;
+            let set: JwkSet = serde_json::from_str(&text)
+                .map_err(|e| format!("auth.jwt.jwks_file {}: {e}", path.display()))?;
+            for jwk in &set.keys {
+                let alg = match &jwk.algorithm {
+                    AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                    AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+                    _ => continue,
+                };
+                let key = DecodingKey::from_jwk(jwk)
+                    .map_err(|e| format!("auth.jwt.jwks_file {}: {e}", path.display()))?;
+                jwks.push((jwk.common.key_id.clone(), alg, key));
+            }
+            if jwks.is_empty() {
+                return Err(format!(
+                    "auth.jwt.jwks_file {}: no RSA or EC public key in it",
+                    path.display()
+                ));
+            }
+        }
+        if hs.is_none() && jwks.is_empty() {
+            return Err("auth.jwt needs hs256_secret or jwks_file".into());
+        }
+        Ok(JwtVerifier {
+            hs,
+            jwks,
+            cfg: cfg.clone(),
+        })
+    }
+
+    fn verify(&self, token: &str) -> Result<Principal, String> {
+        use jsonwebtoken::{decode, decode_header, Algorithm, Validation};
+        let head = decode_header(token).map_err(|e| format!("malformed JWT: {e}"))?;
+        let key = match head.alg {
+            Algorithm::HS256 => self.hs.as_ref(),
+            alg @ (Algorithm::RS256 | Algorithm::ES256) => self
+                .jwks
+                .iter()
+                .find(|(kid, a, _)| *a == alg && (head.kid.is_none() || *kid == head.kid))
+                .map(|(_, _, k)| k),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            format!(
+                "no key for JWT algorithm {:?} / kid {:?}",
+                head.alg, head.kid
+            )
+        })?;
+        let mut v = Validation::new(head.alg);
+        v.leeway = self.cfg.leeway_secs;
+        v.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(iss) = &self.cfg.issuer {
+            v.set_issuer(&[iss]);
+        }
+        match &self.cfg.audience {
+            Some(aud) => v.set_audience(&[aud]),
+            None => v.validate_aud = false,
+        }
+        let data = decode::<serde_json::Map<String, serde_json::Value>>(token, key, &v)
+            .map_err(|e| format!("JWT refused: {e}"))?;
+        let c = data.claims;
+        let sub = c
+            .get("sub")
+            .and_then(|s| s.as_str())
+            .ok_or("JWT has no string `sub`")?;
+        let role = c
+            .get(&self.cfg.role_claim)
+            .and_then(|s| s.as_str())
+            .and_then(Role::parse)
+            .ok_or_else(|| {
+                format!(
+                    "JWT claim `{}` must be viewer, supervisor or admin",
+                    self.cfg.role_claim
+                )
+            })?;
+        let divisions = match c.get(&self.cfg.divisions_claim) {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .map(|d| d.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    format!(
+                        "JWT claim `{}` must be an array of strings",
+                        self.cfg.divisions_claim
+                    )
+                })?,
+            Some(_) => {
+                return Err(format!(
+                    "JWT claim `{}` must be an array of strings",
+                    self.cfg.divisions_claim
+                ))
+            }
+        };
+        Ok(Principal::new(sub.to_owned(), role, divisions))
+    }
+}
+
+/// Auth counters, exported by `/metrics`.
+#[derive(Debug, Default)]
+pub struct AuthMetrics {
+    /// Requests refused with 401.
+    pub unauthenticated: AtomicU64,
+    /// Requests refused with 403 (role, division or origin).
+    pub forbidden: AtomicU64,
+    /// Stream tickets issued.
+    pub tickets_issued: AtomicU64,
+    /// Stream tickets redeemed.
+    pub tickets_redeemed: AtomicU64,
+}
+
+/// Everything the guard needs. Shared through [`AppState`].
+pub struct Security {
+    /// Auth configured at all.
+    enabled: bool,
+    /// API keys by SHA-256.
+    keys: HashMap<[u8; 32], Principal>,
+    /// JWT verifier.
+    jwt: Option<JwtVerifier>,
+    /// Live one-time tickets: ticket → (principal, expiry).
+    tickets: parking_lot::Mutex<HashMap<String, (Principal, Instant)>>,
+    /// Ticket lifetime.
+    ticket_ttl: Duration,
+    /// Origins allowed besides the gateway's own (`*`: any).
+    allowed_origins: Vec<String>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// `/metrics` without credentials.
+    public_metrics: bool,
+    /// Set when the gateway starts draining: new streams are refused (503).
+    pub draining: AtomicBool,
+    /// Counters.
+    pub metrics: AuthMetrics,
+}
+
+impl Default for Security {
+    /// Auth off, same-origin only, 64 KiB bodies: the loopback default.
+    fn default() -> Self {
+        Security {
+            enabled: false,
+            keys: HashMap::new(),
+            jwt: None,
+            tickets: parking_lot::Mutex::new(HashMap::new()),
+            ticket_ttl: Duration::from_secs(30),
+            allowed_origins: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            public_metrics: false,
+            draining: AtomicBool::new(false),
+            metrics: AuthMetrics::default(),
+        }
+    }
+}
+
+impl Security {
+    /// Builds the verifiers from validated configuration.
+    pub fn new(
+        auth: &AuthConfig,
+        allowed_origins: &[String],
+        max_body_bytes: usize,
+    ) -> Result<Security, String> {
+        auth.validate()?;
+        let keys = auth
+            .api_keys
+            .iter()
+            .map(|k| {
+                // unwrap: validate() checked every hash.
+                let h = decode_hex32(&k.sha256).unwrap();
+                (
+                    h,
+                    Principal::new(k.name.clone(), k.role, k.divisions.clone()),
+                )
+            })
+            .collect();
+        Ok(Security {
+            enabled: auth.enabled(),
+            keys,
+            jwt: auth.jwt.as_ref().map(JwtVerifier::new).transpose()?,
+            ticket_ttl: Duration::from_secs(auth.ticket_ttl_secs),
+            allowed_origins: allowed_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+            max_body_bytes,
+            public_metrics: auth.public_metrics,
+            ..Security::default()
+        })
+    }
+
+    /// Authenticates a bearer credential (API key or JWT).
+    fn bearer(&self, cred: &str) -> Result<Principal, String> {
+        let looks_jwt = cred.starts_with("eyJ") && cred.matches('.').count() == 2;
+        if looks_jwt {
+            if let Some(j) = &self.jwt {
+                return j.verify(cred);
+            }
+        }
+        // Hash first: the map lookup then compares digests, not the secret.
+        self.keys
+            .get(&sha256(cred.as_bytes()))
+            .cloned()
+            .ok_or_else(|| "unknown API key or token".to_owned())
+    }
+
+    /// Issues a one-time ticket for `p`.
+    fn issue_ticket(&self, p: &Principal) -> String {
+        let bytes: [u8; 32] = rand::random();
+        let t = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+        let now = Instant::now();
+        let mut map = self.tickets.lock();
+        map.retain(|_, (_, exp)| *exp > now);
+        map.insert(t.clone(), (p.clone(), now + self.ticket_ttl));
+        self.metrics.tickets_issued.fetch_add(1, Ordering::Relaxed);
+        t
+    }
+
+    /// Redeems a ticket (once).
+    fn redeem(&self, t: &str) -> Option<Principal> {
+        let (p, exp) = self.tickets.lock().remove(t)?;
+        (exp > Instant::now()).then(|| {
+            self.metrics
+                .tickets_redeemed
+                .fetch_add(1, Ordering::Relaxed);
+            p
+        })
+    }
+
+    /// Is `origin` allowed for a request to `host`?
+    fn origin_allowed(&self, origin: &str, host: Option<&str>) -> bool {
+        let o = origin.trim_end_matches('/').to_ascii_lowercase();
+        let own = host.is_some_and(|h| {
+            o.strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"))
+                .is_some_and(|rest| rest.eq_ignore_ascii_case(h))
+        });
+        own || self.allowed_origins.iter().any(|a| a == "*" || *a == o)
+    }
+}
+
+/// Why a request was refused by the guard. Always a JSON body.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No or bad credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A browser origin not in `server.allowed_origins`.
+    #[error("origin {0:?} is not allowed; add it to server.allowed_origins")]
+    Origin(String),
+    /// Body over `server.max_body_bytes`.
+    #[error("request body of {0} bytes exceeds the limit of {1} bytes")]
+    TooLarge(u64, usize),
+    /// The gateway is draining.
+    #[error("the gateway is shutting down; reconnect shortly (to another instance)")]
+    Draining,
+    /// A division-scoped agent outside the scope (reads): looks absent.
+    #[error("no agent with id {0:?}; list agents with GET /api/v1/agents")]
+    HiddenAgent(String),
+}
+
+impl ResponseError for AuthError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AuthError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            AuthError::Forbidden(_) | AuthError::Origin(_) => StatusCode::FORBIDDEN,
+            AuthError::TooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
+            AuthError::Draining => StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::HiddenAgent(_) => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let code = match self {
+            AuthError::Unauthenticated(_) => "unauthenticated",
+            AuthError::Forbidden(_) => "forbidden",
+            AuthError::Origin(_) => "origin_not_allowed",
+            AuthError::TooLarge(..) => "payload_too_large",
+            AuthError::Draining => "shutting_down",
+            AuthError::HiddenAgent(_) => "agent_not_found",
+        };
+        let mut b = HttpResponse::build(self.status_code());
+        match self {
+            AuthError::Unauthenticated(_) => {
+                b.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            AuthError::Draining => {
+                b.insert_header((header::RETRY_AFTER, "5"));
+            }
+            _ => {}
+        }
+        b.json(serde_json::json!({"error": code, "reason": self.to_string()}))
+    }
+}
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Anyone (health, pages).
+    Public,
+    /// At least this role.
+    Role(Role),
+}
+
+/// Decides a path's requirement. Unknown `/api/` routes default to
+/// viewer for reads and supervisor for writes, so routes added later are
+/// never open by accident; audit, webhooks and replay are admin.
+fn need(method: &Method, path: &str, public_metrics: bool) -> Need {
+    if path == "/metrics" {
+        return if public_metrics {
+            Need::Public
+        } else {
+            Need::Role(Role::Admin)
+        };
+    }
+    if !path.starts_with("/api/") {
+        return Need::Public;
+    }
+    let admin = ["/api/v1/audit", "/api/v1/webhooks", "/api/v1/replay"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    if admin {
+        return Need::Role(Role::Admin);
+    }
+    if path == "/api/v1/tickets" {
+        return Need::Role(Role::Viewer);
+    }
+    if matches!(*method, Method::GET | Method::HEAD) {
+        Need::Role(Role::Viewer)
+    } else {
+        Need::Role(Role::Supervisor)
+    }
+}
+
+/// The agent id of `/api/v1/agents/{id}[/…]`.
+fn agent_in_path(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/api/v1/agents/")?;
+    let id = rest.split('/').next()?;
+    (!id.is_empty()).then_some(id)
+}
+
+/// The `ticket` query parameter, if any.
+fn ticket_param(qs: &str) -> Option<String> {
+    form_urlencoded::parse(qs.as_bytes())
+        .find(|(k, _)| k == "ticket")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The middleware (`App::wrap(from_fn(guard))`); see the module docs.
+pub async fn guard(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return next.call(req).await;
+    };
+    let sec = state.security.clone();
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let guarded = req.path().starts_with("/api/") || req.path() == "/metrics";
+    if let (Some(o), true) = (&origin, guarded) {
+        let host = req.connection_info().host().to_owned();
+        if !sec.origin_allowed(o, Some(&host)) {
+            sec.metrics.forbidden.fetch_add(1, Ordering::Relaxed);
+            return Ok(refuse(req, AuthError::Origin(o.clone())));
+        }
+        if req.method() == Method::OPTIONS
+            && req.headers().contains_key("access-control-request-method")
+        {
+            let resp = HttpResponse::NoContent()
+                .insert_header(("Access-Control-Allow-Origin", o.as_str()))
+                .insert_header(("Vary", "Origin"))
+                .insert_header((
+                    "Access-Control-Allow-Methods",
+                    "GET, POST, PATCH, PUT, DELETE, OPTIONS",
+                ))
+                .insert_header((
+                    "Access-Control-Allow-Headers",
+                    "Authorization, Content-Type, If-Match, Idempotency-Key, Last-Event-ID",
+                ))
+                .insert_header(("Access-Control-Max-Age", "600"))
+                .finish();
+            return Ok(req.into_response(resp));
+        }
+    }
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > sec.max_body_bytes as u64 {
+            return Ok(refuse(req, AuthError::TooLarge(len, sec.max_body_bytes)));
+        }
+    }
+    let stream_path = matches!(req.path(), "/api/v1/stream" | "/api/v1/ws");
+    if stream_path && sec.draining.load(Ordering::Acquire) {
+        return Ok(refuse(req, AuthError::Draining));
+    }
+    let need = need(req.method(), req.path(), sec.public_metrics);
+    if let Need::Role(role) = need {
+        let principal = match authenticate(&req, &sec, stream_path) {
+            Ok(p) => p,
+            Err(e) => {
+                sec.metrics.unauthenticated.fetch_add(1, Ordering::Relaxed);
+                return Ok(refuse(req, e));
+            }
+        };
+        if principal.role < role {
+            sec.metrics.forbidden.fetch_add(1, Ordering::Relaxed);
+            let e = AuthError::Forbidden(format!(
+                "{} {} needs role {} or above; {:?} is {}",
+                req.method(),
+                req.path(),
+                role.as_str(),
+                principal.name,
+                principal.role.as_str()
+            ));
+            return Ok(refuse(req, e));
+        }
+        if let Err(e) = check_divisions(&req, &state, &principal).await {
+            sec.metrics.forbidden.fetch_add(1, Ordering::Relaxed);
+            return Ok(refuse(req, e));
+        }
+        if sec.enabled {
+            // With auth off the audit log keeps `anonymous@<ip>`.
+            req.extensions_mut()
+                .insert(ClientIdentity(principal.name.clone()));
+        }
+        req.extensions_mut().insert(principal);
+    }
+    let mut res = next.call(req).await?;
+    if let (Some(o), true) = (origin, guarded) {
+        // The origin passed the check above.
+        if let Ok(v) = header::HeaderValue::from_str(&o) {
+            let h = res.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            h.insert(header::VARY, header::HeaderValue::from_static("Origin"));
+            h.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                header::HeaderValue::from_static("ETag, Retry-After"),
+            );
+        }
+    }
+    json_errors(res).await
+}
+
+/// Authenticates a request: bearer header, else (streams only) a ticket,
+/// else anonymous admin when auth is off.
+fn authenticate(
+    req: &ServiceRequest,
+    sec: &Security,
+    stream_path: bool,
+) -> Result<Principal, AuthError> {
+    if let Some(h) = req.headers().get(header::AUTHORIZATION) {
+        let v = h
+            .to_str()
+            .map_err(|_| AuthError::Unauthenticated("Authorization header is not ASCII".into()))?;
+        let cred = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .ok_or_else(|| {
+                AuthError::Unauthenticated("expected `Authorization: Bearer <key or JWT>`".into())
+            })?
+            .trim();
+        if !sec.enabled {
+            return Ok(anonymous());
+        }
+        return sec.bearer(cred).map_err(AuthError::Unauthenticated);
+    }
+    if let Some(t) = ticket_param(req.query_string()) {
+        if !stream_path {
+            return Err(AuthError::Unauthenticated(
+                "tickets are accepted on /api/v1/stream and /api/v1/ws only".into(),
+            ));
+        }
+        if !sec.enabled {
+            return Ok(anonymous());
+        }
+        return sec.redeem(&t).ok_or_else(|| {
+            AuthError::Unauthenticated(
+                "ticket unknown, expired or already used; POST /api/v1/tickets for a new one"
+                    .into(),
+            )
+        });
+    }
+    if !sec.enabled {
+        return Ok(anonymous());
+    }
+    Err(AuthError::Unauthenticated(
+        "credentials required: `Authorization: Bearer <API key or JWT>` (streams: \
+         `?ticket=` from POST /api/v1/tickets)"
+            .into(),
+    ))
+}
+
+fn anonymous() -> Principal {
+    Principal::new("anonymous".into(), Role::Admin, Vec::new())
+}
+
+/// Keeps a division-scoped principal to its agents on agent paths.
+async fn check_divisions(
+    req: &ServiceRequest,
+    state: &AppState,
+    p: &Principal,
+) -> Result<(), AuthError> {
+    if p.divisions.is_none() {
+        return Ok(());
+    }
+    let write = !matches!(*req.method(), Method::GET | Method::HEAD);
+    if write && req.path() == "/api/v1/presence/bulk" {
+        return Err(AuthError::Forbidden(
+            "a division-scoped credential may not use bulk writes; PATCH each agent".into(),
+        ));
+    }
+    let Some(id) = agent_in_path(req.path()) else {
+        return Ok(());
+    };
+    let rec = state
+        .registry
+        .send(GetAgent { id: id.to_owned() })
+        .await
+        .map_err(|_| AuthError::Forbidden("registry unavailable".into()))?;
+    // Unknown agents fall through to the handler's own 404.
+    let Some(rec) = rec else { return Ok(()) };
+    if p.sees(&rec.agent.division.id) {
+        return Ok(());
+    }
+    if write {
+        Err(AuthError::Forbidden(format!(
+            "agent {id:?} is outside the divisions of {:?}",
+            p.name
+        )))
+    } else {
+        Err(AuthError::HiddenAgent(id.to_owned()))
+    }
+}
+
+fn refuse(req: ServiceRequest, e: AuthError) -> ServiceResponse<BoxBody> {
+    tracing::debug!(path = req.path(), error = %e, "request refused");
+    req.into_response(e.error_response())
+}
+
+/// Rewrites an error response whose body is not JSON (actix extractor
+/// errors, 405s…) as `{"error","reason"}`.
+async fn json_errors(
+    res: ServiceResponse<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return Ok(res);
+    }
+    let (req, resp) = res.into_parts();
+    let headers = resp.headers().clone();
+    let body = resp.into_body();
+    let text = match body.size() {
+        actix_web::body::BodySize::Sized(n) if n <= 64 * 1024 => {
+            actix_web::body::to_bytes(body).await.unwrap_or_default()
+        }
+        _ => Default::default(),
+    };
+    let reason = String::from_utf8_lossy(&text).trim().to_owned();
+    let reason = if reason.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        reason
+    };
+    let code = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase()
+        .replace([' ', '-'], "_");
+    let mut b = HttpResponse::build(status);
+    for (k, v) in headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            b.append_header((k.clone(), v.clone()));
+        }
+    }
+    let resp = b.json(serde_json::json!({"error": code, "reason": reason}));
+    Ok(ServiceResponse::new(req, resp))
+}
+
+/// The principal the guard recorded (anonymous admin when none).
+pub fn principal(req: &HttpRequest) -> Principal {
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .unwrap_or_else(anonymous)
+}
+
+/// Narrows a client's filter to the principal's divisions: no division
+/// asked → all of its divisions; some asked → those it may see, and a 403
+/// when none of them is.
+pub fn scope_filter(p: &Principal, mut f: Filter) -> Result<Filter, AuthError> {
+    let Some(allowed) = &p.divisions else {
+        return Ok(f);
+    };
+    if f.divisions.is_empty() {
+        f.divisions = allowed.as_ref().clone();
+        return Ok(f);
+    }
+    f.divisions.retain(|d| allowed.contains(d));
+    if f.divisions.is_empty() {
+        return Err(AuthError::Forbidden(format!(
+            "{:?} may only see divisions {}",
+            p.name,
+            allowed.join(",")
+        )));
+    }
+    Ok(f)
+}
+
+/// `POST /api/v1/tickets`: a one-time ticket for `?ticket=` on the stream
+/// endpoints, valid `auth.ticket_ttl_secs`.
+async fn tickets(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+    let p = principal(&req);
+    let t = st.security.issue_ticket(&p);
+    HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "ticket": t,
+            "expiresInSecs": st.security.ticket_ttl.as_secs(),
+            "usableOn": ["/api/v1/stream", "/api/v1/ws"],
+        }))
+}
+
+/// Registers `POST /api/v1/tickets` and the body limits of extractors.
+pub fn configure(cfg: &mut web::ServiceConfig, sec: &Security) {
+    let limit = sec.max_body_bytes;
+    cfg.app_data(web::PayloadConfig::new(limit))
+        .app_data(web::JsonConfig::default().limit(limit))
+        .route("/api/v1/tickets", web::post().to(tickets));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Roles order; unknown API paths are never public.
+    #[test]
+    fn needs() {
+        assert!(Role::Viewer < Role::Supervisor && Role::Supervisor < Role::Admin);
+        assert_eq!(need(&Method::GET, "/healthz", false), Need::Public);
+        assert_eq!(
+            need(&Method::GET, "/api/v1/agents", false),
+            Need::Role(Role::Viewer)
+        );
+        assert_eq!(
+            need(&Method::PATCH, "/api/v1/agents/x/presence", false),
+            Need::Role(Role::Supervisor)
+        );
+        assert_eq!(
+            need(&Method::GET, "/api/v1/audit", false),
+            Need::Role(Role::Admin)
+        );
+        assert_eq!(
+            need(&Method::GET, "/api/v1/something-new", false),
+            Need::Role(Role::Viewer)
+        );
+        assert_eq!(
+            need(&Method::GET, "/metrics", false),
+            Need::Role(Role::Admin)
+        );
+        assert_eq!(need(&Method::GET, "/metrics", true), Need::Public);
+    }
+
+    /// A non-loopback listener needs auth.
+    #[test]
+    fn exposure() {
+        let off = AuthConfig::default();
+        assert!(exposure_check(&off, "127.0.0.1:8080".parse().unwrap()).is_ok());
+        let err = exposure_check(&off, "0.0.0.0:8080".parse().unwrap()).unwrap_err();
+        assert!(err.contains("no authentication"), "{err}");
+    }
+
+    /// A division-scoped filter is narrowed, never widened.
+    #[test]
+    fn scoping() {
+        let p = Principal::new("k".into(), Role::Viewer, vec!["d1".into(), "d2".into()]);
+        let f = scope_filter(&p, Filter::default()).unwrap();
+        assert_eq!(f.divisions, vec!["d1", "d2"]);
+        let asked = Filter {
+            divisions: vec!["d2".into(), "d3".into()],
+            ..Filter::default()
+        };
+        assert_eq!(scope_filter(&p, asked).unwrap().divisions, vec!["d2"]);
+        let foreign = Filter {
+            divisions: vec!["d3".into()],
+            ..Filter::default()
+        };
+        assert!(scope_filter(&p, foreign).is_err());
+    }
+
+    /// HS256 tokens carry subject, role and divisions; bad ones are refused.
+    #[test]
+    fn jwt_hs256() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let v = JwtVerifier::new(&JwtConfig {
+            hs256_secret: Some(secret.into()),
+            ..JwtConfig::default()
+        })
+        .unwrap();
+        let exp = chrono::Utc::now().timestamp() + 60;
+        let claims = serde_json::json!({"sub": "alice", "role": "supervisor", "divisions": ["d1"], "exp": exp});
+        let tok = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap();
+        let p = v.verify(&tok).unwrap();
+        assert_eq!(p.name, "alice");
+        assert_eq!(p.role, Role::Supervisor);
+        assert!(p.sees("d1") && !p.sees("d2"));
+        let bad = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(b"another-secret-another-secret-xx"),
+        )
+        .unwrap();
+        assert!(v.verify(&bad).is_err());
+    }
+}

@@ -1,0 +1,430 @@
+//! `/metrics`: every metric name, its help text and the Prometheus text
+//! exposition (format 0.0.4), written by hand (no metrics crate: the
+//! counters already live where the work happens, as atomics).
+//!
+//! Sources, read at scrape time: [`SessionMetrics`] (connections,
+//! deliveries, event lag, disconnects), the registry's [`RegistryStats`]
+//! (fan-out duration, resumes, dropped events, evictions), the upstream's
+//! [`UpstreamStats`] (REST budget use, 429s, reconnects), the auth layer's
+//! counters and [`WebhookMetrics`] (fed by the webhook sender). Nothing
+//! here holds presence data, and no label carries a credential or token.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+
+use crate::http::AppState;
+use crate::registry::{GetStats, RegistryStats};
+use crate::session::{DisconnectReason, SessionMetrics};
+use crate::upstream::UpstreamStats;
+
+/// Metric names, in one place.
+pub mod names {
+    /// Open stream connections, label `transport` (`ws` | `sse`).
+    pub const CONNECTIONS: &str = "presence_gateway_connections";
+    /// Stream connections opened, label `transport`.
+    pub const CONNECTIONS_OPENED: &str = "presence_gateway_connections_opened_total";
+    /// Connections refused by a limit, label `limit` (`global` | `per_ip`).
+    pub const CONNECTIONS_REFUSED: &str = "presence_gateway_connections_refused_total";
+    /// Messages (snapshot, delta, status) written to clients, label `transport`.
+    pub const DELIVERIES: &str = "presence_gateway_deliveries_total";
+    /// Deltas coalesced for a client that fell behind.
+    pub const COALESCED: &str = "presence_gateway_deltas_coalesced_total";
+    /// Sessions evicted by the registry (mailbox full).
+    pub const EVICTED: &str = "presence_gateway_sessions_evicted_total";
+    /// Upstream events the registry dropped, label `reason`.
+    pub const EVENTS_DROPPED: &str = "presence_gateway_events_dropped_total";
+    /// Sessions ended, label `reason` (see `session::close`).
+    pub const DISCONNECTS: &str = "presence_gateway_disconnects_total";
+    /// Malformed client messages.
+    pub const MALFORMED: &str = "presence_gateway_client_messages_malformed_total";
+    /// Resume attempts, label `outcome` (`replayed` | `snapshot`).
+    pub const RESUMES: &str = "presence_gateway_resumes_total";
+    /// Genesys event time → delivery to a client, seconds.
+    pub const EVENT_LAG: &str = "presence_gateway_event_lag_seconds";
+    /// Time the registry spends handing one batch to every session, seconds.
+    pub const FANOUT: &str = "presence_gateway_fanout_duration_seconds";
+    /// Changes emitted by the registry.
+    pub const CHANGES: &str = "presence_gateway_changes_total";
+    /// Agents in the directory.
+    pub const AGENTS: &str = "presence_gateway_agents";
+    /// Last emitted batch number.
+    pub const SEQ: &str = "presence_gateway_seq";
+    /// Upstream REST calls (the rate budget's use).
+    pub const REST_CALLS: &str = "presence_gateway_upstream_rest_calls_total";
+    /// Upstream 429 answers.
+    pub const RATE_LIMITED: &str = "presence_gateway_upstream_rate_limited_total";
+    /// Notification channel reconnects.
+    pub const RECONNECTS: &str = "presence_gateway_upstream_reconnects_total";
+    /// Reconciliations through REST after a gap.
+    pub const RECONCILES: &str = "presence_gateway_upstream_reconciles_total";
+    /// Upstream events received.
+    pub const UPSTREAM_EVENTS: &str = "presence_gateway_upstream_events_total";
+    /// Upstream errors (5xx, timeouts, refused).
+    pub const UPSTREAM_ERRORS: &str = "presence_gateway_upstream_errors_total";
+    /// OAuth token fetches.
+    pub const TOKEN_FETCHES: &str = "presence_gateway_upstream_token_fetches_total";
+    /// Webhook deliveries, label `outcome` (`delivered` | `retried` | `failed`).
+    pub const WEBHOOKS: &str = "presence_gateway_webhook_deliveries_total";
+    /// Requests refused by auth, label `status` (`401` | `403`).
+    pub const AUTH_REFUSED: &str = "presence_gateway_auth_refused_total";
+    /// Stream tickets, label `event` (`issued` | `redeemed`).
+    pub const TICKETS: &str = "presence_gateway_tickets_total";
+}
+
+/// Upper bounds (seconds) of the latency histograms' buckets: 1 ms to
+/// 10 s, fine around the 50 ms p99 target of design.md.
+pub const BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn bucket_of(secs: f64) -> usize {
+    BUCKETS
+        .iter()
+        .position(|b| secs <= *b)
+        .unwrap_or(BUCKETS.len())
+}
+
+/// A latency histogram shared between threads (one atomic per bucket).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Per-bucket counts (not cumulative); the last is `+Inf`.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    /// Sum in microseconds.
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        self.buckets[bucket_of(d.as_secs_f64())].fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// A copy of the counts.
+    pub fn snapshot(&self) -> LocalHistogram {
+        let mut h = LocalHistogram::default();
+        for (d, s) in h.buckets.iter_mut().zip(&self.buckets) {
+            *d = s.load(Ordering::Relaxed);
+        }
+        h.sum_us = self.sum_us.load(Ordering::Relaxed);
+        h
+    }
+}
+
+/// A histogram owned by one actor (no atomics), e.g. the registry's
+/// fan-out duration; copied out with its stats.
+#[derive(Debug, Clone, Default)]
+pub struct LocalHistogram {
+    /// Per-bucket counts (not cumulative); the last is `+Inf`.
+    pub buckets: [u64; BUCKETS.len() + 1],
+    /// Sum in microseconds.
+    pub sum_us: u64,
+}
+
+impl LocalHistogram {
+    /// Records one observation.
+    pub fn observe(&mut self, d: Duration) {
+        self.buckets[bucket_of(d.as_secs_f64())] += 1;
+        self.sum_us += d.as_micros() as u64;
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+/// Webhook delivery outcomes. The webhook sender calls [`Self::record`];
+/// until it is wired, the series are exported at zero.
+#[derive(Debug, Default)]
+pub struct WebhookMetrics {
+    /// Delivered (2xx).
+    pub delivered: AtomicU64,
+    /// Failed once, will be retried.
+    pub retried: AtomicU64,
+    /// Gave up.
+    pub failed: AtomicU64,
+}
+
+/// A webhook delivery's outcome.
+#[derive(Debug, Clone, Copy)]
+pub enum WebhookOutcome {
+    Delivered,
+    Retried,
+    Failed,
+}
+
+impl WebhookMetrics {
+    /// Counts one outcome.
+    pub fn record(&self, o: WebhookOutcome) {
+        let c = match o {
+            WebhookOutcome::Delivered => &self.delivered,
+            WebhookOutcome::Retried => &self.retried,
+            WebhookOutcome::Failed => &self.failed,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What `/metrics` reads besides the registry: set by `app::start`.
+#[derive(Clone, Default)]
+pub struct OpsHandles {
+    /// The upstream's counters (absent in registry-only test gateways).
+    pub upstream: Option<Arc<UpstreamStats>>,
+    /// Webhook outcomes.
+    pub webhooks: Arc<WebhookMetrics>,
+}
+
+/// Writes Prometheus text.
+struct Out(String);
+
+impl Out {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn one(&mut self, name: &str, kind: &str, help: &str, v: u64) {
+        self.head(name, kind, help);
+        let _ = writeln!(self.0, "{name} {v}");
+    }
+
+    fn labelled(&mut self, name: &str, kind: &str, help: &str, label: &str, vs: &[(&str, u64)]) {
+        self.head(name, kind, help);
+        for (l, v) in vs {
+            let _ = writeln!(self.0, "{name}{{{label}=\"{l}\"}} {v}");
+        }
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, h: &LocalHistogram) {
+        self.head(name, "histogram", help);
+        let mut cum = 0;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cum += h.buckets[i];
+            let _ = writeln!(self.0, "{name}_bucket{{le=\"{b}\"}} {cum}");
+        }
+        cum += h.buckets[BUCKETS.len()];
+        let _ = writeln!(self.0, "{name}_bucket{{le=\"+Inf\"}} {cum}");
+        let _ = writeln!(self.0, "{name}_sum {}", h.sum_us as f64 / 1e6);
+        let _ = writeln!(self.0, "{name}_count {cum}");
+    }
+}
+
+fn ld(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// Renders every series.
+pub fn render(
+    s: &SessionMetrics,
+    r: &RegistryStats,
+    ops: &OpsHandles,
+    auth: &crate::auth::AuthMetrics,
+) -> String {
+    use names::*;
+    let mut o = Out(String::with_capacity(8192));
+    o.labelled(
+        CONNECTIONS,
+        "gauge",
+        "Open stream connections by transport.",
+        "transport",
+        &[("ws", ld(&s.active_ws)), ("sse", ld(&s.active_sse))],
+    );
+    o.labelled(
+        CONNECTIONS_OPENED,
+        "counter",
+        "Stream connections opened by transport.",
+        "transport",
+        &[("ws", ld(&s.opened_ws)), ("sse", ld(&s.opened_sse))],
+    );
+    o.labelled(
+        CONNECTIONS_REFUSED,
+        "counter",
+        "Stream connections refused by a connection limit.",
+        "limit",
+        &[
+            ("global", ld(&s.refused_global)),
+            ("per_ip", ld(&s.refused_ip)),
+        ],
+    );
+    o.labelled(
+        DELIVERIES,
+        "counter",
+        "Messages written to stream clients by transport.",
+        "transport",
+        &[("ws", ld(&s.delivered_ws)), ("sse", ld(&s.delivered_sse))],
+    );
+    o.one(
+        COALESCED,
+        "counter",
+        "Times a slow client's queued deltas were coalesced.",
+        ld(&s.coalesced),
+    );
+    o.one(
+        EVICTED,
+        "counter",
+        "Sessions evicted by the registry because their mailbox was full.",
+        r.evicted_full,
+    );
+    o.labelled(
+        EVENTS_DROPPED,
+        "counter",
+        "Upstream events the registry dropped, by reason.",
+        "reason",
+        &[
+            ("stale", r.dropped.stale),
+            ("duplicate", r.dropped.duplicate),
+            ("unknown_user", r.dropped.unknown_user),
+        ],
+    );
+    let disc: Vec<(&str, u64)> = DisconnectReason::ALL
+        .iter()
+        .map(|d| (d.label(), s.disconnects(*d)))
+        .collect();
+    o.labelled(
+        DISCONNECTS,
+        "counter",
+        "Stream sessions ended, by reason.",
+        "reason",
+        &disc,
+    );
+    o.one(
+        MALFORMED,
+        "counter",
+        "Malformed messages received from clients.",
+        ld(&s.malformed),
+    );
+    o.labelled(
+        RESUMES,
+        "counter",
+        "Resume attempts by outcome.",
+        "outcome",
+        &[("replayed", r.resumed), ("snapshot", r.resume_failed)],
+    );
+    o.histogram(
+        EVENT_LAG,
+        "Genesys event time to delivery to a client.",
+        &s.event_lag.snapshot(),
+    );
+    o.histogram(
+        FANOUT,
+        "Time to hand one batch to every session.",
+        &r.fanout,
+    );
+    o.one(CHANGES, "counter", "Agent changes emitted.", r.changes);
+    o.one(AGENTS, "gauge", "Agents in the directory.", r.agents as u64);
+    o.one(SEQ, "gauge", "Last emitted batch number.", r.seq);
+    let up = ops.upstream.as_deref();
+    let u = |f: fn(&UpstreamStats) -> &AtomicU64| up.map_or(0, |u| ld(f(u)));
+    o.one(
+        REST_CALLS,
+        "counter",
+        "Upstream REST calls (use of the rate budget).",
+        u(|u| &u.rest_calls),
+    );
+    o.one(
+        RATE_LIMITED,
+        "counter",
+        "Upstream 429 answers.",
+        u(|u| &u.rate_limited),
+    );
+    o.one(
+        RECONNECTS,
+        "counter",
+        "Notification channel reconnects.",
+        u(|u| &u.reconnects),
+    );
+    o.one(
+        RECONCILES,
+        "counter",
+        "Reconciliations through REST after a gap.",
+        u(|u| &u.reconciles),
+    );
+    o.one(
+        UPSTREAM_EVENTS,
+        "counter",
+        "Upstream presence and routing events received.",
+        u(|u| &u.events),
+    );
+    o.one(
+        UPSTREAM_ERRORS,
+        "counter",
+        "Upstream errors.",
+        u(|u| &u.upstream_errors),
+    );
+    o.one(
+        TOKEN_FETCHES,
+        "counter",
+        "OAuth token fetches.",
+        u(|u| &u.token_fetches),
+    );
+    let w = &ops.webhooks;
+    o.labelled(
+        WEBHOOKS,
+        "counter",
+        "Webhook deliveries by outcome.",
+        "outcome",
+        &[
+            ("delivered", ld(&w.delivered)),
+            ("retried", ld(&w.retried)),
+            ("failed", ld(&w.failed)),
+        ],
+    );
+    o.labelled(
+        AUTH_REFUSED,
+        "counter",
+        "Requests refused by authentication (401) or authorisation (403).",
+        "status",
+        &[
+            ("401", ld(&auth.unauthenticated)),
+            ("403", ld(&auth.forbidden)),
+        ],
+    );
+    o.labelled(
+        TICKETS,
+        "counter",
+        "Stream tickets issued and redeemed.",
+        "event",
+        &[
+            ("issued", ld(&auth.tickets_issued)),
+            ("redeemed", ld(&auth.tickets_redeemed)),
+        ],
+    );
+    o.0
+}
+
+/// `GET /metrics`.
+async fn metrics(st: web::Data<AppState>) -> HttpResponse {
+    let r = st.registry.send(GetStats).await.unwrap_or_default();
+    let body = render(&st.metrics, &r, &st.ops, &st.security.metrics);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(body)
+}
+
+/// Registers `GET /metrics`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Buckets are cumulative and end in `+Inf` = count.
+    #[test]
+    fn histogram_text() {
+        let mut h = LocalHistogram::default();
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(20));
+        let mut o = Out(String::new());
+        o.histogram("x", "help", &h);
+        assert!(o.0.contains("x_bucket{le=\"0.005\"} 1"), "{}", o.0);
+        assert!(o.0.contains("x_bucket{le=\"+Inf\"} 2"), "{}", o.0);
+        assert!(o.0.contains("x_count 2"), "{}", o.0);
+    }
+}

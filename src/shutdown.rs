@@ -1,0 +1,155 @@
+//! Graceful drain (SIGTERM / SIGINT, or [`crate::app::Gateway::shutdown`]).
+//!
+//! One call, in order:
+//! 1. stop accepting: new stream requests get 503 `shutting_down`, the
+//!    listener is paused;
+//! 2. tell every stream client, spread over `server.drain_spread_secs` so
+//!    that they do not all reconnect at the same instant: each session
+//!    sends a final `status` (`"state":"restarting"`) and closes (WebSocket
+//!    1001; SSE `close` event carrying a `retry:` hint, then end of stream);
+//! 3. wait for the sessions to be gone, stop the upstream, let the store
+//!    finish what it was asked (a barrier message: the SQLite actor answers
+//!    in order, so every earlier write is committed), stop the server;
+//!
+//! all within `server.drain_secs`. actix-web does not close long-lived
+//! connections on stop (actix-web issue #3169), which is why the sessions
+//! close themselves first.
+
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::dev::ServerHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::AppState;
+use crate::registry::{CloseAll, CloseSome, Frame, GetStats, Registry};
+use crate::store::{ListLeases, Store};
+
+/// How long a drain may take.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainConfig {
+    /// The whole drain ends within this.
+    pub grace: Duration,
+    /// Stream closes are spread over this window (`< grace`).
+    pub spread: Duration,
+}
+
+/// What a drain did (logged, and returned to tests).
+#[derive(Debug, Clone, Copy)]
+pub struct DrainReport {
+    /// Sessions subscribed when the drain started.
+    pub sessions: usize,
+    /// Stream connections still open when the server was stopped.
+    pub left_open: usize,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// The parts of a running gateway a drain stops.
+pub struct DrainTargets<'a> {
+    pub server: &'a ServerHandle,
+    pub registry: &'a Addr<Registry>,
+    pub state: &'a AppState,
+    pub store: &'a Addr<Store>,
+    /// Cancels the upstream and background loops.
+    pub stop: &'a CancellationToken,
+}
+
+/// Interval between close waves while spreading.
+const WAVE: Duration = Duration::from_millis(100);
+/// Kept back from the grace period for stopping the store and server.
+const STOP_MARGIN: Duration = Duration::from_millis(750);
+
+/// The final `status` a session sends before a drain closes it.
+pub fn restarting_status(epoch: u64, seq: u64) -> Frame {
+    let json = serde_json::json!({
+        "type": "status",
+        "epoch": epoch,
+        "seq": seq,
+        "state": "restarting",
+        "stale": true,
+        "detail": "the gateway is restarting; reconnect with your resume point",
+        "lastEventAt": null,
+        "lastEventAgeMs": null,
+        "lastFrameAgeMs": null,
+    })
+    .to_string();
+    Frame::new("status", None, json)
+}
+
+/// Drains and stops the gateway; see the module docs.
+pub async fn drain(t: DrainTargets<'_>, cfg: DrainConfig) -> DrainReport {
+    let started = Instant::now();
+    let deadline = started + cfg.grace;
+    let close_by = deadline
+        .checked_sub(STOP_MARGIN)
+        .filter(|d| *d > started)
+        .unwrap_or(started);
+    t.state
+        .security
+        .draining
+        .store(true, std::sync::atomic::Ordering::Release);
+    t.server.pause().await;
+    let sessions = t
+        .registry
+        .send(GetStats)
+        .await
+        .map(|s| s.subscribers)
+        .unwrap_or(0);
+    tracing::info!(
+        sessions,
+        grace_ms = cfg.grace.as_millis() as u64,
+        spread_ms = cfg.spread.as_millis() as u64,
+        "draining"
+    );
+
+    // Waves: an equal share of the sessions every WAVE across the spread.
+    let waves = (cfg.spread.as_millis() / WAVE.as_millis()).max(1) as usize;
+    let per_wave = sessions.div_ceil(waves).max(1);
+    let spread_end = (started + cfg.spread).min(close_by);
+    loop {
+        let left = t
+            .registry
+            .send(CloseSome { max: per_wave })
+            .await
+            .unwrap_or(0);
+        if left == 0 || Instant::now() >= spread_end {
+            break;
+        }
+        tokio::time::sleep_until((Instant::now() + WAVE).min(spread_end)).await;
+    }
+
+    // Stragglers (a session that subscribed mid-drain), then wait until
+    // every stream connection is gone.
+    loop {
+        let _ = t.registry.send(CloseAll).await;
+        if t.state.limits.active() == 0 || Instant::now() >= close_by {
+            break;
+        }
+        tokio::time::sleep_until((Instant::now() + Duration::from_millis(50)).min(close_by)).await;
+    }
+    let left_open = t.state.limits.active();
+
+    t.stop.cancel();
+    // Barrier: answered after every write queued before it.
+    let _ = tokio::time::timeout_at(deadline, t.store.send(ListLeases)).await;
+    if tokio::time::timeout_at(deadline, t.server.stop(true))
+        .await
+        .is_err()
+    {
+        t.server.stop(false).await;
+    }
+    let report = DrainReport {
+        sessions,
+        left_open,
+        elapsed: started.elapsed(),
+    };
+    tracing::info!(
+        sessions,
+        left_open,
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "drained"
+    );
+    report
+}
