@@ -9,7 +9,7 @@
 #   EVENTS=10          simulator churn during the measurement (events/s)
 #   DURATION=30        measurement window per phase (s)
 #   AGENTS=200         agents in the simulated org
-#   UP_WINDOW=60       window for the upstream REST-call count (s)
+#   UP_WINDOW=30       window for the upstream REST-call count (s)
 #   UP_CLIENTS=1000    clients for the second upstream count
 #   LOADGEN_THREADS=2  tokio workers in the load client
 #   SKIP_NCHAN=0       1: gateway only
@@ -28,7 +28,7 @@ WS_PERCENT=${WS_PERCENT:-50}
 EVENTS=${EVENTS:-10}
 DURATION=${DURATION:-30}
 AGENTS=${AGENTS:-200}
-UP_WINDOW=${UP_WINDOW:-60}
+UP_WINDOW=${UP_WINDOW:-30}
 UP_CLIENTS=${UP_CLIENTS:-1000}
 LOADGEN_THREADS=${LOADGEN_THREADS:-2}
 SKIP_NCHAN=${SKIP_NCHAN:-0}
@@ -146,9 +146,9 @@ fi
 # ---------------------------------------------------------------- report
 echo
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
-summ='{label, connected, failed_total, deliveries_per_s, changes_per_s_per_client,
-  e2e: .latency_emit_to_client | {p50_ms, p95_ms, p99_ms, max_ms},
-  pub: .latency_publish_to_client | {p50_ms, p95_ms, p99_ms, max_ms},
+summ='{"label": .label, connected, failed_total, deliveries_per_s, changes_per_s_per_client,
+  e2e: (.latency_emit_to_client | {p50_ms, p95_ms, p99_ms, max_ms}),
+  pub: (.latency_publish_to_client | {p50_ms, p95_ms, p99_ms, max_ms}),
   loss, rss_per_idle_conn_kib: .server.rss_per_idle_conn_kib, server_cpu_percent: .server.cpu_percent,
   loadgen_cpu_percent}'
 jq "$summ" "$OUT/gateway.json"
