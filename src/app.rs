@@ -74,16 +74,6 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
     };
     let (server, addr) =
         http::start_with_workers(state.clone(), cfg.server.listen, workers).await?;
-    let stop = CancellationToken::new();
-    let upstream_stats = Arc::new(UpstreamStats::default());
-    let upstream = Upstream::new(
-        cfg.genesys.clone(),
-        cfg.upstream.clone(),
-        registry.clone().recipient(),
-        upstream_stats.clone(),
-        stop.clone(),
-    )
-    .start();
     Ok(Gateway {
         addr,
         registry,
