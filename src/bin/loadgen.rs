@@ -1048,8 +1048,16 @@ async fn fanout(a: Args) -> anyhow::Result<Value> {
 }
 
 async fn upstream(a: Args) -> anyhow::Result<Value> {
+    let sim_state = get_json(a.sim, "/sim/state").await?;
+    let index: HashMap<String, usize> = sim_state["users"]
+        .as_array()
+        .ok_or_else(|| anyhow!("/sim/state has no users"))?
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| Some((u["id"].as_str()?.to_string(), i)))
+        .collect();
     let shared = Arc::new(Shared {
-        index: HashMap::new(),
+        index,
         recording: AtomicBool::new(false),
         e2e: Hist::new(),
         fanout: Hist::new(),
