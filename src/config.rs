@@ -20,10 +20,12 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::history::HistoryConfig;
 use crate::registry::RegistryConfig;
 use crate::session::SessionConfig;
 use crate::store::StoreConfig;
 use crate::upstream::{GenesysConfig, UpstreamConfig};
+use crate::webhooks::WebhookConfig;
 use crate::writes::WritesConfig;
 
 /// The downstream server (`[server]`).
@@ -77,6 +79,10 @@ pub struct Config {
     pub writes: WritesConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    /// Presence history (`[history]`).
+    pub history: HistoryConfig,
+    /// Webhook subscribers (`[[webhooks]]`).
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// A configuration problem, worded for the operator.
@@ -152,6 +158,8 @@ impl Config {
         self.sessions
             .validate()
             .map_err(|e| format!("sessions: {e}"))?;
+        self.history.validate()?;
+        crate::webhooks::validate_all(&self.webhooks)?;
         if self.log.format != "text" && self.log.format != "json" {
             return Err(format!(
                 "log.format must be \"text\" or \"json\", got {:?}",

@@ -15,13 +15,17 @@
 //! - [`session`]: one actor per WebSocket or SSE client, filtered, bounded.
 //! - [`http`]: the downstream HTTP API and its error responses.
 //! - [`writes`]: the guarded presence write path, leases and the audit API.
-//! - [`store`]: SQLite persistence (audit, idempotency, leases).
+//! - [`store`]: SQLite persistence (audit, idempotency, leases; the
+//!   presence journal and webhook outbox in `store::journal`).
+//! - [`history`]: presence history and daily summaries (journal + Genesys analytics).
+//! - [`webhooks`]: signed, at-least-once webhook delivery from the outbox.
 //! - [`simulator`]: a faithful Genesys Cloud simulator (real paths plus the
 //!   `/sim` control API) for the demo, the tests and the benchmarks.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod config;
+pub mod history;
 pub mod http;
 pub mod model;
 pub mod registry;
@@ -29,4 +33,5 @@ pub mod session;
 pub mod simulator;
 pub mod store;
 pub mod upstream;
+pub mod webhooks;
 pub mod writes;

@@ -34,6 +34,10 @@ pub struct AppState {
     pub metrics: Arc<SessionMetrics>,
     /// The guarded write path; `None` serves read-only.
     pub writes: Option<Arc<crate::writes::Writes>>,
+    /// Presence history and summaries; `None` without a journal.
+    pub history: Option<Arc<crate::history::History>>,
+    /// Webhook replay and counters; `None` without a journal.
+    pub webhooks: Option<Arc<crate::webhooks::WebhookApi>>,
 }
 
 impl AppState {
@@ -45,6 +49,8 @@ impl AppState {
             session: Arc::new(session),
             metrics: Arc::new(SessionMetrics::default()),
             writes: None,
+            history: None,
+            webhooks: None,
         }
     }
 }
@@ -53,6 +59,12 @@ impl AppState {
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
     if let Some(w) = state.writes.clone() {
         crate::writes::configure(cfg, w);
+    }
+    if let Some(h) = state.history.clone() {
+        crate::history::configure(cfg, h);
+    }
+    if let Some(w) = state.webhooks.clone() {
+        crate::webhooks::configure(cfg, w);
     }
     cfg.app_data(web::Data::new(state))
         .route("/api/v1/agents", web::get().to(routes::agents))
