@@ -134,7 +134,7 @@ pub struct WebhookConfig {
     /// Which events to send (default: all).
     #[serde(default)]
     pub filter: WebhookFilter,
-    /// Attempts before an event is dead-lettered (1–100; default 12).
+    /// Attempts before an event is dead-lettered (1–10 000; default 12).
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
     /// First retry delay in ms; doubles per attempt with full jitter (default 1000).
@@ -191,8 +191,8 @@ impl WebhookConfig {
                 "webhooks[{n}].secret must be at least 16 characters"
             ));
         }
-        if !(1..=100).contains(&self.max_attempts) {
-            return Err(format!("webhooks[{n}].max_attempts must be 1 to 100"));
+        if !(1..=10_000).contains(&self.max_attempts) {
+            return Err(format!("webhooks[{n}].max_attempts must be 1 to 10000"));
         }
         if self.backoff_initial_ms == 0 || self.backoff_max_ms < self.backoff_initial_ms {
             return Err(format!(

@@ -136,7 +136,10 @@ async fn history_matches_simulator_and_summary_adds_up() {
     let from = start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
 
     // Before the gateway runs: only Genesys knows.
-    let pre = [set(&sim, &user, "AWAY").await, set(&sim, &user, "MEETING").await];
+    let pre = [
+        set(&sim, &user, "AWAY").await,
+        set(&sim, &user, "MEETING").await,
+    ];
     assert_ne!(pre[0], pre[1], "distinct times");
 
     let gw = start_gateway(&sim, &sim_cfg, &db).await;
@@ -185,11 +188,14 @@ async fn history_matches_simulator_and_summary_adds_up() {
     }
     // Before the journal: Genesys analytics, including AWAY (MEETING is the journal's).
     assert!(
-        analytics.iter().any(|r| r["current"]["state"] == "AWAY"
-            && r["at"] == pre[0].as_str()),
+        analytics
+            .iter()
+            .any(|r| r["current"]["state"] == "AWAY" && r["at"] == pre[0].as_str()),
         "{h:#}"
     );
-    assert!(analytics.iter().all(|r| r["at"].as_str() < Some(pre[1].as_str())));
+    assert!(analytics
+        .iter()
+        .all(|r| r["at"].as_str() < Some(pre[1].as_str())));
 
     // Summary of today adds up.
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
