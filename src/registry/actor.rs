@@ -400,9 +400,9 @@ impl Handler<UpstreamEvent> for Registry {
     /// Resolves at once, except for the gateway's own writes: those wait
     /// until the journal has committed them, because the caller is about
     /// to be told the write is done (the mailbox is not blocked meanwhile).
-    type Result = ResponseFuture<()>;
+    type Result = Applied;
 
-    fn handle(&mut self, ev: UpstreamEvent, ctx: &mut Self::Context) -> ResponseFuture<()> {
+    fn handle(&mut self, ev: UpstreamEvent, ctx: &mut Self::Context) -> Applied {
         if let UpstreamEvent::Presence {
             origin: Origin::Write,
             ..
@@ -410,10 +410,34 @@ impl Handler<UpstreamEvent> for Registry {
         {
             self.apply(ev, ctx);
             self.flush();
-            return self.tap.barrier(self.epoch, self.seq);
+            return Applied(Some(self.tap.barrier(self.epoch, self.seq)));
         }
         self.apply(ev, ctx);
-        Box::pin(async {})
+        Applied(None)
+    }
+}
+
+/// Reply to an [`UpstreamEvent`]: at once (the hot path allocates and
+/// spawns nothing), or when the journal has committed a write.
+pub struct Applied(Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>>);
+
+impl actix::dev::MessageResponse<Registry, UpstreamEvent> for Applied {
+    fn handle(self, _: &mut Context<Registry>, tx: Option<actix::dev::OneshotSender<()>>) {
+        match self.0 {
+            None => {
+                if let Some(tx) = tx {
+                    let _ = tx.send(());
+                }
+            }
+            Some(wait) => {
+                actix::spawn(async move {
+                    wait.await;
+                    if let Some(tx) = tx {
+                        let _ = tx.send(());
+                    }
+                });
+            }
+        }
     }
 }
 
