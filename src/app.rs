@@ -11,13 +11,30 @@ use actix_web::dev::ServerHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::history::History;
 use crate::http::interactions::InteractionsState;
 use crate::http::{self, AppState};
 use crate::interactions::{Interactions, SetUpstream};
 use crate::registry::Registry;
+use crate::registry::SetJournal;
+use crate::store::journal::{Journal, Prune};
 use crate::store::Store;
 use crate::upstream::{Upstream, UpstreamStats};
+use crate::webhooks::{WebhookApi, Webhooks};
 use crate::writes::Writes;
+
+/// Prunes the journal hourly (it prunes itself at start too).
+async fn prune_loop(journal: Addr<Journal>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+        }
+        if let Ok(Err(e)) = journal.send(Prune).await {
+            tracing::warn!(error = %e, "pruning the journal failed");
+        }
+    }
+}
 
 /// A running gateway.
 pub struct Gateway {
@@ -28,6 +45,10 @@ pub struct Gateway {
     pub upstream_stats: Arc<UpstreamStats>,
     pub state: AppState,
     pub store: Addr<Store>,
+    /// The presence journal and webhook outbox.
+    pub journal: Addr<Journal>,
+    /// Webhook subscribers and their delivery counters (for `/metrics`).
+    pub webhooks: Arc<Webhooks>,
     server: ServerHandle,
     stop: CancellationToken,
     /// `[server] drain_secs` / `drain_spread_secs`.
@@ -112,6 +133,34 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
+    // History and webhooks: the journal shares the store's file; the
+    // registry hands it every applied change (registry::tap).
+    let webhooks = Arc::new(Webhooks::new(&cfg.webhooks));
+    let journal = Journal::start(
+        cfg.store.clone(),
+        cfg.history.retention_days,
+        webhooks.clone(),
+    )
+    .map_err(|e| std::io::Error::other(format!("{e} ({})", cfg.store.path.display())))?;
+    registry
+        .send(SetJournal {
+            recipient: journal.clone().recipient(),
+            backlog: cfg.history.backlog_batches,
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+    state.history = Some(Arc::new(History {
+        journal: journal.clone(),
+        upstream: upstream.clone(),
+        registry: registry.clone(),
+        cfg: cfg.history.clone(),
+    }));
+    state.webhooks = Some(Arc::new(WebhookApi {
+        hooks: webhooks.clone(),
+        journal: journal.clone(),
+    }));
+    crate::webhooks::start(webhooks.clone(), journal.clone(), stop.clone());
+    actix_web::rt::spawn(prune_loop(journal.clone(), stop.clone()));
     let (server, addr) =
         http::start_with_workers(state.clone(), cfg.server.listen, workers).await?;
     Ok(Gateway {
@@ -121,6 +170,8 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         upstream_stats,
         state,
         store,
+        journal,
+        webhooks,
         server,
         stop,
         drain: crate::shutdown::DrainConfig {

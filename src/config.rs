@@ -20,11 +20,13 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::history::HistoryConfig;
 use crate::interactions::InteractionsConfig;
 use crate::registry::RegistryConfig;
 use crate::session::SessionConfig;
 use crate::store::StoreConfig;
 use crate::upstream::{GenesysConfig, UpstreamConfig};
+use crate::webhooks::WebhookConfig;
 use crate::writes::WritesConfig;
 
 /// The downstream server (`[server]`).
@@ -99,6 +101,10 @@ pub struct Config {
     pub log: LogConfig,
     /// Client authentication (`[auth]`, docs/security.md).
     pub auth: crate::auth::AuthConfig,
+    /// Presence history (`[history]`).
+    pub history: HistoryConfig,
+    /// Webhook subscribers (`[[webhooks]]`).
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// A configuration problem, worded for the operator.
@@ -192,6 +198,8 @@ impl Config {
                 self.server.drain_spread_secs, self.server.drain_secs
             ));
         }
+        self.history.validate()?;
+        crate::webhooks::validate_all(&self.webhooks)?;
         if self.log.format != "text" && self.log.format != "json" {
             return Err(format!(
                 "log.format must be \"text\" or \"json\", got {:?}",

@@ -21,6 +21,10 @@
 //!   origins and body limits: the middleware every request passes.
 //! - [`metrics`]: `/metrics`, every metric name and the Prometheus text.
 //! - [`shutdown`]: the graceful drain on SIGTERM / SIGINT.
+//! - [`store`]: SQLite persistence (audit, idempotency, leases; the
+//!   presence journal and webhook outbox in `store::journal`).
+//! - [`history`]: presence history and daily summaries (journal + Genesys analytics).
+//! - [`webhooks`]: signed, at-least-once webhook delivery from the outbox.
 //! - [`simulator`]: a faithful Genesys Cloud simulator (real paths plus the
 //!   `/sim` control API) for the demo, the tests and the benchmarks.
 #![forbid(unsafe_code)]
@@ -28,6 +32,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod history;
 pub mod http;
 pub mod interactions;
 pub mod metrics;
@@ -38,4 +43,5 @@ pub mod shutdown;
 pub mod simulator;
 pub mod store;
 pub mod upstream;
+pub mod webhooks;
 pub mod writes;

@@ -114,8 +114,14 @@ fn example_keys() -> Vec<(String, BTreeSet<String>)> {
             continue;
         };
         if !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-            if let Some((_, keys)) = sections.last_mut() {
-                keys.insert(key.to_string());
+            match sections.last_mut() {
+                Some((_, keys)) => {
+                    keys.insert(key.to_string());
+                }
+                // A top-level key before any table (an array of tables such
+                // as `webhooks`) names a section of its own.
+                None if !line.starts_with('#') => sections.push((key.to_string(), BTreeSet::new())),
+                None => {}
             }
         }
     }
@@ -130,6 +136,9 @@ fn example_is_complete() {
     let names: BTreeSet<String> = sections.iter().map(|(n, _)| n.clone()).collect();
     assert_eq!(names, accepted_fields(None), "sections of the example");
     for (name, keys) in &sections {
+        if name == "webhooks" {
+            continue; // an empty array here; its fields are in docs/webhooks.md
+        }
         assert_eq!(keys, &accepted_fields(Some(name)), "fields of [{name}]");
     }
 }

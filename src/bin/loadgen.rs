@@ -205,11 +205,24 @@ struct ClientState {
 }
 
 const PRESENCES: [&str; 11] = [
-    "AVAILABLE", "AWAY", "BUSY", "OFFLINE", "IDLE", "ON_QUEUE", "MEAL", "TRAINING", "MEETING",
-    "BREAK", "UNKNOWN",
+    "AVAILABLE",
+    "AWAY",
+    "BUSY",
+    "OFFLINE",
+    "IDLE",
+    "ON_QUEUE",
+    "MEAL",
+    "TRAINING",
+    "MEETING",
+    "BREAK",
+    "UNKNOWN",
 ];
 const ROUTINGS: [&str; 5] = [
-    "OFF_QUEUE", "IDLE", "INTERACTING", "NOT_RESPONDING", "COMMUNICATING",
+    "OFF_QUEUE",
+    "IDLE",
+    "INTERACTING",
+    "NOT_RESPONDING",
+    "COMMUNICATING",
 ];
 
 fn code(list: &[&str], s: &str) -> u8 {
@@ -234,7 +247,11 @@ fn iso_ms(s: &str) -> Option<i64> {
     };
     let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
     let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
-    let ms = if b.len() >= 23 && b[19] == b'.' { n(20..23)? } else { 0 };
+    let ms = if b.len() >= 23 && b[19] == b'.' {
+        n(20..23)?
+    } else {
+        0
+    };
     // Days from civil (Howard Hinnant).
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -299,7 +316,10 @@ struct MsgLite<'a> {
 
 fn agent_st(a: &AgentLite) -> AgentSt {
     let (presence, presence_since) = a.presence.as_ref().map_or((255, 0), |p| {
-        (code(&PRESENCES, p.system_presence), iso_ms(p.since).unwrap_or(0))
+        (
+            code(&PRESENCES, p.system_presence),
+            iso_ms(p.since).unwrap_or(0),
+        )
     });
     let (routing, routing_since) = a.routing_status.as_ref().map_or((255, 0), |r| {
         (code(&ROUTINGS, r.status), iso_ms(r.since).unwrap_or(0))
@@ -468,7 +488,7 @@ async fn ws_client(
             let payload = buf[hl..hl + len].to_vec();
             buf.advance(hl + len);
             match op {
-                0x1 | 0x2 | 0x0 => {
+                0x0..=0x2 => {
                     msg.extend_from_slice(&payload);
                     if fin {
                         if shared.recording.load(Ordering::Relaxed) {
@@ -523,9 +543,7 @@ async fn sse_client(
     mut permit: Option<Permit>,
     ready_on_handshake: bool,
 ) -> anyhow::Result<()> {
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
-    );
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n");
     s.write_all(req.as_bytes()).await?;
     let mut raw = BytesMut::with_capacity(4096);
     let (status, head) = read_head(&mut s, &mut raw).await?;
@@ -543,13 +561,11 @@ async fn sse_client(
         let arrival = now_us();
         // De-chunk what we have.
         if chunked {
-            loop {
-                let Some(p) = raw.windows(2).position(|w| w == b"\r\n") else {
-                    break;
-                };
+            while let Some(p) = raw.windows(2).position(|w| w == b"\r\n") {
                 let size_str = std::str::from_utf8(&raw[..p]).unwrap_or("");
-                let size = usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16)
-                    .map_err(|_| anyhow!("bad chunk size {size_str:?}"))?;
+                let size =
+                    usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16)
+                        .map_err(|_| anyhow!("bad chunk size {size_str:?}"))?;
                 if size == 0 {
                     bail!("stream ended");
                 }
@@ -601,7 +617,12 @@ async fn sse_client(
 // ---------------------------------------------------------------- HTTP helpers
 
 /// One HTTP/1.1 request with `Connection: close`; returns (status, body).
-async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<(u16, Vec<u8>)> {
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> anyhow::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(addr).await?;
     let b = body.unwrap_or("");
     let req = format!(
@@ -725,7 +746,9 @@ async fn relay(gw: SocketAddr, nchan: SocketAddr, published: Arc<AtomicU64>) -> 
             ps.write_all(head.as_bytes()).await?;
             ps.write_all(&body).await?;
             let (st, h) = read_head(&mut ps, &mut rb).await?;
-            let len: usize = header(&h, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let len: usize = header(&h, "content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
             while rb.len() < len {
                 if ps.read_buf(&mut rb).await? == 0 {
                     bail!("nchan closed the publisher connection");
@@ -881,10 +904,22 @@ fn truth(v: &Value, index: &HashMap<String, usize>) -> Vec<AgentSt> {
             continue;
         };
         out[i] = AgentSt {
-            presence: code(&PRESENCES, u["presence"]["systemPresence"].as_str().unwrap_or("")),
-            routing: code(&ROUTINGS, u["routingStatus"]["status"].as_str().unwrap_or("")),
-            presence_since: u["presence"]["modifiedDate"].as_str().and_then(iso_ms).unwrap_or(0),
-            routing_since: u["routingStatus"]["startTime"].as_str().and_then(iso_ms).unwrap_or(0),
+            presence: code(
+                &PRESENCES,
+                u["presence"]["systemPresence"].as_str().unwrap_or(""),
+            ),
+            routing: code(
+                &ROUTINGS,
+                u["routingStatus"]["status"].as_str().unwrap_or(""),
+            ),
+            presence_since: u["presence"]["modifiedDate"]
+                .as_str()
+                .and_then(iso_ms)
+                .unwrap_or(0),
+            routing_since: u["routingStatus"]["startTime"]
+                .as_str()
+                .and_then(iso_ms)
+                .unwrap_or(0),
         };
     }
     out
@@ -919,7 +954,9 @@ async fn fanout(a: Args) -> anyhow::Result<Value> {
     let mut relay_task = None;
     let mut initial = None;
     if a.target == Target::Nchan {
-        let nchan = a.nchan.ok_or_else(|| anyhow!("--target nchan needs --nchan"))?;
+        let nchan = a
+            .nchan
+            .ok_or_else(|| anyhow!("--target nchan needs --nchan"))?;
         relay_task = Some(tokio::spawn(relay(a.gateway, nchan, published.clone())));
         let snap = get_json(a.gateway, "/api/v1/agents").await?;
         let mut agents = vec![AgentSt::default(); shared.index.len()];
@@ -984,13 +1021,12 @@ async fn fanout(a: Args) -> anyhow::Result<Value> {
         gaps += g.gaps;
         max_seq = max_seq.max(g.last_seq);
         min_seq = min_seq.min(g.last_seq);
-        let bad = g
-            .agents
-            .iter()
-            .zip(&truth)
-            .filter(|(x, y)| x != y)
-            .count()
-            + if g.agents.len() != truth.len() { truth.len() } else { 0 };
+        let bad = g.agents.iter().zip(&truth).filter(|(x, y)| x != y).count()
+            + if g.agents.len() != truth.len() {
+                truth.len()
+            } else {
+                0
+            };
         if bad > 0 {
             wrong_clients += 1;
             wrong_agents += bad;

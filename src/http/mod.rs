@@ -41,6 +41,10 @@ pub struct AppState {
     pub security: Arc<crate::auth::Security>,
     /// What `/metrics` reads besides the registry and sessions.
     pub ops: crate::metrics::OpsHandles,
+    /// Presence history and summaries; `None` without a journal.
+    pub history: Option<Arc<crate::history::History>>,
+    /// Webhook replay and counters; `None` without a journal.
+    pub webhooks: Option<Arc<crate::webhooks::WebhookApi>>,
 }
 
 impl AppState {
@@ -55,6 +59,8 @@ impl AppState {
             interactions: None,
             security: Arc::new(crate::auth::Security::default()),
             ops: crate::metrics::OpsHandles::default(),
+            history: None,
+            webhooks: None,
         }
     }
 }
@@ -67,6 +73,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
     interactions::configure(cfg);
     crate::auth::configure(cfg, &state.security);
     crate::metrics::configure(cfg);
+    if let Some(h) = state.history.clone() {
+        crate::history::configure(cfg, h);
+    }
+    if let Some(w) = state.webhooks.clone() {
+        crate::webhooks::configure(cfg, w);
+    }
     cfg.app_data(web::Data::new(state))
         .route("/api/v1/agents", web::get().to(routes::agents))
         .route("/api/v1/agents/{id}", web::get().to(routes::agent))

@@ -15,13 +15,14 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::model::{PresenceDefinition, UpstreamEvent, UpstreamHealth, UpstreamState};
+use crate::model::{Origin, PresenceDefinition, UpstreamEvent, UpstreamHealth, UpstreamState};
 
 use super::agent::{AgentView, Change};
 use super::config::RegistryConfig;
 use super::encode::{snapshot_json, status_frame, Batch, Frame};
 use super::filter::{Cursor, Filter};
 use super::state::{Directory, DropCounters};
+use super::tap::{SetJournal, Tap, TapStats};
 
 /// Registry → session: something to send to the client.
 #[derive(Debug, Message)]
@@ -213,6 +214,8 @@ pub struct Registry {
     snapshot_cache: Option<(u64, Frame)>,
     /// Counters.
     stats: RegistryStats,
+    /// Hands every applied change to the journal (history, webhooks).
+    tap: Tap,
 }
 
 impl Registry {
@@ -234,12 +237,14 @@ impl Registry {
             health,
             snapshot_cache: None,
             stats: RegistryStats::default(),
+            tap: Tap::default(),
         }
     }
 
     /// Queues one change for the current batch, folding it into an earlier
     /// change of the same agent (latest state wins, first `before` kept).
     fn push(&mut self, c: Change, ctx: &mut Context<Self>) {
+        self.tap.record(&c);
         match self.pending_index.get(&c.id) {
             Some(&i) => {
                 let p = &mut self.pending[i];
@@ -280,6 +285,7 @@ impl Registry {
         self.seq += 1;
         self.pending_index.clear();
         let changes = std::mem::take(&mut self.pending);
+        self.tap.flush(self.epoch, self.seq);
         self.stats.changes += changes.len() as u64;
         let counts = self.dir.counts.take_patch();
         let batch = Arc::new(Batch::new(self.epoch, self.seq, changes, counts));
@@ -388,15 +394,60 @@ impl Actor for Registry {
         ctx.run_interval(self.cfg.status_interval(), |act, _| {
             act.trim_ring();
             act.broadcast_status();
+            act.tap.drain();
         });
         tracing::info!(epoch = self.epoch, "registry started");
     }
 }
 
 impl Handler<UpstreamEvent> for Registry {
-    type Result = ();
+    /// Resolves at once, except for the gateway's own writes: those wait
+    /// until the journal has committed them, because the caller is about
+    /// to be told the write is done (the mailbox is not blocked meanwhile).
+    type Result = Applied;
 
-    fn handle(&mut self, ev: UpstreamEvent, ctx: &mut Self::Context) {
+    fn handle(&mut self, ev: UpstreamEvent, ctx: &mut Self::Context) -> Applied {
+        if let UpstreamEvent::Presence {
+            origin: Origin::Write,
+            ..
+        } = &ev
+        {
+            self.apply(ev, ctx);
+            self.flush();
+            return Applied(Some(self.tap.barrier(self.epoch, self.seq)));
+        }
+        self.apply(ev, ctx);
+        Applied(None)
+    }
+}
+
+/// Reply to an [`UpstreamEvent`]: at once (the hot path allocates and
+/// spawns nothing), or when the journal has committed a write.
+pub struct Applied(Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>>);
+
+impl actix::dev::MessageResponse<Registry, UpstreamEvent> for Applied {
+    fn handle(self, _: &mut Context<Registry>, tx: Option<actix::dev::OneshotSender<()>>) {
+        match self.0 {
+            None => {
+                if let Some(tx) = tx {
+                    let _ = tx.send(());
+                }
+            }
+            Some(wait) => {
+                actix::spawn(async move {
+                    wait.await;
+                    if let Some(tx) = tx {
+                        let _ = tx.send(());
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl Registry {
+    /// Applies one upstream event.
+    fn apply(&mut self, ev: UpstreamEvent, ctx: &mut Context<Self>) {
         match ev {
             UpstreamEvent::Sync {
                 reason,
@@ -448,6 +499,27 @@ impl Handler<UpstreamEvent> for Registry {
                 }
             }
         }
+    }
+}
+
+impl Handler<SetJournal> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetJournal, _: &mut Self::Context) {
+        self.tap.set(msg);
+    }
+}
+
+/// HTTP/metrics → registry: the journal tap's counters.
+#[derive(Message)]
+#[rtype(result = "TapStats")]
+pub struct GetTapStats;
+
+impl Handler<GetTapStats> for Registry {
+    type Result = MessageResult<GetTapStats>;
+
+    fn handle(&mut self, _: GetTapStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.tap.stats)
     }
 }
 

@@ -19,12 +19,15 @@ pub mod counts;
 pub mod encode;
 pub mod filter;
 pub mod state;
+pub mod tap;
 
 pub use actor::{
     AgentRecord, CloseAll, CloseSome, Deliver, GetAgent, GetDefinitions, GetReadiness, GetSnapshot,
-    GetStats, Readiness, Registry, RegistryStats, Start, Subscribe, Subscribed, Unsubscribe,
+    GetStats, GetTapStats, Readiness, Registry, RegistryStats, Start, Subscribe, Subscribed,
+    Unsubscribe,
 };
 pub use agent::{AgentView, Change};
 pub use config::RegistryConfig;
 pub use encode::{Batch, Frame};
 pub use filter::{Cursor, Filter, FilterError};
+pub use tap::{JournalBatch, SetJournal, TapStats};

@@ -6,6 +6,8 @@
 //! [`Store`] is an actix `SyncActor` on its own thread (SQLite calls block);
 //! everything else talks to it through messages.
 
+pub mod journal;
+
 use std::path::{Path, PathBuf};
 
 use actix::prelude::*;

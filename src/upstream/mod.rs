@@ -10,10 +10,12 @@
 //! - [`topics`]: the topic planner (fewest topics, ≤ 1 000 per channel, ≤ 20 channels).
 //! - [`channel`]: one notification channel socket: frames, watchdog, handover.
 //! - [`writes`]: presence writes on the top-priority lane.
+//! - [`analytics`]: presence/routing history from Genesys analytics (lowest lane).
 //! - [`actor`]: the state machine tying them together; emits
 //!   [`crate::model::UpstreamEvent`]s to the registry and nothing else.
 
 pub mod actor;
+pub mod analytics;
 pub mod auth;
 pub mod channel;
 pub mod conversations;

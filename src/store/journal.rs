@@ -1,0 +1,786 @@
+//! The presence journal and the webhook outbox, in the store's SQLite file.
+//!
+//! [`Journal`] is an actix `SyncActor` on its own thread with its own
+//! connection to the same file (WAL lets it write beside the audit store).
+//! The registry's tap ([`crate::registry::tap`]) hands it every applied
+//! change; for each agent and each *kind* of state (`presence`, `routing`)
+//! the journal compares the new state with the last one it recorded and,
+//! when they differ, appends one record: previous state, new state, when
+//! the new one started (Genesys's `modifiedDate`/`startTime`), how long the
+//! previous one lasted, and the change's origin (`event`, `reconciled`,
+//! `write`). Because the comparison is against the journal's own last
+//! record (kept in memory, loaded from disk on first use), a restart needs
+//! nothing special: the first sync after it records what changed while the
+//! gateway was down as `reconciled` differences.
+//!
+//! In the same transaction each record becomes a webhook event (a stable
+//! `id`, a JSON body fixed at that moment) and one outbox row per matching
+//! subscriber, so an event is either journaled *and* queued for delivery,
+//! or neither. Delivery workers ([`crate::webhooks`]) claim outbox rows
+//! through messages here: per subscriber, only the oldest pending row of
+//! each agent is ever handed out, which keeps per-agent order.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{StoreConfig, StoreError};
+use crate::model::{iso, Origin};
+use crate::registry::{AgentView, JournalBatch};
+use crate::webhooks::Webhooks;
+
+/// Which state a record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// The presence (`systemPresence`, definition, label).
+    Presence,
+    /// The routing status.
+    Routing,
+}
+
+impl Kind {
+    /// Both kinds.
+    pub const ALL: [Kind; 2] = [Kind::Presence, Kind::Routing];
+
+    /// `presence` / `routing`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Presence => "presence",
+            Kind::Routing => "routing",
+        }
+    }
+
+    fn parse(s: &str) -> Kind {
+        if s == "routing" {
+            Kind::Routing
+        } else {
+            Kind::Presence
+        }
+    }
+}
+
+/// Where a history record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The gateway's own journal.
+    Journal,
+    /// Genesys's `POST /api/v2/analytics/users/details/query` (ranges
+    /// before the gateway was running).
+    GenesysAnalytics,
+}
+
+/// One state: `state` is the system presence (`ON_QUEUE`, …) or the routing
+/// status (`IDLE`, …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateRef {
+    pub state: String,
+    /// Presence definition id (presence only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub definition_id: Option<String>,
+    /// The org's label (presence only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// When this state started.
+    #[serde(with = "iso_ser")]
+    pub since: DateTime<Utc>,
+}
+
+/// One history record, from the journal or from Genesys analytics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryRecord {
+    /// Journal row id (`null` for analytics records).
+    pub id: Option<i64>,
+    pub source: Source,
+    /// The webhook event id of this change (journal records).
+    pub event_id: Option<String>,
+    pub agent_id: String,
+    pub kind: Kind,
+    /// How the gateway learnt of it (journal records).
+    pub origin: Option<Origin>,
+    /// When the new state started.
+    #[serde(with = "iso_ser")]
+    pub at: DateTime<Utc>,
+    /// The state before (`null` when unknown: first record of an agent).
+    pub previous: Option<StateRef>,
+    /// The new state.
+    pub current: StateRef,
+    /// How long the previous state lasted, in milliseconds.
+    pub previous_duration_ms: Option<i64>,
+}
+
+mod iso_ser {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::model::iso(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Milliseconds → time (out-of-range values clamp to the Unix epoch).
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// The state of `kind` in an agent view, if reported.
+fn state_of(a: &AgentView, kind: Kind) -> Option<StateRef> {
+    match kind {
+        Kind::Presence => a.presence.as_ref().map(|p| StateRef {
+            state: p.system_presence.upper_snake().to_string(),
+            definition_id: Some(p.definition_id.clone()),
+            label: Some(p.label.clone()),
+            since: p.since,
+        }),
+        Kind::Routing => a.routing_status.as_ref().map(|r| StateRef {
+            state: r.status.as_str().to_string(),
+            definition_id: None,
+            label: None,
+            since: r.since,
+        }),
+    }
+}
+
+/// True when `b` is no change from `a` (same definition / same status; a
+/// new `modifiedDate` alone, e.g. a message edit, is not a new state).
+fn same(a: &StateRef, b: &StateRef) -> bool {
+    a.state == b.state && a.definition_id == b.definition_id
+}
+
+fn origin_str(o: Origin) -> &'static str {
+    match o {
+        Origin::Event => "event",
+        Origin::Reconciled => "reconciled",
+        Origin::Write => "write",
+    }
+}
+
+fn origin_parse(s: &str) -> Origin {
+    match s {
+        "write" => Origin::Write,
+        "reconciled" => Origin::Reconciled,
+        _ => Origin::Event,
+    }
+}
+
+/// The webhook event for one record (its body is fixed when journaled).
+fn event_body(
+    event_id: &str,
+    a: &AgentView,
+    kind: Kind,
+    origin: Origin,
+    prev: Option<&StateRef>,
+    cur: &StateRef,
+    observed: DateTime<Utc>,
+) -> Value {
+    let state_json = |s: &StateRef| match kind {
+        Kind::Presence => json!({
+            "systemPresence": s.state, "definitionId": s.definition_id,
+            "label": s.label, "since": iso(s.since),
+        }),
+        Kind::Routing => json!({"status": s.state, "since": iso(s.since)}),
+    };
+    let mut current = state_json(cur);
+    if let (Kind::Presence, Some(p)) = (kind, &a.presence) {
+        current["message"] = json!(p.message);
+    }
+    json!({
+        "id": event_id,
+        "type": format!("agent.{}.changed", kind.as_str()),
+        "kind": kind.as_str(),
+        "origin": origin_str(origin),
+        "agent": {"id": a.id, "name": a.name, "division": a.division, "queues": a.queues},
+        "previous": prev.map(state_json),
+        "current": current,
+        "occurredAt": iso(cur.since),
+        "observedAt": iso(observed),
+        "previousDurationMs": prev.map(|p| (cur.since - p.since).num_milliseconds().max(0)),
+    })
+}
+
+/// The journal actor.
+pub struct Journal {
+    conn: Connection,
+    /// Days of journal kept ([`crate::history::HistoryConfig::retention_days`]).
+    retention_days: u32,
+    /// Subscribers (filters, counters, wake-ups).
+    hooks: Arc<Webhooks>,
+    /// Last recorded state per (agent, kind); `None` = known to have none.
+    last: HashMap<(String, Kind), Option<StateRef>>,
+}
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS journal (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        agent_id TEXT NOT NULL, kind TEXT NOT NULL, origin TEXT NOT NULL,
+        at_ms INTEGER NOT NULL, observed_ms INTEGER NOT NULL,
+        prev_state TEXT, prev_definition_id TEXT, prev_label TEXT, prev_since_ms INTEGER,
+        state TEXT NOT NULL, definition_id TEXT, label TEXT,
+        prev_duration_ms INTEGER, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,
+        body TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS journal_agent ON journal(agent_id, kind, at_ms);
+    CREATE INDEX IF NOT EXISTS journal_observed ON journal(observed_ms);
+    CREATE TABLE IF NOT EXISTS webhook_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        subscriber TEXT NOT NULL, agent_id TEXT NOT NULL,
+        journal_id INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ms INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+        last_error TEXT);
+    CREATE INDEX IF NOT EXISTS outbox_heads ON webhook_outbox(subscriber, status, agent_id, id);
+";
+
+impl Journal {
+    /// Opens (creating) the journal tables in the store's file.
+    pub fn open(
+        store: &StoreConfig,
+        retention_days: u32,
+        hooks: Arc<Webhooks>,
+    ) -> Result<Journal, StoreError> {
+        let conn = if store.path == std::path::Path::new(":memory:") {
+            Connection::open_in_memory()?
+        } else {
+            if let Some(dir) = store.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError(format!("{}: {e}", dir.display())))?;
+            }
+            Connection::open(&store.path)?
+        };
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Journal {
+            conn,
+            retention_days,
+            hooks,
+            last: HashMap::new(),
+        })
+    }
+
+    /// Starts the journal on its own thread (one: order matters).
+    pub fn start(
+        store: StoreConfig,
+        retention_days: u32,
+        hooks: Arc<Webhooks>,
+    ) -> Result<Addr<Journal>, StoreError> {
+        // Open once here so a bad path fails start-up with its reason.
+        drop(Journal::open(&store, retention_days, hooks.clone())?);
+        Ok(SyncArbiter::start(1, move || {
+            // unwrap: the same config opened a moment ago; failing now means
+            // the disk vanished, and the journal cannot run without it.
+            Journal::open(&store, retention_days, hooks.clone()).expect("reopen the journal")
+        }))
+    }
+
+    fn prune(&mut self) -> Result<(usize, usize), StoreError> {
+        let cut = (Utc::now() - chrono::Duration::days(i64::from(self.retention_days)))
+            .timestamp_millis();
+        let outbox = self.conn.execute(
+            "DELETE FROM webhook_outbox WHERE status = 'dead' AND created_ms < ?1",
+            params![cut],
+        )?;
+        let journal = self.conn.execute(
+            "DELETE FROM journal WHERE observed_ms < ?1
+             AND id NOT IN (SELECT journal_id FROM webhook_outbox)",
+            params![cut],
+        )?;
+        self.last.clear();
+        Ok((journal, outbox))
+    }
+
+    /// The last recorded state of (agent, kind), cached.
+    fn last_state(&mut self, agent: &str, kind: Kind) -> Result<Option<StateRef>, StoreError> {
+        let key = (agent.to_string(), kind);
+        if let Some(s) = self.last.get(&key) {
+            return Ok(s.clone());
+        }
+        let s = self
+            .conn
+            .query_row(
+                "SELECT state, definition_id, label, at_ms FROM journal
+                 WHERE agent_id = ?1 AND kind = ?2 ORDER BY id DESC LIMIT 1",
+                params![agent, kind.as_str()],
+                |r| {
+                    Ok(StateRef {
+                        state: r.get(0)?,
+                        definition_id: r.get(1)?,
+                        label: r.get(2)?,
+                        since: from_ms(r.get(3)?),
+                    })
+                },
+            )
+            .optional()?;
+        self.last.insert(key, s.clone());
+        Ok(s)
+    }
+
+    fn record(&mut self, b: &JournalBatch) -> Result<Vec<usize>, StoreError> {
+        let observed = Utc::now();
+        let mut woken = vec![0usize; self.hooks.subs.len()];
+        // Fill the cache before the transaction (reads only).
+        for c in &b.changes {
+            if c.after.is_some() {
+                for k in Kind::ALL {
+                    self.last_state(&c.id, k)?;
+                }
+            }
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        for c in &b.changes {
+            let Some(after) = &c.after else { continue };
+            for kind in Kind::ALL {
+                let Some(cur) = state_of(after, kind) else {
+                    continue;
+                };
+                let key = (c.id.clone(), kind);
+                let prev = self.last.get(&key).cloned().flatten();
+                if prev.as_ref().is_some_and(|p| same(p, &cur)) {
+                    continue;
+                }
+                let event_id = uuid::Uuid::new_v4().to_string();
+                let body = event_body(
+                    &event_id,
+                    after,
+                    kind,
+                    c.origin,
+                    prev.as_ref(),
+                    &cur,
+                    observed,
+                );
+                let body_text = body.to_string();
+                tx.execute(
+                    "INSERT INTO journal (event_id, agent_id, kind, origin, at_ms, observed_ms,
+                        prev_state, prev_definition_id, prev_label, prev_since_ms,
+                        state, definition_id, label, prev_duration_ms, epoch, seq, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                    params![
+                        event_id,
+                        c.id,
+                        kind.as_str(),
+                        origin_str(c.origin),
+                        cur.since.timestamp_millis(),
+                        observed.timestamp_millis(),
+                        prev.as_ref().map(|p| p.state.clone()),
+                        prev.as_ref().and_then(|p| p.definition_id.clone()),
+                        prev.as_ref().and_then(|p| p.label.clone()),
+                        prev.as_ref().map(|p| p.since.timestamp_millis()),
+                        cur.state,
+                        cur.definition_id,
+                        cur.label,
+                        prev.as_ref()
+                            .map(|p| (cur.since - p.since).num_milliseconds().max(0)),
+                        b.epoch as i64,
+                        b.seq as i64,
+                        body_text,
+                    ],
+                )?;
+                let journal_id = tx.last_insert_rowid();
+                for (i, sub) in self.hooks.subs.iter().enumerate() {
+                    if sub.filter.matches(&body) {
+                        tx.execute(
+                            "INSERT INTO webhook_outbox (subscriber, agent_id, journal_id, next_ms, created_ms)
+                             VALUES (?1, ?2, ?3, ?4, ?4)",
+                            params![sub.cfg.name, c.id, journal_id, observed.timestamp_millis()],
+                        )?;
+                        woken[i] += 1;
+                    }
+                }
+                self.last.insert(key, Some(cur));
+            }
+        }
+        tx.commit()?;
+        Ok(woken)
+    }
+}
+
+impl Actor for Journal {
+    type Context = SyncContext<Self>;
+
+    fn started(&mut self, _: &mut SyncContext<Self>) {
+        match self.prune() {
+            Ok((j, o)) if j + o > 0 => {
+                tracing::info!(journal = j, dead_letters = o, "journal pruned")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning the journal failed"),
+        }
+    }
+}
+
+impl Handler<JournalBatch> for Journal {
+    type Result = ();
+
+    fn handle(&mut self, b: JournalBatch, _: &mut SyncContext<Self>) {
+        if b.changes.is_empty() {
+            return; // a barrier: everything before it is committed
+        }
+        match self.record(&b) {
+            Ok(woken) => {
+                for (i, n) in woken.into_iter().enumerate() {
+                    if n > 0 {
+                        let sub = &self.hooks.subs[i];
+                        sub.stats.enqueued.fetch_add(n as u64, Ordering::Relaxed);
+                        sub.wake.notify_one();
+                    }
+                }
+            }
+            Err(e) => {
+                // The batch is lost to history; the next change of each
+                // agent is recorded against the last state on disk.
+                self.last.clear();
+                tracing::error!(error = %e, seq = b.seq, changes = b.changes.len(), "journal write failed");
+            }
+        }
+    }
+}
+
+/// Prunes records older than the retention (and old dead letters).
+#[derive(Message)]
+#[rtype(result = "Result<(usize, usize), StoreError>")]
+pub struct Prune;
+
+impl Handler<Prune> for Journal {
+    type Result = Result<(usize, usize), StoreError>;
+
+    fn handle(&mut self, _: Prune, _: &mut SyncContext<Self>) -> Self::Result {
+        self.prune()
+    }
+}
+
+/// HTTP → journal: an agent's records in `[from, to)` plus what the
+/// history and summary endpoints need around them.
+#[derive(Message)]
+#[rtype(result = "Result<JournalSlice, StoreError>")]
+pub struct QueryJournal {
+    pub agent_id: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// Reply to [`QueryJournal`].
+#[derive(Debug, Clone, Default)]
+pub struct JournalSlice {
+    /// Records with `at` in `[from, to)`, oldest first.
+    pub records: Vec<HistoryRecord>,
+    /// Per kind, the last record before `from` (the state at `from`).
+    pub before: Vec<HistoryRecord>,
+    /// Per kind, the agent's first record (where the journal's knowledge starts).
+    pub first: Vec<HistoryRecord>,
+    /// When the gateway first observed this agent (`None`: never).
+    pub coverage_start: Option<DateTime<Utc>>,
+}
+
+fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryRecord> {
+    let prev_state: Option<String> = r.get(6)?;
+    let prev_since: Option<i64> = r.get(9)?;
+    Ok(HistoryRecord {
+        id: Some(r.get(0)?),
+        source: Source::Journal,
+        event_id: Some(r.get(1)?),
+        agent_id: r.get(2)?,
+        kind: Kind::parse(&r.get::<_, String>(3)?),
+        origin: Some(origin_parse(&r.get::<_, String>(4)?)),
+        at: from_ms(r.get(5)?),
+        previous: prev_state.map(|state| StateRef {
+            state,
+            definition_id: r.get(7).ok().flatten(),
+            label: r.get(8).ok().flatten(),
+            since: from_ms(prev_since.unwrap_or_default()),
+        }),
+        current: StateRef {
+            state: r.get(10)?,
+            definition_id: r.get(11)?,
+            label: r.get(12)?,
+            since: from_ms(r.get(5)?),
+        },
+        previous_duration_ms: r.get(13)?,
+    })
+}
+
+const COLS: &str = "id, event_id, agent_id, kind, origin, at_ms, prev_state, prev_definition_id,
+    prev_label, prev_since_ms, state, definition_id, label, prev_duration_ms";
+
+impl Handler<QueryJournal> for Journal {
+    type Result = Result<JournalSlice, StoreError>;
+
+    fn handle(&mut self, q: QueryJournal, _: &mut SyncContext<Self>) -> Self::Result {
+        let (from, to) = (q.from.timestamp_millis(), q.to.timestamp_millis());
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLS} FROM journal WHERE agent_id = ?1 AND at_ms >= ?2 AND at_ms < ?3
+             ORDER BY at_ms, id"
+        ))?;
+        let records = stmt
+            .query_map(params![q.agent_id, from, to], row_to_record)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut before = Vec::new();
+        let mut first = Vec::new();
+        for kind in Kind::ALL {
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT {COLS} FROM journal WHERE agent_id = ?1 AND kind = ?2 AND at_ms < ?3
+                 ORDER BY at_ms DESC, id DESC LIMIT 1"
+            ))?;
+            before.extend(
+                stmt.query_row(params![q.agent_id, kind.as_str(), from], row_to_record)
+                    .optional()?,
+            );
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT {COLS} FROM journal WHERE agent_id = ?1 AND kind = ?2 ORDER BY id LIMIT 1"
+            ))?;
+            first.extend(
+                stmt.query_row(params![q.agent_id, kind.as_str()], row_to_record)
+                    .optional()?,
+            );
+        }
+        let coverage: Option<i64> = self.conn.query_row(
+            "SELECT MIN(observed_ms) FROM journal WHERE agent_id = ?1",
+            params![q.agent_id],
+            |r| r.get(0),
+        )?;
+        Ok(JournalSlice {
+            records,
+            before,
+            first,
+            coverage_start: coverage.map(from_ms),
+        })
+    }
+}
+
+/// One outbox row handed to a delivery worker.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub outbox_id: i64,
+    pub agent_id: String,
+    pub event_id: String,
+    pub body: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// Worker → journal: the next deliverable rows of a subscriber, at most one
+/// per agent (the oldest pending one), due by `now`, at most `limit`.
+#[derive(Message)]
+#[rtype(result = "Result<Claimed, StoreError>")]
+pub struct ClaimDue {
+    pub subscriber: String,
+    pub limit: usize,
+    pub now_ms: i64,
+    /// Agents with a delivery in flight (skipped).
+    pub busy: Vec<String>,
+}
+
+/// Reply to [`ClaimDue`].
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub due: Vec<Due>,
+    /// When the earliest head not yet due becomes due (ms).
+    pub next_ms: Option<i64>,
+    /// Pending rows of this subscriber.
+    pub pending: u64,
+}
+
+impl Handler<ClaimDue> for Journal {
+    type Result = Result<Claimed, StoreError>;
+
+    fn handle(&mut self, q: ClaimDue, _: &mut SyncContext<Self>) -> Self::Result {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT o.id, o.agent_id, o.attempts, o.next_ms, j.event_id, j.body
+             FROM webhook_outbox o JOIN journal j ON j.id = o.journal_id
+             WHERE o.id IN (SELECT MIN(id) FROM webhook_outbox
+                            WHERE subscriber = ?1 AND status = 'pending' GROUP BY agent_id)
+             ORDER BY o.next_ms, o.id",
+        )?;
+        let mut out = Claimed::default();
+        let rows = stmt.query_map(params![q.subscriber], |r| {
+            Ok((
+                Due {
+                    outbox_id: r.get(0)?,
+                    agent_id: r.get(1)?,
+                    attempts: r.get(2)?,
+                    event_id: r.get(4)?,
+                    body: r.get(5)?,
+                },
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (due, next) = row?;
+            if q.busy.contains(&due.agent_id) {
+                continue;
+            }
+            if next > q.now_ms {
+                out.next_ms = Some(out.next_ms.map_or(next, |n: i64| n.min(next)));
+            } else if out.due.len() < q.limit {
+                out.due.push(due);
+            }
+        }
+        out.pending = self.conn.query_row(
+            "SELECT COUNT(*) FROM webhook_outbox WHERE subscriber = ?1 AND status = 'pending'",
+            params![q.subscriber],
+            |r| r.get::<_, i64>(0),
+        )? as u64;
+        Ok(out)
+    }
+}
+
+/// Worker → journal: the outcome of one attempt.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub enum Outcome {
+    /// 2xx: the row is done (deleted; the journal keeps the event).
+    Delivered { outbox_id: i64 },
+    /// Failed: try again at `next_ms`, or give up (`dead`).
+    Failed {
+        outbox_id: i64,
+        attempts: u32,
+        next_ms: i64,
+        dead: bool,
+        error: String,
+    },
+}
+
+impl Handler<Outcome> for Journal {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, o: Outcome, _: &mut SyncContext<Self>) -> Self::Result {
+        match o {
+            Outcome::Delivered { outbox_id } => {
+                self.conn.execute(
+                    "DELETE FROM webhook_outbox WHERE id = ?1",
+                    params![outbox_id],
+                )?;
+            }
+            Outcome::Failed {
+                outbox_id,
+                attempts,
+                next_ms,
+                dead,
+                error,
+            } => {
+                self.conn.execute(
+                    "UPDATE webhook_outbox SET attempts = ?2, next_ms = ?3, last_error = ?4,
+                     status = CASE WHEN ?5 THEN 'dead' ELSE 'pending' END WHERE id = ?1",
+                    params![outbox_id, attempts, next_ms, error, dead],
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// HTTP → journal: queue again, for one subscriber, every journaled event
+/// (matching its filter) observed at or after `from`, oldest first, with
+/// their original ids and bodies. Replies with the number queued.
+#[derive(Message)]
+#[rtype(result = "Result<u64, StoreError>")]
+pub struct Replay {
+    pub subscriber: String,
+    pub from: DateTime<Utc>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl Handler<Replay> for Journal {
+    type Result = Result<u64, StoreError>;
+
+    fn handle(&mut self, q: Replay, _: &mut SyncContext<Self>) -> Self::Result {
+        let Some((i, sub)) = self
+            .hooks
+            .subs
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.cfg.name == q.subscriber)
+        else {
+            return Ok(0);
+        };
+        let now = Utc::now().timestamp_millis();
+        let tx = self.conn.unchecked_transaction()?;
+        let mut n = 0u64;
+        {
+            let mut stmt = tx.prepare(
+                "SELECT id, agent_id, body FROM journal WHERE observed_ms >= ?1 AND observed_ms < ?2 ORDER BY id",
+            )?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        q.from.timestamp_millis(),
+                        q.to.map_or(i64::MAX, |t| t.timestamp_millis())
+                    ],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                        ))
+                    },
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            for (id, agent, body) in rows {
+                let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                if sub.filter.matches(&v) {
+                    tx.execute(
+                        "INSERT INTO webhook_outbox (subscriber, agent_id, journal_id, next_ms, created_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?4)",
+                        params![sub.cfg.name, agent, id, now],
+                    )?;
+                    n += 1;
+                }
+            }
+        }
+        tx.commit()?;
+        let sub = &self.hooks.subs[i];
+        sub.stats.replayed.fetch_add(n, Ordering::Relaxed);
+        sub.stats.enqueued.fetch_add(n, Ordering::Relaxed);
+        sub.wake.notify_one();
+        Ok(n)
+    }
+}
+
+/// Dead letters of a subscriber (newest first, at most `limit`).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Value>, StoreError>")]
+pub struct DeadLetters {
+    pub subscriber: String,
+    pub limit: u32,
+}
+
+impl Handler<DeadLetters> for Journal {
+    type Result = Result<Vec<Value>, StoreError>;
+
+    fn handle(&mut self, q: DeadLetters, _: &mut SyncContext<Self>) -> Self::Result {
+        let mut stmt = self.conn.prepare(
+            "SELECT j.event_id, o.agent_id, o.attempts, o.last_error, o.created_ms
+             FROM webhook_outbox o JOIN journal j ON j.id = o.journal_id
+             WHERE o.subscriber = ?1 AND o.status = 'dead' ORDER BY o.id DESC LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![q.subscriber, q.limit], |r| {
+                Ok(json!({
+                    "eventId": r.get::<_, String>(0)?,
+                    "agentId": r.get::<_, String>(1)?,
+                    "attempts": r.get::<_, u32>(2)?,
+                    "lastError": r.get::<_, Option<String>>(3)?,
+                    "createdAt": iso(from_ms(r.get(4)?)),
+                }))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
