@@ -69,6 +69,10 @@ pub mod names {
     pub const TOKEN_FETCHES: &str = "presence_gateway_upstream_token_fetches_total";
     /// Webhook deliveries, label `outcome` (`delivered` | `retried` | `failed`).
     pub const WEBHOOKS: &str = "presence_gateway_webhook_deliveries_total";
+    /// Webhook events per subscriber, label `outcome`.
+    pub const WEBHOOK_EVENTS: &str = "presence_gateway_webhook_events_total";
+    /// Webhook events waiting per subscriber.
+    pub const WEBHOOK_PENDING: &str = "presence_gateway_webhook_pending";
     /// Requests refused by auth, label `status` (`401` | `403`).
     pub const AUTH_REFUSED: &str = "presence_gateway_auth_refused_total";
     /// Stream tickets, label `event` (`issued` | `redeemed`).
@@ -397,10 +401,74 @@ pub fn render(
     o.0
 }
 
+/// Per-subscriber webhook series from the delivery counters.
+fn render_webhooks(out: &mut String, hooks: &crate::webhooks::Webhooks) {
+    use std::fmt::Write;
+    let subs: Vec<_> = hooks.stats().collect();
+    let _ = writeln!(
+        out,
+        "# HELP {} Webhook events by subscriber and outcome.",
+        names::WEBHOOK_EVENTS
+    );
+    let _ = writeln!(out, "# TYPE {} counter", names::WEBHOOK_EVENTS);
+    for (name, st) in &subs {
+        for (outcome, v) in [
+            ("enqueued", &st.enqueued),
+            ("delivered", &st.delivered),
+            ("attempts", &st.attempts),
+            ("failures", &st.failures),
+            ("dead_lettered", &st.dead_lettered),
+            ("replayed", &st.replayed),
+        ] {
+            let _ = writeln!(
+                out,
+                "{}{{subscriber=\"{name}\",outcome=\"{outcome}\"}} {}",
+                names::WEBHOOK_EVENTS,
+                ld(v)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP {} Webhook events waiting for delivery.",
+        names::WEBHOOK_PENDING
+    );
+    let _ = writeln!(out, "# TYPE {} gauge", names::WEBHOOK_PENDING);
+    for (name, st) in &subs {
+        let _ = writeln!(
+            out,
+            "{}{{subscriber=\"{name}\"}} {}",
+            names::WEBHOOK_PENDING,
+            ld(&st.pending)
+        );
+    }
+}
+
 /// `GET /metrics`.
 async fn metrics(st: web::Data<AppState>) -> HttpResponse {
     let r = st.registry.send(GetStats).await.unwrap_or_default();
-    let body = render(&st.metrics, &r, &st.ops, &st.security.metrics);
+    if let Some(w) = &st.webhooks {
+        // The aggregate outcome series is derived from the per-subscriber counters.
+        let sum = |f: fn(&crate::webhooks::WebhookStats) -> &AtomicU64| {
+            w.hooks.stats().map(|(_, s)| ld(f(s))).sum::<u64>()
+        };
+        st.ops
+            .webhooks
+            .delivered
+            .store(sum(|s| &s.delivered), Ordering::Relaxed);
+        st.ops
+            .webhooks
+            .retried
+            .store(sum(|s| &s.failures), Ordering::Relaxed);
+        st.ops
+            .webhooks
+            .failed
+            .store(sum(|s| &s.dead_lettered), Ordering::Relaxed);
+    }
+    let mut body = render(&st.metrics, &r, &st.ops, &st.security.metrics);
+    if let Some(w) = &st.webhooks {
+        render_webhooks(&mut body, &w.hooks);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(body)
