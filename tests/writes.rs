@@ -359,15 +359,25 @@ async fn leases_expire_to_fallback_across_restart() {
         },
     )
     .await;
-    let audit = get(format!("{}/api/v1/audit?agent={}", gw2.base_url(), ids[1])).await;
-    assert!(
-        audit["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["actor"] == "lease"),
-        "{audit}"
-    );
+    // The audit record lands just after Genesys confirmed the change.
+    wait_until(
+        Duration::from_secs(10),
+        "the lease expiry audited",
+        || async {
+            let audit = get(format!("{}/api/v1/audit?agent={}", gw2.base_url(), ids[1])).await;
+            let leased = audit["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["actor"] == "lease");
+            if leased {
+                Ok(())
+            } else {
+                Err(audit.to_string())
+            }
+        },
+    )
+    .await;
     gw2.stop().await;
     env.sim.stop().await;
 }
