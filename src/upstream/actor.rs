@@ -128,6 +128,8 @@ pub struct Upstream {
     /// Genesys sends for a write (often before the PATCH answer) is marked
     /// as the gateway's own write.
     pending_writes: PendingWrites,
+    /// A shard came back after a gap and the reconciliation waits for the others.
+    gap_since: Option<Instant>,
     /// The interaction hub, when interaction context is served.
     pub(super) interactions: Option<Addr<crate::interactions::Interactions>>,
     /// `externalTag` searches: shared answers and callers waiting for one.
@@ -167,6 +169,7 @@ impl Upstream {
             last_directory_refresh: Instant::now(),
             stop,
             pending_writes: Rc::default(),
+            gap_since: None,
             interactions: None,
             tag_cache: Rc::default(),
         }
@@ -494,8 +497,16 @@ impl Upstream {
                         if act.shards[i].dirty {
                             act.resubscribe(i, ctx);
                         }
-                        // Whatever happened while this shard was not listening.
-                        act.request_sync(SyncReason::Reconcile, ctx);
+                        // Whatever happened while this shard was not listening:
+                        // one reconciliation once every shard is back (a read
+                        // that started before a shard subscribed would need
+                        // another); `tick` does not wait for a shard that
+                        // stays down.
+                        act.gap_since.get_or_insert_with(Instant::now);
+                        if act.shards.iter().all(|s| matches!(s.state, ShardState::Up)) {
+                            act.gap_since = None;
+                            act.request_sync(SyncReason::Reconcile, ctx);
+                        }
                     }
                     Err(e) => {
                         let attempt = match act.shards[i].state {
@@ -694,6 +705,14 @@ impl Upstream {
         self.push_health(ctx, false);
         if !self.synced {
             return;
+        }
+        // Shards that came back are not left unreconciled behind one that stays down.
+        if self
+            .gap_since
+            .is_some_and(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            self.gap_since = None;
+            self.request_sync(SyncReason::Reconcile, ctx);
         }
         // Channels live 24 h; re-subscribing extends them (§5.6).
         let ttl = Duration::from_secs(86_400)

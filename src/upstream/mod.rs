@@ -125,8 +125,9 @@ pub struct UpstreamConfig {
     /// REST requests per minute for the whole gateway (Genesys:
     /// `client.credentials.token.rate.per.minute`, 300 by default).
     pub rate_per_minute: u32,
-    /// Requests that may go at once after a quiet spell; the steady rate is
-    /// lowered so that burst + rate never exceeds `rate_per_minute` in any minute.
+    /// Requests that may go at once after a quiet spell (start-up, a
+    /// reconnect); the steady rate is lowered to `rate_per_minute - burst`
+    /// a minute, so that no minute ever sees more than `rate_per_minute`.
     pub burst: u32,
     /// Renew the token when this share of its lifetime has passed (0.5–0.95).
     pub token_renew_fraction: f64,
@@ -174,7 +175,7 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
             rate_per_minute: 300,
-            burst: 30,
+            burst: 60,
             token_renew_fraction: 0.8,
             page_size: 500,
             topics_per_channel: 1_000,
