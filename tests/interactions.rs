@@ -24,13 +24,14 @@ async fn watch(env: &Env, id: &str) -> Ws {
 /// Reads `interaction` messages until one satisfies `pred`.
 async fn next_interaction(ws: &mut Ws, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut whole = e2e::ws_text::Reassembler::default();
     loop {
         let frame = tokio::time::timeout_at(deadline, ws.next())
             .await
             .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
             .expect("frame")
             .expect("ok");
-        if let awc::ws::Frame::Text(t) = frame {
+        if let Some(t) = whole.push(&frame) {
             let m: Value = serde_json::from_slice(&t).unwrap();
             if m["type"] == "interaction" && pred(&m) {
                 return m;

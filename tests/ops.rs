@@ -4,6 +4,8 @@
 //! the real simulator, the real gateway (`app::start`); no fixed ports, no
 //! bare sleeps (every wait has a deadline and a condition).
 
+mod ws_text;
+
 use std::io::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -261,12 +263,17 @@ async fn ws_connect(
 async fn ws_next(
     framed: &mut actix_codec::Framed<awc::BoxedSocket, ws::Codec>,
 ) -> Result<Value, Option<u16>> {
+    let mut whole = ws_text::Reassembler::default();
     loop {
         let f = tokio::time::timeout(Duration::from_secs(15), framed.next())
             .await
             .expect("a frame within 15 s");
         match f {
-            Some(Ok(ws::Frame::Text(t))) => return Ok(serde_json::from_slice(&t).unwrap()),
+            Some(Ok(f @ (ws::Frame::Text(_) | ws::Frame::Continuation(_)))) => {
+                if let Some(t) = whole.push(&f) {
+                    return Ok(serde_json::from_slice(&t).unwrap());
+                }
+            }
             Some(Ok(ws::Frame::Ping(p))) => {
                 let _ = framed.send(ws::Message::Pong(p)).await;
             }

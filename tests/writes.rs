@@ -97,13 +97,14 @@ async fn valid_change_reaches_genesys_and_streams() {
     assert_eq!(t["presence"]["message"], "back in 10");
     // The stream shows it, marked as the gateway's own write.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut whole = e2e::ws_text::Reassembler::default();
     loop {
         let frame = tokio::time::timeout_at(deadline, ws.next())
             .await
             .expect("delta within deadline")
             .expect("frame")
             .expect("ok");
-        if let awc::ws::Frame::Text(t) = frame {
+        if let Some(t) = whole.push(&frame) {
             let m: Value = serde_json::from_slice(&t).unwrap();
             let hit = m["type"] == "delta"
                 && m["changes"]

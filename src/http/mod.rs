@@ -122,6 +122,9 @@ pub async fn start_on(
             .configure(move |cfg| configure(cfg, st))
     })
     .workers(workers.max(1))
+    // Small write buffers: with SSE snapshots sent in 8 KiB pieces, an idle
+    // connection keeps 8–16 KiB instead of a snapshot-sized buffer.
+    .h1_write_buffer_size(8 * 1024)
     .max_connections(100_000)
     .disable_signals()
     .shutdown_timeout(5)

@@ -25,6 +25,37 @@ use super::config::SessionConfig;
 use super::limits::{ConnGuard, SessionMetrics};
 use super::outbox::{Out, Outbox, Pushed};
 
+/// Largest piece of an SSE frame handed to the HTTP layer at once.
+const SSE_PIECE: usize = 8 * 1024;
+
+/// Largest WebSocket frame: longer messages (snapshots) go as continuation
+/// frames, for the same reason as [`SSE_PIECE`].
+const WS_PIECE: usize = 8 * 1024;
+
+/// Sends one text message, in continuation frames when it is long, letting
+/// the connection write each piece before the next is queued.
+async fn send_text(ws: &mut actix_ws::Session, text: bytestring::ByteString) -> bool {
+    if text.len() <= WS_PIECE {
+        return ws.text(text).await.is_ok();
+    }
+    let bytes = text.into_bytes();
+    let n = bytes.len().div_ceil(WS_PIECE);
+    for i in 0..n {
+        let piece = bytes.slice(i * WS_PIECE..((i + 1) * WS_PIECE).min(bytes.len()));
+        let item = match i {
+            0 => actix_http::ws::Item::FirstText(piece),
+            _ if i + 1 == n => actix_http::ws::Item::Last(piece),
+            _ => actix_http::ws::Item::Continue(piece),
+        };
+        if ws.continuation(item).await.is_err() {
+            return false;
+        }
+        // Let the connection take this piece before queueing the next.
+        tokio::task::yield_now().await;
+    }
+    true
+}
+
 /// Session ids, unique per process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -355,6 +386,53 @@ impl Session {
                             true,
                         ),
                     };
+                    // Large frames (snapshots) go out in pieces, so the
+                    // connection's write buffer never grows to a snapshot's
+                    // size (actix-http keeps up to 128 KiB of it for good).
+                    if bytes.len() > SSE_PIECE && !last {
+                        let mut pieces: std::collections::VecDeque<Bytes> = (0..bytes.len())
+                            .step_by(SSE_PIECE)
+                            .map(|at| bytes.slice(at..(at + SSE_PIECE).min(bytes.len())))
+                            .collect();
+                        while let Some(p) = pieces.pop_front() {
+                            match tx.try_send(p) {
+                                Ok(()) => {}
+                                Err(mpsc::error::TrySendError::Full(p)) => {
+                                    pieces.push_front(p);
+                                    break;
+                                }
+                                Err(mpsc::error::TrySendError::Closed(_)) => {
+                                    self.close(DisconnectReason::TransportClosed, ctx);
+                                    return;
+                                }
+                            }
+                        }
+                        if pieces.is_empty() {
+                            continue;
+                        }
+                        let tx = tx.clone();
+                        self.writing = true;
+                        ctx.spawn(
+                            async move {
+                                for p in pieces {
+                                    if tx.send(p).await.is_err() {
+                                        return false;
+                                    }
+                                }
+                                true
+                            }
+                            .into_actor(self)
+                            .map(|ok, act, ctx| {
+                                act.writing = false;
+                                if ok {
+                                    act.pump(ctx);
+                                } else {
+                                    act.close(DisconnectReason::TransportClosed, ctx);
+                                }
+                            }),
+                        );
+                        return;
+                    }
                     match tx.try_send(bytes) {
                         Ok(()) if last => {
                             *slot = None;
@@ -392,7 +470,9 @@ impl Session {
                     self.writing = true;
                     let fut = async move {
                         match item {
-                            Out::Msg { frame, .. } => (ws.text(frame.ws).await.is_ok(), Some(ws)),
+                            Out::Msg { frame, .. } => {
+                                (send_text(&mut ws, frame.ws).await, Some(ws))
+                            }
                             Out::Raw(_) => (true, Some(ws)),
                             Out::Ping => (ws.ping(b"").await.is_ok(), Some(ws)),
                             Out::Pong(b) => (ws.pong(&b).await.is_ok(), Some(ws)),

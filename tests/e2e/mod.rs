@@ -3,6 +3,9 @@
 //! `wait_until` (poll with a deadline; no bare sleeps).
 #![allow(dead_code)]
 
+#[path = "../ws_text/mod.rs"]
+pub mod ws_text;
+
 use std::time::Duration;
 
 use presence_gateway::app::{self, Gateway};

@@ -4,6 +4,9 @@
 //! `wait_until` (poll a condition with a deadline; no bare sleeps).
 #![allow(dead_code)]
 
+#[path = "../ws_text/mod.rs"]
+mod ws_text;
+
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -455,6 +458,7 @@ pub async fn ws_client(gw: &Gateway, path: &str, keep_log: bool) -> Client {
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let m = model.clone();
     actix_web::rt::spawn(async move {
+        let mut whole = ws_text::Reassembler::default();
         loop {
             tokio::select! {
                 out = rx.recv() => match out {
@@ -462,9 +466,11 @@ pub async fn ws_client(gw: &Gateway, path: &str, keep_log: bool) -> Client {
                     None => break,
                 },
                 fr = framed.next() => match fr {
-                    Some(Ok(awc::ws::Frame::Text(b))) => {
-                        let s = std::str::from_utf8(&b).unwrap();
-                        m.lock().unwrap().apply(parse_msg(None, None, s));
+                    Some(Ok(f @ (awc::ws::Frame::Text(_) | awc::ws::Frame::Continuation(_)))) => {
+                        if let Some(b) = whole.push(&f) {
+                            let s = std::str::from_utf8(&b).unwrap();
+                            m.lock().unwrap().apply(parse_msg(None, None, s));
+                        }
                     }
                     Some(Ok(awc::ws::Frame::Ping(p))) => {
                         let _ = framed.send(awc::ws::Message::Pong(p)).await;
