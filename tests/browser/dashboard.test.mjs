@@ -122,3 +122,34 @@ describe('supervisor dashboard', () => {
     }, { timeoutMs: 45000, intervalMs: 50, what: 'an upstream outage reported, then connected and live again' });
   });
 });
+
+describe('supervisor dashboard over WebSocket', () => {
+  let demo;
+  let browser;
+
+  before(async () => {
+    demo = await startDemo({ agents: AGENTS });
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await demo?.stop();
+  });
+
+  /** `?transport=ws`: the snapshot (sent in continuation frames) and live changes arrive over the WebSocket. */
+  test('snapshot and changes over WebSocket', async () => {
+    const page = await newPage(browser);
+    await page.goto(`${demo.gateway}/?transport=ws`);
+    const users = await simUsers(demo.simulator);
+    await eventually(async () => (await page.evaluate(() => window.__presence.agents.size)) === users.length, { what: 'all agents over WebSocket' });
+    await http(`${demo.simulator}/sim/churn`, { method: 'POST', body: { eventsPerSecond: 0 } });
+    const u = users[7];
+    const target = u.presence.systemPresence === 'TRAINING' ? 'MEETING' : 'TRAINING';
+    await http(`${demo.simulator}/sim/users/${u.id}/presence`, { method: 'POST', body: { systemPresence: target } });
+    await eventually(async () => (await pagePresences(page))[u.id] === target, { what: 'the change over WebSocket' });
+    await eventually(async () => (await page.getAttribute('#fresh', 'data-level')) === 'live', { what: 'freshness live' });
+    assert.deepEqual(page.pageErrors, []);
+    await page.close();
+  });
+});
