@@ -438,6 +438,21 @@ async fn division_scope() {
     assert_eq!(s, 404, "another division's agent looks absent");
     let (s, _) = raw(get(&env, &format!("/api/v1/agents/{inside}"), Some(SCOPED))).await;
     assert_eq!(s, 200);
+    // Interaction context follows the same scope.
+    let (s, _) = raw(get(
+        &env,
+        &format!("/api/v1/agents/{outside}/interactions"),
+        Some(SCOPED),
+    ))
+    .await;
+    assert_eq!(s, 404, "another division's interactions look absent");
+    let (s, v) = raw(get(
+        &env,
+        &format!("/api/v1/agents/{inside}/interactions"),
+        Some(SCOPED),
+    ))
+    .await;
+    assert_eq!(s, 200, "{v}");
     let mut r = client()
         .patch(env.url(&format!("/api/v1/agents/{outside}/presence")))
         .bearer_auth(SCOPED)

@@ -64,15 +64,23 @@ fn state(st: &AppState) -> Result<&InteractionsState, ApiError> {
 /// `GET /api/v1/agents/{id}/interactions`: live when someone watches the
 /// agent, else read through REST.
 async fn agent_interactions(
+    req: actix_web::HttpRequest,
     path: web::Path<String>,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let s = state(&st)?;
-    st.registry
+    let rec = st
+        .registry
         .send(GetAgent { id: id.clone() })
         .await?
         .ok_or_else(|| ApiError::AgentNotFound(id.clone()))?;
+    // Another division's agent looks absent to a division-scoped client.
+    if let Some(d) = &crate::auth::principal(&req).divisions {
+        if !d.contains(&rec.agent.division.id) {
+            return Err(ApiError::AgentNotFound(id));
+        }
+    }
     let (list, source) = match s
         .hub
         .send(GetInteractions {

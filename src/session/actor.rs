@@ -517,12 +517,36 @@ impl Actor for Session {
             ))));
         }
         self.subscribe(ctx);
-        if let Some((hub, agents)) = &self.interactions {
-            let _ = hub.try_send(crate::interactions::Watch {
+        if let Some((hub, agents)) = self.interactions.clone() {
+            // A division-scoped client watches only agents of its divisions.
+            let divisions = self.scope.as_ref().and_then(|p| p.divisions.clone());
+            let registry = self.registry.clone();
+            let watch = crate::interactions::Watch {
                 session_id: self.id,
-                agents: agents.clone(),
+                agents: Vec::new(),
                 recipient: ctx.address().recipient(),
-            });
+            };
+            ctx.spawn(
+                async move {
+                    let mut watch = watch;
+                    for a in agents {
+                        let allowed = match &divisions {
+                            None => true,
+                            Some(d) => matches!(
+                                registry.send(crate::registry::GetAgent { id: a.clone() }).await,
+                                Ok(Some(r)) if d.contains(&r.agent.division.id)
+                            ),
+                        };
+                        if allowed {
+                            watch.agents.push(a);
+                        }
+                    }
+                    if !watch.agents.is_empty() {
+                        let _ = hub.try_send(watch);
+                    }
+                }
+                .into_actor(self),
+            );
         }
         ctx.run_interval(self.cfg.keepalive(), |act, ctx| act.tick(ctx));
     }
