@@ -11,6 +11,7 @@
 //    virtualiser); the per-second tick rewrites only the visible timers.
 
 import { createPresenceClient, computeCounts, presenceKey, fetchPresenceDefinitions } from './presence-client.js';
+import { ensureAccess } from './auth-gate.js';
 
 const TILE_H = 58;
 const GAP = 6;
@@ -552,12 +553,14 @@ setInterval(() => {
 }, 1000);
 setInterval(updateFreshness, 250);
 
-// Which definitions are primary: fetched once (the gateway may also tag presences).
-fetchPresenceDefinitions(params.get('gateway') || '').then((defs) => {
-  for (const d of defs) primaryDefs.set(d.id, d.primary !== false);
-  lastRange = '';
-  for (const el of tilePool) el._agent = null;
-  requestView(true);
-}).catch(() => { /* the label heuristic stands in */ });
-
-client.start();
+// Credentials first (asked only when the gateway requires them), then the
+// definitions (which are primary: fetched once) and the stream.
+ensureAccess(params.get('gateway') || '').then(() => {
+  fetchPresenceDefinitions(params.get('gateway') || '').then((defs) => {
+    for (const d of defs) primaryDefs.set(d.id, d.primary !== false);
+    lastRange = '';
+    for (const el of tilePool) el._agent = null;
+    requestView(true);
+  }).catch(() => { /* the label heuristic stands in */ });
+  client.start();
+});

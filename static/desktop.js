@@ -3,6 +3,7 @@
 // and the interaction-context panel fed by `interaction` stream messages.
 
 import { createPresenceClient, presenceKey, fetchPresenceDefinitions, getJson, setPresence } from './presence-client.js';
+import { ensureAccess } from './auth-gate.js';
 
 const SYS_LABEL = {
   AVAILABLE: 'Available', ON_QUEUE: 'On Queue', BUSY: 'Busy', MEETING: 'Meeting', TRAINING: 'Training',
@@ -249,9 +250,12 @@ if (!agentId) {
   showFatal('Open this page with ?agent=<agent id> in the address.');
   document.querySelectorAll('.card').forEach((c) => { c.hidden = true; });
 } else {
-  client.start();
-  loadAgent();
-  fetchPresenceDefinitions(baseUrl).then((d) => { definitions = d; renderChoices(); renderMe(); })
-    .catch((e) => showResult('err', `Could not load the presence choices (${e.message}).`));
+  // Credentials first: asked only when the gateway requires them.
+  ensureAccess(baseUrl).then(() => {
+    client.start();
+    loadAgent();
+    fetchPresenceDefinitions(baseUrl).then((d) => { definitions = d; renderChoices(); renderMe(); })
+      .catch((e) => showResult('err', `Could not load the presence choices (${e.message}).`));
+  });
   setInterval(tick, 1000);
 }

@@ -173,9 +173,17 @@ export function createPresenceClient(opts = {}) {
     retryTimer = null;
     if (stopped) return;
     setConnection(state.attempt === 0 && !state.hasSnapshot ? 'connecting' : 'reconnecting', { retryInMs: 0 });
+    if (!authToken) { connect(null); return; }
+    // With a credential, each connection needs a fresh one-time ticket.
+    getJson(baseUrl, '/api/v1/tickets', { method: 'POST' })
+      .then(({ body }) => { if (!stopped && !source) connect({ ticket: body.ticket }); })
+      .catch((e) => { if (!stopped) fail(`no stream ticket: ${e.message}`); });
+  }
+
+  function connect(extra) {
     const resume = state.lastEventId;
     if (transport === 'sse') {
-      const es = new EventSource(url('/api/v1/stream', resume ? { last_event_id: resume } : null));
+      const es = new EventSource(url('/api/v1/stream', { ...(resume ? { last_event_id: resume } : {}), ...(extra || {}) }));
       source = es;
       const handler = (e) => {
         if (source !== es) return;
@@ -190,7 +198,7 @@ export function createPresenceClient(opts = {}) {
       // after an HTTP error and never with backoff: close and retry ourselves.
       es.onerror = () => { if (source === es) fail('stream error'); };
     } else {
-      const ws = new WebSocket(url('/api/v1/ws', resume ? { since: resume } : null));
+      const ws = new WebSocket(url('/api/v1/ws', { ...(resume ? { since: resume } : {}), ...(extra || {}) }));
       source = ws;
       ws.onopen = () => { if (source === ws) onOpen(); };
       ws.onmessage = (e) => {
@@ -405,8 +413,21 @@ export class GatewayError extends Error {
   }
 }
 
+/** Bearer credential (API key or JWT) for every call, or null when auth is off. */
+let authToken = null;
+
+/**
+ * Sets the API key or JWT sent as `Authorization: Bearer …` on REST calls;
+ * streams then open with a one-time ticket (`POST /api/v1/tickets`), so the
+ * credential never appears in a URL. `null` turns it off.
+ */
+export function setAuthToken(token) { authToken = token || null; }
+
+function authHeaders() { return authToken ? { authorization: `Bearer ${authToken}` } : {}; }
+
 export async function getJson(baseUrl, path, init) {
-  const res = await fetch((baseUrl || '') + path, { headers: { accept: 'application/json' }, ...init });
+  const headers = { accept: 'application/json', ...authHeaders(), ...((init && init.headers) || {}) };
+  const res = await fetch((baseUrl || '') + path, { ...init, headers });
   let body = null;
   try { body = await res.json(); } catch { body = null; }
   if (!res.ok) throw new GatewayError(res.status, body);

@@ -5,7 +5,7 @@
 use actix_web::{http::header, web, HttpResponse};
 
 /// `(url path, file, content type)` of every file in `static/`.
-pub const ASSETS: [(&str, &[u8], &str); 9] = [
+pub const ASSETS: [(&str, &[u8], &str); 10] = [
     (
         "/",
         include_bytes!("../../static/index.html"),
@@ -34,6 +34,11 @@ pub const ASSETS: [(&str, &[u8], &str); 9] = [
     (
         "/presence-client.js",
         include_bytes!("../../static/presence-client.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "/auth-gate.js",
+        include_bytes!("../../static/auth-gate.js"),
         "text/javascript; charset=utf-8",
     ),
     (
