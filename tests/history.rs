@@ -4,6 +4,9 @@
 //! comes from Genesys analytics (marked so), the daily summary adds up,
 //! CSV works, and the journal survives a restart on the same file.
 
+mod e2e;
+
+use e2e::{client, post, try_get as get, wait_until};
 use std::time::Duration;
 
 use presence_gateway::app::{self, Gateway};
@@ -11,47 +14,6 @@ use presence_gateway::config::Config;
 use presence_gateway::simulator::{self, SimConfig, SimHandle};
 use presence_gateway::upstream::GenesysConfig;
 use serde_json::{json, Value};
-
-/// Polls `cond` every 50 ms until it holds or `deadline` passes.
-async fn wait_until<F, Fut, T>(deadline: Duration, what: &str, mut cond: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        let last = match cond().await {
-            Ok(v) => return v,
-            Err(e) => e,
-        };
-        assert!(
-            tokio::time::Instant::now() < end,
-            "timed out waiting for {what}: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn client() -> awc::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    awc::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .finish()
-}
-
-async fn get(url: String) -> Result<Value, String> {
-    let mut r = client().get(url).send().await.map_err(|e| e.to_string())?;
-    if !r.status().is_success() {
-        return Err(format!("status {}", r.status()));
-    }
-    r.json().limit(64 << 20).await.map_err(|e| e.to_string())
-}
-
-async fn post(url: String, body: Value) -> Value {
-    let mut r = client().post(url).send_json(&body).await.expect("POST");
-    assert!(r.status().is_success(), "POST status {}", r.status());
-    r.json().await.expect("json")
-}
 
 fn sim_config() -> SimConfig {
     SimConfig {

@@ -4,7 +4,9 @@
 //! the real simulator, the real gateway (`app::start`); no fixed ports, no
 //! bare sleeps (every wait has a deadline and a condition).
 
-mod ws_text;
+mod e2e;
+
+use e2e::{client, wait_until, ws_text};
 
 use std::io::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -68,33 +70,6 @@ fn key(name: &str, k: &str, role: Role, divisions: &[&str]) -> ApiKeyConfig {
         role,
         divisions: divisions.iter().map(|d| d.to_string()).collect(),
     }
-}
-
-/// Polls `cond` every 25 ms until it holds or `deadline` passes.
-async fn wait_until<F, Fut>(deadline: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        let last = match cond().await {
-            Ok(()) => return,
-            Err(e) => e,
-        };
-        assert!(
-            tokio::time::Instant::now() < end,
-            "timed out waiting for {what}: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-fn client() -> awc::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    awc::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .finish()
 }
 
 struct Env {

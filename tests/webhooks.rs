@@ -5,6 +5,9 @@
 //! restarted on the same store file loses nothing (duplicates carry the
 //! same event id and body).
 
+mod e2e;
+
+use e2e::{client, post, try_get as get, wait_until};
 use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -20,47 +23,6 @@ use presence_gateway::webhooks::{verify, WebhookConfig, WebhookFilter};
 use serde_json::{json, Value};
 
 const SECRET: &str = "test-secret-0123456789";
-
-/// Polls `cond` every 50 ms until it holds or `deadline` passes.
-async fn wait_until<F, Fut, T>(deadline: Duration, what: &str, mut cond: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        let last = match cond().await {
-            Ok(v) => return v,
-            Err(e) => e,
-        };
-        assert!(
-            tokio::time::Instant::now() < end,
-            "timed out waiting for {what}: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn client() -> awc::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    awc::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .finish()
-}
-
-async fn get(url: String) -> Result<Value, String> {
-    let mut r = client().get(url).send().await.map_err(|e| e.to_string())?;
-    if !r.status().is_success() {
-        return Err(format!("status {}", r.status()));
-    }
-    r.json().limit(64 << 20).await.map_err(|e| e.to_string())
-}
-
-async fn post(url: String, body: Value) -> Value {
-    let mut r = client().post(url).send_json(&body).await.expect("POST");
-    assert!(r.status().is_success(), "POST status {}", r.status());
-    r.json().await.expect("json")
-}
 
 /// How the receiver answers.
 #[derive(Clone, Copy, PartialEq)]

@@ -14,16 +14,17 @@ use presence_gateway::simulator::{self, SimConfig, SimHandle};
 use presence_gateway::upstream::GenesysConfig;
 use serde_json::{json, Value};
 
-/// Polls `cond` every 50 ms until it holds or `deadline` passes.
-pub async fn wait_until<F, Fut>(deadline: Duration, what: &str, mut cond: F)
+/// Polls `cond` every 50 ms until it yields `Ok`, or panics with the last
+/// error once `deadline` passes; returns the `Ok` value.
+pub async fn wait_until<F, Fut, T>(deadline: Duration, what: &str, mut cond: F) -> T
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = Result<T, String>>,
 {
     let end = tokio::time::Instant::now() + deadline;
     loop {
         let last = match cond().await {
-            Ok(()) => return,
+            Ok(v) => return v,
             Err(e) => e,
         };
         assert!(
@@ -45,6 +46,15 @@ pub async fn get(url: String) -> Value {
     let mut r = client().get(url).send().await.expect("GET");
     assert!(r.status().is_success(), "GET status {}", r.status());
     r.json().limit(64 << 20).await.expect("json")
+}
+
+/// `GET` as a `Result`, for polling: a non-2xx status is an `Err`.
+pub async fn try_get(url: String) -> Result<Value, String> {
+    let mut r = client().get(url).send().await.map_err(|e| e.to_string())?;
+    if !r.status().is_success() {
+        return Err(format!("status {}", r.status()));
+    }
+    r.json().limit(64 << 20).await.map_err(|e| e.to_string())
 }
 
 pub async fn post(url: String, body: Value) -> Value {
