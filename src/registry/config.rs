@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::config::check_range;
+
 use serde::Deserialize;
 
 /// Tuning of the registry actor. Every field has a default; an empty
@@ -32,6 +34,9 @@ pub struct RegistryConfig {
     pub mailbox_capacity: usize,
 }
 
+/// The table name in error messages.
+const SECTION: &str = "registry";
+
 impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
@@ -47,24 +52,29 @@ impl Default for RegistryConfig {
 impl RegistryConfig {
     /// Checks every bound; the error names the offending field.
     pub fn validate(&self) -> Result<(), String> {
-        fn range<T: PartialOrd + std::fmt::Display>(
-            name: &str,
-            v: T,
-            lo: T,
-            hi: T,
-        ) -> Result<(), String> {
-            if v < lo || v > hi {
-                return Err(format!(
-                    "registry.{name} = {v}: must be between {lo} and {hi}"
-                ));
-            }
-            Ok(())
-        }
-        range("replay_batches", self.replay_batches, 1, 1_000_000)?;
-        range("replay_max_age_secs", self.replay_max_age_secs, 1, 86_400)?;
-        range("batch_window_ms", self.batch_window_ms, 0, 1000)?;
-        range("status_interval_secs", self.status_interval_secs, 1, 3600)?;
-        range("mailbox_capacity", self.mailbox_capacity, 16, 1_000_000)?;
+        check_range(SECTION, "replay_batches", self.replay_batches, 1, 1_000_000)?;
+        check_range(
+            SECTION,
+            "replay_max_age_secs",
+            self.replay_max_age_secs,
+            1,
+            86_400,
+        )?;
+        check_range(SECTION, "batch_window_ms", self.batch_window_ms, 0, 1000)?;
+        check_range(
+            SECTION,
+            "status_interval_secs",
+            self.status_interval_secs,
+            1,
+            3600,
+        )?;
+        check_range(
+            SECTION,
+            "mailbox_capacity",
+            self.mailbox_capacity,
+            16,
+            1_000_000,
+        )?;
         Ok(())
     }
 

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::config::check_range;
+
 use serde::Deserialize;
 
 /// Tuning of every client session (WebSocket and SSE). Every field has a
@@ -54,6 +56,9 @@ pub struct SessionConfig {
     pub close_grace_secs: u64,
 }
 
+/// The table name in error messages.
+const SECTION: &str = "session";
+
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
@@ -74,50 +79,58 @@ impl Default for SessionConfig {
 impl SessionConfig {
     /// Checks every bound; the error names the offending field.
     pub fn validate(&self) -> Result<(), String> {
-        fn range<T: PartialOrd + std::fmt::Display>(
-            name: &str,
-            v: T,
-            lo: T,
-            hi: T,
-        ) -> Result<(), String> {
-            if v < lo || v > hi {
-                return Err(format!(
-                    "session.{name} = {v}: must be between {lo} and {hi}"
-                ));
-            }
-            Ok(())
-        }
-        range("outbox_bytes", self.outbox_bytes, 4096, 1 << 30)?;
-        range("mailbox_capacity", self.mailbox_capacity, 4, 65_536)?;
-        range("keepalive_secs", self.keepalive_secs, 1, 300)?;
-        range("idle_timeout_secs", self.idle_timeout_secs, 2, 3600)?;
+        check_range(SECTION, "outbox_bytes", self.outbox_bytes, 4096, 1 << 30)?;
+        check_range(
+            SECTION,
+            "mailbox_capacity",
+            self.mailbox_capacity,
+            4,
+            65_536,
+        )?;
+        check_range(SECTION, "keepalive_secs", self.keepalive_secs, 1, 300)?;
+        check_range(
+            SECTION,
+            "idle_timeout_secs",
+            self.idle_timeout_secs,
+            2,
+            3600,
+        )?;
         if self.idle_timeout_secs <= self.keepalive_secs {
             return Err(format!(
                 "session.idle_timeout_secs = {}: must exceed session.keepalive_secs ({})",
                 self.idle_timeout_secs, self.keepalive_secs
             ));
         }
-        range("sse_retry_ms", self.sse_retry_ms, 0, 600_000)?;
-        range("max_connections", self.max_connections, 1, 1_000_000)?;
-        range(
+        check_range(SECTION, "sse_retry_ms", self.sse_retry_ms, 0, 600_000)?;
+        check_range(
+            SECTION,
+            "max_connections",
+            self.max_connections,
+            1,
+            1_000_000,
+        )?;
+        check_range(
+            SECTION,
             "max_connections_per_ip",
             self.max_connections_per_ip,
             1,
             1_000_000,
         )?;
-        range(
+        check_range(
+            SECTION,
             "max_malformed_per_minute",
             self.max_malformed_per_minute,
             1,
             1000,
         )?;
-        range(
+        check_range(
+            SECTION,
             "max_client_message_bytes",
             self.max_client_message_bytes,
             128,
             1 << 20,
         )?;
-        range("close_grace_secs", self.close_grace_secs, 1, 300)?;
+        check_range(SECTION, "close_grace_secs", self.close_grace_secs, 1, 300)?;
         Ok(())
     }
 
