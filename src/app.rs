@@ -97,6 +97,7 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         crate::auth::Security::new(
             &cfg.auth,
             &cfg.server.allowed_origins,
+            &cfg.server.public_origins,
             cfg.server.max_body_bytes,
         )
         .map_err(std::io::Error::other)?,

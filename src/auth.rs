@@ -42,8 +42,7 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 
 use crate::http::AppState;
-use crate::registry::{Filter, GetAgent};
-use crate::writes::ClientIdentity;
+use crate::registry::Filter;
 
 /// A caller's role. Each includes the rights of the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -240,6 +239,8 @@ pub struct Principal {
     pub role: Role,
     /// Divisions it is limited to; `None`: all.
     pub divisions: Option<Arc<Vec<String>>>,
+    /// True only for [`Principal::anonymous`] (auth off).
+    pub anonymous: bool,
 }
 
 impl Principal {
@@ -251,6 +252,18 @@ impl Principal {
             name,
             role,
             divisions: (!d.is_empty()).then(|| Arc::new(d)),
+            anonymous: false,
+        }
+    }
+
+    /// The caller when auth is off (loopback only, see [`exposure_check`]):
+    /// named `anonymous`, every right. Never used when auth is on.
+    pub fn anonymous() -> Principal {
+        Principal {
+            name: "anonymous".into(),
+            role: Role::Admin,
+            divisions: None,
+            anonymous: true,
         }
     }
 
@@ -336,16 +349,31 @@ impl JwtVerifier {
                 head.alg, head.kid
             )
         })?;
+        // RFC 7515 §4.1.11: a `crit` header names extensions the recipient
+        // must understand; this verifier understands none.
+        if header_has_crit(token) {
+            return Err(
+                "JWT refused: header `crit` names extensions this gateway does not \
+                        support"
+                    .into(),
+            );
+        }
         let mut v = Validation::new(head.alg);
         v.leeway = self.cfg.leeway_secs;
-        v.set_required_spec_claims(&["exp", "sub"]);
+        v.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
         if let Some(iss) = &self.cfg.issuer {
             v.set_issuer(&[iss]);
+            required.push("iss");
         }
         match &self.cfg.audience {
-            Some(aud) => v.set_audience(&[aud]),
+            Some(aud) => {
+                v.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => v.validate_aud = false,
         }
+        v.set_required_spec_claims(&required);
         let data = decode::<serde_json::Map<String, serde_json::Value>>(token, key, &v)
             .map_err(|e| format!("JWT refused: {e}"))?;
         let c = data.claims;
@@ -386,6 +414,20 @@ impl JwtVerifier {
     }
 }
 
+/// Does the JWT's protected header carry `crit`? (jsonwebtoken's `Header`
+/// does not keep the field, so the header is read here.)
+fn header_has_crit(token: &str) -> bool {
+    use base64::Engine;
+    let Some(part) = token.split('.').next() else {
+        return false;
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&b).ok())
+        .is_some_and(|m| m.contains_key("crit"))
+}
+
 /// Auth counters, exported by `/metrics`.
 #[derive(Debug, Default)]
 pub struct AuthMetrics {
@@ -413,6 +455,11 @@ pub struct Security {
     ticket_ttl: Duration,
     /// Origins allowed besides the gateway's own (`*`: any).
     allowed_origins: Vec<String>,
+    /// The gateway's own origins from `server.public_origins`.
+    public_origins: Vec<String>,
+    /// The gateway's own origins derived from the bound listen address
+    /// (set once by [`Security::set_listen_addr`]).
+    listen_origins: std::sync::OnceLock<Vec<String>>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// `/metrics` without credentials.
@@ -433,6 +480,8 @@ impl Default for Security {
             tickets: parking_lot::Mutex::new(HashMap::new()),
             ticket_ttl: Duration::from_secs(30),
             allowed_origins: Vec::new(),
+            public_origins: Vec::new(),
+            listen_origins: std::sync::OnceLock::new(),
             max_body_bytes: 64 * 1024,
             public_metrics: false,
             draining: AtomicBool::new(false),
@@ -446,6 +495,7 @@ impl Security {
     pub fn new(
         auth: &AuthConfig,
         allowed_origins: &[String],
+        public_origins: &[String],
         max_body_bytes: usize,
     ) -> Result<Security, String> {
         auth.validate()?;
@@ -468,8 +518,9 @@ impl Security {
             ticket_ttl: Duration::from_secs(auth.ticket_ttl_secs),
             allowed_origins: allowed_origins
                 .iter()
-                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .map(|o| normalise_origin(o))
                 .collect(),
+            public_origins: public_origins.iter().map(|o| normalise_origin(o)).collect(),
             max_body_bytes,
             public_metrics: auth.public_metrics,
             ..Security::default()
@@ -514,16 +565,71 @@ impl Security {
         })
     }
 
-    /// Is `origin` allowed for a request to `host`?
-    fn origin_allowed(&self, origin: &str, host: Option<&str>) -> bool {
-        let o = origin.trim_end_matches('/').to_ascii_lowercase();
-        let own = host.is_some_and(|h| {
-            o.strip_prefix("http://")
-                .or_else(|| o.strip_prefix("https://"))
-                .is_some_and(|rest| rest.eq_ignore_ascii_case(h))
-        });
+    /// Records the address the server bound: without `server.public_origins`
+    /// the gateway's own origin is `http://<that address>` (and, on a
+    /// loopback address, the same port on `localhost`, `127.0.0.1` and
+    /// `[::1]`; on an unspecified address such as `0.0.0.0`, those three).
+    /// Only the first call counts.
+    pub fn set_listen_addr(&self, addr: SocketAddr) {
+        let mut v = vec![normalise_origin(&format!("http://{addr}"))];
+        if addr.ip().is_unspecified() && self.public_origins.is_empty() {
+            tracing::warn!(
+                %addr,
+                "server.public_origins is not set: browsers may use this gateway's pages and \
+                 streams only as http://localhost:{}; set it to the address people open",
+                addr.port()
+            );
+        }
+        if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+            let port = addr.port();
+            for h in ["localhost", "127.0.0.1", "[::1]"] {
+                v.push(format!("http://{h}:{port}"));
+            }
+        }
+        let _ = self.listen_origins.set(v);
+    }
+
+    /// Is a browser `Origin` allowed? Only the configured public origins
+    /// (else the listen address's), and `server.allowed_origins`. The
+    /// request's `Host` header plays no part (DNS rebinding).
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        let o = normalise_origin(origin);
+        let own = if self.public_origins.is_empty() {
+            self.listen_origins.get().is_some_and(|l| l.contains(&o))
+        } else {
+            self.public_origins.contains(&o)
+        };
         own || self.allowed_origins.iter().any(|a| a == "*" || *a == o)
     }
+
+    /// Is `/metrics` served without credentials?
+    pub fn public_metrics(&self) -> bool {
+        self.public_metrics
+    }
+
+    /// Is authentication configured?
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+}
+
+/// Lower-case, no trailing slash; default ports dropped
+/// (`https://x:443` is `https://x`), as browsers serialise origins.
+fn normalise_origin(o: &str) -> String {
+    let o = o.trim().trim_end_matches('/').to_ascii_lowercase();
+    if let Some(h) = o
+        .strip_prefix("http://")
+        .and_then(|h| h.strip_suffix(":80"))
+    {
+        return format!("http://{h}");
+    }
+    if let Some(h) = o
+        .strip_prefix("https://")
+        .and_then(|h| h.strip_suffix(":443"))
+    {
+        return format!("https://{h}");
+    }
+    o
 }
 
 /// Why a request was refused by the guard. Always a JSON body.
@@ -583,61 +689,34 @@ impl ResponseError for AuthError {
     }
 }
 
-/// What a route needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Need {
-    /// Anyone (health, pages).
-    Public,
-    /// At least this role.
-    Role(Role),
-}
-
-/// Decides a path's requirement. Unknown `/api/` routes default to
-/// viewer for reads and supervisor for writes, so routes added later are
-/// never open by accident; audit, webhooks and replay are admin.
-fn need(method: &Method, path: &str, public_metrics: bool) -> Need {
-    if path == "/metrics" {
-        return if public_metrics {
-            Need::Public
-        } else {
-            Need::Role(Role::Admin)
-        };
-    }
-    if !path.starts_with("/api/") {
-        return Need::Public;
-    }
-    let admin = ["/api/v1/audit", "/api/v1/webhooks", "/api/v1/replay"]
-        .iter()
-        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
-    if admin {
-        return Need::Role(Role::Admin);
-    }
-    if path == "/api/v1/tickets" {
-        return Need::Role(Role::Viewer);
-    }
-    if matches!(*method, Method::GET | Method::HEAD) {
-        Need::Role(Role::Viewer)
-    } else {
-        Need::Role(Role::Supervisor)
-    }
-}
-
-/// The agent id of `/api/v1/agents/{id}[/…]`.
-fn agent_in_path(path: &str) -> Option<&str> {
-    let rest = path.strip_prefix("/api/v1/agents/")?;
-    let id = rest.split('/').next()?;
-    (!id.is_empty()).then_some(id)
-}
-
-/// The `ticket` query parameter, if any.
+/// The ticket query parameter, if any.
 fn ticket_param(qs: &str) -> Option<String> {
     form_urlencoded::parse(qs.as_bytes())
         .find(|(k, _)| k == "ticket")
         .map(|(_, v)| v.into_owned())
 }
 
-/// The middleware (`App::wrap(from_fn(guard))`); see the module docs.
-pub async fn guard(
+/// Is this path one of the static pages (public, no credentials, CORS `*`)?
+fn is_asset(path: &str) -> bool {
+    crate::http::assets::ASSETS
+        .iter()
+        .any(|(p, _, _)| *p == path)
+}
+
+/// The app-wide middleware (`App::wrap(from_fn(edge))`), run before
+/// routing. It decides nothing about who may call what (that is the route
+/// table's [`crate::http::table`] policy, run after routing); it:
+/// 1. refuses a browser `Origin` that is not one of the gateway's public
+///    origins nor in `server.allowed_origins` (403), except on static pages;
+/// 2. answers every `OPTIONS` (CORS preflight or not) from the route table,
+///    before any authentication: 204 with `Allow`, plus the CORS preflight
+///    headers for an allowed `Origin`; 404 for a path the table lacks;
+/// 3. refuses bodies over `server.max_body_bytes` (413);
+/// 4. adds the CORS headers for an allowed `Origin` to every answer,
+///    refusals included, so that a cross-origin page can read a 401;
+/// 5. turns any error response that is not JSON yet into
+///    `{"error","reason"}`.
+pub async fn edge(
     req: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
@@ -650,188 +729,142 @@ pub async fn guard(
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let guarded = req.path().starts_with("/api/") || req.path() == "/metrics";
-    if let (Some(o), true) = (&origin, guarded) {
-        let host = req.connection_info().host().to_owned();
-        if !sec.origin_allowed(o, Some(&host)) {
+    let asset = is_asset(req.match_info().as_str());
+    if let (Some(o), false) = (&origin, asset) {
+        if !sec.origin_allowed(o) {
             sec.metrics.forbidden.fetch_add(1, Ordering::Relaxed);
             return Ok(refuse(req, AuthError::Origin(o.clone())));
         }
-        if req.method() == Method::OPTIONS
-            && req.headers().contains_key("access-control-request-method")
-        {
-            let resp = HttpResponse::NoContent()
-                .insert_header(("Access-Control-Allow-Origin", o.as_str()))
-                .insert_header(("Vary", "Origin"))
-                .insert_header((
-                    "Access-Control-Allow-Methods",
-                    "GET, POST, PATCH, PUT, DELETE, OPTIONS",
-                ))
-                .insert_header((
-                    "Access-Control-Allow-Headers",
-                    "Authorization, Content-Type, If-Match, Idempotency-Key, Last-Event-ID",
-                ))
-                .insert_header(("Access-Control-Max-Age", "600"))
-                .finish();
-            return Ok(req.into_response(resp));
-        }
     }
-    if let Some(len) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > sec.max_body_bytes as u64 {
-            return Ok(refuse(req, AuthError::TooLarge(len, sec.max_body_bytes)));
-        }
-    }
-    let stream_path = matches!(req.path(), "/api/v1/stream" | "/api/v1/ws");
-    if stream_path && sec.draining.load(Ordering::Acquire) {
-        return Ok(refuse(req, AuthError::Draining));
-    }
-    let need = need(req.method(), req.path(), sec.public_metrics);
-    if let Need::Role(role) = need {
-        let principal = match authenticate(&req, &sec, stream_path) {
-            Ok(p) => p,
-            Err(e) => {
-                sec.metrics.unauthenticated.fetch_add(1, Ordering::Relaxed);
-                return Ok(refuse(req, e));
+    // From here on an `Origin`, if any, is allowed (or the path is a page).
+    let cors_origin = origin.filter(|_| !asset);
+    let res = if req.method() == Method::OPTIONS {
+        let allowed = crate::http::table::allowed_methods(req.match_info().as_str());
+        let resp = if allowed.is_empty() {
+            crate::http::ApiError::NotFound(format!("{} {}", req.method(), req.path()))
+                .error_response()
+        } else {
+            let list = allowed
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut b = HttpResponse::NoContent();
+            b.insert_header((header::ALLOW, list.clone()));
+            if cors_origin.is_some() {
+                b.insert_header(("Access-Control-Allow-Methods", list))
+                    .insert_header((
+                        "Access-Control-Allow-Headers",
+                        "Authorization, Content-Type, If-Match, Idempotency-Key, Last-Event-ID",
+                    ))
+                    .insert_header(("Access-Control-Max-Age", "600"));
             }
+            b.finish()
         };
-        if principal.role < role {
-            sec.metrics.forbidden.fetch_add(1, Ordering::Relaxed);
-            let e = AuthError::Forbidden(format!(
-                "{} {} needs role {} or above; {:?} is {}",
-                req.method(),
-                req.path(),
-                role.as_str(),
-                principal.name,
-                principal.role.as_str()
-            ));
-            return Ok(refuse(req, e));
+        req.into_response(resp)
+    } else {
+        let too_large = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|len| *len > sec.max_body_bytes as u64);
+        match too_large {
+            Some(len) => refuse(req, AuthError::TooLarge(len, sec.max_body_bytes)),
+            None => next.call(req).await?,
         }
-        if let Err(e) = check_divisions(&req, &state, &principal).await {
-            sec.metrics.forbidden.fetch_add(1, Ordering::Relaxed);
-            return Ok(refuse(req, e));
-        }
-        if sec.enabled {
-            // With auth off the audit log keeps `anonymous@<ip>`.
-            req.extensions_mut()
-                .insert(ClientIdentity(principal.name.clone()));
-        }
-        req.extensions_mut().insert(principal);
-    }
-    let mut res = next.call(req).await?;
-    if let (Some(o), true) = (origin, guarded) {
-        // The origin passed the check above.
+    };
+    let mut res = json_errors(res).await?;
+    if let Some(o) = cors_origin {
         if let Ok(v) = header::HeaderValue::from_str(&o) {
             let h = res.headers_mut();
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
             h.insert(header::VARY, header::HeaderValue::from_static("Origin"));
             h.insert(
                 header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                header::HeaderValue::from_static("ETag, Retry-After"),
+                header::HeaderValue::from_static(
+                    "ETag, Retry-After, WWW-Authenticate, Idempotent-Replayed",
+                ),
             );
         }
     }
-    json_errors(res).await
-}
-
-/// Authenticates a request: bearer header, else (streams only) a ticket,
-/// else anonymous admin when auth is off.
-fn authenticate(
-    req: &ServiceRequest,
-    sec: &Security,
-    stream_path: bool,
-) -> Result<Principal, AuthError> {
-    if let Some(h) = req.headers().get(header::AUTHORIZATION) {
-        let v = h
-            .to_str()
-            .map_err(|_| AuthError::Unauthenticated("Authorization header is not ASCII".into()))?;
-        let cred = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                AuthError::Unauthenticated("expected `Authorization: Bearer <key or JWT>`".into())
-            })?
-            .trim();
-        if !sec.enabled {
-            return Ok(anonymous());
-        }
-        return sec.bearer(cred).map_err(AuthError::Unauthenticated);
-    }
-    if let Some(t) = ticket_param(req.query_string()) {
-        if !stream_path {
-            return Err(AuthError::Unauthenticated(
-                "tickets are accepted on /api/v1/stream and /api/v1/ws only".into(),
-            ));
-        }
-        if !sec.enabled {
-            return Ok(anonymous());
-        }
-        return sec.redeem(&t).ok_or_else(|| {
-            AuthError::Unauthenticated(
-                "ticket unknown, expired or already used; POST /api/v1/tickets for a new one"
-                    .into(),
-            )
-        });
-    }
-    if !sec.enabled {
-        return Ok(anonymous());
-    }
-    Err(AuthError::Unauthenticated(
-        "credentials required: `Authorization: Bearer <API key or JWT>` (streams: \
-         `?ticket=` from POST /api/v1/tickets)"
-            .into(),
-    ))
-}
-
-fn anonymous() -> Principal {
-    Principal::new("anonymous".into(), Role::Admin, Vec::new())
-}
-
-/// Keeps a division-scoped principal to its agents on agent paths.
-async fn check_divisions(
-    req: &ServiceRequest,
-    state: &AppState,
-    p: &Principal,
-) -> Result<(), AuthError> {
-    if p.divisions.is_none() {
-        return Ok(());
-    }
-    let write = !matches!(*req.method(), Method::GET | Method::HEAD);
-    if write && req.path() == "/api/v1/presence/bulk" {
-        return Err(AuthError::Forbidden(
-            "a division-scoped credential may not use bulk writes; PATCH each agent".into(),
-        ));
-    }
-    let Some(id) = agent_in_path(req.path()) else {
-        return Ok(());
-    };
-    let rec = state
-        .registry
-        .send(GetAgent { id: id.to_owned() })
-        .await
-        .map_err(|_| AuthError::Forbidden("registry unavailable".into()))?;
-    // Unknown agents fall through to the handler's own 404.
-    let Some(rec) = rec else { return Ok(()) };
-    if p.sees(&rec.agent.division.id) {
-        return Ok(());
-    }
-    if write {
-        Err(AuthError::Forbidden(format!(
-            "agent {id:?} is outside the divisions of {:?}",
-            p.name
-        )))
-    } else {
-        Err(AuthError::HiddenAgent(id.to_owned()))
-    }
+    Ok(res)
 }
 
 fn refuse(req: ServiceRequest, e: AuthError) -> ServiceResponse<BoxBody> {
     tracing::debug!(path = req.path(), error = %e, "request refused");
     req.into_response(e.error_response())
+}
+
+impl Security {
+    /// Authenticates a request for a protected route: the bearer header,
+    /// else (where the route accepts them) a one-time ticket. With auth off
+    /// the caller is the explicit [`Principal::anonymous`]; with auth on,
+    /// no credentials is a 401. Never defaults to any other principal.
+    pub fn authenticate(&self, req: &HttpRequest, tickets: bool) -> Result<Principal, AuthError> {
+        if let Some(h) = req.headers().get(header::AUTHORIZATION) {
+            let v = h.to_str().map_err(|_| {
+                AuthError::Unauthenticated("Authorization header is not ASCII".into())
+            })?;
+            let cred = v
+                .strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+                .ok_or_else(|| {
+                    AuthError::Unauthenticated(
+                        "expected `Authorization: Bearer <key or JWT>`".into(),
+                    )
+                })?
+                .trim();
+            if !self.enabled {
+                return Ok(Principal::anonymous());
+            }
+            return self.bearer(cred).map_err(AuthError::Unauthenticated);
+        }
+        if let Some(t) = ticket_param(req.query_string()) {
+            if !tickets {
+                return Err(AuthError::Unauthenticated(
+                    "tickets are accepted on /api/v1/stream and /api/v1/ws only".into(),
+                ));
+            }
+            if !self.enabled {
+                return Ok(Principal::anonymous());
+            }
+            return self.redeem(&t).ok_or_else(|| {
+                AuthError::Unauthenticated(
+                    "ticket unknown, expired or already used; POST /api/v1/tickets for a new one"
+                        .into(),
+                )
+            });
+        }
+        if !self.enabled {
+            return Ok(Principal::anonymous());
+        }
+        Err(AuthError::Unauthenticated(
+            "credentials required: `Authorization: Bearer <API key or JWT>` (streams: \
+             `?ticket=` from POST /api/v1/tickets)"
+                .into(),
+        ))
+    }
+}
+
+/// The caller the route policy recorded: a 401 when there is none (a
+/// public route, or a route registered outside the table), never a default.
+pub fn principal(req: &HttpRequest) -> Result<Principal, AuthError> {
+    req.extensions().get::<Principal>().cloned().ok_or_else(|| {
+        AuthError::Unauthenticated("this route has no access policy; refused".into())
+    })
+}
+
+/// Handlers of protected routes take the caller as an argument; the route
+/// policy recorded it. A handler reached without one (a public route, or a
+/// route registered outside the table) gets a 401, never a default.
+impl actix_web::FromRequest for Principal {
+    type Error = AuthError;
+    type Future = std::future::Ready<Result<Principal, AuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(principal(req))
+    }
 }
 
 /// Rewrites an error response whose body is not JSON (actix extractor
@@ -878,14 +911,6 @@ async fn json_errors(
     Ok(ServiceResponse::new(req, resp))
 }
 
-/// The principal the guard recorded (anonymous admin when none).
-pub fn principal(req: &HttpRequest) -> Principal {
-    req.extensions()
-        .get::<Principal>()
-        .cloned()
-        .unwrap_or_else(anonymous)
-}
-
 /// Narrows a client's filter to the principal's divisions: no division
 /// asked → all of its divisions; some asked → those it may see, and a 403
 /// when none of them is.
@@ -909,9 +934,9 @@ pub fn scope_filter(p: &Principal, mut f: Filter) -> Result<Filter, AuthError> {
 }
 
 /// `POST /api/v1/tickets`: a one-time ticket for `?ticket=` on the stream
-/// endpoints, valid `auth.ticket_ttl_secs`.
-async fn tickets(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
-    let p = principal(&req);
+/// endpoints, valid `auth.ticket_ttl_secs`, carrying the caller's role and
+/// divisions.
+pub(crate) async fn tickets(p: Principal, st: web::Data<AppState>) -> HttpResponse {
     let t = st.security.issue_ticket(&p);
     HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -922,44 +947,53 @@ async fn tickets(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
         }))
 }
 
-/// Registers `POST /api/v1/tickets` and the body limits of extractors.
+/// Registers the body limits of extractors.
 pub fn configure(cfg: &mut web::ServiceConfig, sec: &Security) {
     let limit = sec.max_body_bytes;
     cfg.app_data(web::PayloadConfig::new(limit))
-        .app_data(web::JsonConfig::default().limit(limit))
-        .route("/api/v1/tickets", web::post().to(tickets));
+        .app_data(web::JsonConfig::default().limit(limit));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Roles order; unknown API paths are never public.
+    /// Roles order; `/metrics` is admin unless made public.
     #[test]
     fn needs() {
+        use crate::http::table::Access;
         assert!(Role::Viewer < Role::Supervisor && Role::Supervisor < Role::Admin);
-        assert_eq!(need(&Method::GET, "/healthz", false), Need::Public);
+        assert_eq!(Access::Public.required(false), None);
+        assert_eq!(Access::Metrics.required(false), Some(Role::Admin));
+        assert_eq!(Access::Metrics.required(true), None);
         assert_eq!(
-            need(&Method::GET, "/api/v1/agents", false),
-            Need::Role(Role::Viewer)
+            Access::Role(Role::Viewer).required(true),
+            Some(Role::Viewer)
         );
-        assert_eq!(
-            need(&Method::PATCH, "/api/v1/agents/x/presence", false),
-            Need::Role(Role::Supervisor)
-        );
-        assert_eq!(
-            need(&Method::GET, "/api/v1/audit", false),
-            Need::Role(Role::Admin)
-        );
-        assert_eq!(
-            need(&Method::GET, "/api/v1/something-new", false),
-            Need::Role(Role::Viewer)
-        );
-        assert_eq!(
-            need(&Method::GET, "/metrics", false),
-            Need::Role(Role::Admin)
-        );
-        assert_eq!(need(&Method::GET, "/metrics", true), Need::Public);
+    }
+
+    /// Own origins come from the listen address or `public_origins`, never
+    /// from `Host`; default ports and case do not matter.
+    #[test]
+    fn origins() {
+        let s = Security::new(&AuthConfig::default(), &[], &[], 1024).unwrap();
+        assert!(!s.origin_allowed("http://127.0.0.1:8080"));
+        s.set_listen_addr("127.0.0.1:8080".parse().unwrap());
+        assert!(s.origin_allowed("http://127.0.0.1:8080"));
+        assert!(s.origin_allowed("http://LOCALHOST:8080/"));
+        assert!(!s.origin_allowed("http://evil.example:8080"));
+        assert!(!s.origin_allowed("http://127.0.0.1:8081"));
+        let p = Security::new(
+            &AuthConfig::default(),
+            &["https://wall.example".into()],
+            &["https://presence.example:443".into()],
+            1024,
+        )
+        .unwrap();
+        p.set_listen_addr("127.0.0.1:8080".parse().unwrap());
+        assert!(p.origin_allowed("https://presence.example"));
+        assert!(p.origin_allowed("https://wall.example"));
+        assert!(!p.origin_allowed("http://127.0.0.1:8080"));
     }
 
     /// A non-loopback listener needs auth.
@@ -1017,5 +1051,57 @@ mod tests {
         )
         .unwrap();
         assert!(v.verify(&bad).is_err());
+    }
+
+    fn hs_token(secret: &str, header: serde_json::Value, claims: serde_json::Value) -> String {
+        use base64::Engine;
+        let b64 = |v: &serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let input = format!("{}.{}", b64(&header), b64(&claims));
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+        let sig = ring::hmac::sign(&key, input.as_bytes());
+        format!(
+            "{input}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig.as_ref())
+        )
+    }
+
+    /// `nbf` in the future, a missing required `iss` / `aud`, and an
+    /// unknown `crit` header are refused; the same token without the fault
+    /// is accepted.
+    #[test]
+    fn jwt_claims_enforced() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let v = JwtVerifier::new(&JwtConfig {
+            hs256_secret: Some(secret.into()),
+            issuer: Some("https://idp.example".into()),
+            audience: Some("presence-gateway".into()),
+            ..JwtConfig::default()
+        })
+        .unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let head = serde_json::json!({"alg": "HS256", "typ": "JWT"});
+        let good = serde_json::json!({"sub": "a", "role": "viewer", "exp": now + 600,
+            "iss": "https://idp.example", "aud": "presence-gateway"});
+        assert!(v
+            .verify(&hs_token(secret, head.clone(), good.clone()))
+            .is_ok());
+        let mut future = good.clone();
+        future["nbf"] = serde_json::json!(now + 3600);
+        let e = v
+            .verify(&hs_token(secret, head.clone(), future))
+            .unwrap_err();
+        assert!(e.contains("Immature") || e.contains("nbf"), "{e}");
+        for missing in ["iss", "aud"] {
+            let mut c = good.clone();
+            c.as_object_mut().unwrap().remove(missing);
+            let e = v.verify(&hs_token(secret, head.clone(), c)).unwrap_err();
+            assert!(e.contains(missing), "{missing}: {e}");
+        }
+        let crit =
+            serde_json::json!({"alg": "HS256", "typ": "JWT", "crit": ["exp-ext"], "exp-ext": 1});
+        let e = v.verify(&hs_token(secret, crit, good)).unwrap_err();
+        assert!(e.contains("crit"), "{e}");
     }
 }

@@ -41,6 +41,13 @@ pub struct ServerConfig {
     /// the API, open WebSockets and SSE streams, besides the gateway's own
     /// pages; `"*"` allows any. Other origins get 403. Default: none.
     pub allowed_origins: Vec<String>,
+    /// The gateway's own origins as browsers see them
+    /// (`https://presence.example.com`), when it is reached through a name
+    /// or a proxy. Requests carrying another `Origin` that is not in
+    /// `allowed_origins` get 403. Default: the origin of the listen address
+    /// (on loopback also `localhost`, `127.0.0.1` and `[::1]` with its
+    /// port). The `Host` header is never trusted for this (DNS rebinding).
+    pub public_origins: Vec<String>,
     /// Largest request body accepted, in bytes (413 above). 1 KiB to
     /// 16 MiB; default 64 KiB.
     pub max_body_bytes: usize,
@@ -59,6 +66,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: 0,
             allowed_origins: Vec::new(),
+            public_origins: Vec::new(),
             max_body_bytes: 64 * 1024,
             drain_secs: 30,
             drain_spread_secs: 5,
@@ -143,6 +151,17 @@ pub fn check_range<T: PartialOrd + std::fmt::Display>(
 /// Prefix of generic overrides: `PRESENCE_GATEWAY__SECTION__FIELD`.
 pub const ENV_PREFIX: &str = "PRESENCE_GATEWAY__";
 
+/// `http(s)://host[:port]`, nothing after (a browser's `Origin`).
+fn is_origin(o: &str) -> bool {
+    let rest = o
+        .strip_prefix("http://")
+        .or_else(|| o.strip_prefix("https://"));
+    rest.is_some_and(|r| {
+        let r = r.strip_suffix('/').unwrap_or(r);
+        !r.is_empty() && !r.contains(['/', '?', '#', '@', ' '])
+    })
+}
+
 impl Config {
     /// Loads `path` (or the defaults when `None`), applies the environment
     /// `env` (pass `std::env::vars()`), and validates.
@@ -202,6 +221,20 @@ impl Config {
                 "server.max_body_bytes = {}: must be between 1024 and 16777216",
                 self.server.max_body_bytes
             ));
+        }
+        for (field, list, star) in [
+            ("allowed_origins", &self.server.allowed_origins, true),
+            ("public_origins", &self.server.public_origins, false),
+        ] {
+            for o in list {
+                if !(is_origin(o) || (star && o == "*")) {
+                    return Err(format!(
+                        "server.{field}: {o:?} is not an origin; write scheme://host[:port] \
+                         with no path, e.g. \"https://wallboard.example.com\"{}",
+                        if star { " (or \"*\")" } else { "" }
+                    ));
+                }
+            }
         }
         if !(1..=600).contains(&self.server.drain_secs) {
             return Err(format!(

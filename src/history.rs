@@ -345,7 +345,7 @@ pub fn to_csv(records: &[HistoryRecord]) -> String {
 /// `YYYY-MM-DD` (UTC midnight). JSON unless `Accept: text/csv` (or
 /// `format=csv`). Pages by `offset`; `next` (and a `Link` header) name the
 /// next page.
-async fn history(
+pub(crate) async fn history(
     req: HttpRequest,
     id: web::Path<String>,
     h: web::Data<Arc<History>>,
@@ -482,7 +482,7 @@ struct SummaryQuery {
 /// presence and routing status on that UTC day, up to now for today. The
 /// totals add up to `coveredMs` = `to - coveredFrom`, where `coveredFrom` is
 /// midnight when the state at midnight is known, else the first record.
-async fn summary(
+pub(crate) async fn summary(
     req: HttpRequest,
     id: web::Path<String>,
     h: web::Data<Arc<History>>,
@@ -529,13 +529,6 @@ async fn summary(
         out[kind.as_str()] = v;
     }
     Ok(HttpResponse::Ok().json(out))
-}
-
-/// Registers the history routes.
-pub fn configure(cfg: &mut web::ServiceConfig, h: Arc<History>) {
-    cfg.app_data(web::Data::new(h))
-        .route("/api/v1/agents/{id}/history", web::get().to(history))
-        .route("/api/v1/agents/{id}/summary", web::get().to(summary));
 }
 
 #[cfg(test)]

@@ -445,7 +445,7 @@ fn render_webhooks(out: &mut String, hooks: &crate::webhooks::Webhooks) {
 }
 
 /// `GET /metrics`.
-async fn metrics(st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn metrics(st: web::Data<AppState>) -> HttpResponse {
     let r = st.registry.send(GetStats).await.unwrap_or_default();
     if let Some(w) = &st.webhooks {
         // The aggregate outcome series is derived from the per-subscriber counters.
@@ -472,11 +472,6 @@ async fn metrics(st: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(body)
-}
-
-/// Registers `GET /metrics`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(metrics));
 }
 
 #[cfg(test)]

@@ -459,7 +459,7 @@ fn parse_time(param: &str, v: &str) -> Result<DateTime<Utc>, HistoryError> {
 
 /// `POST /api/v1/webhooks/{name}/replay?from=<RFC 3339>[&to=]`: queue again
 /// every journaled event observed in the range that passes the filter.
-async fn replay(
+pub(crate) async fn replay(
     req: HttpRequest,
     name: web::Path<String>,
     api: web::Data<Arc<WebhookApi>>,
@@ -491,7 +491,7 @@ async fn replay(
 }
 
 /// `GET /api/v1/webhooks`: subscribers and their counters (never secrets).
-async fn list(api: web::Data<Arc<WebhookApi>>) -> HttpResponse {
+pub(crate) async fn list(api: web::Data<Arc<WebhookApi>>) -> HttpResponse {
     let subs: Vec<Value> = api
         .hooks
         .subs
@@ -512,7 +512,7 @@ async fn list(api: web::Data<Arc<WebhookApi>>) -> HttpResponse {
 }
 
 /// `GET /api/v1/webhooks/{name}/dead-letters`: the newest 100 dead letters.
-async fn dead_letters(
+pub(crate) async fn dead_letters(
     name: web::Path<String>,
     api: web::Data<Arc<WebhookApi>>,
 ) -> Result<HttpResponse, HistoryError> {
@@ -532,17 +532,6 @@ async fn dead_letters(
         .map_err(|e| HistoryError::Store(e.to_string()))?
         .map_err(|e| HistoryError::Store(e.to_string()))?;
     Ok(HttpResponse::Ok().json(json!({ "deadLetters": rows })))
-}
-
-/// Registers the webhook routes.
-pub fn configure(cfg: &mut web::ServiceConfig, api: Arc<WebhookApi>) {
-    cfg.app_data(web::Data::new(api))
-        .route("/api/v1/webhooks", web::get().to(list))
-        .route("/api/v1/webhooks/{name}/replay", web::post().to(replay))
-        .route(
-            "/api/v1/webhooks/{name}/dead-letters",
-            web::get().to(dead_letters),
-        );
 }
 
 #[cfg(test)]

@@ -20,8 +20,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::auth::Principal;
 use crate::model::{PresenceDefinition, RoutingStatus, SystemPresence};
-use crate::registry::{GetAgent, GetDefinitions, Registry};
+use crate::registry::{AgentIdsIn, GetAgent, GetDefinitions, Registry};
 use crate::store::{
     AppendAudit, AuditRecord, BeginIdempotent, FinishIdempotent, Idempotent, Lease, ListLeases,
     PutLease, QueryAudit, Store,
@@ -297,9 +298,11 @@ fn if_match(req: &HttpRequest) -> Result<Option<Option<u64>>, WriteError> {
     })
 }
 
-fn actor_of(req: &HttpRequest) -> String {
-    if let Some(id) = req.extensions_ref_identity() {
-        return id;
+/// The audit log's actor: the credential's name, or `anonymous@<ip>` when
+/// auth is off.
+fn actor_of(req: &HttpRequest, p: &Principal) -> String {
+    if !p.anonymous {
+        return p.name.clone();
     }
     let ip = req
         .peer_addr()
@@ -307,24 +310,6 @@ fn actor_of(req: &HttpRequest) -> String {
         .unwrap_or_else(|| "unknown".into());
     format!("anonymous@{ip}")
 }
-
-/// The caller's identity as set by the auth layer, if any.
-trait IdentityExt {
-    fn extensions_ref_identity(&self) -> Option<String>;
-}
-
-impl IdentityExt for HttpRequest {
-    fn extensions_ref_identity(&self) -> Option<String> {
-        use actix_web::HttpMessage;
-        self.extensions()
-            .get::<ClientIdentity>()
-            .map(|c| c.0.clone())
-    }
-}
-
-/// Set on requests by the auth layer: who is calling.
-#[derive(Debug, Clone)]
-pub struct ClientIdentity(pub String);
 
 struct Attempt {
     actor: String,
@@ -546,14 +531,15 @@ impl Writes {
 }
 
 /// `PATCH /api/v1/agents/{id}/presence`.
-async fn patch_presence(
+pub(crate) async fn patch_presence(
     req: HttpRequest,
+    principal: Principal,
     path: web::Path<String>,
     body: web::Bytes,
     w: web::Data<Arc<Writes>>,
 ) -> Result<HttpResponse, WriteError> {
     let agent_id = path.into_inner();
-    let actor = actor_of(&req);
+    let actor = actor_of(&req, &principal);
     let change: PresenceChange = match serde_json::from_slice(&body) {
         Ok(c) => c,
         Err(e) => {
@@ -570,19 +556,8 @@ async fn patch_presence(
         }
     };
     let expected = if_match(&req)?;
-    let key = req
-        .headers()
-        .get("Idempotency-Key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let key = idempotency_key(&req, &actor)?;
     if let Some(key) = &key {
-        if key.is_empty() || key.len() > 200 {
-            return Err(WriteError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_idempotency_key",
-                "Idempotency-Key must be 1 to 200 characters",
-            ));
-        }
         let fingerprint = format!(
             "{agent_id}\n{}",
             serde_json::to_string(&change).unwrap_or_default()
@@ -641,6 +616,30 @@ async fn patch_presence(
     Ok(resp.json(v))
 }
 
+/// The `Idempotency-Key` header, scoped to the caller: two callers using
+/// the same key never share an answer. Any value of 1 to 200 visible ASCII
+/// characters is accepted (RFC 9110 field values may carry other bytes; a
+/// key that holds them is refused with 400, never ignored).
+fn idempotency_key(req: &HttpRequest, actor: &str) -> Result<Option<String>, WriteError> {
+    let Some(v) = req.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| {
+            !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        })
+        .ok_or_else(|| {
+            WriteError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_idempotency_key",
+                "Idempotency-Key must be 1 to 200 visible ASCII characters (e.g. a UUID)",
+            )
+        })?;
+    Ok(Some(format!("{actor}\u{1f}{key}")))
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct BulkItem {
@@ -660,12 +659,13 @@ struct BulkBody {
 
 /// `POST /api/v1/presence/bulk`: many agents at once, in chunks through
 /// Genesys's bulk endpoint, with a result per agent.
-async fn bulk(
+pub(crate) async fn bulk(
     req: HttpRequest,
+    principal: Principal,
     body: web::Bytes,
     w: web::Data<Arc<Writes>>,
 ) -> Result<HttpResponse, WriteError> {
-    let actor = actor_of(&req);
+    let actor = actor_of(&req, &principal);
     let b: BulkBody = serde_json::from_slice(&body).map_err(|e| {
         WriteError::new(StatusCode::BAD_REQUEST, "bad_body", format!("body must be {{\"changes\": [{{\"agent\", \"presence\", \"message\"?}}], \"reason\"?, \"force\"?}}: {e}"))
     })?;
@@ -698,6 +698,8 @@ async fn bulk(
                 })
                 .await
                 .map_err(internal)?
+                // A foreign agent looks the same as an unknown one.
+                .filter(|r| principal.sees(&r.agent.division.id))
                 .ok_or_else(|| {
                     WriteError::new(
                         StatusCode::NOT_FOUND,
@@ -781,7 +783,11 @@ struct AuditQuery {
 }
 
 /// `GET /api/v1/audit?agent=&actor=&result=&from=&to=&limit=&offset=`, newest first.
-async fn audit(req: HttpRequest, w: web::Data<Arc<Writes>>) -> Result<HttpResponse, WriteError> {
+pub(crate) async fn audit(
+    req: HttpRequest,
+    principal: Principal,
+    w: web::Data<Arc<Writes>>,
+) -> Result<HttpResponse, WriteError> {
     let q: AuditQuery = serde_urlencoded::from_str(req.query_string()).map_err(|e| {
         WriteError::new(StatusCode::BAD_REQUEST, "bad_parameter", format!("{e}; parameters: agent, actor, result, from, to (RFC 3339), limit (1–1000), offset"))
     })?;
@@ -794,9 +800,22 @@ async fn audit(req: HttpRequest, w: web::Data<Arc<Writes>>) -> Result<HttpRespon
         ));
     }
     let offset = q.offset.unwrap_or(0);
+    // A division-scoped caller sees the records of its divisions' agents.
+    let agent_ids = match &principal.divisions {
+        None => None,
+        Some(d) => Some(
+            w.registry
+                .send(AgentIdsIn {
+                    divisions: d.as_ref().clone(),
+                })
+                .await
+                .map_err(internal)?,
+        ),
+    };
     let (records, total) = w
         .store
         .send(QueryAudit {
+            agent_ids,
             agent_id: q.agent,
             actor: q.actor,
             result: q.result,
@@ -810,17 +829,6 @@ async fn audit(req: HttpRequest, w: web::Data<Arc<Writes>>) -> Result<HttpRespon
         .map_err(internal)?;
     Ok(HttpResponse::Ok()
         .json(json!({"total": total, "limit": limit, "offset": offset, "records": records})))
-}
-
-/// Registers the write routes.
-pub fn configure(cfg: &mut web::ServiceConfig, writes: Arc<Writes>) {
-    cfg.app_data(web::Data::new(writes))
-        .route(
-            "/api/v1/agents/{id}/presence",
-            web::patch().to(patch_presence),
-        )
-        .route("/api/v1/presence/bulk", web::post().to(bulk))
-        .route("/api/v1/audit", web::get().to(audit));
 }
 
 /// Runs out leases: every second, an expired lease whose presence is still

@@ -434,7 +434,8 @@ async fn division_scope() {
         .send_json(&json!({"presence": "BREAK"}))
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 403);
+    // A foreign agent is the same 404 as an unknown one, for writes too.
+    assert_eq!(r.status().as_u16(), 404);
     let _ = r.body().await;
 
     let mut ws = ws_connect(&env, "/api/v1/ws", Some(SCOPED), None)

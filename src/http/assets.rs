@@ -2,7 +2,7 @@
 //! serves them from anywhere, exactly as they are in the tree (no build
 //! step). `/` is the supervisor dashboard.
 
-use actix_web::{http::header, web, HttpResponse};
+use actix_web::{http::header, HttpRequest, HttpResponse};
 
 /// `(url path, file, content type)` of every file in `static/`.
 pub const ASSETS: [(&str, &[u8], &str); 10] = [
@@ -59,15 +59,21 @@ pub const ASSETS: [(&str, &[u8], &str); 10] = [
 ];
 
 /// Registers a GET route per asset.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    for (path, body, ctype) in ASSETS {
-        cfg.route(path, web::get().to(move || serve(body, ctype)));
-    }
-}
-
-async fn serve(body: &'static [u8], ctype: &'static str) -> HttpResponse {
+/// Serves the page the route table matched (`GET` and `HEAD`). Pages are
+/// public and carry no credentials, so any origin may load them
+/// (`Access-Control-Allow-Origin: *`): `presence-client.js` is imported
+/// cross-origin by other web apps.
+pub(crate) async fn serve(req: HttpRequest) -> HttpResponse {
+    let pattern = req.match_pattern();
+    let Some((_, body, ctype)) = ASSETS
+        .iter()
+        .find(|(p, _, _)| Some(*p) == pattern.as_deref())
+    else {
+        return HttpResponse::NotFound().finish();
+    };
     HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, ctype))
+        .insert_header((header::CONTENT_TYPE, *ctype))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .body(body)
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .body(*body)
 }

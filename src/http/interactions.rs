@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{ApiError, AppState};
 use crate::interactions::{GetInteractions, Interactions, InteractionsConfig, WatchSpec};
-use crate::registry::{Filter, FilterError, GetAgent};
+use crate::registry::{AgentIdsIn, Filter, FilterError, GetAgent};
 use crate::upstream::conversations::{FetchInteractions, FindByExternalTag};
 use crate::upstream::Upstream;
 
@@ -63,7 +63,7 @@ fn state(st: &AppState) -> Result<&InteractionsState, ApiError> {
 
 /// `GET /api/v1/agents/{id}/interactions`: live when someone watches the
 /// agent, else read through REST.
-async fn agent_interactions(
+pub(crate) async fn agent_interactions(
     req: actix_web::HttpRequest,
     path: web::Path<String>,
     st: web::Data<AppState>,
@@ -76,7 +76,7 @@ async fn agent_interactions(
         .await?
         .ok_or_else(|| ApiError::AgentNotFound(id.clone()))?;
     // Another division's agent looks absent to a division-scoped client.
-    if let Some(d) = &crate::auth::principal(&req).divisions {
+    if let Some(d) = &crate::auth::principal(&req)?.divisions {
         if !d.contains(&rec.agent.division.id) {
             return Err(ApiError::AgentNotFound(id));
         }
@@ -112,7 +112,8 @@ async fn agent_interactions(
 
 /// `GET /api/v1/interactions?externalTag=…`: one upstream query per tag and
 /// cache interval, however many callers ask.
-async fn by_external_tag(
+pub(crate) async fn by_external_tag(
+    principal: crate::auth::Principal,
     q: web::Query<std::collections::HashMap<String, String>>,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -135,14 +136,108 @@ async fn by_external_tag(
         })
         .await?
         .map_err(|e| ApiError::NotReady(format!("Genesys: {e}")))?;
+    let mut v = v;
+    if let Some(divisions) = &principal.divisions {
+        let visible = st
+            .registry
+            .send(AgentIdsIn {
+                divisions: divisions.as_ref().clone(),
+            })
+            .await?;
+        scope_conversations(&mut v, &visible);
+    }
+    if s.cfg.redact_customer {
+        redact_conversations(&mut v);
+    }
     Ok(HttpResponse::Ok().json(v))
 }
 
-/// Registers the routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/api/v1/agents/{id}/interactions",
-        web::get().to(agent_interactions),
+/// Participants that are agents (`purpose` agent or user) carry `userId`.
+fn is_agent(p: &serde_json::Value) -> bool {
+    matches!(
+        p.get("purpose").and_then(|x| x.as_str()),
+        Some("agent") | Some("user")
     )
-    .route("/api/v1/interactions", web::get().to(by_external_tag));
+}
+
+/// Keeps the conversations in which at least one agent of `visible` took
+/// part, and blanks the name and id of every other agent in them (a
+/// division-scoped caller learns nothing about other divisions' agents).
+/// `v` is `{"externalTag", "conversations": [analytics conversation]}`.
+fn scope_conversations(v: &mut serde_json::Value, visible: &[String]) {
+    let sees = |p: &serde_json::Value| {
+        p.get("userId")
+            .and_then(|u| u.as_str())
+            .is_some_and(|u| visible.iter().any(|x| x == u))
+    };
+    let Some(convs) = v.get_mut("conversations").and_then(|c| c.as_array_mut()) else {
+        return;
+    };
+    convs.retain(|c| {
+        c.get("participants")
+            .and_then(|p| p.as_array())
+            .is_some_and(|ps| ps.iter().any(|p| is_agent(p) && sees(p)))
+    });
+    for c in convs.iter_mut() {
+        if let Some(ps) = c.get_mut("participants").and_then(|p| p.as_array_mut()) {
+            for p in ps.iter_mut().filter(|p| is_agent(p) && !sees(p)) {
+                p["userId"] = json!(null);
+                p["participantName"] = json!(null);
+                p["redacted"] = json!(true);
+            }
+        }
+    }
+}
+
+/// Session fields of Genesys analytics conversation details that carry a
+/// customer's address (phone numbers, e-mail addresses, chat handles) or
+/// name. Source: `AnalyticsSession` in Genesys's API reference.
+const CUSTOMER_SESSION_FIELDS: [&str; 9] = [
+    "ani",
+    "dnis",
+    "addressFrom",
+    "addressTo",
+    "addressOther",
+    "addressSelf",
+    "remote",
+    "remoteNameDisplayable",
+    "callbackNumbers",
+];
+
+/// `interactions.redact_customer`: removes the customer's name from
+/// customer / external participants and every address field from every
+/// session (an agent's session carries the customer's number too).
+fn redact_conversations(v: &mut serde_json::Value) {
+    let Some(convs) = v.get_mut("conversations").and_then(|c| c.as_array_mut()) else {
+        return;
+    };
+    for c in convs {
+        let Some(ps) = c.get_mut("participants").and_then(|p| p.as_array_mut()) else {
+            continue;
+        };
+        for p in ps {
+            let customer = matches!(
+                p.get("purpose").and_then(|x| x.as_str()),
+                Some("customer") | Some("external") | Some("outbound")
+            );
+            if customer {
+                if let Some(o) = p.as_object_mut() {
+                    if o.contains_key("participantName") {
+                        o.insert("participantName".into(), json!(null));
+                    }
+                    o.insert("redacted".into(), json!(true));
+                }
+            }
+            let Some(sessions) = p.get_mut("sessions").and_then(|s| s.as_array_mut()) else {
+                continue;
+            };
+            for sess in sessions {
+                if let Some(o) = sess.as_object_mut() {
+                    for f in CUSTOMER_SESSION_FIELDS {
+                        o.remove(f);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -7,6 +7,7 @@ pub mod assets;
 mod error;
 pub mod interactions;
 mod routes;
+pub mod table;
 
 use std::io;
 use std::net::SocketAddr;
@@ -65,32 +66,21 @@ impl AppState {
     }
 }
 
-/// Registers every route of the downstream API (and `state`) on an app.
+/// Registers every route of the downstream API (from the route table,
+/// [`table::register`]) and `state` on an app.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
-    if let Some(w) = state.writes.clone() {
-        crate::writes::configure(cfg, w);
-    }
-    interactions::configure(cfg);
     crate::auth::configure(cfg, &state.security);
-    crate::metrics::configure(cfg);
+    if let Some(w) = state.writes.clone() {
+        cfg.app_data(web::Data::new(w));
+    }
     if let Some(h) = state.history.clone() {
-        crate::history::configure(cfg, h);
+        cfg.app_data(web::Data::new(h));
     }
     if let Some(w) = state.webhooks.clone() {
-        crate::webhooks::configure(cfg, w);
+        cfg.app_data(web::Data::new(w));
     }
+    table::register(cfg, &state);
     cfg.app_data(web::Data::new(state))
-        .route("/api/v1/agents", web::get().to(routes::agents))
-        .route("/api/v1/agents/{id}", web::get().to(routes::agent))
-        .route(
-            "/api/v1/presence-definitions",
-            web::get().to(routes::definitions),
-        )
-        .route("/api/v1/stream", web::get().to(routes::stream))
-        .route("/api/v1/ws", web::get().to(routes::ws))
-        .route("/healthz", web::get().to(routes::healthz))
-        .route("/readyz", web::get().to(routes::readyz))
-        .configure(assets::configure)
         .default_service(web::to(routes::not_found));
 }
 
@@ -115,10 +105,11 @@ pub async fn start_on(
     workers: usize,
 ) -> io::Result<(ServerHandle, SocketAddr)> {
     let addr = listener.local_addr()?;
+    state.security.set_listen_addr(addr);
     let server = HttpServer::new(move || {
         let st = state.clone();
         App::new()
-            .wrap(actix_web::middleware::from_fn(crate::auth::guard))
+            .wrap(actix_web::middleware::from_fn(crate::auth::edge))
             .configure(move |cfg| configure(cfg, st))
     })
     .workers(workers.max(1))

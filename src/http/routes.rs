@@ -2,7 +2,7 @@
 //! the parameter), then asks the registry or starts a session.
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use crate::registry::agent::AgentWithPrevious;
 use crate::registry::{
@@ -10,6 +10,7 @@ use crate::registry::{
 };
 use crate::session::{self, SessionParams};
 
+use super::table::CheckedAgent;
 use super::{ApiError, AppState};
 
 /// Parses a query string into a filter and, when one of `cursor_keys` is
@@ -56,7 +57,7 @@ fn opt(f: Filter) -> Option<Filter> {
 /// `GET /api/v1/agents`: a filtered snapshot with counts.
 pub async fn agents(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (filter, _) = parse_query(req.query_string(), &[])?;
-    let filter = crate::auth::scope_filter(&crate::auth::principal(&req), filter)?;
+    let filter = crate::auth::scope_filter(&crate::auth::principal(&req)?, filter)?;
     let body = st
         .registry
         .send(GetSnapshot {
@@ -70,15 +71,21 @@ pub async fn agents(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRes
 
 /// `GET /api/v1/agents/{id}`: one agent with `ETag: "<version>"`.
 pub async fn agent(
+    req: HttpRequest,
     path: web::Path<String>,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let rec = st
-        .registry
-        .send(GetAgent { id: id.clone() })
-        .await?
-        .ok_or(ApiError::AgentNotFound(id))?;
+    // A division-scoped caller's agent was found by the route policy.
+    let checked = req.extensions().get::<CheckedAgent>().map(|c| c.0.clone());
+    let rec = match checked {
+        Some(r) => r,
+        None => st
+            .registry
+            .send(GetAgent { id: id.clone() })
+            .await?
+            .ok_or(ApiError::AgentNotFound(id))?,
+    };
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, format!("\"{}\"", rec.agent.version)))
         .json(AgentWithPrevious {
@@ -99,7 +106,7 @@ fn session_params(
     filter: Filter,
     since: Option<Cursor>,
 ) -> Result<SessionParams, ApiError> {
-    let principal = crate::auth::principal(req);
+    let principal = crate::auth::principal(req)?;
     let filter = crate::auth::scope_filter(&principal, filter)?;
     let interactions = super::interactions::wanted(req.query_string(), st, &filter)?;
     let ip = req.peer_addr().map(|a| a.ip());
@@ -134,6 +141,13 @@ pub async fn stream(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRes
         if !s.trim().is_empty() {
             since = Some(Cursor::parse("Last-Event-ID", s)?);
         }
+    }
+    if req.method() == actix_web::http::Method::HEAD {
+        // The headers a GET would get, without starting a session.
+        return Ok(HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .finish());
     }
     let p = session_params(&req, &st, filter, since)?;
     Ok(session::sse::start(p))

@@ -124,6 +124,15 @@ pub struct GetAgent {
     pub id: String,
 }
 
+/// HTTP → registry: the ids of every agent in any of `divisions` (the
+/// audit log of a division-scoped caller).
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct AgentIdsIn {
+    /// Division ids.
+    pub divisions: Vec<String>,
+}
+
 /// HTTP → registry: the org's presence definitions.
 #[derive(Message)]
 #[rtype(result = "Vec<PresenceDefinition>")]
@@ -604,6 +613,20 @@ impl Handler<GetAgent> for Registry {
             agent: e.view.clone(),
             previous: e.previous.clone(),
         })
+    }
+}
+
+impl Handler<AgentIdsIn> for Registry {
+    type Result = Vec<String>;
+
+    fn handle(&mut self, msg: AgentIdsIn, _: &mut Self::Context) -> Vec<String> {
+        self.flush();
+        self.dir
+            .sorted()
+            .into_iter()
+            .filter(|a| msg.divisions.contains(&a.division.id))
+            .map(|a| a.id.clone())
+            .collect()
     }
 }
 

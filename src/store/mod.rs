@@ -216,6 +216,8 @@ impl Handler<AppendAudit> for Store {
 #[derive(Message, Default)]
 #[rtype(result = "Result<(Vec<AuditRecord>, u64), StoreError>")]
 pub struct QueryAudit {
+    /// Only these agents (a division-scoped caller's); `None`: all.
+    pub agent_ids: Option<Vec<String>>,
     pub agent_id: Option<String>,
     pub actor: Option<String>,
     pub result: Option<String>,
@@ -231,13 +233,19 @@ impl Handler<QueryAudit> for Store {
     fn handle(&mut self, q: QueryAudit, _: &mut SyncContext<Self>) -> Self::Result {
         let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let clause = "(?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR result = ?3)
-                      AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5)";
+                      AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5)
+                      AND (?6 IS NULL OR agent_id IN (SELECT value FROM json_each(?6)))";
+        let allowed = q
+            .agent_ids
+            .as_ref()
+            .map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
         let args = params![
             q.agent_id,
             q.actor,
             q.result,
             q.from.map(fmt),
-            q.to.map(fmt)
+            q.to.map(fmt),
+            allowed
         ];
         let total: i64 = self.conn.query_row(
             &format!("SELECT COUNT(*) FROM audit WHERE {clause}"),
@@ -247,7 +255,7 @@ impl Handler<QueryAudit> for Store {
         let total = total.max(0) as u64;
         let mut stmt = self.conn.prepare(&format!(
             "SELECT id, at, actor, agent_id, from_presence, to_presence, reason, result, status, correlation_id, detail
-             FROM audit WHERE {clause} ORDER BY id DESC LIMIT ?6 OFFSET ?7"
+             FROM audit WHERE {clause} ORDER BY id DESC LIMIT ?7 OFFSET ?8"
         ))?;
         let fmt2 = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let rows = stmt
@@ -258,6 +266,7 @@ impl Handler<QueryAudit> for Store {
                     q.result,
                     q.from.map(fmt2),
                     q.to.map(fmt2),
+                    allowed,
                     q.limit,
                     q.offset
                 ],
