@@ -1,31 +1,17 @@
 //! Who may call the gateway, and what they may see and change.
 //!
 //! Owns the `[auth]` configuration, the verified credentials (hashed API
-//! keys, the JWT verifier), the one-time stream tickets, and the actix-web
-//! middleware ([`guard`]) that every request passes through. The guard runs
-//! on the HTTP worker threads; it reads [`Security`] from
-//! [`crate::http::AppState`] and, for agent-scoped paths, asks the registry
-//! actor which division an agent is in.
+//! keys, the JWT verifier), the one-time stream tickets, origins, and the
+//! app-wide middleware [`edge`] that runs before routing (origins, `OPTIONS`,
+//! body size, CORS headers on every answer, JSON error bodies). Whether a
+//! caller may use a route is decided after routing, by the route table's
+//! per-route policy (`crate::http::table`), which calls
+//! [`Security::authenticate`] and records the [`Principal`] that handlers
+//! take as an argument. Everything here runs on the HTTP worker threads and
+//! reads [`Security`] from [`crate::http::AppState`].
 //!
-//! For each request the guard:
-//! 1. refuses a browser `Origin` that is neither the gateway's own nor in
-//!    `server.allowed_origins` (WebSocket, SSE and CORS alike), and answers
-//!    CORS preflights;
-//! 2. refuses bodies over `server.max_body_bytes` (413);
-//! 3. authenticates `Authorization: Bearer <API key | JWT>` or, on the two
-//!    stream endpoints only, a one-time `?ticket=` (EventSource cannot set
-//!    headers); no credentials is 401;
-//! 4. checks the role the route needs (viewer reads, supervisor writes
-//!    presence, admin audit/webhooks/replay): 403;
-//! 5. keeps a division-scoped principal to its divisions on
-//!    `/api/v1/agents/{id}/…` (other agents are 404 to read, 403 to write);
-//! 6. records the principal (and [`ClientIdentity`] for the audit log) in
-//!    the request extensions; the snapshot and stream handlers narrow the
-//!    client's filter with [`scope_filter`];
-//! 7. turns any error response that is not JSON yet into
-//!    `{"error","reason"}`.
-//!
-//! Auth may be off only on a loopback listener ([`exposure_check`]).
+//! Auth may be off only on a loopback listener ([`exposure_check`]); then
+//! every caller is the explicit [`Principal::anonymous`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
