@@ -769,7 +769,7 @@ pub async fn edge(
             h.insert(
                 header::ACCESS_CONTROL_EXPOSE_HEADERS,
                 header::HeaderValue::from_static(
-                    "ETag, Retry-After, WWW-Authenticate, Idempotent-Replayed",
+                    "ETag, Retry-After, WWW-Authenticate, Idempotent-Replayed, X-Ignored-Parameters",
                 ),
             );
         }
