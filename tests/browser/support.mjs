@@ -9,6 +9,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
+import nodeHttp from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -154,5 +155,44 @@ export async function startCuttableProxy(target) {
     cut() { cutNow = true; for (const s of sockets) s.destroy(); sockets.clear(); },
     restore() { cutNow = false; },
     async close() { this.cut(); await new Promise((r) => server.close(r)); },
+  };
+}
+
+/**
+ * A small static web server on 127.0.0.1:0 for pages that are not the
+ * gateway's own: `files` maps a path ("/", "/app.js") to `{type, body}`.
+ * With `proxyTo`, every other request is forwarded to that origin and its
+ * answer streamed back unchanged (SSE included), like a dev server's proxy:
+ * the page and the gateway then share one origin. Without it, other paths
+ * are 404 and the page is cross-origin to the gateway.
+ */
+export async function startPageServer({ files, proxyTo } = {}) {
+  const target = proxyTo ? new URL(proxyTo) : null;
+  const server = nodeHttp.createServer((req, res) => {
+    const pathOnly = req.url.split('?')[0];
+    const f = files[pathOnly];
+    if (f) {
+      res.writeHead(200, { 'content-type': f.type, 'cache-control': 'no-store' });
+      res.end(f.body);
+      return;
+    }
+    if (!target) { res.writeHead(404, { 'content-type': 'text/plain' }); res.end('not found'); return; }
+    const up = nodeHttp.request({
+      host: target.hostname, port: target.port, method: req.method, path: req.url,
+      headers: { ...req.headers, host: target.host }, agent: false,
+    }, (upRes) => {
+      res.writeHead(upRes.statusCode, upRes.headers);
+      upRes.pipe(res);
+      upRes.on('error', () => res.destroy());
+    });
+    up.on('error', () => { if (!res.headersSent) res.writeHead(502); res.destroy(); });
+    req.pipe(up);
+    res.on('close', () => up.destroy());
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    async close() { server.closeAllConnections(); await new Promise((r) => server.close(r)); },
   };
 }
