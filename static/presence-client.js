@@ -494,6 +494,27 @@ export async function fetchPresenceDefinitions(baseUrl = '') {
   }));
 }
 
+/**
+ * The longest presence message the gateway accepts, in characters
+ * (`src/writes.rs`: longer is 422 `invalid_message`; Genesys's own limit is
+ * the same, docs/simulator.md). Pages use this one number.
+ */
+export const PRESENCE_MESSAGE_MAX_CHARS = 250;
+
+/**
+ * Who refused a write, from the gateway's error code (docs/writes.md):
+ * 'genesys' when Genesys Cloud answered no (`genesys_refused`,
+ * `genesys_forbidden`), 'upstream' when Genesys Cloud could not be asked or
+ * did not confirm (`rate_limited`, `upstream_unavailable`, `not_confirmed`),
+ * otherwise 'gateway' — the gateway's own rules refused it and Genesys Cloud
+ * was never asked.
+ */
+export function refusedBy(code) {
+  if (code === 'genesys_refused' || code === 'genesys_forbidden') return 'genesys';
+  if (code === 'rate_limited' || code === 'upstream_unavailable' || code === 'not_confirmed') return 'upstream';
+  return 'gateway';
+}
+
 /** `PATCH /api/v1/agents/{id}/presence` guarded by If-Match. */
 export async function setPresence(baseUrl, agentId, { presence, message, etag }) {
   const body = { presence };
