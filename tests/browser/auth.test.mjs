@@ -3,44 +3,13 @@
 // of the URL, and streams with one-time tickets.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { eventually, launchBrowser, newPage, repoRoot, screenshot, simUsers } from './support.mjs';
+import { eventually, launchBrowser, newPage, screenshot, simUsers, startBin } from './support.mjs';
 
 const KEY = 'wallboard-key-0123456789';
-
-/** Starts the binary and resolves with the first match of `pattern` on stdout. */
-async function startBin(args, env, pattern) {
-  const bin = process.env.PRESENCE_GATEWAY_BIN || path.join(repoRoot, 'target', 'debug', 'presence-gateway');
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'warn', ...env } });
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (d) => { err = (err + d).slice(-8000); });
-  const m = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no READY within 60 s\n${err}`)), 60000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      const hit = out.match(pattern);
-      if (hit) { clearTimeout(timer); resolve(hit); }
-    });
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`exited (${code}) before READY\n${err}`)); });
-  });
-  child.stdout.resume();
-  return {
-    url: m[1].replace(/\/$/, ''),
-    async stop() {
-      if (child.exitCode !== null || child.signalCode) return;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await once(child, 'exit').catch(() => {});
-      clearTimeout(t);
-    },
-  };
-}
 
 describe('pages with authentication on', () => {
   let sim;

@@ -47,14 +47,15 @@ export async function eventually(fn, { timeoutMs = 15000, intervalMs = 100, what
 /**
  * Starts `presence-gateway demo` on ephemeral ports and resolves once it
  * prints `READY gateway=… simulator=…`. The binary is target/debug/presence-gateway
- * unless PRESENCE_GATEWAY_BIN says otherwise.
+ * unless PRESENCE_GATEWAY_BIN says otherwise. `listen` / `simListen` pin an
+ * address (a restart on the address a first run was given).
  */
-export async function startDemo({ agents = 200, extraArgs = [], readyTimeoutMs = 60000 } = {}) {
+export async function startDemo({ agents = 200, extraArgs = [], readyTimeoutMs = 60000, listen = '127.0.0.1:0', simListen = '127.0.0.1:0' } = {}) {
   const bin = process.env.PRESENCE_GATEWAY_BIN || path.join(repoRoot, 'target', 'debug', 'presence-gateway');
   if (!fs.existsSync(bin)) {
     throw new Error(`gateway binary not found at ${bin}: run \`cargo build\` first or set PRESENCE_GATEWAY_BIN`);
   }
-  const args = ['demo', '--listen', '127.0.0.1:0', '--sim-listen', '127.0.0.1:0', '--agents', String(agents), ...extraArgs];
+  const args = ['demo', '--listen', listen, '--sim-listen', simListen, '--agents', String(agents), ...extraArgs];
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } });
   let out = '';
   let err = '';
@@ -76,10 +77,11 @@ export async function startDemo({ agents = 200, extraArgs = [], readyTimeoutMs =
       ...urls,
       child,
       stderr: () => err,
-      async stop() {
+      /** SIGTERM (a graceful drain), SIGKILL after `graceMs`. */
+      async stop({ graceMs = 5000 } = {}) {
         if (child.exitCode !== null || child.signalCode) return;
         child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+        const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
         await once(child, 'exit').catch(() => {});
         clearTimeout(t);
       },
@@ -194,5 +196,42 @@ export async function startPageServer({ files, proxyTo } = {}) {
   return {
     url: `http://127.0.0.1:${server.address().port}`,
     async close() { server.closeAllConnections(); await new Promise((r) => server.close(r)); },
+  };
+}
+
+/** The gateway binary under test. */
+export function gatewayBin() {
+  return process.env.PRESENCE_GATEWAY_BIN || path.join(repoRoot, 'target', 'debug', 'presence-gateway');
+}
+
+/**
+ * Starts the binary with `args` and resolves with `{url, stop}` once stdout
+ * matches `pattern` (its first group is the URL), e.g. `serve` or `simulate`.
+ */
+export async function startBin(args, env, pattern) {
+  const child = spawn(gatewayBin(), args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'warn', ...env } });
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (d) => { err = (err + d).slice(-8000); });
+  const m = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no READY within 60 s\n${err}`)), 60000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const hit = out.match(pattern);
+      if (hit) { clearTimeout(timer); resolve(hit); }
+    });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`exited (${code}) before READY\n${err}`)); });
+  });
+  child.stdout.resume();
+  return {
+    url: m[1].replace(/\/$/, ''),
+    stderr: () => err,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await once(child, 'exit').catch(() => {});
+      clearTimeout(t);
+    },
   };
 }
