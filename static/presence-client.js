@@ -174,6 +174,12 @@ export function createPresenceClient(opts = {}) {
     /** `queues` [{id,name}] from the last snapshot that carried them. */
     queues: new Map(),
     hasSnapshot: false,
+    /**
+     * false while the gateway says it has not read the directory from
+     * Genesys Cloud yet (`synced` on snapshots and status messages): an empty
+     * map then means "not known yet", not "no agents". null: not reported.
+     */
+    synced: null,
     attempt: 0,
     retryAt: 0,
     /** Local time of the last message of any kind. */
@@ -296,6 +302,7 @@ export function createPresenceClient(opts = {}) {
         // The gateway sends the upstream state at the top level (docs/protocol.md);
         // `upstream` groups it for callers.
         state.status = { ...msg, upstream: msg.upstream || { state: msg.state, detail: msg.detail, stale: msg.stale }, receivedAt: Date.now() };
+        if (typeof msg.synced === 'boolean') state.synced = msg.synced;
         return cb.status(state.status);
       case 'interaction': {
         if (msg.agentId) interactions.set(msg.agentId, Array.isArray(msg.interactions) ? msg.interactions : []);
@@ -316,6 +323,7 @@ export function createPresenceClient(opts = {}) {
     state.epoch = msg.epoch ?? state.epoch;
     state.seq = typeof msg.seq === 'number' ? msg.seq : -1;
     state.serverCounts = msg.counts || null;
+    if (typeof msg.synced === 'boolean') state.synced = msg.synced;
     state.hasSnapshot = true;
     state.snapshots++;
     // A full picture arrived: the connection works, so the next failure starts
@@ -355,8 +363,9 @@ export function createPresenceClient(opts = {}) {
    * The honest answer to "can I show this as live?".
    * level: 'live' | 'stale' | 'reconnecting' | 'connecting' | 'closed'
    * staleForMs: how long since the data was last known live (0 when live).
-   * Live needs all of: an open connection, a snapshot, and an upstream that is
-   * `connected` (or has not reported yet — the gateway reports on connect).
+   * Live needs all of: an open connection, a snapshot, an upstream that is
+   * `connected` (or has not reported yet — the gateway reports on connect),
+   * and a gateway that has synced the directory (`synced` not false).
    */
   function freshness(now = Date.now()) {
     const up = state.status && state.status.upstream;
@@ -369,6 +378,9 @@ export function createPresenceClient(opts = {}) {
     } else if (upState && upState !== 'connected') {
       level = 'stale';
       detail = `upstream ${upState}${up.detail ? ': ' + up.detail : ''}`;
+    } else if (state.synced === false) {
+      level = 'stale';
+      detail = 'not synced with Genesys Cloud yet';
     } else level = 'live';
     if (level === 'live') state.lastLiveAt = now;
     const lastEventAgeMs = state.status && typeof state.status.lastEventAgeMs === 'number'
@@ -404,6 +416,8 @@ export function createPresenceClient(opts = {}) {
     get serverCounts() { return state.serverCounts; },
     get queues() { return state.queues; },
     get hasSnapshot() { return state.hasSnapshot; },
+    /** The gateway's `synced` (false: directory not read from Genesys Cloud yet), null until reported. */
+    get synced() { return state.synced; },
     get stats() { return { snapshots: state.snapshots, reconnects: state.reconnects, attempt: state.attempt }; },
     freshness,
     /**

@@ -162,3 +162,18 @@ test('callbacks never fire during construction', async () => {
   assert.equal(FakeEventSource.instances.length, before);
   assert.equal(c3.freshness().level, 'closed');
 });
+
+/** A gateway that has not read the directory yet (`synced: false`) is never called live: its empty list means "not known yet". */
+test('not synced is not live', async () => {
+  const { client, es } = await openClient();
+  es.emit({ type: 'snapshot', epoch: EPOCH, seq: 0, recovered: false, synced: false, agents: [] });
+  es.emit({ type: 'status', epoch: EPOCH, seq: 0, state: 'degraded', stale: true, synced: false, detail: 'Genesys refuses the credentials' });
+  assert.equal(client.synced, false);
+  assert.equal(client.freshness().level, 'stale');
+  // Credentials fixed: the upstream connects, but the directory is not read yet.
+  es.emit({ type: 'status', epoch: EPOCH, seq: 0, state: 'connected', stale: true, synced: false, detail: null });
+  assert.deepEqual([client.freshness().level, client.freshness().detail], ['stale', 'not synced with Genesys Cloud yet']);
+  es.emit({ type: 'status', epoch: EPOCH, seq: 1, state: 'connected', stale: false, synced: true, detail: null });
+  assert.equal(client.freshness().level, 'live');
+  client.close();
+});
