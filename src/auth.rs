@@ -687,9 +687,6 @@ pub async fn guard(
         }
     }
     let stream_path = matches!(req.path(), "/api/v1/stream" | "/api/v1/ws");
-    if stream_path && sec.draining.load(Ordering::Acquire) {
-        return Ok(refuse(req, AuthError::Draining));
-    }
     let need = need(req.method(), req.path(), sec.public_metrics);
     if let Need::Role(role) = need {
         let principal = match authenticate(&req, &sec, stream_path) {

@@ -5,6 +5,7 @@
 
 pub mod assets;
 mod error;
+pub mod extract;
 pub mod interactions;
 mod routes;
 
@@ -17,7 +18,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 
 pub use error::ApiError;
-pub use routes::parse_query;
+pub use routes::{parse_query, ParsedQuery, QueryMode};
 
 use crate::registry::Registry;
 use crate::session::{ConnLimits, SessionConfig, SessionMetrics};
@@ -71,6 +72,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         crate::writes::configure(cfg, w);
     }
     interactions::configure(cfg);
+    extract::configure(cfg);
     crate::auth::configure(cfg, &state.security);
     crate::metrics::configure(cfg);
     if let Some(h) = state.history.clone() {
