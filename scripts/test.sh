@@ -29,7 +29,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   echo "chromium is not installed: run 'apt-get install chromium' (Debian's package; .ci/run does this)"
   status=1; failed=$((failed + 1))
 else
-  ( cd tests/browser && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; } && npm test ) 2>&1 | tee "$logs/browser.log"
+  ( cd tests/browser && { node -e "const fs=require('fs');for(const d of Object.keys(require('./package.json').devDependencies))if(!fs.existsSync('node_modules/'+d+'/package.json'))process.exit(1)" || npm ci --no-audit --no-fund; } && npm test ) 2>&1 | tee "$logs/browser.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   p=$(grep -E '^ℹ pass ' "$logs/browser.log" | tail -1 | awk '{print $3}')
   f=$(grep -E '^ℹ (fail|cancelled) ' "$logs/browser.log" | awk '{s+=$3} END {print s+0}')

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -450,8 +450,6 @@ pub struct Security {
     pub max_body_bytes: usize,
     /// `/metrics` without credentials.
     public_metrics: bool,
-    /// Set when the gateway starts draining: new streams are refused (503).
-    pub draining: AtomicBool,
     /// Counters.
     pub metrics: AuthMetrics,
 }
@@ -470,7 +468,6 @@ impl Default for Security {
             listen_origins: std::sync::OnceLock::new(),
             max_body_bytes: 64 * 1024,
             public_metrics: false,
-            draining: AtomicBool::new(false),
             metrics: AuthMetrics::default(),
         }
     }
@@ -633,9 +630,6 @@ pub enum AuthError {
     /// Body over `server.max_body_bytes`.
     #[error("request body of {0} bytes exceeds the limit of {1} bytes")]
     TooLarge(u64, usize),
-    /// The gateway is draining.
-    #[error("the gateway is shutting down; reconnect shortly (to another instance)")]
-    Draining,
     /// A division-scoped agent outside the scope (reads): looks absent.
     #[error("no agent with id {0:?}; list agents with GET /api/v1/agents")]
     HiddenAgent(String),
@@ -647,7 +641,6 @@ impl ResponseError for AuthError {
             AuthError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             AuthError::Forbidden(_) | AuthError::Origin(_) => StatusCode::FORBIDDEN,
             AuthError::TooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
-            AuthError::Draining => StatusCode::SERVICE_UNAVAILABLE,
             AuthError::HiddenAgent(_) => StatusCode::NOT_FOUND,
         }
     }
@@ -658,18 +651,11 @@ impl ResponseError for AuthError {
             AuthError::Forbidden(_) => "forbidden",
             AuthError::Origin(_) => "origin_not_allowed",
             AuthError::TooLarge(..) => "payload_too_large",
-            AuthError::Draining => "shutting_down",
             AuthError::HiddenAgent(_) => "agent_not_found",
         };
         let mut b = HttpResponse::build(self.status_code());
-        match self {
-            AuthError::Unauthenticated(_) => {
-                b.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
-            }
-            AuthError::Draining => {
-                b.insert_header((header::RETRY_AFTER, "5"));
-            }
-            _ => {}
+        if let AuthError::Unauthenticated(_) = self {
+            b.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         b.json(serde_json::json!({"error": code, "reason": self.to_string()}))
     }
@@ -937,7 +923,11 @@ pub(crate) async fn tickets(p: Principal, st: web::Data<AppState>) -> HttpRespon
 pub fn configure(cfg: &mut web::ServiceConfig, sec: &Security) {
     let limit = sec.max_body_bytes;
     cfg.app_data(web::PayloadConfig::new(limit))
-        .app_data(web::JsonConfig::default().limit(limit));
+        .app_data(
+            web::JsonConfig::default()
+                .limit(limit)
+                .error_handler(crate::http::extract::json_error),
+        );
 }
 
 #[cfg(test)]

@@ -257,19 +257,49 @@ impl History {
     }
 }
 
-fn parse_time(param: &str, v: &str) -> Result<DateTime<Utc>, HistoryError> {
+/// The earliest time a parameter may name: 1970-01-01T00:00:00Z.
+fn earliest() -> DateTime<Utc> {
+    DateTime::<Utc>::UNIX_EPOCH
+}
+
+/// The latest time a parameter may name: 9999-12-31T23:59:59.999Z. Within
+/// these bounds every day and range computation is exact (no overflow).
+fn latest() -> DateTime<Utc> {
+    // unwrap: a valid constant date.
+    NaiveDate::from_ymd_opt(9999, 12, 31)
+        .unwrap()
+        .and_hms_milli_opt(23, 59, 59, 999)
+        .unwrap()
+        .and_utc()
+}
+
+/// Refuses times outside 1970-01-01 … 9999-12-31 (a 400 naming `param`).
+pub fn in_range(param: &str, v: &str, t: DateTime<Utc>) -> Result<DateTime<Utc>, HistoryError> {
+    if t < earliest() || t > latest() {
+        return Err(bad(
+            param,
+            format!("{v:?} is out of range; expected a time between 1970-01-01 and 9999-12-31"),
+        ));
+    }
+    Ok(t)
+}
+
+/// Parses an RFC 3339 time or a `YYYY-MM-DD` date (UTC midnight), within
+/// 1970-01-01 … 9999-12-31.
+pub fn parse_time(param: &str, v: &str) -> Result<DateTime<Utc>, HistoryError> {
     if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
         // unwrap: midnight exists on every date.
-        return Ok(d.and_hms_opt(0, 0, 0).unwrap().and_utc());
+        return in_range(param, v, d.and_hms_opt(0, 0, 0).unwrap().and_utc());
     }
-    DateTime::parse_from_rfc3339(v)
+    let t = DateTime::parse_from_rfc3339(v)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| {
             bad(
                 param,
                 format!("{v:?} is not an RFC 3339 time (2026-05-20T08:00:00Z) or a date: {e}"),
             )
-        })
+        })?;
+    in_range(param, v, t)
 }
 
 #[derive(Deserialize, Default)]
@@ -475,11 +505,12 @@ pub fn time_in_state(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SummaryQuery {
-    date: String,
+    date: Option<String>,
 }
 
 /// `GET /api/v1/agents/{id}/summary?date=YYYY-MM-DD`: milliseconds in each
-/// presence and routing status on that UTC day, up to now for today. The
+/// presence and routing status on that UTC day (today without `date`), up
+/// to now for today. The
 /// totals add up to `coveredMs` = `to - coveredFrom`, where `coveredFrom` is
 /// midnight when the state at midnight is known, else the first record.
 pub(crate) async fn summary(
@@ -490,8 +521,16 @@ pub(crate) async fn summary(
     let agent = id.into_inner();
     let q: SummaryQuery = serde_urlencoded::from_str(req.query_string())
         .map_err(|e| bad("date", format!("expected date=YYYY-MM-DD: {e}")))?;
-    let day = NaiveDate::parse_from_str(&q.date, "%Y-%m-%d")
-        .map_err(|e| bad("date", format!("{:?} is not YYYY-MM-DD: {e}", q.date)))?;
+    let day = match &q.date {
+        None => Utc::now().date_naive(),
+        Some(d) => {
+            let day = NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map_err(|e| bad("date", format!("{d:?} is not YYYY-MM-DD: {e}")))?;
+            // unwrap: midnight exists on every date.
+            in_range("date", d, day.and_hms_opt(0, 0, 0).unwrap().and_utc())?;
+            day
+        }
+    };
     // unwrap: midnight exists on every date.
     let from = day.and_hms_opt(0, 0, 0).unwrap().and_utc();
     let to = (from + Duration::days(1)).min(Utc::now());
@@ -505,7 +544,7 @@ pub(crate) async fn summary(
         )));
     }
     let mut out = json!({
-        "agentId": agent, "date": q.date, "timeZone": "UTC",
+        "agentId": agent, "date": day.format("%Y-%m-%d").to_string(), "timeZone": "UTC",
         "from": iso(from), "to": iso(to), "warnings": m.warnings,
     });
     for kind in Kind::ALL {

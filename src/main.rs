@@ -16,6 +16,10 @@ use presence_gateway::{app, upstream::GenesysConfig};
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    /// Log format on stderr: `text` or `json` (for `serve`, overrides
+    /// `[log] format`). Colours only when stderr is a terminal.
+    #[arg(long, global = true, env = "PRESENCE_GATEWAY_LOG_FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,8 +67,10 @@ fn init_tracing(format: &str, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
@@ -80,6 +86,7 @@ fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log_format = cli.log_format;
     match cli.command {
         Command::CheckConfig { config } => {
             match Config::load(config.as_deref(), std::env::vars()).and_then(|c| {
@@ -101,7 +108,10 @@ fn main() -> ExitCode {
             if let Err(e) = presence_gateway::auth::exposure_check(&cfg.auth, cfg.server.listen) {
                 return usage_error(e);
             }
-            init_tracing(&cfg.log.format, &cfg.log.level);
+            init_tracing(
+                log_format.as_deref().unwrap_or(&cfg.log.format),
+                &cfg.log.level,
+            );
             let grace = std::time::Duration::from_secs(cfg.server.drain_secs);
             run(async move {
                 let gw = app::start(cfg).await?;
@@ -132,7 +142,7 @@ fn main() -> ExitCode {
             if let Err(e) = sim_cfg.validate() {
                 return usage_error(e);
             }
-            init_tracing("text", "info");
+            init_tracing(log_format.as_deref().unwrap_or("text"), "info");
             run(async move {
                 let sim = simulator::start(sim_cfg.clone()).await?;
                 let mut cfg = Config {
@@ -177,7 +187,7 @@ fn main() -> ExitCode {
             if let Err(e) = cfg.validate() {
                 return usage_error(e);
             }
-            init_tracing("text", "info");
+            init_tracing(log_format.as_deref().unwrap_or("text"), "info");
             run(async move {
                 let handle = simulator::start(cfg).await?;
                 println!("READY simulator={}", handle.base_url());

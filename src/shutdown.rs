@@ -1,12 +1,17 @@
 //! Graceful drain (SIGTERM / SIGINT, or [`crate::app::Gateway::shutdown`]).
 //!
 //! One call, in order:
-//! 1. stop accepting: new stream requests get 503 `shutting_down`, the
-//!    listener is paused;
+//! 1. stop accepting: the listener is paused; a stream request that still
+//!    arrives (on an already-open keep-alive connection) is never an HTTP
+//!    error: SSE gets 200 with the final `status` and `close` event and a
+//!    `retry:` hint that outlasts the drain, then the connection closes;
+//!    WebSocket is upgraded, gets the `status`, and is closed with 1001
+//!    (`crate::session::draining`);
 //! 2. tell every stream client, spread over `server.drain_spread_secs` so
 //!    that they do not all reconnect at the same instant: each session
 //!    sends a final `status` (`"state":"restarting"`) and closes (WebSocket
-//!    1001; SSE `close` event carrying a `retry:` hint, then end of stream);
+//!    1001; SSE `close` event carrying the drain's `retry:` hint, then end
+//!    of stream);
 //! 3. wait for the sessions to be gone, stop the upstream, let the store
 //!    finish what it was asked (a barrier message: the SQLite actor answers
 //!    in order, so every earlier write is committed), stop the server;
@@ -61,6 +66,14 @@ const WAVE: Duration = Duration::from_millis(100);
 /// Kept back from the grace period for stopping the store and server.
 const STOP_MARGIN: Duration = Duration::from_millis(750);
 
+/// The SSE `retry:` hint (ms) sent while draining: a client closed at any
+/// point of the spread reconnects after the spread, the stop margin and
+/// its usual `session.sse_retry_ms` have passed, i.e. once the drain is
+/// over and (behind a load balancer or a restart) a new process answers.
+pub fn drain_retry_ms(cfg: DrainConfig, sse_retry_ms: u64) -> u64 {
+    (cfg.spread + STOP_MARGIN).as_millis() as u64 + sse_retry_ms
+}
+
 /// The final `status` a session sends before a drain closes it.
 pub fn restarting_status(epoch: u64, seq: u64) -> Frame {
     let json = serde_json::json!({
@@ -87,9 +100,8 @@ pub async fn drain(t: DrainTargets<'_>, cfg: DrainConfig) -> DrainReport {
         .filter(|d| *d > started)
         .unwrap_or(started);
     t.state
-        .security
-        .draining
-        .store(true, std::sync::atomic::Ordering::Release);
+        .limits
+        .begin_drain(drain_retry_ms(cfg, t.state.session.sse_retry_ms));
     t.server.pause().await;
     let sessions = t
         .registry

@@ -449,12 +449,13 @@ struct ReplayQuery {
 }
 
 fn parse_time(param: &str, v: &str) -> Result<DateTime<Utc>, HistoryError> {
-    DateTime::parse_from_rfc3339(v)
+    let t = DateTime::parse_from_rfc3339(v)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| HistoryError::BadParam {
             param: param.into(),
             reason: format!("{v:?} is not an RFC 3339 time such as 2026-05-20T08:00:00Z: {e}"),
-        })
+        })?;
+    crate::history::in_range(param, v, t)
 }
 
 /// `POST /api/v1/webhooks/{name}/replay?from=<RFC 3339>[&to=]`: queue again

@@ -371,7 +371,7 @@ function flash(el) {
 
 function fillHead(el, row) {
   const sig = row.key + ':' + row.items.length + ':' + row.label;
-  const c = computeCounts(row.items).byPresence;
+  const c = computeCounts(row.items).all.presence;
   const sig2 = sig + JSON.stringify(c);
   if (el._sig === sig2) return;
   el._sig = sig2;
@@ -385,8 +385,10 @@ function fillHead(el, row) {
 // ---- counts strip ----
 let countsSig = '';
 function renderCounts(counts) {
-  const keys = PRESENCES.concat(Object.keys(counts.byPresence).filter((k) => !PRESENCES.includes(k)));
-  const sig = JSON.stringify([counts.byPresence, counts.byRouting, view.state]);
+  const byPresence = counts.all.presence;
+  const byRouting = counts.all.routing;
+  const keys = PRESENCES.concat(Object.keys(byPresence).filter((k) => !PRESENCES.includes(k)));
+  const sig = JSON.stringify([byPresence, byRouting, view.state]);
   if (sig === countsSig) return;
   countsSig = sig;
   const pc = $('presence-counts');
@@ -406,12 +408,12 @@ function renderCounts(counts) {
   }
   for (const b of pc.children) {
     const k = b.dataset.state;
-    b.children[1].textContent = String(counts.byPresence[k] || 0);
+    b.children[1].textContent = String(byPresence[k] || 0);
     b.setAttribute('aria-pressed', String(view.state === k));
-    b.setAttribute('aria-label', `${SYS_LABEL[k] || k}: ${counts.byPresence[k] || 0}`);
+    b.setAttribute('aria-label', `${SYS_LABEL[k] || k}: ${byPresence[k] || 0}`);
   }
   const rc = $('routing-counts');
-  rc.innerHTML = ROUTING.map((r) => `<span class="chip" style="--rc:var(--r-${r})"><span class="badge${r === 'IDLE' ? '' : ' solid'}">${ROUTING_LABEL[r]}</span><span class="n">${counts.byRouting[r] || 0}</span></span>`).join('');
+  rc.innerHTML = ROUTING.map((r) => `<span class="chip" style="--rc:var(--r-${r})"><span class="badge${r === 'IDLE' ? '' : ' solid'}">${ROUTING_LABEL[r]}</span><span class="n">${byRouting[r] || 0}</span></span>`).join('');
 }
 
 // ---- filters ----

@@ -2,7 +2,10 @@
 // status with ticking timers, a guarded presence change (PATCH with If-Match),
 // and the interaction-context panel fed by `interaction` stream messages.
 
-import { createPresenceClient, presenceKey, fetchPresenceDefinitions, getJson, setPresence } from './presence-client.js';
+import {
+  createPresenceClient, presenceKey, fetchPresenceDefinitions, getJson, setPresence,
+  refusedBy, PRESENCE_MESSAGE_MAX_CHARS,
+} from './presence-client.js';
 import { ensureAccess } from './auth-gate.js';
 
 const SYS_LABEL = {
@@ -11,18 +14,46 @@ const SYS_LABEL = {
 };
 const SYS_ORDER = ['AVAILABLE', 'ON_QUEUE', 'BUSY', 'AWAY', 'BREAK', 'MEAL', 'MEETING', 'TRAINING', 'IDLE', 'OFFLINE'];
 const ROUTING_LABEL = { IDLE: 'Idle', INTERACTING: 'Interacting', COMMUNICATING: 'Communicating', NOT_RESPONDING: 'Not responding', OFF_QUEUE: 'Off queue' };
-/** The gateway's error codes, by HTTP status, in words an agent understands. */
-const ERROR_TEXT = {
-  400: 'The request was not understood by the gateway.',
-  401: 'You are not signed in to the gateway.',
-  403: 'You are not allowed to change this presence.',
-  404: 'This agent is not known to the gateway.',
-  409: 'Genesys Cloud refused this change of presence.',
-  412: 'Your presence changed since this page loaded it.',
-  422: 'That presence cannot be chosen.',
-  429: 'Too many changes right now; try again in a moment.',
-  503: 'The gateway cannot reach Genesys Cloud right now.',
+/**
+ * What went wrong, by the gateway's error code (docs/writes.md), in words an
+ * agent understands. Who refused is said separately (see refusalText).
+ */
+const CODE_TEXT = {
+  transition_refused: 'This change is not allowed right now by your organisation’s rules.',
+  precondition_failed: 'Your presence changed since this page loaded it.',
+  invalid_presence: 'That presence cannot be chosen.',
+  invalid_message: `The message is too long: at most ${PRESENCE_MESSAGE_MAX_CHARS} characters.`,
+  agent_not_found: 'This agent is not known.',
+  not_ready: 'The gateway has not finished loading your organisation yet; try again in a moment.',
+  idempotency_in_progress: 'The same change is still being made.',
+  idempotency_key_reused: 'This request was already used for another change.',
+  unauthenticated: 'You are not signed in to the gateway.',
+  forbidden: 'You are not allowed to change this presence.',
+  genesys_refused: 'Genesys Cloud refused this change of presence.',
+  genesys_forbidden: 'Genesys Cloud does not allow the gateway to change presences (permission presence:userPresence:edit).',
+  rate_limited: 'Genesys Cloud is busy (rate limit); your presence was not changed. Try again in a moment.',
+  upstream_unavailable: 'The gateway cannot reach Genesys Cloud right now; your presence was not changed.',
+  not_confirmed: 'Genesys Cloud did not confirm the change; check your presence.',
 };
+/** Fallbacks by HTTP status for codes this page does not know. */
+const STATUS_TEXT = {
+  400: 'The request was not understood.',
+  401: CODE_TEXT.unauthenticated,
+  403: CODE_TEXT.forbidden,
+  404: CODE_TEXT.agent_not_found,
+  429: 'Too many changes right now; try again in a moment.',
+};
+
+/** A refusal in words that name who refused: the gateway's own rules, or Genesys Cloud. */
+function refusalText(err) {
+  const words = CODE_TEXT[err.code] || STATUS_TEXT[err.status] || `The change failed (HTTP ${err.status}).`;
+  const who = refusedBy(err.code);
+  // The reason repeats what CODE_TEXT says for most gateway codes; keep it
+  // where it adds facts (a policy rule, Genesys's own message).
+  const detail = err.reason && (who !== 'gateway' || err.code === 'transition_refused' || !CODE_TEXT[err.code]) ? ` (${err.reason})` : '';
+  const prefix = who === 'gateway' ? 'Refused by the gateway (Genesys Cloud was not asked): ' : '';
+  return `${prefix}${words}${detail} [${err.code || `HTTP ${err.status}`}]`;
+}
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -42,7 +73,10 @@ const client = createPresenceClient({
   filter: { agent: agentId, interactions: true },
   autoStart: false,
   onSnapshot: (agents) => { setMe(agents.get(agentId) || me); },
-  onDelta: (changes) => { for (const c of changes) if (c.id === agentId) setMe(c.removed ? null : c); },
+  onDelta: (changes, msg) => {
+    for (const c of changes) if (c.id === agentId) setMe(c);
+    if (Array.isArray(msg.removed) && msg.removed.includes(agentId)) showNoAgent(`The agent “${agentId}” is no longer in the directory.`);
+  },
   onInteraction: (msg) => { if (msg.agentId === agentId) renderInteractions(msg.interactions || []); },
   onStatus: () => updateFreshness(),
   onConnectionChange: () => updateFreshness(),
@@ -73,9 +107,22 @@ async function loadAgent() {
     $('fatal').hidden = true;
     return body;
   } catch (e) {
-    if (e.status === 404) showFatal(`No agent with id “${agentId}” is known to the gateway.`);
+    if (e.status === 404) showNoAgent(`No agent with id “${agentId}” is known to the gateway. Check the address: it should be /desktop.html?agent=<agent id>.`);
     return null;
   }
+}
+
+/** This page has no agent to show: say so, and offer nothing to change. */
+let noAgent = false;
+function showNoAgent(text) {
+  noAgent = true;
+  me = null;
+  client.close();
+  showFatal(text);
+  document.querySelectorAll('.card').forEach((c) => { c.hidden = true; });
+  $('fresh').hidden = true;
+  $('agent-name').textContent = 'Agent desktop';
+  document.title = 'Agent desktop — no agent';
 }
 
 function showFatal(text) {
@@ -194,10 +241,7 @@ $('change').addEventListener('submit', async (e) => {
     chosen.checked = false;
   } catch (err) {
     if (err.status === undefined) { showResult('err', `Could not reach the gateway (${err.message}).`); return; }
-    const words = ERROR_TEXT[err.status] || `The gateway refused the change (HTTP ${err.status}).`;
-    const detail = err.reason ? ` ${err.reason}` : '';
-    const code = err.code ? ` [${err.code}]` : '';
-    showResult('err', `${words}${detail}${code}`, err.status === 412);
+    showResult('err', refusalText(err), err.status === 412);
   } finally {
     btn.disabled = false;
   }
@@ -235,6 +279,7 @@ function cap(s) { return s ? s[0].toUpperCase() + s.slice(1) : s; }
 // ---- freshness ----
 let lastText = '';
 function updateFreshness() {
+  if (noAgent) return;
   const f = client.freshness();
   $('fresh').dataset.level = f.level;
   const ageS = Math.round(f.staleForMs / 1000);
@@ -245,16 +290,25 @@ function updateFreshness() {
   document.body.classList.toggle('not-live', f.level !== 'live' && !!me);
 }
 
+// ---- message limit: the API's, in one place (presence-client.js) ----
+const messageBox = $('message');
+messageBox.maxLength = PRESENCE_MESSAGE_MAX_CHARS;
+function showLimit() { $('message-limit').textContent = `${messageBox.value.length}/${PRESENCE_MESSAGE_MAX_CHARS}`; }
+messageBox.addEventListener('input', showLimit);
+showLimit();
+
 // ---- start ----
 if (!agentId) {
-  showFatal('Open this page with ?agent=<agent id> in the address.');
-  document.querySelectorAll('.card').forEach((c) => { c.hidden = true; });
+  showNoAgent('No agent chosen. Open this page with ?agent=<agent id> in the address.');
 } else {
-  // Credentials first: asked only when the gateway requires them.
-  ensureAccess(baseUrl).then(() => {
+  // Credentials first: asked only when the gateway requires them. Then the
+  // agent itself: an unknown id gets words, not presence choices.
+  ensureAccess(baseUrl).then(async () => {
+    const defs = fetchPresenceDefinitions(baseUrl);
+    await loadAgent();
+    if (noAgent) return;
     client.start();
-    loadAgent();
-    fetchPresenceDefinitions(baseUrl).then((d) => { definitions = d; renderChoices(); renderMe(); })
+    defs.then((d) => { definitions = d; renderChoices(); renderMe(); })
       .catch((e) => showResult('err', `Could not load the presence choices (${e.message}).`));
   });
   setInterval(tick, 1000);

@@ -8,7 +8,9 @@
 //    id it saw (SSE `?last_event_id=`, WS `?since=`), so the server replays the
 //    gap or sends a fresh snapshot with `recovered:false`;
 //  - the agent map (id → Agent), replaced whole by every snapshot and patched
-//    by every delta (`removed: true` deletes);
+//    by every delta (its `changes` upsert, its top-level `removed` ids delete);
+//  - the server's `counts`, replaced by a snapshot and merged bucket by bucket
+//    from each delta's partial `counts`;
 //  - the latest upstream `status` and a freshness verdict that never calls old
 //    data live (see `freshness()`).
 //
@@ -51,31 +53,58 @@ export function presenceKey(agent) {
 }
 
 /**
- * Counts over any iterable of agents: total, by system presence, by routing
- * status, by division id and by queue id (each queue value counts by
- * presence too). Used when the server sends no `counts`, and for filtered views.
+ * Counts over any iterable of agents, in the gateway's own `Counts` shape
+ * (docs/protocol.md §2), so there is one shape everywhere:
+ *
+ *     { all:       { agents, presence: {SYSTEM_PRESENCE: n}, routing: {STATUS: n} },
+ *       divisions: { divisionId: { agents, presence, routing } },
+ *       queues:    { queueId:    { agents, presence, routing } } }
+ *
+ * As on the server, zero entries are omitted and an agent without a presence
+ * (or routing status) is counted in `agents` only. Used by `counts()` when the
+ * server sent none, and by pages for filtered views.
  */
 export function computeCounts(agents) {
-  const c = { total: 0, byPresence: {}, byRouting: {}, byDivision: {}, byQueue: {} };
+  const bucket = () => ({ agents: 0, presence: {}, routing: {} });
+  const c = { all: bucket(), divisions: {}, queues: {} };
   for (const a of agents) {
-    c.total++;
-    const p = presenceKey(a);
-    c.byPresence[p] = (c.byPresence[p] || 0) + 1;
-    const r = (a.routingStatus && a.routingStatus.status) || 'OFF_QUEUE';
-    c.byRouting[r] = (c.byRouting[r] || 0) + 1;
-    const d = (a.division && a.division.id) || '';
-    const dc = c.byDivision[d] || (c.byDivision[d] = { total: 0, byPresence: {} });
-    dc.total++;
-    dc.byPresence[p] = (dc.byPresence[p] || 0) + 1;
+    const p = a.presence ? presenceKey(a) : null;
+    const r = a.routingStatus && a.routingStatus.status;
+    const buckets = [c.all];
+    const d = a.division && a.division.id;
+    if (d) buckets.push(c.divisions[d] || (c.divisions[d] = bucket()));
     for (const q of a.queues || []) {
       const qid = typeof q === 'string' ? q : q && q.id;
-      if (!qid) continue;
-      const qc = c.byQueue[qid] || (c.byQueue[qid] = { total: 0, byPresence: {} });
-      qc.total++;
-      qc.byPresence[p] = (qc.byPresence[p] || 0) + 1;
+      if (qid) buckets.push(c.queues[qid] || (c.queues[qid] = bucket()));
+    }
+    for (const b of buckets) {
+      b.agents++;
+      if (p) b.presence[p] = (b.presence[p] || 0) + 1;
+      if (r) b.routing[r] = (b.routing[r] || 0) + 1;
     }
   }
   return c;
+}
+
+/**
+ * Applies a delta's partial `counts` to the counts held so far and returns
+ * the result (a new object; `held` is not modified). A delta carries only the
+ * buckets that changed in its batch: `all` and the listed division / queue
+ * keys each replace the held bucket, a bucket with `agents: 0` is gone, and
+ * every bucket not listed keeps its value (docs/protocol.md §2).
+ */
+export function mergeCounts(held, patch) {
+  const base = held || { all: { agents: 0, presence: {}, routing: {} }, divisions: {}, queues: {} };
+  if (!patch || typeof patch !== 'object') return base;
+  const next = { all: base.all, divisions: { ...base.divisions }, queues: { ...base.queues } };
+  if (patch.all) next.all = patch.all;
+  for (const group of ['divisions', 'queues']) {
+    for (const [k, b] of Object.entries(patch[group] || {})) {
+      if (!b || !b.agents) delete next[group][k];
+      else next[group][k] = b;
+    }
+  }
+  return next;
 }
 
 function buildQuery(filter, extra) {
@@ -98,7 +127,8 @@ function buildQuery(filter, extra) {
  * @param {'sse'|'ws'} [opts.transport] default 'sse'
  * @param {object} [opts.filter]    query parameters for the subscription, e.g. {agent: id, interactions: true}
  * @param {(agents: Map, msg: object) => void} [opts.onSnapshot] the map was replaced
- * @param {(changes: object[], msg: object) => void} [opts.onDelta] these agents changed (map already updated)
+ * @param {(changes: object[], msg: object) => void} [opts.onDelta] these agents changed and the ids in
+ *        `msg.removed` (if any) were deleted; the map is already updated
  * @param {(status: object) => void} [opts.onStatus]   upstream `status` message
  * @param {(msg: object) => void} [opts.onInteraction] `interaction` message
  * @param {(state: string, info: object) => void} [opts.onConnectionChange]
@@ -106,6 +136,9 @@ function buildQuery(filter, extra) {
  * @param {object} [opts.backoff] {initialMs, maxMs, factor}
  * @param {number} [opts.idleTimeoutMs] reopen after this long with no message (0 disables)
  * @param {boolean} [opts.autoStart] default true
+ *
+ * No callback fires before this function returns (the connection starts in a
+ * microtask), so callbacks may use the returned client.
  */
 export function createPresenceClient(opts = {}) {
   const transport = opts.transport === 'ws' ? 'ws' : 'sse';
@@ -136,11 +169,17 @@ export function createPresenceClient(opts = {}) {
     seq: -1,
     /** Latest `status` message, with `receivedAt` (ms, local clock). */
     status: null,
-    /** `counts` as the server sent them with the last snapshot/delta, if any. */
+    /** The server's `counts`: whole from the last snapshot, patched by each delta; null until sent. */
     serverCounts: null,
     /** `queues` [{id,name}] from the last snapshot that carried them. */
     queues: new Map(),
     hasSnapshot: false,
+    /**
+     * false while the gateway says it has not read the directory from
+     * Genesys Cloud yet (`synced` on snapshots and status messages): an empty
+     * map then means "not known yet", not "no agents". null: not reported.
+     */
+    synced: null,
     attempt: 0,
     retryAt: 0,
     /** Local time of the last message of any kind. */
@@ -155,6 +194,7 @@ export function createPresenceClient(opts = {}) {
   let retryTimer = null;
   let idleTimer = null;
   let stopped = true;
+  let pendingTicket = false; // a ticket request is under way (auth on)
 
   function setConnection(next, info = {}) {
     if (state.connection === next && next !== 'reconnecting') return;
@@ -175,9 +215,10 @@ export function createPresenceClient(opts = {}) {
     setConnection(state.attempt === 0 && !state.hasSnapshot ? 'connecting' : 'reconnecting', { retryInMs: 0 });
     if (!authToken) { connect(null); return; }
     // With a credential, each connection needs a fresh one-time ticket.
+    pendingTicket = true;
     getJson(baseUrl, '/api/v1/tickets', { method: 'POST' })
-      .then(({ body }) => { if (!stopped && !source) connect({ ticket: body.ticket }); })
-      .catch((e) => { if (!stopped) fail(`no stream ticket: ${e.message}`); });
+      .then(({ body }) => { pendingTicket = false; if (!stopped && !source) connect({ ticket: body.ticket }); })
+      .catch((e) => { pendingTicket = false; if (!stopped) fail(`no stream ticket: ${e.message}`); });
   }
 
   function connect(extra) {
@@ -261,6 +302,7 @@ export function createPresenceClient(opts = {}) {
         // The gateway sends the upstream state at the top level (docs/protocol.md);
         // `upstream` groups it for callers.
         state.status = { ...msg, upstream: msg.upstream || { state: msg.state, detail: msg.detail, stale: msg.stale }, receivedAt: Date.now() };
+        if (typeof msg.synced === 'boolean') state.synced = msg.synced;
         return cb.status(state.status);
       case 'interaction': {
         if (msg.agentId) interactions.set(msg.agentId, Array.isArray(msg.interactions) ? msg.interactions : []);
@@ -281,6 +323,7 @@ export function createPresenceClient(opts = {}) {
     state.epoch = msg.epoch ?? state.epoch;
     state.seq = typeof msg.seq === 'number' ? msg.seq : -1;
     state.serverCounts = msg.counts || null;
+    if (typeof msg.synced === 'boolean') state.synced = msg.synced;
     state.hasSnapshot = true;
     state.snapshots++;
     // A full picture arrived: the connection works, so the next failure starts
@@ -307,7 +350,11 @@ export function createPresenceClient(opts = {}) {
       if (ch.removed) agents.delete(ch.id);
       else agents.set(ch.id, ch);
     }
-    if (msg.counts) state.serverCounts = msg.counts;
+    // Agents that left the directory or no longer match this client's filter
+    // (docs/protocol.md §3 `delta`): ids at the top level of the delta.
+    if (Array.isArray(msg.removed)) for (const id of msg.removed) agents.delete(id);
+    // Deltas carry only the buckets that changed: merge, never replace.
+    if (msg.counts) state.serverCounts = mergeCounts(state.serverCounts, msg.counts);
     noteId(eventId, msg);
     cb.delta(changes, msg);
   }
@@ -316,20 +363,24 @@ export function createPresenceClient(opts = {}) {
    * The honest answer to "can I show this as live?".
    * level: 'live' | 'stale' | 'reconnecting' | 'connecting' | 'closed'
    * staleForMs: how long since the data was last known live (0 when live).
-   * Live needs all of: an open connection, a snapshot, and an upstream that is
-   * `connected` (or has not reported yet — the gateway reports on connect).
+   * Live needs all of: an open connection, a snapshot, an upstream that is
+   * `connected` (or has not reported yet — the gateway reports on connect),
+   * and a gateway that has synced the directory (`synced` not false).
    */
   function freshness(now = Date.now()) {
     const up = state.status && state.status.upstream;
     const upState = up && up.state;
     let level;
     let detail = '';
-    if (state.connection === 'closed' || state.connection === 'idle') level = 'closed';
+    if (state.connection === 'closed' || (state.connection === 'idle' && stopped)) level = 'closed';
     else if (state.connection !== 'open' || !state.hasSnapshot) {
       level = state.hasSnapshot || state.reconnects > 0 ? 'reconnecting' : 'connecting';
     } else if (upState && upState !== 'connected') {
       level = 'stale';
       detail = `upstream ${upState}${up.detail ? ': ' + up.detail : ''}`;
+    } else if (state.synced === false) {
+      level = 'stale';
+      detail = 'not synced with Genesys Cloud yet';
     } else level = 'live';
     if (level === 'live') state.lastLiveAt = now;
     const lastEventAgeMs = state.status && typeof state.status.lastEventAgeMs === 'number'
@@ -365,14 +416,26 @@ export function createPresenceClient(opts = {}) {
     get serverCounts() { return state.serverCounts; },
     get queues() { return state.queues; },
     get hasSnapshot() { return state.hasSnapshot; },
+    /** The gateway's `synced` (false: directory not read from Genesys Cloud yet), null until reported. */
+    get synced() { return state.synced; },
     get stats() { return { snapshots: state.snapshots, reconnects: state.reconnects, attempt: state.attempt }; },
     freshness,
-    /** Counts from the server when it sent them, else computed from the map. */
+    /**
+     * Counts in the protocol's `Counts` shape ({all, divisions, queues}; see
+     * `computeCounts`): the server's, kept up to date by every delta, when it
+     * sent them (they cover all agents, whatever the filter); else computed
+     * from the map.
+     */
     counts() { return state.serverCounts || computeCounts(agents.values()); },
+    /**
+     * Starts connecting. Callbacks never fire synchronously from `start()` or
+     * `createPresenceClient()`: the first one (`onConnectionChange('connecting')`)
+     * comes in a microtask, once the caller holds the client.
+     */
     start() {
       if (!stopped) return client;
       stopped = false;
-      open();
+      queueMicrotask(() => { if (!stopped && !source && !retryTimer && !pendingTicket) open(); });
       return client;
     },
     /** Closes for good (until start()). */
@@ -443,6 +506,27 @@ export async function fetchPresenceDefinitions(baseUrl = '') {
     systemPresence: d.systemPresence ? String(d.systemPresence).toUpperCase().replace(/[\s-]+/g, '_').replace(/^ONQUEUE$/, 'ON_QUEUE') : 'UNKNOWN',
     label: d.label || (d.languageLabels && (d.languageLabels.en_US || Object.values(d.languageLabels)[0])) || d.id,
   }));
+}
+
+/**
+ * The longest presence message the gateway accepts, in characters
+ * (`src/writes.rs`: longer is 422 `invalid_message`; Genesys's own limit is
+ * the same, docs/simulator.md). Pages use this one number.
+ */
+export const PRESENCE_MESSAGE_MAX_CHARS = 250;
+
+/**
+ * Who refused a write, from the gateway's error code (docs/writes.md):
+ * 'genesys' when Genesys Cloud answered no (`genesys_refused`,
+ * `genesys_forbidden`), 'upstream' when Genesys Cloud could not be asked or
+ * did not confirm (`rate_limited`, `upstream_unavailable`, `not_confirmed`),
+ * otherwise 'gateway' — the gateway's own rules refused it and Genesys Cloud
+ * was never asked.
+ */
+export function refusedBy(code) {
+  if (code === 'genesys_refused' || code === 'genesys_forbidden') return 'genesys';
+  if (code === 'rate_limited' || code === 'upstream_unavailable' || code === 'not_confirmed') return 'upstream';
+  return 'gateway';
 }
 
 /** `PATCH /api/v1/agents/{id}/presence` guarded by If-Match. */

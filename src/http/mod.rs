@@ -5,6 +5,7 @@
 
 pub mod assets;
 mod error;
+pub mod extract;
 pub mod interactions;
 mod routes;
 pub mod table;
@@ -18,7 +19,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 
 pub use error::ApiError;
-pub use routes::parse_query;
+pub use routes::{parse_query, ParsedQuery, QueryMode};
 
 use crate::registry::Registry;
 use crate::session::{ConnLimits, SessionConfig, SessionMetrics};
@@ -69,6 +70,7 @@ impl AppState {
 /// Registers every route of the downstream API (from the route table,
 /// [`table::register`]) and `state` on an app.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
+    extract::configure(cfg);
     crate::auth::configure(cfg, &state.security);
     if let Some(w) = state.writes.clone() {
         cfg.app_data(web::Data::new(w));

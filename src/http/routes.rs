@@ -6,36 +6,79 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use crate::registry::agent::AgentWithPrevious;
 use crate::registry::{
-    Cursor, Filter, FilterError, GetAgent, GetDefinitions, GetReadiness, GetSnapshot,
+    Cursor, Filter, FilterError, GetAgent, GetDefinitions, GetDivisions, GetReadiness, GetSnapshot,
+    GetStats,
 };
 use crate::session::{self, SessionParams};
 
 use super::table::CheckedAgent;
 use super::{ApiError, AppState};
 
+/// How strictly [`parse_query`] reads a query string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryMode {
+    /// REST: unknown parameters and malformed resume points are a 400.
+    Strict,
+    /// The two stream endpoints: a reconnect must never turn into an
+    /// error, so unknown parameters are ignored (and reported in
+    /// [`ParsedQuery::ignored`]) and a resume point that cannot be read is
+    /// dropped (the stream starts with a fresh snapshot). Bad filter values
+    /// are still a 400: they would never work.
+    Stream,
+}
+
+/// A parsed query string.
+#[derive(Debug, Default)]
+pub struct ParsedQuery {
+    /// The filter (normalised).
+    pub filter: Filter,
+    /// The resume point, when one of the cursor keys held a readable one.
+    pub since: Option<Cursor>,
+    /// Parameters ignored in [`QueryMode::Stream`] (unknown names, and
+    /// resume points that could not be read).
+    pub ignored: Vec<String>,
+}
+
 /// Parses a query string into a filter and, when one of `cursor_keys` is
-/// present, a resume point. Keys may repeat and values may be comma-joined;
-/// unknown keys are refused.
+/// present, a resume point. Keys may repeat and values may be comma-joined.
+/// Unknown keys and malformed resume points are refused in
+/// [`QueryMode::Strict`] and ignored in [`QueryMode::Stream`].
 pub fn parse_query(
     qs: &str,
     cursor_keys: &[&str],
-) -> Result<(Filter, Option<Cursor>), FilterError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(qs).map_err(|e| FilterError {
-        param: "query".into(),
-        reason: format!("malformed query string: {e}"),
-    })?;
+    mode: QueryMode,
+) -> Result<ParsedQuery, FilterError> {
+    let pairs: Vec<(String, String)> = match mode {
+        QueryMode::Strict => serde_urlencoded::from_str(qs).map_err(|e| FilterError {
+            param: "query".into(),
+            reason: format!("malformed query string: {e}"),
+        })?,
+        // Total: invalid UTF-8 is replaced, never refused.
+        QueryMode::Stream => form_urlencoded::parse(qs.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect(),
+    };
+    let mut out = ParsedQuery::default();
     let mut f = Filter::default();
-    let mut since = None;
     for (k, v) in &pairs {
-        // Checked by the interaction layer (`http::interactions::wanted`).
+        // Checked by the interaction layer (`http::interactions::wanted`)
+        // and the guard (`auth`).
         if k == "interactions" || k == "ticket" {
             continue;
         }
         if cursor_keys.contains(&k.as_str()) {
-            since = Some(Cursor::parse(k, v)?);
+            match (Cursor::parse(k, v), mode) {
+                (Ok(c), _) => out.since = Some(c),
+                (Err(e), QueryMode::Strict) => return Err(e),
+                (Err(_), QueryMode::Stream) => out.ignored.push(k.clone()),
+            }
             continue;
         }
         if !f.add(k, v)? {
+            if mode == QueryMode::Stream {
+                out.ignored.push(k.clone());
+                continue;
+            }
             let mut expected = "division, queue, presence, routing, agent, interactions".to_owned();
             for c in cursor_keys {
                 expected.push_str(", ");
@@ -47,7 +90,74 @@ pub fn parse_query(
             });
         }
     }
-    Ok((f.normalise(), since))
+    out.filter = f.normalise();
+    Ok(out)
+}
+
+/// Refuses division ids the directory does not know (once it is synced:
+/// before that nothing is known and every division is accepted). The
+/// reason lists the known divisions the client may see.
+async fn check_divisions(
+    req: &HttpRequest,
+    st: &AppState,
+    filter: &Filter,
+) -> Result<(), ApiError> {
+    if filter.divisions.is_empty() {
+        return Ok(());
+    }
+    let Some(known) = st.registry.send(GetDivisions).await? else {
+        return Ok(());
+    };
+    let unknown: Vec<&String> = filter
+        .divisions
+        .iter()
+        .filter(|d| known.binary_search(d).is_err())
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let principal = crate::auth::principal(req)?;
+    let visible: Vec<&str> = known
+        .iter()
+        .filter(|d| principal.divisions.as_ref().is_none_or(|a| a.contains(d)))
+        .map(String::as_str)
+        .collect();
+    Err(FilterError {
+        param: "division".into(),
+        reason: format!(
+            "unknown division {}; known divisions: {}",
+            unknown
+                .iter()
+                .map(|d| format!("{d:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            visible.join(",")
+        ),
+    }
+    .into())
+}
+
+/// Adds `X-Ignored-Parameters` to a stream answer and logs the names once
+/// per request, so a typo is visible without failing the reconnect.
+fn report_ignored(resp: &mut HttpResponse, ignored: &[String], path: &str) {
+    if ignored.is_empty() {
+        return;
+    }
+    let list = ignored.join(",");
+    tracing::info!(path, ignored = %list, "stream request: ignored unknown or unreadable parameters");
+    if let Ok(v) = header::HeaderValue::from_str(&list) {
+        resp.headers_mut()
+            .insert(header::HeaderName::from_static("x-ignored-parameters"), v);
+    }
+}
+
+/// The registry's epoch and seq, for a draining answer's final `status`.
+async fn position(st: &AppState) -> (u64, u64) {
+    st.registry
+        .send(GetStats)
+        .await
+        .map(|s| (s.epoch, s.seq))
+        .unwrap_or((0, 0))
 }
 
 fn opt(f: Filter) -> Option<Filter> {
@@ -56,7 +166,8 @@ fn opt(f: Filter) -> Option<Filter> {
 
 /// `GET /api/v1/agents`: a filtered snapshot with counts.
 pub async fn agents(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (filter, _) = parse_query(req.query_string(), &[])?;
+    let filter = parse_query(req.query_string(), &[], QueryMode::Strict)?.filter;
+    check_divisions(&req, &st, &filter).await?;
     let filter = crate::auth::scope_filter(&crate::auth::principal(&req)?, filter)?;
     let body = st
         .registry
@@ -130,18 +241,32 @@ fn session_params(
 }
 
 /// `GET /api/v1/stream`: Server-Sent Events. Resume with the
-/// `Last-Event-ID` header or `?last_event_id=`.
+/// `Last-Event-ID` header, `?last_event_id=` or its alias `?lastEventId=`
+/// (what EventSource polyfills append); the header wins. A resume point
+/// that cannot be read or honoured starts with a fresh snapshot; unknown
+/// parameters are ignored ([`QueryMode::Stream`]). While draining, the
+/// answer is [`session::draining::sse`], never an error.
 pub async fn stream(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (filter, mut since) = parse_query(req.query_string(), &["last_event_id"])?;
+    if let Some(retry_ms) = st.limits.draining() {
+        let (epoch, seq) = position(&st).await;
+        return Ok(session::draining::sse(retry_ms, epoch, seq));
+    }
+    let mut q = parse_query(
+        req.query_string(),
+        &["last_event_id", "lastEventId"],
+        QueryMode::Stream,
+    )?;
     if let Some(h) = req.headers().get("Last-Event-ID") {
-        let s = h.to_str().map_err(|_| FilterError {
-            param: "Last-Event-ID".into(),
-            reason: "not ASCII".into(),
-        })?;
-        if !s.trim().is_empty() {
-            since = Some(Cursor::parse("Last-Event-ID", s)?);
+        match h.to_str().map(str::trim) {
+            Ok("") => {}
+            Ok(s) => match Cursor::parse("Last-Event-ID", s) {
+                Ok(c) => q.since = Some(c),
+                Err(_) => q.ignored.push("Last-Event-ID".into()),
+            },
+            Err(_) => q.ignored.push("Last-Event-ID".into()),
         }
     }
+    check_divisions(&req, &st, &q.filter).await?;
     if req.method() == actix_web::http::Method::HEAD {
         // The headers a GET would get, without starting a session.
         return Ok(HttpResponse::Ok()
@@ -149,19 +274,32 @@ pub async fn stream(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRes
             .insert_header((header::CACHE_CONTROL, "no-cache"))
             .finish());
     }
-    let p = session_params(&req, &st, filter, since)?;
-    Ok(session::sse::start(p))
+    let p = session_params(&req, &st, q.filter, q.since)?;
+    let mut resp = session::sse::start(p);
+    report_ignored(&mut resp, &q.ignored, req.path());
+    Ok(resp)
 }
 
-/// `GET /api/v1/ws`: WebSocket. Resume with `?since=`.
+/// `GET /api/v1/ws`: WebSocket. Resume with `?since=`; the same lenient
+/// rules as [`stream`]. While draining, the socket is upgraded and closed
+/// with 1001 ([`session::draining::ws`]).
 pub async fn ws(
     req: HttpRequest,
     body: web::Payload,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (filter, since) = parse_query(req.query_string(), &["since"])?;
-    let p = session_params(&req, &st, filter, since)?;
-    session::ws::start(&req, body, p).map_err(|e| ApiError::Handshake(e.to_string()))
+    if st.limits.draining().is_some() {
+        let (epoch, seq) = position(&st).await;
+        return session::draining::ws(&req, body, epoch, seq)
+            .map_err(|e| ApiError::Handshake(e.to_string()));
+    }
+    let q = parse_query(req.query_string(), &["since"], QueryMode::Stream)?;
+    check_divisions(&req, &st, &q.filter).await?;
+    let p = session_params(&req, &st, q.filter, q.since)?;
+    let mut resp =
+        session::ws::start(&req, body, p).map_err(|e| ApiError::Handshake(e.to_string()))?;
+    report_ignored(&mut resp, &q.ignored, req.path());
+    Ok(resp)
 }
 
 /// `GET /healthz`: the process is alive.

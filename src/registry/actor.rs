@@ -138,6 +138,12 @@ pub struct AgentIdsIn {
 #[rtype(result = "Vec<PresenceDefinition>")]
 pub struct GetDefinitions;
 
+/// HTTP → registry: the division ids of the directory's agents, sorted;
+/// `None` before the first complete sync (nothing is known yet).
+#[derive(Message)]
+#[rtype(result = "Option<Vec<String>>")]
+pub struct GetDivisions;
+
 /// Readiness as `/readyz` reports it.
 #[derive(Debug, Clone, MessageResponse)]
 pub struct Readiness {
@@ -233,7 +239,7 @@ impl Registry {
         let epoch = chrono::Utc::now().timestamp_millis().max(1) as u64;
         let health = UpstreamHealth::starting();
         Registry {
-            status: status_frame(epoch, 0, &health),
+            status: status_frame(epoch, 0, false, &health),
             cfg,
             epoch,
             seq: 0,
@@ -347,7 +353,7 @@ impl Registry {
     /// Re-encodes the status and sends it to every session.
     fn broadcast_status(&mut self) {
         self.flush();
-        self.status = status_frame(self.epoch, self.seq, &self.health);
+        self.status = status_frame(self.epoch, self.seq, self.dir.synced, &self.health);
         let mut gone = Vec::new();
         for (id, sub) in &self.subs {
             if Self::offer(sub, Deliver::Status(self.status.clone()), &mut self.stats) {
@@ -388,6 +394,7 @@ impl Registry {
         snapshot_json(
             self.epoch,
             self.seq,
+            self.dir.synced,
             agents,
             &self.dir.counts.full(),
             stream,
@@ -464,6 +471,7 @@ impl Registry {
                 definitions,
                 queues,
             } => {
+                let was_synced = self.dir.synced;
                 let changes = self.dir.sync(reason, &users, &definitions, &queues);
                 tracing::info!(
                     ?reason,
@@ -473,6 +481,11 @@ impl Registry {
                 );
                 for c in changes {
                     self.push(c, ctx);
+                }
+                if !was_synced && self.dir.synced {
+                    // `synced` is part of every snapshot and status.
+                    self.snapshot_cache = None;
+                    self.broadcast_status();
                 }
             }
             UpstreamEvent::Presence {
@@ -504,7 +517,7 @@ impl Registry {
                 if changed {
                     self.broadcast_status();
                 } else {
-                    self.status = status_frame(self.epoch, self.seq, &self.health);
+                    self.status = status_frame(self.epoch, self.seq, self.dir.synced, &self.health);
                 }
             }
         }
@@ -569,7 +582,7 @@ impl Handler<Subscribe> for Registry {
                 Start::Snapshot(self.snapshot_frame(filter))
             }
         };
-        self.status = status_frame(self.epoch, self.seq, &self.health);
+        self.status = status_frame(self.epoch, self.seq, self.dir.synced, &self.health);
         self.subs.insert(
             msg.id,
             Subscriber {
@@ -635,6 +648,25 @@ impl Handler<GetDefinitions> for Registry {
 
     fn handle(&mut self, _: GetDefinitions, _: &mut Self::Context) -> Vec<PresenceDefinition> {
         self.dir.definitions().to_vec()
+    }
+}
+
+impl Handler<GetDivisions> for Registry {
+    type Result = Option<Vec<String>>;
+
+    fn handle(&mut self, _: GetDivisions, _: &mut Self::Context) -> Option<Vec<String>> {
+        if !self.dir.synced {
+            return None;
+        }
+        let mut ids: Vec<String> = self
+            .dir
+            .sorted()
+            .into_iter()
+            .map(|a| a.division.id.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Some(ids)
     }
 }
 

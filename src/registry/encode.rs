@@ -228,15 +228,20 @@ struct SnapshotJson<'a> {
     seq: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     recovered: Option<bool>,
+    /// False until the first complete sync from Genesys Cloud: an empty
+    /// `agents` then means "not known yet", not "no agents".
+    synced: bool,
     agents: Vec<&'a AgentView>,
     counts: &'a CountsJson,
 }
 
 /// Encodes a snapshot. `stream` adds `"type":"snapshot"` and `recovered`
-/// (stream form); without it, the `GET /api/v1/agents` body.
+/// (stream form); without it, the `GET /api/v1/agents` body. `synced` is
+/// false until the first complete sync from Genesys Cloud.
 pub fn snapshot_json(
     epoch: u64,
     seq: u64,
+    synced: bool,
     agents: Vec<&AgentView>,
     counts: &CountsJson,
     stream: bool,
@@ -247,6 +252,7 @@ pub fn snapshot_json(
         epoch,
         seq,
         recovered: stream.then_some(false),
+        synced,
         agents,
         counts,
     })
@@ -263,14 +269,16 @@ struct StatusJson<'a> {
     seq: u64,
     state: UpstreamState,
     stale: bool,
+    synced: bool,
     detail: Option<&'a str>,
     last_event_at: Option<String>,
     last_event_age_ms: Option<i64>,
     last_frame_age_ms: Option<i64>,
 }
 
-/// Encodes a `status` message from the latest upstream health.
-pub fn status_frame(epoch: u64, seq: u64, h: &UpstreamHealth) -> Frame {
+/// Encodes a `status` message from the latest upstream health. `synced`
+/// is false until the first complete sync from Genesys Cloud.
+pub fn status_frame(epoch: u64, seq: u64, synced: bool, h: &UpstreamHealth) -> Frame {
     let now = Utc::now();
     let age = |t: Option<chrono::DateTime<Utc>>| t.map(|t| (now - t).num_milliseconds().max(0));
     // unwrap: serialising plain structs cannot fail.
@@ -279,7 +287,8 @@ pub fn status_frame(epoch: u64, seq: u64, h: &UpstreamHealth) -> Frame {
         epoch,
         seq,
         state: h.state,
-        stale: h.state != UpstreamState::Connected,
+        stale: h.state != UpstreamState::Connected || !synced,
+        synced,
         detail: h.detail.as_deref(),
         last_event_at: h.last_event_at.map(iso),
         last_event_age_ms: age(h.last_event_at),

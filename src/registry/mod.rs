@@ -22,9 +22,9 @@ pub mod state;
 pub mod tap;
 
 pub use actor::{
-    AgentIdsIn, AgentRecord, CloseAll, CloseSome, Deliver, GetAgent, GetDefinitions, GetReadiness,
-    GetSnapshot, GetStats, GetTapStats, Readiness, Registry, RegistryStats, Start, Subscribe,
-    Subscribed, Unsubscribe,
+    AgentIdsIn, AgentRecord, CloseAll, CloseSome, Deliver, GetAgent, GetDefinitions, GetDivisions,
+    GetReadiness, GetSnapshot, GetStats, GetTapStats, Readiness, Registry, RegistryStats, Start,
+    Subscribe, Subscribed, Unsubscribe,
 };
 pub use agent::{AgentView, Change};
 pub use config::RegistryConfig;

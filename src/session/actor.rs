@@ -121,7 +121,7 @@ pub struct Session {
     /// Start of that window.
     malformed_since: Instant,
     /// Connection-limit slot.
-    _guard: ConnGuard,
+    guard: ConnGuard,
     /// Interaction context watched by this session.
     interactions: Option<crate::interactions::WatchSpec>,
     /// Who the client is (division scope for `subscribe`).
@@ -150,7 +150,7 @@ impl Session {
             last_heard: now,
             malformed: 0,
             malformed_since: now,
-            _guard: p.guard,
+            guard: p.guard,
             interactions: p.interactions,
             scope: p.scope,
             epoch: 0,
@@ -380,7 +380,7 @@ impl Session {
                         Out::Close(code, reason) => (
                             Bytes::from(format!(
                                 "retry: {}\nevent: close\ndata: {}\n\n",
-                                self.cfg.sse_retry_ms,
+                                self.guard.draining().unwrap_or(self.cfg.sse_retry_ms),
                                 serde_json::json!({"type": "close", "code": code, "reason": reason})
                             )),
                             true,

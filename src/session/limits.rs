@@ -24,6 +24,8 @@ pub struct ConnLimits {
     per_ip: usize,
     total: AtomicUsize,
     by_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// While a drain runs: the `retry:` hint in ms (0: not draining).
+    drain_retry_ms: AtomicU64,
 }
 
 /// Held by a session for its lifetime; releases its slot on drop.
@@ -41,7 +43,21 @@ impl ConnLimits {
             per_ip,
             total: AtomicUsize::new(0),
             by_ip: Mutex::new(HashMap::new()),
+            drain_retry_ms: AtomicU64::new(0),
         })
+    }
+
+    /// Marks the start of a drain: from now on stream requests get a
+    /// draining answer (not an HTTP error) carrying this reconnect hint,
+    /// and sessions closed by the drain send it as their SSE `retry:`.
+    pub fn begin_drain(&self, retry_ms: u64) {
+        self.drain_retry_ms
+            .store(retry_ms.max(1), Ordering::Release);
+    }
+
+    /// The drain's reconnect hint in ms, while a drain runs.
+    pub fn draining(&self) -> Option<u64> {
+        Some(self.drain_retry_ms.load(Ordering::Acquire)).filter(|ms| *ms > 0)
     }
 
     /// Current number of connections.
@@ -68,6 +84,14 @@ impl ConnLimits {
             limits: self.clone(),
             ip,
         })
+    }
+}
+
+impl ConnGuard {
+    /// The drain's reconnect hint in ms, while a drain runs
+    /// ([`ConnLimits::draining`]).
+    pub fn draining(&self) -> Option<u64> {
+        self.limits.draining()
     }
 }
 

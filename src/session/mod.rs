@@ -8,6 +8,7 @@
 pub mod actor;
 pub mod close;
 pub mod config;
+pub mod draining;
 pub mod limits;
 pub mod outbox;
 pub mod sse;

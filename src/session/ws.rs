@@ -89,10 +89,9 @@ impl Session {
                 };
                 let since = match obj.get("since") {
                     None | Some(Value::Null) => None,
-                    Some(Value::String(s)) => match Cursor::parse("since", s) {
-                        Ok(c) => Some(c),
-                        Err(e) => return self.client_error(&e.to_string(), ctx),
-                    },
+                    // A resume point that cannot be read is not an error:
+                    // the answer is a fresh snapshot (docs/protocol.md §5).
+                    Some(Value::String(s)) => Cursor::parse("since", s).ok(),
                     Some(_) => {
                         return self.client_error(
                             "invalid `since`: expected a string \"<epoch>:<seq>\"",

@@ -25,7 +25,7 @@ test('event ids parse', () => {
   assert.equal(parseEventId(undefined), null);
 });
 
-/** Client-side counts by presence, routing, division and queue. */
+/** Client-side counts by presence, routing, division and queue, in the protocol's Counts shape. */
 test('counts', () => {
   const a = (id, sp, rs, div, queues) => ({ id, presence: { systemPresence: sp }, routingStatus: { status: rs }, division: { id: div }, queues });
   const c = computeCounts([
@@ -33,11 +33,11 @@ test('counts', () => {
     a('2', 'ON_QUEUE', 'INTERACTING', 'd1', ['q1']),
     a('3', 'BREAK', 'OFF_QUEUE', 'd2', []),
   ]);
-  assert.equal(c.total, 3);
-  assert.deepEqual(c.byPresence, { ON_QUEUE: 2, BREAK: 1 });
-  assert.deepEqual(c.byRouting, { IDLE: 1, INTERACTING: 1, OFF_QUEUE: 1 });
-  assert.equal(c.byDivision.d1.total, 2);
-  assert.equal(c.byQueue.q1.byPresence.ON_QUEUE, 2);
-  assert.equal(c.byQueue.q2.total, 1);
+  assert.equal(c.all.agents, 3);
+  assert.deepEqual(c.all.presence, { ON_QUEUE: 2, BREAK: 1 });
+  assert.deepEqual(c.all.routing, { IDLE: 1, INTERACTING: 1, OFF_QUEUE: 1 });
+  assert.equal(c.divisions.d1.agents, 2);
+  assert.equal(c.queues.q1.presence.ON_QUEUE, 2);
+  assert.equal(c.queues.q2.agents, 1);
   assert.equal(presenceKey({ presence: { systemPresence: 'on queue' } }), 'ON_QUEUE');
 });

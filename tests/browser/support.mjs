@@ -9,6 +9,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
+import nodeHttp from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,14 +47,15 @@ export async function eventually(fn, { timeoutMs = 15000, intervalMs = 100, what
 /**
  * Starts `presence-gateway demo` on ephemeral ports and resolves once it
  * prints `READY gateway=… simulator=…`. The binary is target/debug/presence-gateway
- * unless PRESENCE_GATEWAY_BIN says otherwise.
+ * unless PRESENCE_GATEWAY_BIN says otherwise. `listen` / `simListen` pin an
+ * address (a restart on the address a first run was given).
  */
-export async function startDemo({ agents = 200, extraArgs = [], readyTimeoutMs = 60000 } = {}) {
+export async function startDemo({ agents = 200, extraArgs = [], readyTimeoutMs = 60000, listen = '127.0.0.1:0', simListen = '127.0.0.1:0' } = {}) {
   const bin = process.env.PRESENCE_GATEWAY_BIN || path.join(repoRoot, 'target', 'debug', 'presence-gateway');
   if (!fs.existsSync(bin)) {
     throw new Error(`gateway binary not found at ${bin}: run \`cargo build\` first or set PRESENCE_GATEWAY_BIN`);
   }
-  const args = ['demo', '--listen', '127.0.0.1:0', '--sim-listen', '127.0.0.1:0', '--agents', String(agents), ...extraArgs];
+  const args = ['demo', '--listen', listen, '--sim-listen', simListen, '--agents', String(agents), ...extraArgs];
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } });
   let out = '';
   let err = '';
@@ -75,10 +77,11 @@ export async function startDemo({ agents = 200, extraArgs = [], readyTimeoutMs =
       ...urls,
       child,
       stderr: () => err,
-      async stop() {
+      /** SIGTERM (a graceful drain), SIGKILL after `graceMs`. */
+      async stop({ graceMs = 5000 } = {}) {
         if (child.exitCode !== null || child.signalCode) return;
         child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+        const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
         await once(child, 'exit').catch(() => {});
         clearTimeout(t);
       },
@@ -154,5 +157,81 @@ export async function startCuttableProxy(target) {
     cut() { cutNow = true; for (const s of sockets) s.destroy(); sockets.clear(); },
     restore() { cutNow = false; },
     async close() { this.cut(); await new Promise((r) => server.close(r)); },
+  };
+}
+
+/**
+ * A small static web server on 127.0.0.1:0 for pages that are not the
+ * gateway's own: `files` maps a path ("/", "/app.js") to `{type, body}`.
+ * With `proxyTo`, every other request is forwarded to that origin and its
+ * answer streamed back unchanged (SSE included), like a dev server's proxy:
+ * the page and the gateway then share one origin. Without it, other paths
+ * are 404 and the page is cross-origin to the gateway.
+ */
+export async function startPageServer({ files, proxyTo } = {}) {
+  const target = proxyTo ? new URL(proxyTo) : null;
+  const server = nodeHttp.createServer((req, res) => {
+    const pathOnly = req.url.split('?')[0];
+    const f = files[pathOnly];
+    if (f) {
+      res.writeHead(200, { 'content-type': f.type, 'cache-control': 'no-store' });
+      res.end(f.body);
+      return;
+    }
+    if (!target) { res.writeHead(404, { 'content-type': 'text/plain' }); res.end('not found'); return; }
+    const up = nodeHttp.request({
+      host: target.hostname, port: target.port, method: req.method, path: req.url,
+      headers: { ...req.headers, host: target.host }, agent: false,
+    }, (upRes) => {
+      res.writeHead(upRes.statusCode, upRes.headers);
+      upRes.pipe(res);
+      upRes.on('error', () => res.destroy());
+    });
+    up.on('error', () => { if (!res.headersSent) res.writeHead(502); res.destroy(); });
+    req.pipe(up);
+    res.on('close', () => up.destroy());
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    async close() { server.closeAllConnections(); await new Promise((r) => server.close(r)); },
+  };
+}
+
+/** The gateway binary under test. */
+export function gatewayBin() {
+  return process.env.PRESENCE_GATEWAY_BIN || path.join(repoRoot, 'target', 'debug', 'presence-gateway');
+}
+
+/**
+ * Starts the binary with `args` and resolves with `{url, stop}` once stdout
+ * matches `pattern` (its first group is the URL), e.g. `serve` or `simulate`.
+ */
+export async function startBin(args, env, pattern) {
+  const child = spawn(gatewayBin(), args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'warn', ...env } });
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (d) => { err = (err + d).slice(-8000); });
+  const m = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no READY within 60 s\n${err}`)), 60000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const hit = out.match(pattern);
+      if (hit) { clearTimeout(timer); resolve(hit); }
+    });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`exited (${code}) before READY\n${err}`)); });
+  });
+  child.stdout.resume();
+  return {
+    url: m[1].replace(/\/$/, ''),
+    stderr: () => err,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await once(child, 'exit').catch(() => {});
+      clearTimeout(t);
+    },
   };
 }

@@ -1,0 +1,161 @@
+//! Extractor error handlers: a query string or path segment that an
+//! extractor (`web::Query`, `web::Path`, `web::Json`) cannot read gets the
+//! API's JSON error (`{"error","reason"}`) instead of actix-web's plain-text
+//! body. Registered by [`configure`].
+//!
+//! Not reachable from here: requests the HTTP/1 parser (actix-http) refuses
+//! before any application code runs, i.e. more than 96 header fields or a
+//! request head over 128 KiB (431) and an unparseable request line or
+//! header (400). Those are answered with an empty body and
+//! `Connection: close` (docs/protocol.md §1 "Errors").
+
+use actix_web::error::{InternalError, JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+
+/// The JSON error response for an extractor failure.
+fn refuse(
+    err: impl Into<actix_web::Error>,
+    mut status: HttpResponseBuilder,
+    body: serde_json::Value,
+) -> actix_web::Error {
+    InternalError::from_response(err.into(), status.json(body)).into()
+}
+
+/// `web::Query` failures: 400 `bad_parameter` naming the query.
+pub fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let reason = format!("the query string cannot be read: {err}");
+    refuse(
+        err,
+        HttpResponse::BadRequest(),
+        serde_json::json!({"error": "bad_parameter", "parameter": "query", "reason": reason}),
+    )
+}
+
+/// `web::Path` failures: 400 `bad_parameter` naming the path.
+pub fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
+    let reason = format!("a path segment cannot be read: {err}");
+    refuse(
+        err,
+        HttpResponse::BadRequest(),
+        serde_json::json!({"error": "bad_parameter", "parameter": "path", "reason": reason}),
+    )
+}
+
+/// `web::Json` failures: 413 `payload_too_large` for an oversized body,
+/// 415 `unsupported_media_type` for another content type, else 400
+/// `bad_body`. For a `JsonConfig` registered elsewhere (with its limit):
+/// `JsonConfig::default().limit(n).error_handler(json_error)`.
+pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let reason = err.to_string();
+    let (status, code) = match &err {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            (HttpResponse::PayloadTooLarge(), "payload_too_large")
+        }
+        JsonPayloadError::ContentType => (
+            HttpResponse::UnsupportedMediaType(),
+            "unsupported_media_type",
+        ),
+        _ => (HttpResponse::BadRequest(), "bad_body"),
+    };
+    refuse(
+        err,
+        status,
+        serde_json::json!({"error": code, "reason": reason}),
+    )
+}
+
+/// Registers the query and path error handlers (the JSON body limit is
+/// configured with the other body limits, in `crate::auth`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(query_error))
+        .app_data(web::PathConfig::default().error_handler(path_error));
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{test, App};
+
+    #[derive(serde::Deserialize)]
+    struct Q {
+        #[allow(dead_code)]
+        n: u32,
+    }
+
+    async fn q(_: web::Query<Q>) -> HttpResponse {
+        HttpResponse::Ok().finish()
+    }
+
+    async fn p(_: web::Path<u32>) -> HttpResponse {
+        HttpResponse::Ok().finish()
+    }
+
+    async fn j(_: web::Json<Q>) -> HttpResponse {
+        HttpResponse::Ok().finish()
+    }
+
+    use super::*;
+
+    /// Query, path and JSON extractor failures answer the JSON error.
+    #[actix_web::test]
+    async fn extractor_errors_are_json() {
+        let app = test::init_service(
+            App::new()
+                .configure(configure)
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(16)
+                        .error_handler(json_error),
+                )
+                .route("/q", web::get().to(q))
+                .route("/p/{n}", web::get().to(p))
+                .route("/j", web::post().to(j)),
+        )
+        .await;
+        let cases = [
+            (
+                test::TestRequest::get().uri("/q?n=-1").to_request(),
+                400,
+                "bad_parameter",
+            ),
+            (
+                test::TestRequest::get().uri("/p/abc").to_request(),
+                400,
+                "bad_parameter",
+            ),
+            (
+                test::TestRequest::post()
+                    .uri("/j")
+                    .insert_header(("content-type", "application/json"))
+                    .set_payload("{bad")
+                    .to_request(),
+                400,
+                "bad_body",
+            ),
+            (
+                test::TestRequest::post()
+                    .uri("/j")
+                    .insert_header(("content-type", "text/plain"))
+                    .set_payload("{}")
+                    .to_request(),
+                415,
+                "unsupported_media_type",
+            ),
+            (
+                test::TestRequest::post()
+                    .uri("/j")
+                    .insert_header(("content-type", "application/json"))
+                    .set_payload("{\"n\": 1, \"pad\": \"xxxxxxxxxxxxxxxxxxxx\"}")
+                    .to_request(),
+                413,
+                "payload_too_large",
+            ),
+        ];
+        for (req, status, code) in cases {
+            let resp = test::call_service(&app, req).await;
+            assert_eq!(resp.status().as_u16(), status);
+            let body: serde_json::Value = test::read_body_json(resp).await;
+            assert_eq!(body["error"], code, "{body}");
+            assert!(!body["reason"].as_str().unwrap().is_empty(), "{body}");
+        }
+    }
+}
