@@ -4,6 +4,10 @@
 //! total date parsers, JSON error bodies, and the log format flags. Real
 //! sockets on loopback, the real simulator, the real binary.
 
+// Both helper sets (the in-process registry and the simulator end to end)
+// include the shared WebSocket reassembler.
+#![allow(clippy::duplicate_mod)]
+
 mod e2e;
 mod support;
 
@@ -24,6 +28,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const SECS: Duration = Duration::from_secs(20);
+
+/// A stream URL and the request headers that go with it.
+type Attempt = (String, Vec<(&'static str, Vec<u8>)>);
 
 // ---------- helpers ----------
 
@@ -299,7 +306,7 @@ async fn resume_points_never_fail_a_connection() {
     let epoch = gw.stats().await.epoch;
     let seq = gw.stats().await.seq;
     let stream = gw.url("/api/v1/stream");
-    let bad_points: Vec<(String, Vec<(&str, Vec<u8>)>)> = vec![
+    let bad_points: Vec<Attempt> = vec![
         (format!("{stream}?last_event_id=nope"), vec![]),
         (format!("{stream}?lastEventId=nope"), vec![]),
         (format!("{stream}?lastEventId={}:{seq}", epoch - 1), vec![]),
