@@ -922,12 +922,11 @@ pub(crate) async fn tickets(p: Principal, st: web::Data<AppState>) -> HttpRespon
 /// Registers the body limits of extractors.
 pub fn configure(cfg: &mut web::ServiceConfig, sec: &Security) {
     let limit = sec.max_body_bytes;
-    cfg.app_data(web::PayloadConfig::new(limit))
-        .app_data(
-            web::JsonConfig::default()
-                .limit(limit)
-                .error_handler(crate::http::extract::json_error),
-        );
+    cfg.app_data(web::PayloadConfig::new(limit)).app_data(
+        web::JsonConfig::default()
+            .limit(limit)
+            .error_handler(crate::http::extract::json_error),
+    );
 }
 
 #[cfg(test)]
