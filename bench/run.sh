@@ -41,7 +41,7 @@ ulimit -n 20000 || true
 
 if [ "$SKIP_BUILD" != 1 ]; then
   echo "== building release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-  cargo build --release --bins
+  cargo build --release --workspace --bins
 fi
 
 PIDS=()

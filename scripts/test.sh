@@ -15,7 +15,7 @@ status=0
 section() { printf '\n== %s\n' "$*"; }
 
 section "build"
-cargo build --locked || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+cargo build --locked --workspace || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 
 section "cargo test"
 cargo test --locked --no-fail-fast 2>&1 | tee "$logs/cargo.log"
