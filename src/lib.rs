@@ -32,6 +32,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod genesys;
 pub mod history;
 pub mod http;
 pub mod interactions;
@@ -42,6 +43,8 @@ pub mod session;
 pub mod shutdown;
 pub mod simulator;
 pub mod store;
-pub mod upstream;
 pub mod webhooks;
 pub mod writes;
+
+/// Old name of [`genesys`], kept while the move settles.
+pub use genesys as upstream;
