@@ -19,7 +19,7 @@ use crate::registry::Registry;
 use crate::registry::SetJournal;
 use crate::store::journal::{Journal, Prune};
 use crate::store::Store;
-use crate::upstream::{Upstream, UpstreamStats};
+use crate::genesys::{Upstream, UpstreamStats};
 use crate::webhooks::{WebhookApi, Webhooks};
 use crate::writes::Writes;
 

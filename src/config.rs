@@ -25,7 +25,7 @@ use crate::interactions::InteractionsConfig;
 use crate::registry::RegistryConfig;
 use crate::session::SessionConfig;
 use crate::store::StoreConfig;
-use crate::upstream::{GenesysConfig, UpstreamConfig};
+use crate::genesys::{GenesysConfig, UpstreamConfig};
 use crate::webhooks::WebhookConfig;
 use crate::writes::WritesConfig;
 

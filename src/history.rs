@@ -3,7 +3,7 @@
 //! state that day), read from the journal ([`crate::store::journal`]) and,
 //! for the part of a range before the gateway first saw the agent, from
 //! Genesys analytics through the REST budget's lowest lane
-//! ([`crate::upstream::analytics`]). Every record says which (`source`:
+//! ([`crate::genesys::analytics`]). Every record says which (`source`:
 //! `journal` or `genesys_analytics`). Configured by `[history]`.
 
 use std::sync::Arc;
@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use crate::model::iso;
 use crate::registry::{GetAgent, Registry};
 use crate::store::journal::{HistoryRecord, Journal, Kind, QueryJournal, Source, StateRef};
-use crate::upstream::analytics::{QueryUserDetails, Span};
-use crate::upstream::Upstream;
+use crate::genesys::analytics::{QueryUserDetails, Span};
+use crate::genesys::Upstream;
 
 /// History settings (`[history]`).
 #[derive(Debug, Clone, Deserialize)]

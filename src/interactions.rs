@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::registry::{Deliver, Frame};
-use crate::upstream::Upstream;
+use crate::genesys::Upstream;
 
 /// Interaction settings (`[interactions]`).
 #[derive(Debug, Clone, Deserialize)]

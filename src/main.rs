@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use presence_gateway::config::Config;
 use presence_gateway::simulator::{self, SimConfig};
-use presence_gateway::{app, upstream::GenesysConfig};
+use presence_gateway::{app, genesys::GenesysConfig};
 
 /// presence-gateway: one Genesys Cloud connection, fanned out to every dashboard.
 #[derive(Parser)]

@@ -19,7 +19,7 @@ use actix_web::{web, HttpResponse};
 use crate::http::AppState;
 use crate::registry::{GetStats, RegistryStats};
 use crate::session::{DisconnectReason, SessionMetrics};
-use crate::upstream::UpstreamStats;
+use crate::genesys::UpstreamStats;
 
 /// Metric names, in one place.
 pub mod names {

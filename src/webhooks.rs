@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::history::HistoryError;
 use crate::model::SystemPresence;
 use crate::store::journal::{ClaimDue, DeadLetters, Due, Journal, Outcome, Replay};
-use crate::upstream::rest::backoff;
+use crate::genesys::rest::backoff;
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "X-Presence-Signature";
@@ -358,7 +358,7 @@ async fn attempt(client: &awc::Client, sub: &Subscriber, d: &Due) -> Result<(), 
 async fn run(hooks: Arc<Webhooks>, i: usize, journal: Addr<Journal>, stop: CancellationToken) {
     let sub = &hooks.subs[i];
     let name = sub.cfg.name.clone();
-    let client = crate::upstream::rest::http_client(Duration::from_secs(sub.cfg.timeout_secs));
+    let client = crate::genesys::rest::http_client(Duration::from_secs(sub.cfg.timeout_secs));
     let mut inflight = FuturesUnordered::new();
     let mut busy: HashSet<String> = HashSet::new();
     loop {

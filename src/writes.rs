@@ -27,9 +27,9 @@ use crate::store::{
     AppendAudit, AuditRecord, BeginIdempotent, FinishIdempotent, Idempotent, Lease, ListLeases,
     PutLease, QueryAudit, Store,
 };
-use crate::upstream::rest::RestError;
-use crate::upstream::writes::{PresenceWrite, WriteBulk, WritePresence};
-use crate::upstream::Upstream;
+use crate::genesys::rest::RestError;
+use crate::genesys::writes::{PresenceWrite, WriteBulk, WritePresence};
+use crate::genesys::Upstream;
 
 /// Write-path policy (`[writes]`).
 #[derive(Debug, Clone, Deserialize)]

@@ -16,7 +16,7 @@ use presence_gateway::auth::{ApiKeyConfig, JwtConfig, Role};
 use presence_gateway::config::Config;
 use presence_gateway::http::table::{allowed_methods, endpoints, Access, Scope};
 use presence_gateway::simulator::{self, SimConfig, SimHandle};
-use presence_gateway::upstream::GenesysConfig;
+use presence_gateway::genesys::GenesysConfig;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 

@@ -22,7 +22,7 @@ use presence_gateway::model::SyncReason;
 use presence_gateway::registry::RegistryConfig;
 use presence_gateway::session::SessionConfig;
 use presence_gateway::simulator::{self, SimConfig};
-use presence_gateway::upstream::GenesysConfig;
+use presence_gateway::genesys::GenesysConfig;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

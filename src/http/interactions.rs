@@ -11,8 +11,8 @@ use serde_json::json;
 use super::{ApiError, AppState};
 use crate::interactions::{GetInteractions, Interactions, InteractionsConfig, WatchSpec};
 use crate::registry::{AgentIdsIn, Filter, FilterError, GetAgent};
-use crate::upstream::conversations::{FetchInteractions, FindByExternalTag};
-use crate::upstream::Upstream;
+use crate::genesys::conversations::{FetchInteractions, FindByExternalTag};
+use crate::genesys::Upstream;
 
 /// What the interaction routes need.
 #[derive(Clone)]
