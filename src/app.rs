@@ -11,6 +11,7 @@ use actix_web::dev::ServerHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::genesys::{Upstream, UpstreamStats};
 use crate::history::History;
 use crate::http::interactions::InteractionsState;
 use crate::http::{self, AppState};
@@ -19,7 +20,6 @@ use crate::registry::Registry;
 use crate::registry::SetJournal;
 use crate::store::journal::{Journal, Prune};
 use crate::store::Store;
-use crate::genesys::{Upstream, UpstreamStats};
 use crate::webhooks::{WebhookApi, Webhooks};
 use crate::writes::Writes;
 

@@ -20,12 +20,12 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::genesys::{GenesysConfig, UpstreamConfig};
 use crate::history::HistoryConfig;
 use crate::interactions::InteractionsConfig;
 use crate::registry::RegistryConfig;
 use crate::session::SessionConfig;
 use crate::store::StoreConfig;
-use crate::genesys::{GenesysConfig, UpstreamConfig};
 use crate::webhooks::WebhookConfig;
 use crate::writes::WritesConfig;
 

@@ -15,11 +15,11 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::genesys::analytics::{QueryUserDetails, Span};
+use crate::genesys::Upstream;
 use crate::model::iso;
 use crate::registry::{GetAgent, Registry};
 use crate::store::journal::{HistoryRecord, Journal, Kind, QueryJournal, Source, StateRef};
-use crate::genesys::analytics::{QueryUserDetails, Span};
-use crate::genesys::Upstream;
 
 /// History settings (`[history]`).
 #[derive(Debug, Clone, Deserialize)]

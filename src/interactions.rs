@@ -16,8 +16,8 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::registry::{Deliver, Frame};
 use crate::genesys::Upstream;
+use crate::registry::{Deliver, Frame};
 
 /// Interaction settings (`[interactions]`).
 #[derive(Debug, Clone, Deserialize)]

@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 
+use crate::genesys::UpstreamStats;
 use crate::http::AppState;
 use crate::registry::{GetStats, RegistryStats};
 use crate::session::{DisconnectReason, SessionMetrics};
-use crate::genesys::UpstreamStats;
 
 /// Metric names, in one place.
 pub mod names {

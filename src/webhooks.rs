@@ -30,10 +30,10 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::genesys::rest::backoff;
 use crate::history::HistoryError;
 use crate::model::SystemPresence;
 use crate::store::journal::{ClaimDue, DeadLetters, Due, Journal, Outcome, Replay};
-use crate::genesys::rest::backoff;
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "X-Presence-Signature";

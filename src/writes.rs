@@ -21,15 +21,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::auth::Principal;
+use crate::genesys::rest::RestError;
+use crate::genesys::writes::{PresenceWrite, WriteBulk, WritePresence};
+use crate::genesys::Upstream;
 use crate::model::{PresenceDefinition, RoutingStatus, SystemPresence};
 use crate::registry::{AgentIdsIn, GetAgent, GetDefinitions, Registry};
 use crate::store::{
     AppendAudit, AuditRecord, BeginIdempotent, FinishIdempotent, Idempotent, Lease, ListLeases,
     PutLease, QueryAudit, Store,
 };
-use crate::genesys::rest::RestError;
-use crate::genesys::writes::{PresenceWrite, WriteBulk, WritePresence};
-use crate::genesys::Upstream;
 
 /// Write-path policy (`[writes]`).
 #[derive(Debug, Clone, Deserialize)]

@@ -14,9 +14,9 @@ use e2e::{client, wait_until};
 use presence_gateway::app::{self, Gateway};
 use presence_gateway::auth::{ApiKeyConfig, JwtConfig, Role};
 use presence_gateway::config::Config;
+use presence_gateway::genesys::GenesysConfig;
 use presence_gateway::http::table::{allowed_methods, endpoints, Access, Scope};
 use presence_gateway::simulator::{self, SimConfig, SimHandle};
-use presence_gateway::genesys::GenesysConfig;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 

@@ -9,9 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use presence_gateway::config::{Config, LogConfig, ServerConfig};
+use presence_gateway::genesys::{GenesysConfig, UpstreamConfig};
 use presence_gateway::registry::RegistryConfig;
 use presence_gateway::session::SessionConfig;
-use presence_gateway::genesys::{GenesysConfig, UpstreamConfig};
 
 /// The binary under test.
 const BIN: &str = env!("CARGO_BIN_EXE_presence-gateway");

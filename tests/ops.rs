@@ -17,8 +17,8 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use presence_gateway::app::{self, Gateway};
 use presence_gateway::auth::{ApiKeyConfig, Role};
 use presence_gateway::config::Config;
-use presence_gateway::simulator::{self, SimConfig, SimHandle};
 use presence_gateway::genesys::GenesysConfig;
+use presence_gateway::simulator::{self, SimConfig, SimHandle};
 use serde_json::{json, Value};
 
 const VIEWER: &str = "viewer-key-0123456789";

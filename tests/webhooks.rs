@@ -17,8 +17,8 @@ use std::time::Duration;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use presence_gateway::app::{self, Gateway};
 use presence_gateway::config::Config;
-use presence_gateway::simulator::{self, SimConfig, SimHandle};
 use presence_gateway::genesys::GenesysConfig;
+use presence_gateway::simulator::{self, SimConfig, SimHandle};
 use presence_gateway::webhooks::{verify, WebhookConfig, WebhookFilter};
 use serde_json::{json, Value};
 

@@ -1,7 +1,7 @@
 //! Errors the HTTP API returns, each mapped (in one `impl ResponseError`) to
 //! a status and a JSON body `{"error": "<code>", "reason": "<what to fix>"}`.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::registry::FilterError;
@@ -102,5 +102,35 @@ impl ResponseError for ApiError {
             body["parameter"] = serde_json::Value::String(e.param.clone());
         }
         b.json(body)
+    }
+}
+
+/// Access-control refusals ([`crate::auth::AuthError`]): 401 (with
+/// `WWW-Authenticate: Bearer`), 403, 404 for a hidden agent, 413.
+impl ResponseError for crate::auth::AuthError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            crate::auth::AuthError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            crate::auth::AuthError::Forbidden(_) | crate::auth::AuthError::Origin(_) => {
+                StatusCode::FORBIDDEN
+            }
+            crate::auth::AuthError::TooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
+            crate::auth::AuthError::HiddenAgent(_) => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let code = match self {
+            crate::auth::AuthError::Unauthenticated(_) => "unauthenticated",
+            crate::auth::AuthError::Forbidden(_) => "forbidden",
+            crate::auth::AuthError::Origin(_) => "origin_not_allowed",
+            crate::auth::AuthError::TooLarge(..) => "payload_too_large",
+            crate::auth::AuthError::HiddenAgent(_) => "agent_not_found",
+        };
+        let mut b = HttpResponse::build(self.status_code());
+        if let crate::auth::AuthError::Unauthenticated(_) = self {
+            b.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        b.json(serde_json::json!({"error": code, "reason": self.to_string()}))
     }
 }

@@ -9,10 +9,10 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::interactions::{GetInteractions, Interactions, InteractionsConfig, WatchSpec};
-use crate::registry::{AgentIdsIn, Filter, FilterError, GetAgent};
 use crate::genesys::conversations::{FetchInteractions, FindByExternalTag};
 use crate::genesys::Upstream;
+use crate::interactions::{GetInteractions, Interactions, InteractionsConfig, WatchSpec};
+use crate::registry::{AgentIdsIn, Filter, FilterError, GetAgent};
 
 /// What the interaction routes need.
 #[derive(Clone)]
@@ -76,7 +76,7 @@ pub(crate) async fn agent_interactions(
         .await?
         .ok_or_else(|| ApiError::AgentNotFound(id.clone()))?;
     // Another division's agent looks absent to a division-scoped client.
-    if let Some(d) = &crate::auth::principal(&req)?.divisions {
+    if let Some(d) = &crate::http::guard::principal(&req)?.divisions {
         if !d.contains(&rec.agent.division.id) {
             return Err(ApiError::AgentNotFound(id));
         }

@@ -6,6 +6,7 @@
 pub mod assets;
 mod error;
 pub mod extract;
+pub mod guard;
 pub mod interactions;
 mod routes;
 pub mod table;
@@ -71,7 +72,7 @@ impl AppState {
 /// [`table::register`]) and `state` on an app.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
     extract::configure(cfg);
-    crate::auth::configure(cfg, &state.security);
+    guard::configure(cfg, &state.security);
     if let Some(w) = state.writes.clone() {
         cfg.app_data(web::Data::new(w));
     }
@@ -111,7 +112,7 @@ pub async fn start_on(
     let server = HttpServer::new(move || {
         let st = state.clone();
         App::new()
-            .wrap(actix_web::middleware::from_fn(crate::auth::edge))
+            .wrap(actix_web::middleware::from_fn(guard::edge))
             .configure(move |cfg| configure(cfg, st))
     })
     .workers(workers.max(1))

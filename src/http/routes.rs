@@ -116,7 +116,7 @@ async fn check_divisions(
     if unknown.is_empty() {
         return Ok(());
     }
-    let principal = crate::auth::principal(req)?;
+    let principal = crate::http::guard::principal(req)?;
     let visible: Vec<&str> = known
         .iter()
         .filter(|d| principal.divisions.as_ref().is_none_or(|a| a.contains(d)))
@@ -168,7 +168,7 @@ fn opt(f: Filter) -> Option<Filter> {
 pub async fn agents(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let filter = parse_query(req.query_string(), &[], QueryMode::Strict)?.filter;
     check_divisions(&req, &st, &filter).await?;
-    let filter = crate::auth::scope_filter(&crate::auth::principal(&req)?, filter)?;
+    let filter = crate::auth::scope_filter(&crate::http::guard::principal(&req)?, filter)?;
     let body = st
         .registry
         .send(GetSnapshot {
@@ -217,7 +217,7 @@ fn session_params(
     filter: Filter,
     since: Option<Cursor>,
 ) -> Result<SessionParams, ApiError> {
-    let principal = crate::auth::principal(req)?;
+    let principal = crate::http::guard::principal(req)?;
     let filter = crate::auth::scope_filter(&principal, filter)?;
     let interactions = super::interactions::wanted(req.query_string(), st, &filter)?;
     let ip = req.peer_addr().map(|a| a.ip());

@@ -10,7 +10,7 @@
 //!
 //! `HEAD` is served on every `GET` route (same handler; actix-http sends no
 //! body). `OPTIONS` (CORS preflight or not) is answered before any
-//! authentication by `crate::auth::edge`, from [`allowed_methods`].
+//! authentication by `crate::http::guard::edge`, from [`allowed_methods`].
 
 use std::sync::OnceLock;
 
@@ -22,7 +22,7 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpMessage, ResponseError, Route};
 
 use super::{assets, interactions, routes, AppState};
-use crate::auth::{self, AuthError, Principal, Role};
+use crate::auth::{AuthError, Principal, Role};
 use crate::registry::GetAgent;
 
 /// Who may call a route.
@@ -181,7 +181,7 @@ pub fn endpoints() -> &'static [Endpoint] {
                 VIEWER,
                 Scope::None,
                 Part::Core,
-                |r| r.to(auth::tickets),
+                |r| r.to(crate::http::guard::tickets),
             ),
             ep(
                 Method::GET,

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use presence_gateway::app::{self, Gateway};
 use presence_gateway::config::Config;
-use presence_gateway::simulator::{self, SimConfig, SimHandle};
 use presence_gateway::genesys::GenesysConfig;
+use presence_gateway::simulator::{self, SimConfig, SimHandle};
 use serde_json::{json, Value};
 
 /// Polls `cond` every 50 ms until it yields `Ok`, or panics with the last
