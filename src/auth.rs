@@ -652,20 +652,6 @@ pub fn scope_filter(p: &Principal, mut f: Filter) -> Result<Filter, AuthError> {
 mod tests {
     use super::*;
 
-    /// Roles order; `/metrics` is admin unless made public.
-    #[test]
-    fn needs() {
-        use crate::http::table::Access;
-        assert!(Role::Viewer < Role::Supervisor && Role::Supervisor < Role::Admin);
-        assert_eq!(Access::Public.required(false), None);
-        assert_eq!(Access::Metrics.required(false), Some(Role::Admin));
-        assert_eq!(Access::Metrics.required(true), None);
-        assert_eq!(
-            Access::Role(Role::Viewer).required(true),
-            Some(Role::Viewer)
-        );
-    }
-
     /// Own origins come from the listen address or `public_origins`, never
     /// from `Host`; default ports and case do not matter.
     #[test]

@@ -477,3 +477,21 @@ fn refuse(req: ServiceRequest, e: AuthError) -> ServiceResponse<BoxBody> {
     tracing::debug!(path = req.path(), error = %e, "request refused");
     req.into_response(e.error_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Roles order; `/metrics` is admin unless made public.
+    #[test]
+    fn needs() {
+        assert!(Role::Viewer < Role::Supervisor && Role::Supervisor < Role::Admin);
+        assert_eq!(Access::Public.required(false), None);
+        assert_eq!(Access::Metrics.required(false), Some(Role::Admin));
+        assert_eq!(Access::Metrics.required(true), None);
+        assert_eq!(
+            Access::Role(Role::Viewer).required(true),
+            Some(Role::Viewer)
+        );
+    }
+}
