@@ -131,22 +131,7 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// Checks that `section.name = v` lies in `lo..=hi`; the error names the
-/// field and the bounds, as every section's `validate` reports them.
-pub fn check_range<T: PartialOrd + std::fmt::Display>(
-    section: &str,
-    name: &str,
-    v: T,
-    lo: T,
-    hi: T,
-) -> Result<(), String> {
-    if v < lo || v > hi {
-        return Err(format!(
-            "{section}.{name} = {v}: must be between {lo} and {hi}"
-        ));
-    }
-    Ok(())
-}
+pub use crate::validate::check_range;
 
 /// Prefix of generic overrides: `PRESENCE_GATEWAY__SECTION__FIELD`.
 pub const ENV_PREFIX: &str = "PRESENCE_GATEWAY__";

@@ -43,6 +43,7 @@ pub mod session;
 pub mod shutdown;
 pub mod simulator;
 pub mod store;
+pub mod validate;
 pub mod webhooks;
 pub mod writes;
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::config::check_range;
+use crate::validate::check_range;
 
 use serde::Deserialize;
 
