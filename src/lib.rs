@@ -36,7 +36,6 @@ pub mod genesys;
 pub mod history;
 pub mod http;
 pub mod interactions;
-pub mod metrics;
 pub mod model;
 pub mod registry;
 pub mod session;
@@ -49,3 +48,5 @@ pub mod writes;
 
 /// Old name of [`genesys`], kept while the move settles.
 pub use genesys as upstream;
+/// Moved to [`http::metrics`]; kept while the move settles.
+pub use http::metrics;

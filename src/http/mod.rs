@@ -8,6 +8,7 @@ mod error;
 pub mod extract;
 pub mod guard;
 pub mod interactions;
+pub mod metrics;
 mod routes;
 pub mod table;
 
