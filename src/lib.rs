@@ -42,11 +42,10 @@ pub mod session;
 pub mod shutdown;
 pub mod simulator;
 pub mod store;
+pub mod telemetry;
 pub mod validate;
 pub mod webhooks;
 pub mod writes;
 
 /// Old name of [`genesys`], kept while the move settles.
 pub use genesys as upstream;
-/// Moved to [`http::metrics`]; kept while the move settles.
-pub use http::metrics;

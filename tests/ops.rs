@@ -720,7 +720,7 @@ async fn metrics_and_no_token_leak() {
     })
     .await;
     let metrics = fetch().await;
-    use presence_gateway::metrics::names::*;
+    use presence_gateway::telemetry::names::*;
     for name in [
         CONNECTIONS,
         CONNECTIONS_OPENED,

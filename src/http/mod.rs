@@ -44,7 +44,7 @@ pub struct AppState {
     /// Authentication, origins, body limits, drain flag (`crate::auth`).
     pub security: Arc<crate::auth::Security>,
     /// What `/metrics` reads besides the registry and sessions.
-    pub ops: crate::metrics::OpsHandles,
+    pub ops: crate::http::metrics::OpsHandles,
     /// Presence history and summaries; `None` without a journal.
     pub history: Option<Arc<crate::history::History>>,
     /// Webhook replay and counters; `None` without a journal.
@@ -62,7 +62,7 @@ impl AppState {
             writes: None,
             interactions: None,
             security: Arc::new(crate::auth::Security::default()),
-            ops: crate::metrics::OpsHandles::default(),
+            ops: crate::http::metrics::OpsHandles::default(),
             history: None,
             webhooks: None,
         }

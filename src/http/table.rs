@@ -205,7 +205,7 @@ pub fn endpoints() -> &'static [Endpoint] {
                 Access::Metrics,
                 Scope::None,
                 Part::Core,
-                |r| r.to(crate::metrics::metrics),
+                |r| r.to(crate::http::metrics::metrics),
             ),
             ep(
                 Method::PATCH,

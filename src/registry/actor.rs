@@ -182,7 +182,7 @@ pub struct RegistryStats {
     /// Resumes that fell back to a snapshot.
     pub resume_failed: u64,
     /// Time to hand each batch to every session (`/metrics`).
-    pub fanout: crate::metrics::LocalHistogram,
+    pub fanout: crate::telemetry::LocalHistogram,
 }
 
 /// HTTP → registry: counters.

@@ -137,7 +137,7 @@ pub struct SessionMetrics {
     /// Messages written to SSE clients.
     pub delivered_sse: AtomicU64,
     /// Genesys event time → delivery, per delta delivered.
-    pub event_lag: crate::metrics::Histogram,
+    pub event_lag: crate::telemetry::Histogram,
 }
 
 impl SessionMetrics {

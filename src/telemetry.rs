@@ -1,0 +1,162 @@
+//! Telemetry primitives, a leaf every layer may use: the metric names and
+//! help texts, the latency [`Histogram`]s (shared atomic and actor-local)
+//! and the webhook outcome counters. Nothing here reads other modules; the
+//! `/metrics` handler that gathers and renders them is
+//! [`crate::http::metrics`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Metric names, in one place.
+pub mod names {
+    /// Open stream connections, label `transport` (`ws` | `sse`).
+    pub const CONNECTIONS: &str = "presence_gateway_connections";
+    /// Stream connections opened, label `transport`.
+    pub const CONNECTIONS_OPENED: &str = "presence_gateway_connections_opened_total";
+    /// Connections refused by a limit, label `limit` (`global` | `per_ip`).
+    pub const CONNECTIONS_REFUSED: &str = "presence_gateway_connections_refused_total";
+    /// Messages (snapshot, delta, status) written to clients, label `transport`.
+    pub const DELIVERIES: &str = "presence_gateway_deliveries_total";
+    /// Deltas coalesced for a client that fell behind.
+    pub const COALESCED: &str = "presence_gateway_deltas_coalesced_total";
+    /// Sessions evicted by the registry (mailbox full).
+    pub const EVICTED: &str = "presence_gateway_sessions_evicted_total";
+    /// Upstream events the registry dropped, label `reason`.
+    pub const EVENTS_DROPPED: &str = "presence_gateway_events_dropped_total";
+    /// Sessions ended, label `reason` (see `session::close`).
+    pub const DISCONNECTS: &str = "presence_gateway_disconnects_total";
+    /// Malformed client messages.
+    pub const MALFORMED: &str = "presence_gateway_client_messages_malformed_total";
+    /// Resume attempts, label `outcome` (`replayed` | `snapshot`).
+    pub const RESUMES: &str = "presence_gateway_resumes_total";
+    /// Genesys event time → delivery to a client, seconds.
+    pub const EVENT_LAG: &str = "presence_gateway_event_lag_seconds";
+    /// Time the registry spends handing one batch to every session, seconds.
+    pub const FANOUT: &str = "presence_gateway_fanout_duration_seconds";
+    /// Changes emitted by the registry.
+    pub const CHANGES: &str = "presence_gateway_changes_total";
+    /// Agents in the directory.
+    pub const AGENTS: &str = "presence_gateway_agents";
+    /// Last emitted batch number.
+    pub const SEQ: &str = "presence_gateway_seq";
+    /// Upstream REST calls (the rate budget's use).
+    pub const REST_CALLS: &str = "presence_gateway_upstream_rest_calls_total";
+    /// Upstream 429 answers.
+    pub const RATE_LIMITED: &str = "presence_gateway_upstream_rate_limited_total";
+    /// Notification channel reconnects.
+    pub const RECONNECTS: &str = "presence_gateway_upstream_reconnects_total";
+    /// Reconciliations through REST after a gap.
+    pub const RECONCILES: &str = "presence_gateway_upstream_reconciles_total";
+    /// Upstream events received.
+    pub const UPSTREAM_EVENTS: &str = "presence_gateway_upstream_events_total";
+    /// Upstream errors (5xx, timeouts, refused).
+    pub const UPSTREAM_ERRORS: &str = "presence_gateway_upstream_errors_total";
+    /// OAuth token fetches.
+    pub const TOKEN_FETCHES: &str = "presence_gateway_upstream_token_fetches_total";
+    /// Webhook deliveries, label `outcome` (`delivered` | `retried` | `failed`).
+    pub const WEBHOOKS: &str = "presence_gateway_webhook_deliveries_total";
+    /// Webhook events per subscriber, label `outcome`.
+    pub const WEBHOOK_EVENTS: &str = "presence_gateway_webhook_events_total";
+    /// Webhook events waiting per subscriber.
+    pub const WEBHOOK_PENDING: &str = "presence_gateway_webhook_pending";
+    /// Requests refused by auth, label `status` (`401` | `403`).
+    pub const AUTH_REFUSED: &str = "presence_gateway_auth_refused_total";
+    /// Stream tickets, label `event` (`issued` | `redeemed`).
+    pub const TICKETS: &str = "presence_gateway_tickets_total";
+}
+
+/// Upper bounds (seconds) of the latency histograms' buckets: 1 ms to
+/// 10 s, fine around the 50 ms p99 target of design.md.
+pub const BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn bucket_of(secs: f64) -> usize {
+    BUCKETS
+        .iter()
+        .position(|b| secs <= *b)
+        .unwrap_or(BUCKETS.len())
+}
+
+/// A latency histogram shared between threads (one atomic per bucket).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Per-bucket counts (not cumulative); the last is `+Inf`.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    /// Sum in microseconds.
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        self.buckets[bucket_of(d.as_secs_f64())].fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// A copy of the counts.
+    pub fn snapshot(&self) -> LocalHistogram {
+        let mut h = LocalHistogram::default();
+        for (d, s) in h.buckets.iter_mut().zip(&self.buckets) {
+            *d = s.load(Ordering::Relaxed);
+        }
+        h.sum_us = self.sum_us.load(Ordering::Relaxed);
+        h
+    }
+}
+
+/// A histogram owned by one actor (no atomics), e.g. the registry's
+/// fan-out duration; copied out with its stats.
+#[derive(Debug, Clone, Default)]
+pub struct LocalHistogram {
+    /// Per-bucket counts (not cumulative); the last is `+Inf`.
+    pub buckets: [u64; BUCKETS.len() + 1],
+    /// Sum in microseconds.
+    pub sum_us: u64,
+}
+
+impl LocalHistogram {
+    /// Records one observation.
+    pub fn observe(&mut self, d: Duration) {
+        self.buckets[bucket_of(d.as_secs_f64())] += 1;
+        self.sum_us += d.as_micros() as u64;
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+/// Webhook delivery outcomes. The webhook sender calls [`Self::record`];
+/// until it is wired, the series are exported at zero.
+#[derive(Debug, Default)]
+pub struct WebhookMetrics {
+    /// Delivered (2xx).
+    pub delivered: AtomicU64,
+    /// Failed once, will be retried.
+    pub retried: AtomicU64,
+    /// Gave up.
+    pub failed: AtomicU64,
+}
+
+/// A webhook delivery's outcome.
+#[derive(Debug, Clone, Copy)]
+pub enum WebhookOutcome {
+    Delivered,
+    Retried,
+    Failed,
+}
+
+impl WebhookMetrics {
+    /// Counts one outcome.
+    pub fn record(&self, o: WebhookOutcome) {
+        let c = match o {
+            WebhookOutcome::Delivered => &self.delivered,
+            WebhookOutcome::Retried => &self.retried,
+            WebhookOutcome::Failed => &self.failed,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
