@@ -326,6 +326,7 @@ pub(crate) async fn metrics(st: web::Data<AppState>) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// Buckets are cumulative and end in `+Inf` = count.
     #[test]
