@@ -37,6 +37,7 @@ pub mod history;
 pub mod http;
 pub mod interactions;
 pub mod model;
+pub mod protocol;
 pub mod registry;
 pub mod session;
 pub mod shutdown;

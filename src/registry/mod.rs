@@ -13,13 +13,13 @@
 //! the last batch it includes.
 
 pub mod actor;
-pub mod agent;
 pub mod config;
-pub mod counts;
-pub mod encode;
-pub mod filter;
 pub mod state;
 pub mod tap;
+
+/// The wire vocabulary lives in [`crate::protocol`]; re-exported under
+/// its old paths.
+pub use crate::protocol::{agent, counts, encode, filter};
 
 pub use actor::{
     AgentIdsIn, AgentRecord, CloseAll, CloseSome, Deliver, GetAgent, GetDefinitions, GetDivisions,
