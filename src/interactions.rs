@@ -265,9 +265,7 @@ impl Interactions {
                     .collect()
             })
             .unwrap_or_default();
-        let json =
-            serde_json::json!({"type": "interaction", "agentId": user_id, "interactions": list});
-        Frame::new("interaction", None, json.to_string())
+        crate::protocol::encode::interaction_frame(user_id, list)
     }
 
     fn publish(&self, user_id: &str) {

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::AppState;
-use crate::registry::{CloseAll, CloseSome, Frame, GetStats, Registry};
+use crate::registry::{CloseAll, CloseSome, GetStats, Registry};
 use crate::store::{ListLeases, Store};
 
 /// How long a drain may take.
@@ -72,23 +72,6 @@ const STOP_MARGIN: Duration = Duration::from_millis(750);
 /// over and (behind a load balancer or a restart) a new process answers.
 pub fn drain_retry_ms(cfg: DrainConfig, sse_retry_ms: u64) -> u64 {
     (cfg.spread + STOP_MARGIN).as_millis() as u64 + sse_retry_ms
-}
-
-/// The final `status` a session sends before a drain closes it.
-pub fn restarting_status(epoch: u64, seq: u64) -> Frame {
-    let json = serde_json::json!({
-        "type": "status",
-        "epoch": epoch,
-        "seq": seq,
-        "state": "restarting",
-        "stale": true,
-        "detail": "the gateway is restarting; reconnect with your resume point",
-        "lastEventAt": null,
-        "lastEventAgeMs": null,
-        "lastFrameAgeMs": null,
-    })
-    .to_string();
-    Frame::new("status", None, json)
 }
 
 /// Drains and stops the gateway; see the module docs.

@@ -303,3 +303,39 @@ pub fn error_frame(reason: &str) -> Frame {
     let json = serde_json::json!({"type": "error", "reason": reason}).to_string();
     Frame::new("error", None, json)
 }
+
+/// The final `status` a session sends before a drain closes it
+/// (`state: "restarting"`, stale, with the resume point `epoch`/`seq`).
+pub fn restarting_status(epoch: u64, seq: u64) -> Frame {
+    let json = serde_json::json!({
+        "type": "status",
+        "epoch": epoch,
+        "seq": seq,
+        "state": "restarting",
+        "stale": true,
+        "detail": "the gateway is restarting; reconnect with your resume point",
+        "lastEventAt": null,
+        "lastEventAgeMs": null,
+        "lastFrameAgeMs": null,
+    })
+    .to_string();
+    Frame::new("status", None, json)
+}
+
+/// Encodes an `interaction` message: the interactions agent `agent_id` is
+/// handling now (each already normalised and, if configured, redacted).
+pub fn interaction_frame(agent_id: &str, interactions: Vec<serde_json::Value>) -> Frame {
+    let json = serde_json::json!({"type": "interaction", "agentId": agent_id, "interactions": interactions});
+    Frame::new("interaction", None, json.to_string())
+}
+
+/// The last SSE frame of a stream the gateway closes: a `retry:` hint in
+/// milliseconds, then a `close` event with the close `code` (docs/protocol.md
+/// close-code table) and its `reason`.
+pub fn sse_close(retry_ms: u64, code: u16, reason: &str) -> Bytes {
+    Bytes::from(format!(
+        "retry: {}\nevent: close\ndata: {}\n\n",
+        retry_ms,
+        serde_json::json!({"type": "close", "code": code, "reason": reason})
+    ))
+}

@@ -302,7 +302,7 @@ impl Session {
             // Tell the client why before the close, so it can show it.
             let sse = self.is_sse();
             self.outbox.push_counted(
-                crate::shutdown::restarting_status(self.epoch, self.seq),
+                crate::protocol::encode::restarting_status(self.epoch, self.seq),
                 sse,
             );
         }
@@ -378,11 +378,11 @@ impl Session {
                         Out::Raw(b) => (b, false),
                         Out::Ping | Out::Pong(_) => continue,
                         Out::Close(code, reason) => (
-                            Bytes::from(format!(
-                                "retry: {}\nevent: close\ndata: {}\n\n",
+                            crate::protocol::encode::sse_close(
                                 self.guard.draining().unwrap_or(self.cfg.sse_retry_ms),
-                                serde_json::json!({"type": "close", "code": code, "reason": reason})
-                            )),
+                                code,
+                                &reason,
+                            ),
                             true,
                         ),
                     };

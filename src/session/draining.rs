@@ -24,7 +24,7 @@ const WS_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// The SSE body sent while draining: retry hint, final status, close.
 pub fn sse_body(retry_ms: u64, epoch: u64, seq: u64) -> Bytes {
-    let status = crate::shutdown::restarting_status(epoch, seq);
+    let status = crate::protocol::encode::restarting_status(epoch, seq);
     let r = DisconnectReason::Shutdown;
     let mut body = format!("retry: {retry_ms}\n\n").into_bytes();
     body.extend_from_slice(&status.sse);
@@ -57,7 +57,7 @@ pub fn ws(
 ) -> Result<HttpResponse, actix_web::Error> {
     let (resp, mut session, mut stream) = actix_ws::handle(req, body)?;
     actix_web::rt::spawn(async move {
-        let status = crate::shutdown::restarting_status(epoch, seq);
+        let status = crate::protocol::encode::restarting_status(epoch, seq);
         let r = DisconnectReason::Shutdown;
         if session.text(status.ws).await.is_ok() {
             let _ = session
