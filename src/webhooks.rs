@@ -285,6 +285,29 @@ impl Webhooks {
     }
 }
 
+impl crate::store::journal::OutboxRouting for Webhooks {
+    fn count(&self) -> usize {
+        self.subs.len()
+    }
+
+    fn name(&self, i: usize) -> &str {
+        &self.subs[i].cfg.name
+    }
+
+    fn wants(&self, i: usize, event: &Value) -> bool {
+        self.subs[i].filter.matches(event)
+    }
+
+    fn queued(&self, i: usize, n: u64, replayed: bool) {
+        let sub = &self.subs[i];
+        if replayed {
+            sub.stats.replayed.fetch_add(n, Ordering::Relaxed);
+        }
+        sub.stats.enqueued.fetch_add(n, Ordering::Relaxed);
+        sub.wake.notify_one();
+    }
+}
+
 /// `hex(HMAC-SHA256(secret, "<t>.<body>"))`.
 pub fn sign(secret: &str, t: i64, body: &str) -> String {
     // unwrap: HMAC accepts keys of any length.

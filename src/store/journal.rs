@@ -21,7 +21,6 @@
 //! each agent is ever handed out, which keeps per-agent order.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -33,7 +32,6 @@ use serde_json::{json, Value};
 use super::{StoreConfig, StoreError};
 use crate::model::{iso, Origin};
 use crate::registry::{AgentView, JournalBatch};
-use crate::webhooks::Webhooks;
 
 /// Which state a record is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -214,13 +212,29 @@ fn event_body(
     })
 }
 
+/// Who gets an outbox row for a journaled event, and who is told. The
+/// journal sits below the features, so it sees subscribers only through
+/// this trait (implemented by [`crate::webhooks::Webhooks`]); subscribers
+/// are numbered `0..count()` in configuration order.
+pub trait OutboxRouting: Send + Sync + std::fmt::Debug + 'static {
+    /// Number of subscribers.
+    fn count(&self) -> usize;
+    /// Name of subscriber `i` (the outbox's `subscriber` column).
+    fn name(&self, i: usize) -> &str;
+    /// Whether subscriber `i` wants the event with this JSON body.
+    fn wants(&self, i: usize, event: &Value) -> bool;
+    /// `n` rows were queued for subscriber `i` (`replayed`: by a replay):
+    /// count them and wake its delivery task.
+    fn queued(&self, i: usize, n: u64, replayed: bool);
+}
+
 /// The journal actor.
 pub struct Journal {
     conn: Connection,
     /// Days of journal kept ([`crate::history::HistoryConfig::retention_days`]).
     retention_days: u32,
     /// Subscribers (filters, counters, wake-ups).
-    hooks: Arc<Webhooks>,
+    hooks: Arc<dyn OutboxRouting>,
     /// Last recorded state per (agent, kind); `None` = known to have none.
     last: HashMap<(String, Kind), Option<StateRef>>,
 }
@@ -253,7 +267,7 @@ impl Journal {
     pub fn open(
         store: &StoreConfig,
         retention_days: u32,
-        hooks: Arc<Webhooks>,
+        hooks: Arc<dyn OutboxRouting>,
     ) -> Result<Journal, StoreError> {
         let conn = if store.path == std::path::Path::new(":memory:") {
             Connection::open_in_memory()?
@@ -280,7 +294,7 @@ impl Journal {
     pub fn start(
         store: StoreConfig,
         retention_days: u32,
-        hooks: Arc<Webhooks>,
+        hooks: Arc<dyn OutboxRouting>,
     ) -> Result<Addr<Journal>, StoreError> {
         // Open once here so a bad path fails start-up with its reason.
         drop(Journal::open(&store, retention_days, hooks.clone())?);
@@ -335,7 +349,7 @@ impl Journal {
 
     fn record(&mut self, b: &JournalBatch) -> Result<Vec<usize>, StoreError> {
         let observed = Utc::now();
-        let mut woken = vec![0usize; self.hooks.subs.len()];
+        let mut woken = vec![0usize; self.hooks.count()];
         // Fill the cache before the transaction (reads only).
         for c in &b.changes {
             if c.after.is_some() {
@@ -394,12 +408,12 @@ impl Journal {
                     ],
                 )?;
                 let journal_id = tx.last_insert_rowid();
-                for (i, sub) in self.hooks.subs.iter().enumerate() {
-                    if sub.filter.matches(&body) {
+                for i in 0..self.hooks.count() {
+                    if self.hooks.wants(i, &body) {
                         tx.execute(
                             "INSERT INTO webhook_outbox (subscriber, agent_id, journal_id, next_ms, created_ms)
                              VALUES (?1, ?2, ?3, ?4, ?4)",
-                            params![sub.cfg.name, c.id, journal_id, observed.timestamp_millis()],
+                            params![self.hooks.name(i), c.id, journal_id, observed.timestamp_millis()],
                         )?;
                         woken[i] += 1;
                     }
@@ -437,9 +451,7 @@ impl Handler<JournalBatch> for Journal {
             Ok(woken) => {
                 for (i, n) in woken.into_iter().enumerate() {
                     if n > 0 {
-                        let sub = &self.hooks.subs[i];
-                        sub.stats.enqueued.fetch_add(n as u64, Ordering::Relaxed);
-                        sub.wake.notify_one();
+                        self.hooks.queued(i, n as u64, false);
                     }
                 }
             }
@@ -701,13 +713,7 @@ impl Handler<Replay> for Journal {
     type Result = Result<u64, StoreError>;
 
     fn handle(&mut self, q: Replay, _: &mut SyncContext<Self>) -> Self::Result {
-        let Some((i, sub)) = self
-            .hooks
-            .subs
-            .iter()
-            .enumerate()
-            .find(|(_, s)| s.cfg.name == q.subscriber)
-        else {
+        let Some(i) = (0..self.hooks.count()).find(|&i| self.hooks.name(i) == q.subscriber) else {
             return Ok(0);
         };
         let now = Utc::now().timestamp_millis();
@@ -734,21 +740,18 @@ impl Handler<Replay> for Journal {
                 .collect::<Result<Vec<_>, _>>()?;
             for (id, agent, body) in rows {
                 let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                if sub.filter.matches(&v) {
+                if self.hooks.wants(i, &v) {
                     tx.execute(
                         "INSERT INTO webhook_outbox (subscriber, agent_id, journal_id, next_ms, created_ms)
                          VALUES (?1, ?2, ?3, ?4, ?4)",
-                        params![sub.cfg.name, agent, id, now],
+                        params![q.subscriber, agent, id, now],
                     )?;
                     n += 1;
                 }
             }
         }
         tx.commit()?;
-        let sub = &self.hooks.subs[i];
-        sub.stats.replayed.fetch_add(n, Ordering::Relaxed);
-        sub.stats.enqueued.fetch_add(n, Ordering::Relaxed);
-        sub.wake.notify_one();
+        self.hooks.queued(i, n, true);
         Ok(n)
     }
 }
