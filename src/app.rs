@@ -11,11 +11,11 @@ use actix_web::dev::ServerHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::genesys::{Upstream, UpstreamStats};
+use crate::genesys::{ConversationSink, Upstream, UpstreamStats};
 use crate::history::History;
 use crate::http::interactions::InteractionsState;
 use crate::http::{self, AppState};
-use crate::interactions::{Interactions, SetUpstream};
+use crate::interactions::Interactions;
 use crate::registry::Registry;
 use crate::registry::SetJournal;
 use crate::store::journal::{Journal, Prune};
@@ -104,7 +104,10 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
     );
     let stop = CancellationToken::new();
     let upstream_stats = Arc::new(UpstreamStats::default());
-    let hub = Interactions::new(cfg.interactions.clone()).start();
+    // The hub's address exists before the hub, so the upstream (below it)
+    // starts first with its sink, and the hub then starts with the upstream.
+    let hub_ctx = actix::Context::<Interactions>::new();
+    let hub = actix::AsyncContext::address(&hub_ctx);
     let upstream = Upstream::new(
         cfg.genesys.clone(),
         cfg.upstream.clone(),
@@ -112,10 +115,15 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         upstream_stats.clone(),
         stop.clone(),
     )
-    .with_interactions(hub.clone())
+    .with_conversation_sink(ConversationSink {
+        seen: hub.clone().recipient(),
+        reset: hub.clone().recipient(),
+    })
     .start();
-    // A fresh actor's mailbox has room for its first message.
-    let _ = hub.try_send(SetUpstream(upstream.clone()));
+    hub_ctx.run(Interactions::new(
+        cfg.interactions.clone(),
+        upstream.clone().recipient(),
+    ));
     state.interactions = Some(InteractionsState {
         hub,
         upstream: upstream.clone(),

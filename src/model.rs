@@ -351,6 +351,62 @@ pub fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A customer as the desktop shows them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Customer {
+    pub name: Option<String>,
+    pub ani: Option<String>,
+}
+
+/// A queue reference.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueRef {
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
+/// One interaction an agent is handling, normalised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Interaction {
+    pub conversation_id: String,
+    /// `voice`, `chat`, `email`, `message`, `callback`, `video`.
+    pub media_type: String,
+    pub direction: Option<String>,
+    /// The agent leg's state (`alerting`, `connected`, `disconnected`, …).
+    pub state: String,
+    pub queue: QueueRef,
+    pub external_tag: Option<String>,
+    pub customer: Customer,
+    pub held: bool,
+    pub muted: bool,
+    pub wrapup_required: bool,
+    pub wrapup_code: Option<String>,
+    /// In after-call work (agent leg disconnected, wrap-up pending).
+    pub after_call_work: bool,
+    pub start_time: Option<String>,
+    pub connected_time: Option<String>,
+}
+
+/// Upstream → interaction hub: a conversation event (or REST read) for an agent.
+#[derive(actix::Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ConversationSeen {
+    pub user_id: String,
+    pub conversation_id: String,
+    /// `None` when the agent's part ended.
+    pub interaction: Option<Interaction>,
+}
+
+/// Upstream → interaction hub: the complete set of an agent's interactions (after a
+/// watch starts or a gap), replacing what the hub had.
+#[derive(actix::Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ConversationsReset {
+    pub user_id: String,
+    pub interactions: Vec<Interaction>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,7 +32,8 @@ use super::rest::{backoff, Lane, Rest, RestError};
 use super::topics::{self, Plan};
 use super::{GenesysConfig, UpstreamConfig};
 use crate::model::{
-    PresenceDefinition, Queue, SyncReason, UpstreamEvent, UpstreamHealth, UpstreamState, UserRecord,
+    ConversationSeen, ConversationsReset, PresenceDefinition, Queue, SyncReason, UpstreamEvent,
+    UpstreamHealth, UpstreamState, UserRecord,
 };
 
 /// Counters shared with `/metrics` and the health record (any thread).
@@ -130,10 +131,22 @@ pub struct Upstream {
     pending_writes: PendingWrites,
     /// A shard came back after a gap and the reconciliation waits for the others.
     gap_since: Option<Instant>,
-    /// The interaction hub, when interaction context is served.
-    pub(super) interactions: Option<Addr<crate::interactions::Interactions>>,
+    /// Where conversation events of watched agents go (the interaction
+    /// hub), when interaction context is served.
+    pub(super) interactions: Option<ConversationSink>,
     /// `externalTag` searches: shared answers and callers waiting for one.
     pub(super) tag_cache: super::conversations::TagCache,
+}
+
+/// Where the upstream sends what it learns about watched agents'
+/// conversations: each event ([`ConversationSeen`]) and complete re-reads
+/// ([`ConversationsReset`]).
+#[derive(Clone)]
+pub struct ConversationSink {
+    /// One conversation changed.
+    pub seen: Recipient<ConversationSeen>,
+    /// An agent's interactions, read completely.
+    pub reset: Recipient<ConversationsReset>,
 }
 
 /// Writes in flight, shared with the socket readers (same arbiter).
@@ -175,9 +188,10 @@ impl Upstream {
         }
     }
 
-    /// Sends conversation events of watched agents to the interaction hub.
-    pub fn with_interactions(mut self, hub: Addr<crate::interactions::Interactions>) -> Upstream {
-        self.interactions = Some(hub);
+    /// Sends conversation events of watched agents to `sink` (the
+    /// interaction hub, which sits above the upstream and is not named here).
+    pub fn with_conversation_sink(mut self, sink: ConversationSink) -> Upstream {
+        self.interactions = Some(sink);
         self
     }
 
@@ -570,7 +584,7 @@ impl Upstream {
             stop,
         )
         .with_pending_writes(self.pending_writes.clone())
-        .with_interactions(self.interactions.clone().map(|a| a.recipient()));
+        .with_interactions(self.interactions.as_ref().map(|s| s.seen.clone()));
         ctx.spawn(
             reader
                 .run(socket)

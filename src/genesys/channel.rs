@@ -132,14 +132,14 @@ pub struct Reader {
     /// Writes in flight: their events are marked `Origin::Write`.
     pub pending_writes: super::actor::PendingWrites,
     /// Where conversation events of watched agents go.
-    pub interactions: Option<Recipient<crate::interactions::ConversationSeen>>,
+    pub interactions: Option<Recipient<crate::model::ConversationSeen>>,
 }
 
 impl Reader {
     /// Sends conversation events to the interaction hub.
     pub fn with_interactions(
         mut self,
-        r: Option<Recipient<crate::interactions::ConversationSeen>>,
+        r: Option<Recipient<crate::model::ConversationSeen>>,
     ) -> Reader {
         self.interactions = r;
         self
@@ -258,9 +258,9 @@ impl Reader {
                         }
                         Parsed::Conversation { user_id, body } => {
                             if let Some(hub) = &self.interactions {
-                                let interaction = crate::interactions::from_conversation(&user_id, &body);
+                                let interaction = super::conversations::from_conversation(&user_id, &body);
                                 let conversation_id = body.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-                                if hub.send(crate::interactions::ConversationSeen { user_id, conversation_id, interaction }).await.is_err() {
+                                if hub.send(crate::model::ConversationSeen { user_id, conversation_id, interaction }).await.is_err() {
                                     return DropCause::RegistryGone;
                                 }
                             }

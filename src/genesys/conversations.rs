@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::actor::Upstream;
 use super::rest::{Lane, Rest, RestError};
-use crate::interactions::{from_conversation, ConversationsReset, Interaction, WatchConversations};
+use crate::model::{ConversationsReset, Customer, Interaction, QueueRef};
 
 /// Shared `externalTag` answers.
 pub type TagCache = Rc<RefCell<HashMap<String, TagEntry>>>;
@@ -118,7 +118,7 @@ impl Handler<WatchConversations> for Upstream {
                     match fetch_active(&rest, &user_id).await {
                         Ok(interactions) => {
                             if let Some(hub) = hub {
-                                let _ = hub.send(ConversationsReset { user_id, interactions }).await;
+                                let _ = hub.reset.send(ConversationsReset { user_id, interactions }).await;
                             }
                         }
                         Err(e) => tracing::warn!(agent = %user_id, error = %e, "reading active conversations failed"),
@@ -130,6 +130,89 @@ impl Handler<WatchConversations> for Upstream {
             self.remove_extra(i, &topic, ctx);
         }
     }
+}
+
+/// Per-media leg arrays of a participant and their media type names.
+const LEGS: [(&str, &str); 6] = [
+    ("calls", "voice"),
+    ("chats", "chat"),
+    ("emails", "email"),
+    ("messages", "message"),
+    ("callbacks", "callback"),
+    ("videos", "video"),
+];
+
+fn s(v: &Value, k: &str) -> Option<String> {
+    v.get(k).and_then(Value::as_str).map(str::to_string)
+}
+
+/// Normalises a Genesys `Conversation` (REST model or
+/// `v2.users.{id}.conversations` event body, `genesys-api.md` §5.4, §6) to
+/// the context of agent `user_id`. `None` when the agent is not in it or
+/// the agent's part has ended.
+pub fn from_conversation(user_id: &str, conv: &Value) -> Option<Interaction> {
+    let participants = conv.get("participants")?.as_array()?;
+    let agent = participants
+        .iter()
+        .rev()
+        .filter(|p| s(p, "purpose").as_deref() == Some("agent"))
+        .find(|p| s(p, "userId").is_some_and(|u| u.eq_ignore_ascii_case(user_id)))?;
+    let (legs, media) = LEGS.iter().find_map(|(k, m)| {
+        agent
+            .get(*k)
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+            .map(|a| (a, *m))
+    })?;
+    let leg = legs.last()?;
+    let state = s(leg, "state").unwrap_or_else(|| "connected".into());
+    let ended = conv.get("endTime").is_some_and(|v| !v.is_null())
+        || agent.get("endTime").is_some_and(|v| !v.is_null())
+        || state == "terminated";
+    if ended {
+        return None;
+    }
+    let customer = participants.iter().find(|p| {
+        matches!(
+            s(p, "purpose").as_deref(),
+            Some("customer") | Some("external")
+        )
+    });
+    let acw_state = leg.get("afterCallWork").and_then(|a| s(a, "state"));
+    let wrapup_code = agent.get("wrapup").and_then(|w| s(w, "code"));
+    Some(Interaction {
+        conversation_id: s(conv, "id")?,
+        media_type: media.to_string(),
+        direction: s(leg, "direction"),
+        after_call_work: state == "disconnected" || acw_state.as_deref() == Some("pending"),
+        state,
+        queue: QueueRef {
+            id: s(agent, "queueId").or_else(|| agent.get("queue").and_then(|q| s(q, "id"))),
+            name: s(agent, "queueName"),
+        },
+        external_tag: s(conv, "externalTag"),
+        customer: Customer {
+            name: customer.and_then(|c| s(c, "name")),
+            ani: customer.and_then(|c| s(c, "ani").or_else(|| s(c, "address"))),
+        },
+        held: leg.get("held").and_then(Value::as_bool).unwrap_or(false),
+        muted: leg.get("muted").and_then(Value::as_bool).unwrap_or(false),
+        wrapup_required: agent
+            .get("wrapupRequired")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        wrapup_code,
+        start_time: s(agent, "startTime").or_else(|| s(conv, "startTime")),
+        connected_time: s(leg, "connectedTime").or_else(|| s(agent, "connectedTime")),
+    })
+}
+
+/// Interaction hub → upstream: subscribe (or release) an agent's conversations topic.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct WatchConversations {
+    pub user_id: String,
+    pub watch: bool,
 }
 
 /// HTTP → upstream: an agent's active interactions, read through REST.
@@ -213,5 +296,38 @@ impl Handler<FindByExternalTag> for Upstream {
             }
             .into_actor(self),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reconstructed conversation of genesys-api.md §6 normalises for its agent.
+    #[test]
+    fn normalises_the_documented_conversation() {
+        let conv = json!({
+            "id": "1c1a063b-45bf-4719-9127-7bca923118c1", "startTime": "2022-03-08T15:47:47.417Z", "externalTag": "CRM-4711",
+            "participants": [
+                {"id": "d97d", "purpose": "customer", "name": "Jonny Smith", "ani": "tel:+15551234567",
+                 "calls": [{"id": "c1", "state": "connected", "direction": "inbound", "held": false}]},
+                {"id": "a47f", "purpose": "agent", "userId": "3ce84f47-4e65-4756-a815-67a2b32e58b8",
+                 "queueId": "3c6f420a", "queueName": "Tier 1", "startTime": "2022-03-08T15:47:47.597Z",
+                 "connectedTime": "2022-03-08T15:47:49.002Z", "wrapupRequired": true,
+                 "calls": [{"id": "c2", "state": "connected", "direction": "inbound", "held": true}]}
+            ]
+        });
+        let i = from_conversation("3ce84f47-4e65-4756-a815-67a2b32e58b8", &conv)
+            .expect("agent is in it");
+        assert_eq!(i.media_type, "voice");
+        assert!(i.held);
+        assert!(i.wrapup_required);
+        assert_eq!(i.external_tag.as_deref(), Some("CRM-4711"));
+        assert_eq!(i.customer.name.as_deref(), Some("Jonny Smith"));
+        assert_eq!(i.queue.name.as_deref(), Some("Tier 1"));
+        assert!(from_conversation("someone-else", &conv).is_none());
+        let mut ended = conv.clone();
+        ended["endTime"] = json!("2022-03-08T16:00:00.000Z");
+        assert!(from_conversation("3ce84f47-4e65-4756-a815-67a2b32e58b8", &ended).is_none());
     }
 }

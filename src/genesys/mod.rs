@@ -27,7 +27,7 @@ pub mod writes;
 
 use serde::Deserialize;
 
-pub use actor::{Upstream, UpstreamStats};
+pub use actor::{ConversationSink, Upstream, UpstreamStats};
 
 /// How presence, routing status and queue activity are subscribed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
