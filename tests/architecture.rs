@@ -1,0 +1,247 @@
+//! The layering of `src/` (docs/architecture.md), checked from the source:
+//! every `crate::…` path in a top-level module (`src/<name>.rs` or
+//! `src/<name>/…`) is an arrow from that module to the one it names. The
+//! test fails on an import cycle between top-level modules, on the Genesys
+//! floor (`genesys`) importing anything but the leaves, and on a leaf
+//! importing anything of the crate. `use crate::{a, b::c}` groups count
+//! for each member; comments (including doc comments) do not count.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Modules that import nothing of the crate; anyone may import them.
+const LEAVES: &[&str] = &["model", "telemetry", "validate"];
+
+/// Names in `src/lib.rs` that alias a module (old path → module).
+const ALIASES: &[(&str, &str)] = &[("upstream", "genesys")];
+
+/// Module → modules it imports → one place each arrow is written.
+type Graph = BTreeMap<String, BTreeMap<String, String>>;
+
+fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("read src/") {
+        let p = e.expect("dir entry").path();
+        if p.is_dir() {
+            rs_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The text without `//` comments (line-based; `://` in URLs inside
+/// strings is kept, which never contains `crate::`).
+fn strip_comments(src: &str) -> String {
+    src.lines()
+        .map(|l| match l.find("//") {
+            Some(i) if !l[..i].ends_with(':') => &l[..i],
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn ident(s: &str) -> &str {
+    let end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(s.len());
+    &s[..end]
+}
+
+/// The top-level modules named by `crate::…` paths in `src`.
+fn imports(src: &str) -> Vec<String> {
+    let text = strip_comments(src);
+    let mut out = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("crate::") {
+        let before = &rest[..i];
+        rest = &rest[i + "crate::".len()..];
+        // `presence_gateway::crate::` cannot occur; `$crate::` in macros can.
+        if before.ends_with('$')
+            || before.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        {
+            continue;
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            // Top-level members of the brace group.
+            let mut depth = 1;
+            let mut member_start = true;
+            for (k, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    ',' if depth == 1 => member_start = true,
+                    c if c.is_whitespace() => {}
+                    _ if member_start && depth == 1 => {
+                        member_start = false;
+                        let name = ident(&group[k..]);
+                        if !name.is_empty() {
+                            out.push(name.to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            let name = ident(rest);
+            if !name.is_empty() {
+                out.push(name.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn graph(src_dir: &Path) -> Graph {
+    let mut files = Vec::new();
+    rs_files(src_dir, &mut files);
+    let mut g = Graph::new();
+    for f in files {
+        let rel = f.strip_prefix(src_dir).expect("under src/");
+        let mut parts = rel.iter().map(|p| p.to_string_lossy().into_owned());
+        let first = parts.next().expect("a path");
+        let module = match rel.components().count() {
+            1 => first.trim_end_matches(".rs").to_string(),
+            _ => first,
+        };
+        if matches!(module.as_str(), "lib" | "main" | "bin") {
+            continue;
+        }
+        let src = std::fs::read_to_string(&f).expect("read a source file");
+        let node = g.entry(module.clone()).or_default();
+        let canonical = |dep: String| {
+            ALIASES
+                .iter()
+                .find(|(a, _)| *a == dep)
+                .map_or(dep.clone(), |(_, m)| m.to_string())
+        };
+        let mut add = |dep: String, at: String| {
+            let dep = canonical(dep);
+            if dep != module && !matches!(dep.as_str(), "self" | "super") {
+                node.entry(dep).or_insert(at);
+            }
+        };
+        // Line by line for the place of an arrow, then the whole file for
+        // `use crate::{…}` groups spanning lines.
+        for (n, line) in src.lines().enumerate() {
+            for dep in imports(line) {
+                add(dep, format!("{}:{}", rel.display(), n + 1));
+            }
+        }
+        for dep in imports(&src) {
+            add(dep, format!("{} (a use group)", rel.display()));
+        }
+    }
+    g
+}
+
+/// One import cycle, as `a -> b -> … -> a`, if there is any.
+fn find_cycle(g: &Graph) -> Option<Vec<String>> {
+    fn visit(
+        g: &Graph,
+        n: &str,
+        stack: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = stack.iter().position(|s| s == n) {
+            let mut cycle = stack[at..].to_vec();
+            cycle.push(n.to_string());
+            return Some(cycle);
+        }
+        if done.contains(n) {
+            return None;
+        }
+        stack.push(n.to_string());
+        if let Some(deps) = g.get(n) {
+            for d in deps.keys() {
+                if let Some(c) = visit(g, d, stack, done) {
+                    return Some(c);
+                }
+            }
+        }
+        stack.pop();
+        done.insert(n.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    g.keys()
+        .find_map(|n| visit(g, n, &mut Vec::new(), &mut done))
+}
+
+fn src_graph() -> Graph {
+    graph(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
+}
+
+#[test]
+fn no_import_cycle_between_top_level_modules() {
+    let g = src_graph();
+    assert!(
+        g.contains_key("genesys") && g.contains_key("registry"),
+        "{g:?}"
+    );
+    if let Some(cycle) = find_cycle(&g) {
+        let arrows: Vec<String> = cycle
+            .windows(2)
+            .map(|w| format!("{} -> {} ({})", w[0], w[1], g[&w[0]][&w[1]]))
+            .collect();
+        panic!(
+            "import cycle between top-level modules:\n  {}",
+            arrows.join("\n  ")
+        );
+    }
+}
+
+#[test]
+fn genesys_floor_imports_only_leaves() {
+    let g = src_graph();
+    let above: Vec<String> = g["genesys"]
+        .iter()
+        .filter(|(d, _)| !LEAVES.contains(&d.as_str()))
+        .map(|(d, at)| format!("genesys -> {d} ({at})"))
+        .collect();
+    assert!(
+        above.is_empty(),
+        "the Genesys floor imports modules above it:\n  {}",
+        above.join("\n  ")
+    );
+}
+
+#[test]
+fn leaves_import_nothing() {
+    let g = src_graph();
+    for leaf in LEAVES {
+        let deps = g.get(*leaf).unwrap_or_else(|| panic!("no module {leaf}"));
+        assert!(deps.is_empty(), "leaf {leaf} imports {deps:?}");
+    }
+}
+
+/// The checker itself: groups, nesting, comments, and a cycle it must find.
+#[test]
+fn the_checker_sees_groups_and_cycles() {
+    assert_eq!(
+        imports("use crate::{a::{X, Y}, b, c::d::E};\n// crate::z\nlet v = crate::e::f();"),
+        ["a", "b", "c", "e"]
+    );
+    assert!(imports("/// see [`crate::x`]\n//! crate::y").is_empty());
+    let mut g = Graph::new();
+    g.entry("a".into())
+        .or_default()
+        .insert("b".into(), "a.rs:1".into());
+    g.entry("b".into())
+        .or_default()
+        .insert("c".into(), "b.rs:1".into());
+    g.entry("c".into()).or_default();
+    assert_eq!(find_cycle(&g), None);
+    g.entry("c".into())
+        .or_default()
+        .insert("a".into(), "c.rs:1".into());
+    assert_eq!(
+        find_cycle(&g),
+        Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+    );
+}
