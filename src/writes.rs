@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
-use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -25,7 +23,7 @@ use crate::genesys::rest::RestError;
 use crate::genesys::writes::{PresenceWrite, WriteBulk, WritePresence};
 use crate::genesys::Upstream;
 use crate::model::{PresenceDefinition, RoutingStatus, SystemPresence};
-use crate::registry::{AgentIdsIn, GetAgent, GetDefinitions, Registry};
+use crate::registry::{AgentIdsIn, AgentRecord, GetAgent, GetDefinitions, Registry};
 use crate::store::{
     AppendAudit, AuditRecord, BeginIdempotent, FinishIdempotent, Idempotent, Lease, ListLeases,
     PutLease, QueryAudit, Store,
@@ -98,7 +96,8 @@ pub struct Writes {
 /// A refused or failed write, as the caller sees it.
 #[derive(Debug, Clone)]
 pub struct WriteError {
-    pub status: StatusCode,
+    /// HTTP status the caller gets (4xx: the caller can fix it).
+    pub status: u16,
     pub code: &'static str,
     pub reason: String,
     /// Extra fields for the body (valid choices, rule, current version).
@@ -107,7 +106,8 @@ pub struct WriteError {
 }
 
 impl WriteError {
-    fn new(status: StatusCode, code: &'static str, reason: impl Into<String>) -> WriteError {
+    /// A refusal with HTTP `status`, machine `code` and a reason saying what to fix.
+    pub fn new(status: u16, code: &'static str, reason: impl Into<String>) -> WriteError {
         WriteError {
             status,
             code,
@@ -122,7 +122,8 @@ impl WriteError {
         self
     }
 
-    fn body(&self) -> Value {
+    /// The JSON body: `{"error": code, "reason": …}` plus the extra fields.
+    pub fn body(&self) -> Value {
         let mut b = json!({"error": self.code, "reason": self.reason});
         if let (Some(b), Some(extra)) = (b.as_object_mut(), self.extra.as_object()) {
             for (k, v) in extra {
@@ -133,55 +134,51 @@ impl WriteError {
     }
 }
 
+impl std::error::Error for WriteError {}
+
 impl std::fmt::Display for WriteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.reason)
+        write!(f, "{} {}: {}", self.status, self.code, self.reason)
     }
 }
 
-impl ResponseError for WriteError {
-    fn status_code(&self) -> StatusCode {
-        self.status
+impl WriteError {
+    /// A 4xx: final for this request (remembered for its Idempotency-Key).
+    pub fn is_client_error(&self) -> bool {
+        (400..500).contains(&self.status)
     }
 
-    fn error_response(&self) -> HttpResponse {
-        let mut r = HttpResponse::build(self.status);
-        if let Some(s) = self.retry_after {
-            r.insert_header((header::RETRY_AFTER, s.to_string()));
-        }
-        r.json(self.body())
+    /// A 5xx: worth retrying.
+    pub fn is_server_error(&self) -> bool {
+        self.status >= 500
     }
 }
 
 fn internal(what: impl std::fmt::Display) -> WriteError {
-    WriteError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        format!("{what}"),
-    )
+    WriteError::new(500, "internal", format!("{what}"))
 }
 
 /// Maps a Genesys failure to what the caller can act on.
 fn upstream_error(e: RestError) -> WriteError {
     match e {
         RestError::Status { status: 403, message, .. } => WriteError::new(
-            StatusCode::FORBIDDEN,
+            403,
             "genesys_forbidden",
             format!("Genesys refused the write: {message}. Give the gateway's OAuth client a role with presence:userPresence:edit"),
         ),
-        RestError::Status { status: 404, .. } => WriteError::new(StatusCode::NOT_FOUND, "agent_not_found", "Genesys does not know this user"),
+        RestError::Status { status: 404, .. } => WriteError::new(404, "agent_not_found", "Genesys does not know this user"),
         RestError::Status { status: 400 | 409 | 422, code, message, .. } => WriteError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
+            422,
             "genesys_refused",
             format!("Genesys refused the presence ({code}): {message}"),
         ),
         RestError::RateLimited { retry_after } => {
-            let mut w = WriteError::new(StatusCode::SERVICE_UNAVAILABLE, "rate_limited", "Genesys's rate limit is exhausted; retry later");
+            let mut w = WriteError::new(503, "rate_limited", "Genesys's rate limit is exhausted; retry later");
             w.retry_after = Some(retry_after.as_secs().max(1));
             w
         }
         other => {
-            let mut w = WriteError::new(StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable", format!("Genesys is not reachable: {other}"));
+            let mut w = WriteError::new(503, "upstream_unavailable", format!("Genesys is not reachable: {other}"));
             w.retry_after = Some(5);
             w
         }
@@ -231,10 +228,7 @@ pub fn resolve(defs: &[PresenceDefinition], asked: &str) -> Result<PresenceDefin
             } else {
                 format!("unknown presence {asked:?}: give a definition id, an org label or a system presence")
             };
-            Err(
-                WriteError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_presence", why)
-                    .with(json!({"choices": choices})),
-            )
+            Err(WriteError::new(422, "invalid_presence", why).with(json!({"choices": choices})))
         }
     }
 }
@@ -253,7 +247,7 @@ fn check_policy(
         .any(|sp| sp == target.system_presence)
     {
         return Err(WriteError::new(
-            StatusCode::CONFLICT,
+            409,
             "transition_refused",
             format!(
                 "the gateway is configured never to set {} (writes.deny_targets)",
@@ -268,47 +262,13 @@ fn check_policy(
         && target.system_presence != SystemPresence::OnQueue
     {
         return Err(WriteError::new(
-            StatusCode::CONFLICT,
+            409,
             "transition_refused",
             "the agent is handling an interaction (INTERACTING); taking them off queue now would disrupt it. Retry after the interaction, or send \"force\": true",
         )
         .with(json!({"rule": "protect_interacting"})));
     }
     Ok(())
-}
-
-/// Parses an `If-Match` value: `"7"`, `W/"7"`, `7` or `*`.
-fn if_match(req: &HttpRequest) -> Result<Option<Option<u64>>, WriteError> {
-    let Some(v) = req.headers().get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let s = v.to_str().unwrap_or("").trim();
-    if s == "*" {
-        return Ok(Some(None));
-    }
-    let n = s.trim_start_matches("W/").trim_matches('"');
-    n.parse::<u64>().map(|n| Some(Some(n))).map_err(|_| {
-        WriteError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_if_match",
-            format!(
-                "If-Match {s:?} is not an agent version; use the ETag of GET /api/v1/agents/{{id}}"
-            ),
-        )
-    })
-}
-
-/// The audit log's actor: the credential's name, or `anonymous@<ip>` when
-/// auth is off.
-fn actor_of(req: &HttpRequest, p: &Principal) -> String {
-    if !p.anonymous {
-        return p.name.clone();
-    }
-    let ip = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    format!("anonymous@{ip}")
 }
 
 struct Attempt {
@@ -320,12 +280,7 @@ struct Attempt {
 }
 
 impl Writes {
-    async fn audit(
-        &self,
-        a: &Attempt,
-        result: &Result<Option<String>, WriteError>,
-        status: StatusCode,
-    ) {
+    async fn audit(&self, a: &Attempt, result: &Result<Option<String>, WriteError>, status: u16) {
         let rec = AuditRecord {
             id: 0,
             at: Utc::now(),
@@ -338,7 +293,7 @@ impl Writes {
                 Ok(_) => "ok".into(),
                 Err(e) => e.code.into(),
             },
-            status: status.as_u16(),
+            status,
             correlation_id: result.as_ref().ok().cloned().flatten(),
             detail: result.as_ref().err().map(|e| e.reason.clone()),
         };
@@ -357,7 +312,7 @@ impl Writes {
         let defs = self.registry.send(GetDefinitions).await.map_err(internal)?;
         if defs.is_empty() {
             let mut e = WriteError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+                503,
                 "not_ready",
                 "the gateway has not read the org's presence definitions yet",
             );
@@ -376,6 +331,21 @@ impl Writes {
         change: PresenceChange,
         expected_version: Option<Option<u64>>,
     ) -> Result<Value, WriteError> {
+        self.change_checked(actor, agent_id, change, expected_version, None)
+            .await
+    }
+
+    /// [`Self::change`] with the agent's record when the caller already
+    /// read it (the access check's [`AgentRecord`]), saving a registry
+    /// round trip.
+    pub async fn change_checked(
+        &self,
+        actor: String,
+        agent_id: String,
+        change: PresenceChange,
+        expected_version: Option<Option<u64>>,
+        checked: Option<AgentRecord>,
+    ) -> Result<Value, WriteError> {
         let mut attempt = Attempt {
             actor,
             agent_id: agent_id.clone(),
@@ -384,10 +354,10 @@ impl Writes {
             reason: change.reason.clone(),
         };
         let result = self
-            .change_inner(&mut attempt, &change, expected_version)
+            .change_inner(&mut attempt, &change, expected_version, checked)
             .await;
         let status = match &result {
-            Ok(_) => StatusCode::OK,
+            Ok(_) => 200,
             Err(e) => e.status,
         };
         self.audit(
@@ -407,30 +377,34 @@ impl Writes {
         attempt: &mut Attempt,
         change: &PresenceChange,
         expected_version: Option<Option<u64>>,
+        checked: Option<AgentRecord>,
     ) -> Result<(Value, Option<String>), WriteError> {
-        let rec = self
-            .registry
-            .send(GetAgent {
-                id: attempt.agent_id.clone(),
-            })
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| {
-                WriteError::new(
-                    StatusCode::NOT_FOUND,
-                    "agent_not_found",
-                    format!(
-                        "no agent with id {:?}; list agents with GET /api/v1/agents",
-                        attempt.agent_id
-                    ),
-                )
-            })?;
+        let rec = match checked.filter(|r| r.agent.id == attempt.agent_id) {
+            Some(r) => Some(r),
+            None => self
+                .registry
+                .send(GetAgent {
+                    id: attempt.agent_id.clone(),
+                })
+                .await
+                .map_err(internal)?,
+        };
+        let rec = rec.ok_or_else(|| {
+            WriteError::new(
+                404,
+                "agent_not_found",
+                format!(
+                    "no agent with id {:?}; list agents with GET /api/v1/agents",
+                    attempt.agent_id
+                ),
+            )
+        })?;
         let agent = rec.agent;
         attempt.from = agent.presence.as_ref().map(|p| p.definition_id.clone());
         if let Some(Some(v)) = expected_version {
             if v != agent.version {
                 return Err(WriteError::new(
-                    StatusCode::PRECONDITION_FAILED,
+                    412,
                     "precondition_failed",
                     format!("the agent changed since version {v} (now {}); GET it again and retry with the new ETag", agent.version),
                 )
@@ -443,7 +417,7 @@ impl Writes {
             .is_some_and(|m| m.chars().count() > 250)
         {
             return Err(WriteError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+                422,
                 "invalid_message",
                 "message may be at most 250 characters",
             ));
@@ -460,14 +434,14 @@ impl Writes {
         let lease = match change.lease_seconds {
             Some(0) => {
                 return Err(WriteError::new(
-                    StatusCode::BAD_REQUEST,
+                    400,
                     "bad_lease",
                     "leaseSeconds must be at least 1",
                 ))
             }
             Some(s) if s > self.cfg.max_lease_seconds => {
                 return Err(WriteError::new(
-                    StatusCode::BAD_REQUEST,
+                    400,
                     "bad_lease",
                     format!(
                         "leaseSeconds may be at most {} (writes.max_lease_seconds)",
@@ -530,114 +504,260 @@ impl Writes {
     }
 }
 
-/// `PATCH /api/v1/agents/{id}/presence`.
-pub(crate) async fn patch_presence(
-    req: HttpRequest,
-    principal: Principal,
-    path: web::Path<String>,
-    body: web::Bytes,
-    w: web::Data<Arc<Writes>>,
-) -> Result<HttpResponse, WriteError> {
-    let agent_id = path.into_inner();
-    let actor = actor_of(&req, &principal);
-    let change: PresenceChange = match serde_json::from_slice(&body) {
-        Ok(c) => c,
-        Err(e) => {
-            let err = WriteError::new(StatusCode::BAD_REQUEST, "bad_body", format!("body must be {{\"presence\": \"<definition id | label | system presence>\", \"message\"?, \"reason\"?, \"leaseSeconds\"?, \"force\"?}}: {e}"));
-            let attempt = Attempt {
-                actor,
-                agent_id,
-                from: None,
-                to: String::from_utf8_lossy(&body).chars().take(200).collect(),
-                reason: None,
-            };
-            w.audit(&attempt, &Err(err.clone()), err.status).await;
-            return Err(err);
+/// What a `PATCH` answered: a fresh change (the agent JSON after it), or
+/// the remembered answer of an earlier request with the same
+/// `Idempotency-Key` (status and JSON text).
+#[derive(Debug)]
+pub enum PatchOutcome {
+    /// The agent after the change.
+    Changed(Value),
+    /// An earlier answer, replayed.
+    Replayed { status: u16, body: String },
+}
+
+impl Writes {
+    /// `PATCH /api/v1/agents/{id}/presence` minus HTTP: parses `body`,
+    /// applies `Idempotency-Key` (`key`, already scoped to the caller),
+    /// makes the change. `expected` and `key` are the parsed `If-Match` and
+    /// `Idempotency-Key` headers (their errors count after a bad body's).
+    /// `checked` is the agent the access check already read, if it did.
+    pub async fn patch(
+        &self,
+        actor: String,
+        agent_id: String,
+        body: &[u8],
+        expected: Result<Option<Option<u64>>, WriteError>,
+        key: Result<Option<String>, WriteError>,
+        checked: Option<AgentRecord>,
+    ) -> Result<PatchOutcome, WriteError> {
+        let change: PresenceChange = match serde_json::from_slice(body) {
+            Ok(c) => c,
+            Err(e) => {
+                let err = WriteError::new(400, "bad_body", format!("body must be {{\"presence\": \"<definition id | label | system presence>\", \"message\"?, \"reason\"?, \"leaseSeconds\"?, \"force\"?}}: {e}"));
+                let attempt = Attempt {
+                    actor,
+                    agent_id,
+                    from: None,
+                    to: String::from_utf8_lossy(body).chars().take(200).collect(),
+                    reason: None,
+                };
+                self.audit(&attempt, &Err(err.clone()), err.status).await;
+                return Err(err);
+            }
+        };
+        let expected = expected?;
+        let key = key?;
+        if let Some(key) = &key {
+            let fingerprint = format!(
+                "{agent_id}\n{}",
+                serde_json::to_string(&change).unwrap_or_default()
+            );
+            match self
+                .store
+                .send(BeginIdempotent {
+                    key: key.clone(),
+                    fingerprint,
+                })
+                .await
+                .map_err(internal)?
+                .map_err(internal)?
+            {
+                Idempotent::New => {}
+                Idempotent::Done(status, body) => {
+                    return Ok(PatchOutcome::Replayed { status, body });
+                }
+                Idempotent::Pending => {
+                    return Err(WriteError::new(
+                        409,
+                        "idempotency_in_progress",
+                        "a request with this Idempotency-Key is still running; retry shortly",
+                    ))
+                }
+                Idempotent::Mismatch => {
+                    return Err(WriteError::new(
+                        422,
+                        "idempotency_key_reused",
+                        "this Idempotency-Key was used for a different request; use a new key",
+                    ))
+                }
+            }
         }
-    };
-    let expected = if_match(&req)?;
-    let key = idempotency_key(&req, &actor)?;
-    if let Some(key) = &key {
-        let fingerprint = format!(
-            "{agent_id}\n{}",
-            serde_json::to_string(&change).unwrap_or_default()
-        );
-        match w
+        let result = self
+            .change_checked(actor, agent_id, change, expected, checked)
+            .await;
+        if let Some(key) = key {
+            // Remember answers that say something final; forget transient failures
+            // so that a retry with the same key can succeed.
+            let outcome = match &result {
+                Ok(v) => Some((200, v.to_string())),
+                Err(e) if e.is_client_error() => Some((e.status, e.body().to_string())),
+                Err(_) => None,
+            };
+            let _ = self.store.send(FinishIdempotent { key, outcome }).await;
+        }
+        result.map(PatchOutcome::Changed)
+    }
+
+    /// `POST /api/v1/presence/bulk` minus HTTP: many agents at once, in
+    /// chunks through Genesys's bulk endpoint; the answer holds a result
+    /// per agent. Agents `principal` may not see look unknown.
+    pub async fn bulk(
+        &self,
+        actor: String,
+        principal: &Principal,
+        body: &[u8],
+    ) -> Result<Value, WriteError> {
+        let b: BulkBody = serde_json::from_slice(body).map_err(|e| {
+        WriteError::new(400, "bad_body", format!("body must be {{\"changes\": [{{\"agent\", \"presence\", \"message\"?}}], \"reason\"?, \"force\"?}}: {e}"))
+    })?;
+        if b.changes.is_empty() || b.changes.len() > self.cfg.bulk_max {
+            return Err(WriteError::new(
+                400,
+                "bad_body",
+                format!(
+                    "changes must hold 1 to {} items (writes.bulk_max)",
+                    self.cfg.bulk_max
+                ),
+            ));
+        }
+        let defs = self.definitions().await?;
+        let mut results: Vec<Value> = vec![Value::Null; b.changes.len()];
+        let mut ready: Vec<(usize, PresenceWrite, Attempt)> = Vec::new();
+        for (i, item) in b.changes.iter().enumerate() {
+            let mut attempt = Attempt {
+                actor: actor.clone(),
+                agent_id: item.agent.clone(),
+                from: None,
+                to: item.presence.clone(),
+                reason: b.reason.clone(),
+            };
+            let checked: Result<PresenceWrite, WriteError> = async {
+                let rec = self
+                    .registry
+                    .send(GetAgent {
+                        id: item.agent.clone(),
+                    })
+                    .await
+                    .map_err(internal)?
+                    // A foreign agent looks the same as an unknown one.
+                    .filter(|r| principal.sees(&r.agent.division.id))
+                    .ok_or_else(|| {
+                        WriteError::new(
+                            404,
+                            "agent_not_found",
+                            format!("no agent with id {:?}", item.agent),
+                        )
+                    })?;
+                attempt.from = rec.agent.presence.as_ref().map(|p| p.definition_id.clone());
+                let target = resolve(&defs, &item.presence)?;
+                attempt.to = target.id.clone();
+                check_policy(
+                    &self.cfg,
+                    rec.agent.routing_status.as_ref().map(|r| r.status),
+                    &target,
+                    b.force,
+                )?;
+                Ok(PresenceWrite {
+                    user_id: item.agent.clone(),
+                    definition_id: target.id,
+                    message: item.message.clone(),
+                })
+            }
+            .await;
+            match checked {
+                Ok(pw) => ready.push((i, pw, attempt)),
+                Err(e) => {
+                    self.audit(&attempt, &Err(e.clone()), e.status).await;
+                    let mut r = e.body();
+                    r["agent"] = json!(item.agent);
+                    r["status"] = json!(e.status);
+                    results[i] = r;
+                }
+            }
+        }
+        for chunk in ready.chunks(self.cfg.bulk_chunk) {
+            let writes: Vec<PresenceWrite> = chunk.iter().map(|(_, pw, _)| pw.clone()).collect();
+            let outcome = self
+                .upstream
+                .send(WriteBulk(writes))
+                .await
+                .map_err(internal)?;
+            for (i, pw, attempt) in chunk {
+                let res: Result<Option<String>, WriteError> = match &outcome {
+                    Ok(confirmed) => match confirmed.iter().find(|c| c.user_id == pw.user_id) {
+                        Some(c) => Ok(c.correlation_id.clone()),
+                        None => Err(WriteError::new(
+                            502,
+                            "not_confirmed",
+                            "Genesys did not confirm this agent's change",
+                        )),
+                    },
+                    Err(e) => Err(upstream_error(e.clone())),
+                };
+                let status = res.as_ref().map(|_| 200).unwrap_or_else(|e| e.status);
+                self.audit(attempt, &res, status).await;
+                results[*i] = match res {
+                    Ok(_) => {
+                        json!({"agent": pw.user_id, "status": 200, "presence": pw.definition_id})
+                    }
+                    Err(e) => {
+                        let mut r = e.body();
+                        r["agent"] = json!(pw.user_id);
+                        r["status"] = json!(e.status);
+                        r
+                    }
+                };
+            }
+        }
+        let ok = results.iter().filter(|r| r["status"] == 200).count();
+        Ok(json!({"succeeded": ok, "failed": results.len() - ok, "results": results}))
+    }
+
+    /// `GET /api/v1/audit` minus HTTP: the audit records matching the query
+    /// string, newest first; a division-scoped `principal` sees its
+    /// divisions' agents only.
+    pub async fn audit_log(&self, principal: &Principal, query: &str) -> Result<Value, WriteError> {
+        let q: AuditQuery = serde_urlencoded::from_str(query).map_err(|e| {
+        WriteError::new(400, "bad_parameter", format!("{e}; parameters: agent, actor, result, from, to (RFC 3339), limit (1–1000), offset"))
+    })?;
+        let limit = q.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(WriteError::new(
+                400,
+                "bad_parameter",
+                "limit must be 1 to 1000",
+            ));
+        }
+        let offset = q.offset.unwrap_or(0);
+        // A division-scoped caller sees the records of its divisions' agents.
+        let agent_ids = match &principal.divisions {
+            None => None,
+            Some(d) => Some(
+                self.registry
+                    .send(AgentIdsIn {
+                        divisions: d.as_ref().clone(),
+                    })
+                    .await
+                    .map_err(internal)?,
+            ),
+        };
+        let (records, total) = self
             .store
-            .send(BeginIdempotent {
-                key: key.clone(),
-                fingerprint,
+            .send(QueryAudit {
+                agent_ids,
+                agent_id: q.agent,
+                actor: q.actor,
+                result: q.result,
+                from: q.from,
+                to: q.to,
+                limit,
+                offset,
             })
             .await
             .map_err(internal)?
-            .map_err(internal)?
-        {
-            Idempotent::New => {}
-            Idempotent::Done(status, body) => {
-                return Ok(HttpResponse::build(
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-                )
-                .insert_header(("Idempotent-Replayed", "true"))
-                .content_type("application/json")
-                .body(body))
-            }
-            Idempotent::Pending => {
-                return Err(WriteError::new(
-                    StatusCode::CONFLICT,
-                    "idempotency_in_progress",
-                    "a request with this Idempotency-Key is still running; retry shortly",
-                ))
-            }
-            Idempotent::Mismatch => {
-                return Err(WriteError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used for a different request; use a new key",
-                ))
-            }
-        }
+            .map_err(internal)?;
+        Ok(json!({"total": total, "limit": limit, "offset": offset, "records": records}))
     }
-    let result = w.change(actor, agent_id, change, expected).await;
-    if let Some(key) = key {
-        // Remember answers that say something final; forget transient failures
-        // so that a retry with the same key can succeed.
-        let outcome = match &result {
-            Ok(v) => Some((200, v.to_string())),
-            Err(e) if e.status.is_client_error() => Some((e.status.as_u16(), e.body().to_string())),
-            Err(_) => None,
-        };
-        let _ = w.store.send(FinishIdempotent { key, outcome }).await;
-    }
-    let v = result?;
-    let mut resp = HttpResponse::Ok();
-    if let Some(ver) = v.get("version").and_then(Value::as_u64) {
-        resp.insert_header((header::ETAG, format!("\"{ver}\"")));
-    }
-    Ok(resp.json(v))
-}
-
-/// The `Idempotency-Key` header, scoped to the caller: two callers using
-/// the same key never share an answer. Any value of 1 to 200 visible ASCII
-/// characters is accepted (RFC 9110 field values may carry other bytes; a
-/// key that holds them is refused with 400, never ignored).
-fn idempotency_key(req: &HttpRequest, actor: &str) -> Result<Option<String>, WriteError> {
-    let Some(v) = req.headers().get("Idempotency-Key") else {
-        return Ok(None);
-    };
-    let key = v
-        .to_str()
-        .ok()
-        .filter(|k| {
-            !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
-        })
-        .ok_or_else(|| {
-            WriteError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_idempotency_key",
-                "Idempotency-Key must be 1 to 200 visible ASCII characters (e.g. a UUID)",
-            )
-        })?;
-    Ok(Some(format!("{actor}\u{1f}{key}")))
 }
 
 #[derive(Deserialize)]
@@ -657,119 +777,6 @@ struct BulkBody {
     force: bool,
 }
 
-/// `POST /api/v1/presence/bulk`: many agents at once, in chunks through
-/// Genesys's bulk endpoint, with a result per agent.
-pub(crate) async fn bulk(
-    req: HttpRequest,
-    principal: Principal,
-    body: web::Bytes,
-    w: web::Data<Arc<Writes>>,
-) -> Result<HttpResponse, WriteError> {
-    let actor = actor_of(&req, &principal);
-    let b: BulkBody = serde_json::from_slice(&body).map_err(|e| {
-        WriteError::new(StatusCode::BAD_REQUEST, "bad_body", format!("body must be {{\"changes\": [{{\"agent\", \"presence\", \"message\"?}}], \"reason\"?, \"force\"?}}: {e}"))
-    })?;
-    if b.changes.is_empty() || b.changes.len() > w.cfg.bulk_max {
-        return Err(WriteError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_body",
-            format!(
-                "changes must hold 1 to {} items (writes.bulk_max)",
-                w.cfg.bulk_max
-            ),
-        ));
-    }
-    let defs = w.definitions().await?;
-    let mut results: Vec<Value> = vec![Value::Null; b.changes.len()];
-    let mut ready: Vec<(usize, PresenceWrite, Attempt)> = Vec::new();
-    for (i, item) in b.changes.iter().enumerate() {
-        let mut attempt = Attempt {
-            actor: actor.clone(),
-            agent_id: item.agent.clone(),
-            from: None,
-            to: item.presence.clone(),
-            reason: b.reason.clone(),
-        };
-        let checked: Result<PresenceWrite, WriteError> = async {
-            let rec = w
-                .registry
-                .send(GetAgent {
-                    id: item.agent.clone(),
-                })
-                .await
-                .map_err(internal)?
-                // A foreign agent looks the same as an unknown one.
-                .filter(|r| principal.sees(&r.agent.division.id))
-                .ok_or_else(|| {
-                    WriteError::new(
-                        StatusCode::NOT_FOUND,
-                        "agent_not_found",
-                        format!("no agent with id {:?}", item.agent),
-                    )
-                })?;
-            attempt.from = rec.agent.presence.as_ref().map(|p| p.definition_id.clone());
-            let target = resolve(&defs, &item.presence)?;
-            attempt.to = target.id.clone();
-            check_policy(
-                &w.cfg,
-                rec.agent.routing_status.as_ref().map(|r| r.status),
-                &target,
-                b.force,
-            )?;
-            Ok(PresenceWrite {
-                user_id: item.agent.clone(),
-                definition_id: target.id,
-                message: item.message.clone(),
-            })
-        }
-        .await;
-        match checked {
-            Ok(pw) => ready.push((i, pw, attempt)),
-            Err(e) => {
-                w.audit(&attempt, &Err(e.clone()), e.status).await;
-                let mut r = e.body();
-                r["agent"] = json!(item.agent);
-                r["status"] = json!(e.status.as_u16());
-                results[i] = r;
-            }
-        }
-    }
-    for chunk in ready.chunks(w.cfg.bulk_chunk) {
-        let writes: Vec<PresenceWrite> = chunk.iter().map(|(_, pw, _)| pw.clone()).collect();
-        let outcome = w.upstream.send(WriteBulk(writes)).await.map_err(internal)?;
-        for (i, pw, attempt) in chunk {
-            let res: Result<Option<String>, WriteError> = match &outcome {
-                Ok(confirmed) => match confirmed.iter().find(|c| c.user_id == pw.user_id) {
-                    Some(c) => Ok(c.correlation_id.clone()),
-                    None => Err(WriteError::new(
-                        StatusCode::BAD_GATEWAY,
-                        "not_confirmed",
-                        "Genesys did not confirm this agent's change",
-                    )),
-                },
-                Err(e) => Err(upstream_error(e.clone())),
-            };
-            let status = res
-                .as_ref()
-                .map(|_| StatusCode::OK)
-                .unwrap_or_else(|e| e.status);
-            w.audit(attempt, &res, status).await;
-            results[*i] = match res {
-                Ok(_) => json!({"agent": pw.user_id, "status": 200, "presence": pw.definition_id}),
-                Err(e) => {
-                    let mut r = e.body();
-                    r["agent"] = json!(pw.user_id);
-                    r["status"] = json!(e.status.as_u16());
-                    r
-                }
-            };
-        }
-    }
-    let ok = results.iter().filter(|r| r["status"] == 200).count();
-    Ok(HttpResponse::Ok()
-        .json(json!({"succeeded": ok, "failed": results.len() - ok, "results": results})))
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
@@ -780,55 +787,6 @@ struct AuditQuery {
     to: Option<DateTime<Utc>>,
     limit: Option<u32>,
     offset: Option<u32>,
-}
-
-/// `GET /api/v1/audit?agent=&actor=&result=&from=&to=&limit=&offset=`, newest first.
-pub(crate) async fn audit(
-    req: HttpRequest,
-    principal: Principal,
-    w: web::Data<Arc<Writes>>,
-) -> Result<HttpResponse, WriteError> {
-    let q: AuditQuery = serde_urlencoded::from_str(req.query_string()).map_err(|e| {
-        WriteError::new(StatusCode::BAD_REQUEST, "bad_parameter", format!("{e}; parameters: agent, actor, result, from, to (RFC 3339), limit (1–1000), offset"))
-    })?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(WriteError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_parameter",
-            "limit must be 1 to 1000",
-        ));
-    }
-    let offset = q.offset.unwrap_or(0);
-    // A division-scoped caller sees the records of its divisions' agents.
-    let agent_ids = match &principal.divisions {
-        None => None,
-        Some(d) => Some(
-            w.registry
-                .send(AgentIdsIn {
-                    divisions: d.as_ref().clone(),
-                })
-                .await
-                .map_err(internal)?,
-        ),
-    };
-    let (records, total) = w
-        .store
-        .send(QueryAudit {
-            agent_ids,
-            agent_id: q.agent,
-            actor: q.actor,
-            result: q.result,
-            from: q.from,
-            to: q.to,
-            limit,
-            offset,
-        })
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
-    Ok(HttpResponse::Ok()
-        .json(json!({"total": total, "limit": limit, "offset": offset, "records": records})))
 }
 
 /// Runs out leases: every second, an expired lease whose presence is still
@@ -882,7 +840,7 @@ pub async fn lease_loop(w: Arc<Writes>, stop: tokio_util::sync::CancellationToke
                     Ok(_) => {
                         tracing::info!(agent = %l.agent_id, "lease expired; fallback presence set")
                     }
-                    Err(e) if e.status.is_server_error() => {
+                    Err(e) if e.is_server_error() => {
                         tracing::warn!(agent = %l.agent_id, error = %e, "lease fallback failed; will retry");
                         continue;
                     }

@@ -38,6 +38,9 @@ pub enum ApiError {
     /// Refused by authentication / authorisation (`crate::auth`).
     #[error("{0}")]
     Auth(#[from] crate::auth::AuthError),
+    /// A refused or failed presence write (`crate::writes`).
+    #[error("{0}")]
+    Write(#[from] crate::writes::WriteError),
 }
 
 impl ApiError {
@@ -53,6 +56,7 @@ impl ApiError {
             ApiError::RegistryUnavailable => "registry_unavailable",
             ApiError::NotFound(_) => "not_found",
             ApiError::Auth(_) => "forbidden",
+            ApiError::Write(w) => w.code,
         }
     }
 }
@@ -83,12 +87,22 @@ impl ResponseError for ApiError {
             ApiError::TooManyFromIp(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RegistryUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Auth(e) => e.status_code(),
+            ApiError::Write(w) => {
+                StatusCode::from_u16(w.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         if let ApiError::Auth(e) = self {
             return e.error_response();
+        }
+        if let ApiError::Write(w) = self {
+            let mut r = HttpResponse::build(self.status_code());
+            if let Some(s) = w.retry_after {
+                r.insert_header((header::RETRY_AFTER, s.to_string()));
+            }
+            return r.json(w.body());
         }
         let mut b = HttpResponse::build(self.status_code());
         if matches!(

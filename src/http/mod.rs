@@ -11,6 +11,7 @@ pub mod interactions;
 pub mod metrics;
 mod routes;
 pub mod table;
+pub mod writes;
 
 use std::io;
 use std::net::SocketAddr;

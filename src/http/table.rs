@@ -213,7 +213,7 @@ pub fn endpoints() -> &'static [Endpoint] {
                 SUPERVISOR,
                 Scope::AgentPath,
                 Part::Writes,
-                |r| r.to(crate::writes::patch_presence),
+                |r| r.to(crate::http::writes::patch_presence),
             ),
             ep(
                 Method::POST,
@@ -221,7 +221,7 @@ pub fn endpoints() -> &'static [Endpoint] {
                 SUPERVISOR,
                 Scope::Filtered,
                 Part::Writes,
-                |r| r.to(crate::writes::bulk),
+                |r| r.to(crate::http::writes::bulk),
             ),
             ep(
                 Method::GET,
@@ -229,7 +229,7 @@ pub fn endpoints() -> &'static [Endpoint] {
                 ADMIN,
                 Scope::Filtered,
                 Part::Writes,
-                |r| r.to(crate::writes::audit),
+                |r| r.to(crate::http::writes::audit),
             ),
             ep(
                 Method::GET,
