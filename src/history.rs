@@ -6,11 +6,7 @@
 //! ([`crate::genesys::analytics`]). Every record says which (`source`:
 //! `journal` or `genesys_analytics`). Configured by `[history]`.
 
-use std::sync::Arc;
-
 use actix::Addr;
-use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -86,29 +82,6 @@ pub enum HistoryError {
     /// The journal failed (disk).
     #[error("the journal failed: {0}")]
     Store(String),
-}
-
-impl ResponseError for HistoryError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            HistoryError::BadParam { .. } => StatusCode::BAD_REQUEST,
-            HistoryError::NotFound(_) => StatusCode::NOT_FOUND,
-            HistoryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let (code, param) = match self {
-            HistoryError::BadParam { param, .. } => ("bad_parameter", Some(param)),
-            HistoryError::NotFound(_) => ("not_found", None),
-            HistoryError::Store(_) => ("store_failed", None),
-        };
-        let mut body = json!({"error": code, "reason": self.to_string()});
-        if let Some(p) = param {
-            body["parameter"] = json!(p);
-        }
-        HttpResponse::build(self.status_code()).json(body)
-    }
 }
 
 fn bad(param: &str, reason: impl Into<String>) -> HistoryError {
@@ -375,13 +348,10 @@ pub fn to_csv(records: &[HistoryRecord]) -> String {
 /// `YYYY-MM-DD` (UTC midnight). JSON unless `Accept: text/csv` (or
 /// `format=csv`). Pages by `offset`; `next` (and a `Link` header) name the
 /// next page.
-pub(crate) async fn history(
-    req: HttpRequest,
-    id: web::Path<String>,
-    h: web::Data<Arc<History>>,
-) -> Result<HttpResponse, HistoryError> {
-    let agent = id.into_inner();
-    let q: HistoryQuery = serde_urlencoded::from_str(req.query_string()).map_err(|e| {
+/// Minus HTTP: the handler picks CSV (`Accept: text/csv` or
+/// [`HistoryPage::csv`]) or JSON ([`HistoryPage::json`]) and sets `Link`.
+pub async fn page(h: &History, agent: String, query: &str) -> Result<HistoryPage, HistoryError> {
+    let q: HistoryQuery = serde_urlencoded::from_str(query).map_err(|e| {
         bad(
             "query",
             format!("expected from, to, kind, limit, offset, format: {e}"),
@@ -445,35 +415,64 @@ pub(crate) async fn history(
         }
         format!("/api/v1/agents/{agent}/history?{}", qs.finish())
     });
-    let wants_csv = q.format.as_deref() == Some("csv")
-        || req
-            .headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/csv"));
-    let mut resp = HttpResponse::Ok();
-    if let Some(n) = &next {
-        resp.insert_header((header::LINK, format!("<{n}>; rel=\"next\"")));
+    Ok(HistoryPage {
+        agent,
+        from,
+        to,
+        total,
+        offset,
+        limit,
+        next,
+        coverage_start: m.coverage_start,
+        warnings: m.warnings,
+        csv: q.format.as_deref() == Some("csv"),
+        records: page,
+    })
+}
+
+/// One page of an agent's history.
+#[derive(Debug)]
+pub struct HistoryPage {
+    pub agent: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Records in the range (all pages).
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+    /// The next page's path and query, if there is one.
+    pub next: Option<String>,
+    /// Where the journal starts, if it does not cover `from`.
+    pub coverage_start: Option<DateTime<Utc>>,
+    pub warnings: Vec<String>,
+    /// `format=csv` was asked.
+    pub csv: bool,
+    pub records: Vec<HistoryRecord>,
+}
+
+impl HistoryPage {
+    /// The JSON answer.
+    pub fn json(&self) -> Value {
+        let count = |s: Source| self.records.iter().filter(|r| r.source == s).count();
+        json!({
+            "agentId": self.agent,
+            "from": iso(self.from),
+            "to": iso(self.to),
+            "total": self.total,
+            "offset": self.offset,
+            "limit": self.limit,
+            "next": self.next,
+            "coverageStart": self.coverage_start.map(iso),
+            "sources": {"journal": count(Source::Journal), "genesys_analytics": count(Source::GenesysAnalytics)},
+            "warnings": self.warnings,
+            "records": self.records,
+        })
     }
-    if wants_csv {
-        return Ok(resp
-            .content_type("text/csv; charset=utf-8")
-            .body(to_csv(&page)));
+
+    /// The CSV answer ([`to_csv`]).
+    pub fn csv(&self) -> String {
+        to_csv(&self.records)
     }
-    let count = |s: Source| page.iter().filter(|r| r.source == s).count();
-    Ok(resp.json(json!({
-        "agentId": agent,
-        "from": iso(from),
-        "to": iso(to),
-        "total": total,
-        "offset": offset,
-        "limit": limit,
-        "next": next,
-        "coverageStart": m.coverage_start.map(iso),
-        "sources": {"journal": count(Source::Journal), "genesys_analytics": count(Source::GenesysAnalytics)},
-        "warnings": m.warnings,
-        "records": page,
-    })))
 }
 
 /// Time in each state over `[from, to)` for one kind: the record in force
@@ -513,13 +512,10 @@ struct SummaryQuery {
 /// to now for today. The
 /// totals add up to `coveredMs` = `to - coveredFrom`, where `coveredFrom` is
 /// midnight when the state at midnight is known, else the first record.
-pub(crate) async fn summary(
-    req: HttpRequest,
-    id: web::Path<String>,
-    h: web::Data<Arc<History>>,
-) -> Result<HttpResponse, HistoryError> {
-    let agent = id.into_inner();
-    let q: SummaryQuery = serde_urlencoded::from_str(req.query_string())
+///
+/// Minus HTTP: the JSON answer.
+pub async fn summary(h: &History, agent: String, query: &str) -> Result<Value, HistoryError> {
+    let q: SummaryQuery = serde_urlencoded::from_str(query)
         .map_err(|e| bad("date", format!("expected date=YYYY-MM-DD: {e}")))?;
     let day = match &q.date {
         None => Utc::now().date_naive(),
@@ -567,7 +563,7 @@ pub(crate) async fn summary(
         };
         out[kind.as_str()] = v;
     }
-    Ok(HttpResponse::Ok().json(out))
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -20,20 +20,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
-use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::genesys::rest::backoff;
-use crate::history::HistoryError;
 use crate::model::SystemPresence;
-use crate::store::journal::{ClaimDue, DeadLetters, Due, Journal, Outcome, Replay};
+use crate::store::journal::{ClaimDue, Due, Journal, Outcome};
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "X-Presence-Signature";
@@ -280,7 +278,8 @@ impl Webhooks {
         self.subs.iter().map(|s| (s.cfg.name.as_str(), &s.stats))
     }
 
-    fn find(&self, name: &str) -> Option<&Subscriber> {
+    /// The subscriber named `name`.
+    pub fn find(&self, name: &str) -> Option<&Subscriber> {
         self.subs.iter().find(|s| s.cfg.name == name)
     }
 }
@@ -349,7 +348,7 @@ pub fn verify(secret: &str, header: &str, body: &str, now: i64, tolerance_secs: 
 pub fn start(hooks: Arc<Webhooks>, journal: Addr<Journal>, stop: CancellationToken) {
     for i in 0..hooks.subs.len() {
         let span = tracing::info_span!("webhook", subscriber = %hooks.subs[i].cfg.name);
-        actix_web::rt::spawn(tracing::Instrument::instrument(
+        actix::spawn(tracing::Instrument::instrument(
             run(hooks.clone(), i, journal.clone(), stop.clone()),
             span,
         ));
@@ -464,103 +463,10 @@ pub struct WebhookApi {
     pub journal: Addr<Journal>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReplayQuery {
-    from: String,
-    to: Option<String>,
-}
-
-fn parse_time(param: &str, v: &str) -> Result<DateTime<Utc>, HistoryError> {
-    let t = DateTime::parse_from_rfc3339(v)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| HistoryError::BadParam {
-            param: param.into(),
-            reason: format!("{v:?} is not an RFC 3339 time such as 2026-05-20T08:00:00Z: {e}"),
-        })?;
-    crate::history::in_range(param, v, t)
-}
-
-/// `POST /api/v1/webhooks/{name}/replay?from=<RFC 3339>[&to=]`: queue again
-/// every journaled event observed in the range that passes the filter.
-pub(crate) async fn replay(
-    req: HttpRequest,
-    name: web::Path<String>,
-    api: web::Data<Arc<WebhookApi>>,
-) -> Result<HttpResponse, HistoryError> {
-    let name = name.into_inner();
-    if api.hooks.find(&name).is_none() {
-        return Err(HistoryError::NotFound(format!(
-            "no webhook subscriber named {name:?}"
-        )));
-    }
-    let q: ReplayQuery =
-        serde_urlencoded::from_str(req.query_string()).map_err(|e| HistoryError::BadParam {
-            param: "query".into(),
-            reason: format!("expected from=<RFC 3339>[&to=<RFC 3339>]: {e}"),
-        })?;
-    let from = parse_time("from", &q.from)?;
-    let to = q.to.as_deref().map(|t| parse_time("to", t)).transpose()?;
-    let queued = api
-        .journal
-        .send(Replay {
-            subscriber: name.clone(),
-            from,
-            to,
-        })
-        .await
-        .map_err(|e| HistoryError::Store(e.to_string()))?
-        .map_err(|e| HistoryError::Store(e.to_string()))?;
-    Ok(HttpResponse::Accepted().json(json!({"subscriber": name, "queued": queued})))
-}
-
-/// `GET /api/v1/webhooks`: subscribers and their counters (never secrets).
-pub(crate) async fn list(api: web::Data<Arc<WebhookApi>>) -> HttpResponse {
-    let subs: Vec<Value> = api
-        .hooks
-        .subs
-        .iter()
-        .map(|s| {
-            let st = &s.stats;
-            let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-            json!({
-                "name": s.cfg.name, "url": s.cfg.url, "filter": s.filter,
-                "enqueued": g(&st.enqueued), "delivered": g(&st.delivered),
-                "attempts": g(&st.attempts), "failures": g(&st.failures),
-                "deadLettered": g(&st.dead_lettered), "replayed": g(&st.replayed),
-                "pending": g(&st.pending),
-            })
-        })
-        .collect();
-    HttpResponse::Ok().json(json!({ "webhooks": subs }))
-}
-
-/// `GET /api/v1/webhooks/{name}/dead-letters`: the newest 100 dead letters.
-pub(crate) async fn dead_letters(
-    name: web::Path<String>,
-    api: web::Data<Arc<WebhookApi>>,
-) -> Result<HttpResponse, HistoryError> {
-    let name = name.into_inner();
-    if api.hooks.find(&name).is_none() {
-        return Err(HistoryError::NotFound(format!(
-            "no webhook subscriber named {name:?}"
-        )));
-    }
-    let rows = api
-        .journal
-        .send(DeadLetters {
-            subscriber: name,
-            limit: 100,
-        })
-        .await
-        .map_err(|e| HistoryError::Store(e.to_string()))?
-        .map_err(|e| HistoryError::Store(e.to_string()))?;
-    Ok(HttpResponse::Ok().json(json!({ "deadLetters": rows })))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// A signature made by `sign` verifies; a changed body, secret or an
     /// old timestamp does not.

@@ -38,6 +38,15 @@ pub enum ApiError {
     /// Refused by authentication / authorisation (`crate::auth`).
     #[error("{0}")]
     Auth(#[from] crate::auth::AuthError),
+    /// A parameter (query or body field) has a bad value; `param` names it.
+    #[error("{param}: {reason}")]
+    BadInput { param: String, reason: String },
+    /// No such agent, subscriber or other named thing; says which.
+    #[error("{0}")]
+    Missing(String),
+    /// The journal or store failed (disk).
+    #[error("the journal failed: {0}")]
+    Store(String),
     /// A refused or failed presence write (`crate::writes`).
     #[error("{0}")]
     Write(#[from] crate::writes::WriteError),
@@ -57,6 +66,9 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Auth(_) => "forbidden",
             ApiError::Write(w) => w.code,
+            ApiError::BadInput { .. } => "bad_parameter",
+            ApiError::Missing(_) => "not_found",
+            ApiError::Store(_) => "store_failed",
         }
     }
 }
@@ -66,6 +78,17 @@ impl From<LimitError> for ApiError {
         match e {
             LimitError::Global(n) => ApiError::TooManyConnections(n),
             LimitError::PerIp(ip, n) => ApiError::TooManyFromIp(ip, n),
+        }
+    }
+}
+
+impl From<crate::history::HistoryError> for ApiError {
+    fn from(e: crate::history::HistoryError) -> Self {
+        use crate::history::HistoryError;
+        match e {
+            HistoryError::BadParam { param, reason } => ApiError::BadInput { param, reason },
+            HistoryError::NotFound(what) => ApiError::Missing(what),
+            HistoryError::Store(why) => ApiError::Store(why),
         }
     }
 }
@@ -87,6 +110,9 @@ impl ResponseError for ApiError {
             ApiError::TooManyFromIp(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RegistryUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Auth(e) => e.status_code(),
+            ApiError::BadInput { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Missing(_) => StatusCode::NOT_FOUND,
+            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Write(w) => {
                 StatusCode::from_u16(w.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
@@ -112,8 +138,14 @@ impl ResponseError for ApiError {
             b.insert_header(("Retry-After", "5"));
         }
         let mut body = serde_json::json!({"error": self.code(), "reason": self.to_string()});
-        if let ApiError::BadParam(e) = self {
-            body["parameter"] = serde_json::Value::String(e.param.clone());
+        match self {
+            ApiError::BadParam(e) => {
+                body["parameter"] = serde_json::Value::String(e.param.clone());
+            }
+            ApiError::BadInput { param, .. } => {
+                body["parameter"] = serde_json::Value::String(param.clone());
+            }
+            _ => {}
         }
         b.json(body)
     }

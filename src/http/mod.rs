@@ -7,10 +7,12 @@ pub mod assets;
 mod error;
 pub mod extract;
 pub mod guard;
+pub mod history;
 pub mod interactions;
 pub mod metrics;
 mod routes;
 pub mod table;
+pub mod webhooks;
 pub mod writes;
 
 use std::io;

@@ -253,7 +253,7 @@ pub fn endpoints() -> &'static [Endpoint] {
                 VIEWER,
                 Scope::AgentPath,
                 Part::History,
-                |r| r.to(crate::history::history),
+                |r| r.to(crate::http::history::history),
             ),
             ep(
                 Method::GET,
@@ -261,7 +261,7 @@ pub fn endpoints() -> &'static [Endpoint] {
                 VIEWER,
                 Scope::AgentPath,
                 Part::History,
-                |r| r.to(crate::history::summary),
+                |r| r.to(crate::http::history::summary),
             ),
             ep(
                 Method::GET,
@@ -269,7 +269,7 @@ pub fn endpoints() -> &'static [Endpoint] {
                 ADMIN,
                 Scope::Unscoped,
                 Part::Webhooks,
-                |r| r.to(crate::webhooks::list),
+                |r| r.to(crate::http::webhooks::list),
             ),
             ep(
                 Method::POST,
@@ -277,7 +277,7 @@ pub fn endpoints() -> &'static [Endpoint] {
                 ADMIN,
                 Scope::Unscoped,
                 Part::Webhooks,
-                |r| r.to(crate::webhooks::replay),
+                |r| r.to(crate::http::webhooks::replay),
             ),
             ep(
                 Method::GET,
@@ -285,7 +285,7 @@ pub fn endpoints() -> &'static [Endpoint] {
                 ADMIN,
                 Scope::Unscoped,
                 Part::Webhooks,
-                |r| r.to(crate::webhooks::dead_letters),
+                |r| r.to(crate::http::webhooks::dead_letters),
             ),
         ];
         for (path, _, _) in assets::ASSETS {
