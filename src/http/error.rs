@@ -1,9 +1,13 @@
-//! Errors the HTTP API returns, each mapped (in one `impl ResponseError`) to
+//! The one error type of the HTTP API, [`ApiError`]: every handler,
+//! extractor and route policy answers with it, and each feature's typed
+//! error (auth, writes, history, filters, limits) converts into it. One
+//! `impl ResponseError` maps each to
 //! a status and a JSON body `{"error": "<code>", "reason": "<what to fix>"}`.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 
+use crate::auth::AuthError;
 use crate::registry::FilterError;
 use crate::session::LimitError;
 
@@ -37,7 +41,7 @@ pub enum ApiError {
     NotFound(String),
     /// Refused by authentication / authorisation (`crate::auth`).
     #[error("{0}")]
-    Auth(#[from] crate::auth::AuthError),
+    Auth(#[from] AuthError),
     /// A parameter (query or body field) has a bad value; `param` names it.
     #[error("{param}: {reason}")]
     BadInput { param: String, reason: String },
@@ -64,7 +68,7 @@ impl ApiError {
             ApiError::Handshake(_) => "bad_handshake",
             ApiError::RegistryUnavailable => "registry_unavailable",
             ApiError::NotFound(_) => "not_found",
-            ApiError::Auth(_) => "forbidden",
+            ApiError::Auth(e) => auth_code(e),
             ApiError::Write(w) => w.code,
             ApiError::BadInput { .. } => "bad_parameter",
             ApiError::Missing(_) => "not_found",
@@ -109,7 +113,7 @@ impl ResponseError for ApiError {
             }
             ApiError::TooManyFromIp(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RegistryUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Auth(e) => e.status_code(),
+            ApiError::Auth(e) => auth_status(e),
             ApiError::BadInput { .. } => StatusCode::BAD_REQUEST,
             ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -120,8 +124,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Auth(e) = self {
-            return e.error_response();
+        if let ApiError::Auth(AuthError::Unauthenticated(_)) = self {
+            return HttpResponse::build(self.status_code())
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+                .json(serde_json::json!({"error": self.code(), "reason": self.to_string()}));
         }
         if let ApiError::Write(w) = self {
             let mut r = HttpResponse::build(self.status_code());
@@ -153,30 +159,22 @@ impl ResponseError for ApiError {
 
 /// Access-control refusals ([`crate::auth::AuthError`]): 401 (with
 /// `WWW-Authenticate: Bearer`), 403, 404 for a hidden agent, 413.
-impl ResponseError for crate::auth::AuthError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            crate::auth::AuthError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            crate::auth::AuthError::Forbidden(_) | crate::auth::AuthError::Origin(_) => {
-                StatusCode::FORBIDDEN
-            }
-            crate::auth::AuthError::TooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
-            crate::auth::AuthError::HiddenAgent(_) => StatusCode::NOT_FOUND,
-        }
+fn auth_status(e: &AuthError) -> StatusCode {
+    match e {
+        AuthError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        AuthError::Forbidden(_) | AuthError::Origin(_) => StatusCode::FORBIDDEN,
+        AuthError::TooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
+        AuthError::HiddenAgent(_) => StatusCode::NOT_FOUND,
     }
+}
 
-    fn error_response(&self) -> HttpResponse {
-        let code = match self {
-            crate::auth::AuthError::Unauthenticated(_) => "unauthenticated",
-            crate::auth::AuthError::Forbidden(_) => "forbidden",
-            crate::auth::AuthError::Origin(_) => "origin_not_allowed",
-            crate::auth::AuthError::TooLarge(..) => "payload_too_large",
-            crate::auth::AuthError::HiddenAgent(_) => "agent_not_found",
-        };
-        let mut b = HttpResponse::build(self.status_code());
-        if let crate::auth::AuthError::Unauthenticated(_) = self {
-            b.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
-        }
-        b.json(serde_json::json!({"error": code, "reason": self.to_string()}))
+/// The body code of an access-control refusal.
+fn auth_code(e: &AuthError) -> &'static str {
+    match e {
+        AuthError::Unauthenticated(_) => "unauthenticated",
+        AuthError::Forbidden(_) => "forbidden",
+        AuthError::Origin(_) => "origin_not_allowed",
+        AuthError::TooLarge(..) => "payload_too_large",
+        AuthError::HiddenAgent(_) => "agent_not_found",
     }
 }

@@ -16,7 +16,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 use crate::auth::{AuthError, Principal, Security};
-use crate::http::AppState;
+use crate::http::{ApiError, AppState};
 
 /// The ticket query parameter, if any.
 fn ticket_param(qs: &str) -> Option<String> {
@@ -122,7 +122,7 @@ pub async fn edge(
 
 fn refuse(req: ServiceRequest, e: AuthError) -> ServiceResponse<BoxBody> {
     tracing::debug!(path = req.path(), error = %e, "request refused");
-    req.into_response(e.error_response())
+    req.into_response(ApiError::from(e).error_response())
 }
 
 impl Security {
@@ -188,11 +188,11 @@ pub fn principal(req: &HttpRequest) -> Result<Principal, AuthError> {
 /// policy recorded it. A handler reached without one (a public route, or a
 /// route registered outside the table) gets a 401, never a default.
 impl actix_web::FromRequest for Principal {
-    type Error = AuthError;
-    type Future = std::future::Ready<Result<Principal, AuthError>>;
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Principal, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        std::future::ready(principal(req))
+        std::future::ready(principal(req).map_err(ApiError::from))
     }
 }
 

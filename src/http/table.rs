@@ -475,7 +475,7 @@ struct AgentId {
 
 fn refuse(req: ServiceRequest, e: AuthError) -> ServiceResponse<BoxBody> {
     tracing::debug!(path = req.path(), error = %e, "request refused");
-    req.into_response(e.error_response())
+    req.into_response(super::ApiError::from(e).error_response())
 }
 
 #[cfg(test)]
