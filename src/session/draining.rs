@@ -28,13 +28,11 @@ pub fn sse_body(retry_ms: u64, epoch: u64, seq: u64) -> Bytes {
     let r = DisconnectReason::Shutdown;
     let mut body = format!("retry: {retry_ms}\n\n").into_bytes();
     body.extend_from_slice(&status.sse);
-    body.extend_from_slice(
-        format!(
-            "retry: {retry_ms}\nevent: close\ndata: {}\n\n",
-            serde_json::json!({"type": "close", "code": r.code(), "reason": r.text()})
-        )
-        .as_bytes(),
-    );
+    body.extend_from_slice(&crate::protocol::encode::sse_close(
+        retry_ms,
+        r.code(),
+        &r.text(),
+    ));
     Bytes::from(body)
 }
 
