@@ -63,7 +63,8 @@ impl Gateway {
 
     /// Graceful drain (what SIGTERM / SIGINT do): stop accepting, close
     /// every stream client (final `status`, WS 1001, SSE `close` + `retry:`)
-    /// spread over `server.drain_spread_secs`, flush the store, stop; all
+    /// spread over `server.drain_spread_secs`, flush the journal and the
+    /// store, stop; all
     /// within `server.drain_secs`.
     pub async fn shutdown(&self) -> crate::shutdown::DrainReport {
         crate::shutdown::drain(

@@ -12,9 +12,12 @@
 //!    sends a final `status` (`"state":"restarting"`) and closes (WebSocket
 //!    1001; SSE `close` event carrying the drain's `retry:` hint, then end
 //!    of stream);
-//! 3. wait for the sessions to be gone, stop the upstream, let the store
-//!    finish what it was asked (a barrier message: the SQLite actor answers
-//!    in order, so every earlier write is committed), stop the server;
+//! 3. wait for the sessions to be gone, stop the upstream, let the journal
+//!    commit every change the registry applied (the registry hands its tap's
+//!    backlog over and sends a barrier behind it, [`FlushJournal`]), let the
+//!    store finish what it was asked (a barrier message: the SQLite actor
+//!    answers in order, so every earlier write is committed), stop the
+//!    server;
 //!
 //! all within `server.drain_secs`. actix-web does not close long-lived
 //! connections on stop (actix-web issue #3169), which is why the sessions
@@ -28,7 +31,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::AppState;
-use crate::registry::{CloseAll, CloseSome, GetStats, Registry};
+use crate::registry::{CloseAll, CloseSome, FlushJournal, GetStats, Registry};
 use crate::store::{ListLeases, Store};
 
 /// How long a drain may take.
@@ -127,6 +130,17 @@ pub async fn drain(t: DrainTargets<'_>, cfg: DrainConfig) -> DrainReport {
     let left_open = t.state.limits.active();
 
     t.stop.cancel();
+    // The journal: everything the registry applied is committed (history
+    // and webhooks lose nothing to a restart), or the deadline passed.
+    loop {
+        match tokio::time::timeout_at(deadline, t.registry.send(FlushJournal)).await {
+            Ok(Ok(false)) => {
+                tokio::time::sleep_until((Instant::now() + Duration::from_millis(20)).min(deadline))
+                    .await
+            }
+            _ => break,
+        }
+    }
     // Barrier: answered after every write queued before it.
     let _ = tokio::time::timeout_at(deadline, t.store.send(ListLeases)).await;
     if tokio::time::timeout_at(deadline, t.server.stop(true))

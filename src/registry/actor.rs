@@ -437,6 +437,28 @@ impl Handler<UpstreamEvent> for Registry {
     }
 }
 
+/// Drain → registry: hand the journal every change it has not had yet and
+/// answer once the journal committed them: `true` when nothing was left
+/// behind, `false` while a backlog still waits for room in the journal's
+/// mailbox (ask again). `true` at once without a journal.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct FlushJournal;
+
+impl Handler<FlushJournal> for Registry {
+    type Result = ResponseFuture<bool>;
+
+    fn handle(&mut self, _: FlushJournal, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        let wait = self.tap.barrier(self.epoch, self.seq);
+        let done = self.tap.pending() == 0;
+        Box::pin(async move {
+            wait.await;
+            done
+        })
+    }
+}
+
 /// Reply to an [`UpstreamEvent`]: at once (the hot path allocates and
 /// spawns nothing), or when the journal has committed a write.
 pub struct Applied(Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>>);

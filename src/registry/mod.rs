@@ -22,9 +22,9 @@ pub mod tap;
 pub use crate::protocol::{agent, counts, encode, filter};
 
 pub use actor::{
-    AgentIdsIn, AgentRecord, CloseAll, CloseSome, Deliver, GetAgent, GetDefinitions, GetDivisions,
-    GetReadiness, GetSnapshot, GetStats, GetTapStats, Readiness, Registry, RegistryStats, Start,
-    Subscribe, Subscribed, Unsubscribe,
+    AgentIdsIn, AgentRecord, CloseAll, CloseSome, Deliver, FlushJournal, GetAgent, GetDefinitions,
+    GetDivisions, GetReadiness, GetSnapshot, GetStats, GetTapStats, Readiness, Registry,
+    RegistryStats, Start, Subscribe, Subscribed, Unsubscribe,
 };
 pub use agent::{AgentView, Change};
 pub use config::RegistryConfig;

@@ -124,6 +124,11 @@ impl Tap {
         }
     }
 
+    /// Batches waiting for room in the journal's mailbox.
+    pub fn pending(&self) -> usize {
+        self.backlog.len()
+    }
+
     /// Retries the backlog (called on every flush and on the status tick).
     pub fn drain(&mut self) {
         let Some(r) = &self.recipient else { return };
