@@ -1,10 +1,14 @@
 //! End-to-end helpers: the real simulator and the real gateway on
 //! `127.0.0.1:0`, HTTP helpers, convergence checks against `/sim/state`, and
-//! `wait_until` (poll with a deadline; no bare sleeps).
+//! `wait_until` and `client` from `tests/common` (one contract for all tests).
 #![allow(dead_code)]
 
 #[path = "../ws_text/mod.rs"]
 pub mod ws_text;
+
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::{client, wait_until};
 
 use std::time::Duration;
 
@@ -13,34 +17,6 @@ use presence_gateway::config::Config;
 use presence_gateway::genesys::GenesysConfig;
 use presence_gateway::simulator::{self, SimConfig, SimHandle};
 use serde_json::{json, Value};
-
-/// Polls `cond` every 50 ms until it yields `Ok`, or panics with the last
-/// error once `deadline` passes; returns the `Ok` value.
-pub async fn wait_until<F, Fut, T>(deadline: Duration, what: &str, mut cond: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        let last = match cond().await {
-            Ok(v) => return v,
-            Err(e) => e,
-        };
-        assert!(
-            tokio::time::Instant::now() < end,
-            "timed out waiting for {what}: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-pub fn client() -> awc::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    awc::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .finish()
-}
 
 pub async fn get(url: String) -> Value {
     let mut r = client().get(url).send().await.expect("GET");

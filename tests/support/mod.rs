@@ -7,8 +7,11 @@
 #[path = "../ws_text/mod.rs"]
 mod ws_text;
 
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::{client, wait_until};
+
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -175,34 +178,6 @@ impl StalledWs {
             i += len;
         }
         code
-    }
-}
-
-/// An awc client without a connection-pool limit and with long timeouts.
-pub fn client() -> awc::Client {
-    // awc's rustls connector needs a process-wide crypto provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    awc::Client::builder()
-        .connector(awc::Connector::new().limit(0))
-        .timeout(Duration::from_secs(30))
-        .finish()
-}
-
-/// Polls `cond` every 10 ms until it holds; panics with `what` after `deadline`.
-pub async fn wait_until<F, Fut>(deadline: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        if cond().await {
-            return;
-        }
-        if tokio::time::Instant::now() > end {
-            panic!("timed out after {deadline:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
