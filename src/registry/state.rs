@@ -287,3 +287,178 @@ impl Directory {
         changes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Division, RoutingStatus, SystemPresence};
+    use chrono::{DateTime, TimeZone, Utc};
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
+    }
+
+    fn def(sp: SystemPresence) -> PresenceDefinition {
+        PresenceDefinition {
+            id: format!("def-{sp:?}"),
+            system_presence: sp,
+            label: format!("Org {sp:?}"),
+            language_labels: Default::default(),
+            primary: true,
+            deactivated: false,
+        }
+    }
+
+    fn defs() -> Vec<PresenceDefinition> {
+        vec![
+            def(SystemPresence::Available),
+            def(SystemPresence::Busy),
+            def(SystemPresence::OnQueue),
+        ]
+    }
+
+    fn pstate(sp: SystemPresence, secs: i64) -> PresenceState {
+        PresenceState {
+            definition_id: format!("def-{sp:?}"),
+            system_presence: sp,
+            message: String::new(),
+            modified: t(secs),
+        }
+    }
+
+    fn user(id: &str, division: &str, queues: &[&str]) -> UserRecord {
+        UserRecord {
+            id: id.into(),
+            name: format!("Agent {id}"),
+            division: Division {
+                id: division.into(),
+                name: division.into(),
+            },
+            queue_ids: queues.iter().map(|q| q.to_string()).collect(),
+            presence: Some(pstate(SystemPresence::Available, 0)),
+            routing: Some(RoutingState {
+                status: RoutingStatus::OffQueue,
+                since: t(0),
+            }),
+        }
+    }
+
+    fn synced(users: &[UserRecord]) -> Directory {
+        let mut d = Directory::default();
+        let changes = d.sync(SyncReason::Initial, users, &defs(), &[]);
+        assert_eq!(changes.len(), users.len());
+        d
+    }
+
+    fn all(d: &Directory) -> crate::protocol::counts::Bucket {
+        d.counts.full().all.expect("snapshot counts hold `all`")
+    }
+
+    /// A first sync adds every agent at version 1, all reconciled, labels
+    /// from the definitions; only `Initial` marks the directory synced.
+    #[test]
+    fn initial_sync_adds_agents() {
+        let mut d = Directory::default();
+        let users = [user("a", "d1", &["q2", "q1", "q1"]), user("b", "d2", &[])];
+        let changes = d.sync(SyncReason::Reconcile, &users, &defs(), &[]);
+        assert!(!d.synced, "a reconcile before the initial sync");
+        assert_eq!(changes.len(), 2);
+        assert!(changes
+            .iter()
+            .all(|c| c.origin == Origin::Reconciled && c.before.is_none()));
+        let a = &d.get("a").unwrap().view;
+        assert_eq!(a.version, 1);
+        assert_eq!(a.queues, ["q1", "q2"], "sorted, deduplicated");
+        assert_eq!(a.presence.as_ref().unwrap().label, "Org Available");
+        assert_eq!(all(&d).agents, 2);
+        d.sync(SyncReason::Initial, &users, &defs(), &[]);
+        assert!(d.synced);
+    }
+
+    /// A newer event changes the agent (version + 1, `previous` kept,
+    /// counts moved); an older one is stale, the same one a duplicate, an
+    /// unknown agent's dropped; none of these changes anything.
+    #[test]
+    fn presence_events_order_by_genesys_time() {
+        let mut d = synced(&[user("a", "d1", &["q1"])]);
+        let c = d
+            .presence("a", &pstate(SystemPresence::Busy, 10), Origin::Event)
+            .expect("a newer presence is a change");
+        assert_eq!(c.before.as_ref().unwrap().version, 1);
+        assert_eq!(c.after.as_ref().unwrap().version, 2);
+        assert_eq!(d.get("a").unwrap().previous.as_ref().unwrap().version, 1);
+        let counts = all(&d);
+        assert_eq!(counts.presence.get(&SystemPresence::Busy), Some(&1));
+        assert_eq!(counts.presence.get(&SystemPresence::Available), None);
+
+        assert!(d
+            .presence("a", &pstate(SystemPresence::OnQueue, 5), Origin::Event)
+            .is_none());
+        assert!(d
+            .presence("a", &pstate(SystemPresence::Busy, 10), Origin::Event)
+            .is_none());
+        assert!(d
+            .presence("nobody", &pstate(SystemPresence::Busy, 20), Origin::Event)
+            .is_none());
+        assert_eq!(
+            d.dropped,
+            DropCounters {
+                stale: 1,
+                duplicate: 1,
+                unknown_user: 1
+            }
+        );
+        assert_eq!(d.get("a").unwrap().view.version, 2);
+    }
+
+    /// Routing follows the same rules by `startTime`.
+    #[test]
+    fn routing_events_order_by_start_time() {
+        let mut d = synced(&[user("a", "d1", &[])]);
+        let state = |status, secs| RoutingState {
+            status,
+            since: t(secs),
+        };
+        assert!(d
+            .routing("a", &state(RoutingStatus::Interacting, 3), Origin::Event)
+            .is_some());
+        assert!(d
+            .routing("a", &state(RoutingStatus::Idle, 2), Origin::Event)
+            .is_none());
+        assert_eq!(d.dropped.stale, 1);
+        assert_eq!(all(&d).routing.get(&RoutingStatus::Interacting), Some(&1));
+    }
+
+    /// A sync keeps state newer than its own, reports only differences,
+    /// and removes agents it no longer lists (a change with no `after`).
+    #[test]
+    fn sync_keeps_newer_state_and_removes_the_departed() {
+        let mut d = synced(&[user("a", "d1", &[]), user("b", "d1", &[])]);
+        d.presence("a", &pstate(SystemPresence::Busy, 100), Origin::Event)
+            .unwrap();
+        // The sync read `a` before its event (Available at t=0) and lost `b`.
+        let changes = d.sync(SyncReason::Reconcile, &[user("a", "d1", &[])], &defs(), &[]);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].id, "b");
+        assert!(changes[0].after.is_none());
+        assert!(d.get("b").is_none());
+        let a = &d.get("a").unwrap().view;
+        assert_eq!(
+            a.presence.as_ref().unwrap().system_presence,
+            SystemPresence::Busy
+        );
+        assert_eq!(all(&d).agents, 1);
+    }
+
+    /// Queue membership changes are sorted and deduplicated; the same set
+    /// again is no change.
+    #[test]
+    fn queue_membership() {
+        let mut d = synced(&[user("a", "d1", &["q1"])]);
+        let c = d
+            .queues_of("a", &["q3".into(), "q2".into(), "q3".into()])
+            .unwrap();
+        assert_eq!(c.after.unwrap().queues, ["q2", "q3"]);
+        assert!(d.queues_of("a", &["q2".into(), "q3".into()]).is_none());
+    }
+}
