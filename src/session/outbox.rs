@@ -174,3 +174,143 @@ impl Outbox {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Division, Origin, SystemPresence};
+    use crate::protocol::agent::{AgentView, Change, PresenceView};
+    use crate::protocol::counts::CountsJson;
+    use chrono::{TimeZone, Utc};
+
+    fn agent(id: &str, division: &str, version: u64) -> Arc<AgentView> {
+        Arc::new(AgentView {
+            id: id.into(),
+            name: format!("Agent {id}"),
+            division: Division {
+                id: division.into(),
+                name: division.into(),
+            },
+            queues: Vec::new(),
+            presence: Some(PresenceView {
+                definition_id: "def-busy".into(),
+                system_presence: SystemPresence::Busy,
+                label: "Busy".into(),
+                message: "x".repeat(200),
+                since: Utc
+                    .timestamp_opt(1_700_000_000 + version as i64, 0)
+                    .unwrap(),
+            }),
+            routing_status: None,
+            version,
+        })
+    }
+
+    /// Batch `seq` changing agent `id` to `version`.
+    fn batch(seq: u64, id: &str, version: u64) -> Arc<Batch> {
+        let change = Change {
+            id: id.into(),
+            before: Some(agent(id, "d1", version - 1)),
+            after: Some(agent(id, "d1", version)),
+            origin: Origin::Event,
+        };
+        Arc::new(Batch::new(7, seq, vec![change], CountsJson::default()))
+    }
+
+    fn push(o: &mut Outbox, b: Arc<Batch>, limit: usize) -> Pushed {
+        let f = b.full.clone();
+        o.push_delta(b, f, None, false, limit)
+    }
+
+    fn counted(o: &mut Outbox) -> Vec<Out> {
+        std::iter::from_fn(|| o.pop(false)).collect()
+    }
+
+    /// Within the bound deltas queue as they are and count their bytes;
+    /// popping gives the bytes back.
+    #[test]
+    fn queues_within_the_bound() {
+        let mut o = Outbox::default();
+        let b1 = batch(1, "a", 2);
+        let len = b1.full.len(false);
+        assert_eq!(push(&mut o, b1, 10 * len), Pushed::Queued);
+        assert_eq!(push(&mut o, batch(2, "b", 2), 10 * len), Pushed::Queued);
+        assert!(o.bytes() >= 2 * len - 2, "{} vs {len}", o.bytes());
+        assert_eq!(counted(&mut o).len(), 2);
+        assert_eq!(o.bytes(), 0);
+        assert!(o.is_empty());
+    }
+
+    /// An empty queue takes one message however large it is.
+    #[test]
+    fn an_empty_queue_takes_one_large_message() {
+        let mut o = Outbox::default();
+        assert_eq!(push(&mut o, batch(1, "a", 2), 1), Pushed::Queued);
+    }
+
+    /// Over the bound, queued deltas fold into one per agent (latest state,
+    /// last seq); uncounted items keep their place and only the latest
+    /// status survives.
+    #[test]
+    fn coalesces_per_agent_when_full() {
+        let mut o = Outbox::default();
+        let len = batch(1, "a", 2).full.len(false);
+        let limit = len + len / 2;
+        o.push(Out::Ping);
+        assert_eq!(push(&mut o, batch(1, "a", 2), limit), Pushed::Queued);
+        o.push_counted(
+            Frame::new("status", None, r#"{"type":"status","n":1}"#.into()),
+            false,
+        );
+        o.push_counted(
+            Frame::new("status", None, r#"{"type":"status","n":2}"#.into()),
+            false,
+        );
+        assert_eq!(push(&mut o, batch(2, "a", 3), limit), Pushed::Coalesced);
+        let items = counted(&mut o);
+        assert!(matches!(items[0], Out::Ping), "{items:?}");
+        let texts: Vec<String> = items
+            .iter()
+            .filter_map(|i| match i {
+                Out::Msg { frame, .. } => Some(frame.ws.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts.len(), 2, "{texts:?}");
+        assert!(
+            texts[0].contains(r#""n":2"#),
+            "the latest status only: {texts:?}"
+        );
+        let delta: serde_json::Value = serde_json::from_str(&texts[1]).unwrap();
+        assert_eq!(delta["seq"], 2);
+        let changes = delta["changes"].as_array().unwrap();
+        assert_eq!(changes.len(), 1, "one change per agent: {delta}");
+        assert_eq!(changes[0]["version"], 3);
+        assert_eq!(
+            changes[0]["previous"]["version"], 1,
+            "state before the first folded change"
+        );
+    }
+
+    /// Still over the bound after folding: the client is too slow.
+    #[test]
+    fn overflow_when_folding_is_not_enough() {
+        let mut o = Outbox::default();
+        let len = batch(1, "a", 2).full.len(false);
+        assert_eq!(push(&mut o, batch(1, "a", 2), len), Pushed::Queued);
+        assert_eq!(push(&mut o, batch(2, "b", 2), len), Pushed::Overflow);
+    }
+
+    /// Clearing drops deltas and statuses, keeps uncounted items.
+    #[test]
+    fn clear_keeps_uncounted_items() {
+        let mut o = Outbox::default();
+        push(&mut o, batch(1, "a", 2), usize::MAX);
+        o.push(Out::Raw(Bytes::from_static(b": keepalive\n\n")));
+        o.clear_messages();
+        assert_eq!(o.bytes(), 0);
+        let items = counted(&mut o);
+        assert_eq!(items.len(), 1);
+        assert!(matches!(items[0], Out::Raw(_)));
+    }
+}
