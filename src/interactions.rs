@@ -279,3 +279,97 @@ impl Handler<GetInteractions> for Interactions {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Records what the hub asks of the upstream.
+    struct UpstreamProbe(Arc<Mutex<Vec<(String, bool)>>>);
+
+    impl Actor for UpstreamProbe {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<WatchConversations> for UpstreamProbe {
+        type Result = ();
+        fn handle(&mut self, m: WatchConversations, _: &mut Context<Self>) {
+            self.0.lock().unwrap().push((m.user_id, m.watch));
+        }
+    }
+
+    /// A session that ignores what it is sent.
+    struct Session;
+
+    impl Actor for Session {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Deliver> for Session {
+        type Result = ();
+        fn handle(&mut self, _: Deliver, _: &mut Context<Self>) {}
+    }
+
+    /// Lets every ready actor run (paused time does not move).
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// The last watcher leaving releases the agent's conversations topic
+    /// only after `release_grace_secs`, and not at all when someone
+    /// watches again within the grace (paused tokio time: no waiting).
+    #[test]
+    fn release_waits_for_the_grace_period() {
+        let rt = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap()
+        };
+        actix::System::with_tokio_rt(rt).block_on(async {
+            let asked = Arc::new(Mutex::new(Vec::new()));
+            let upstream = UpstreamProbe(asked.clone()).start();
+            let cfg = InteractionsConfig {
+                release_grace_secs: 60,
+                ..InteractionsConfig::default()
+            };
+            let hub = Interactions::new(cfg, upstream.recipient()).start();
+            let session = Session.start().recipient();
+            let watch = |id| Watch {
+                session_id: id,
+                agents: vec!["a".into()],
+                recipient: session.clone(),
+            };
+            hub.send(watch(1)).await.unwrap();
+            settle().await;
+            assert_eq!(*asked.lock().unwrap(), [("a".to_string(), true)]);
+
+            hub.send(Unwatch { session_id: 1 }).await.unwrap();
+            tokio::time::advance(Duration::from_secs(59)).await;
+            settle().await;
+            assert_eq!(asked.lock().unwrap().len(), 1, "released before the grace");
+            tokio::time::advance(Duration::from_secs(2)).await;
+            settle().await;
+            assert_eq!(
+                asked.lock().unwrap().last(),
+                Some(&("a".to_string(), false)),
+                "released after the grace"
+            );
+
+            // Watched again within the grace: never released.
+            hub.send(watch(2)).await.unwrap();
+            hub.send(Unwatch { session_id: 2 }).await.unwrap();
+            tokio::time::advance(Duration::from_secs(30)).await;
+            hub.send(watch(3)).await.unwrap();
+            tokio::time::advance(Duration::from_secs(120)).await;
+            settle().await;
+            let asked = asked.lock().unwrap();
+            assert_eq!(asked.len(), 3, "{asked:?}");
+            assert_eq!(asked[2], ("a".to_string(), true));
+        });
+    }
+}
