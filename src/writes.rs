@@ -9,6 +9,15 @@
 //! and every attempt lands in the audit log. Writes go on the top-priority
 //! lane of the REST budget; the confirmed state reaches every stream before
 //! the caller hears back.
+//!
+//! Actor round trips of one `PATCH` (domain code here, HTTP in
+//! [`crate::http::writes`]): the registry once for the agent and the
+//! definitions ([`GetWriteContext`]; the agent is skipped when the access
+//! check passed its record on), the store once to begin an
+//! `Idempotency-Key` (only with one), the upstream once (which hands the
+//! confirmed presence to the registry and waits for the journal), the
+//! store once for lease + audit + idempotent answer ([`CommitWrite`], one
+//! transaction), the registry once for the agent after the change.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,10 +32,12 @@ use crate::genesys::rest::RestError;
 use crate::genesys::writes::{PresenceWrite, WriteBulk, WritePresence};
 use crate::genesys::Upstream;
 use crate::model::{PresenceDefinition, RoutingStatus, SystemPresence};
-use crate::registry::{AgentIdsIn, AgentRecord, GetAgent, GetDefinitions, Registry};
+use crate::registry::{
+    AgentIdsIn, AgentRecord, GetAgent, GetDefinitions, GetWriteContext, Registry,
+};
 use crate::store::{
-    AppendAudit, AuditRecord, BeginIdempotent, FinishIdempotent, Idempotent, Lease, ListLeases,
-    PutLease, QueryAudit, Store,
+    AppendAudit, AuditRecord, BeginIdempotent, CommitWrite, FinishIdempotent, Idempotent, Lease,
+    ListLeases, PutLease, QueryAudit, Store,
 };
 
 /// Write-path policy (`[writes]`).
@@ -277,26 +288,13 @@ struct Attempt {
     from: Option<String>,
     to: String,
     reason: Option<String>,
+    /// The lease change a confirmed write leaves (set, or clear any).
+    lease: Option<PutLease>,
 }
 
 impl Writes {
     async fn audit(&self, a: &Attempt, result: &Result<Option<String>, WriteError>, status: u16) {
-        let rec = AuditRecord {
-            id: 0,
-            at: Utc::now(),
-            actor: a.actor.clone(),
-            agent_id: a.agent_id.clone(),
-            from_presence: a.from.clone(),
-            to_presence: a.to.clone(),
-            reason: a.reason.clone(),
-            result: match result {
-                Ok(_) => "ok".into(),
-                Err(e) => e.code.into(),
-            },
-            status,
-            correlation_id: result.as_ref().ok().cloned().flatten(),
-            detail: result.as_ref().err().map(|e| e.reason.clone()),
-        };
+        let rec = audit_record(a, result, status);
         if let Err(e) = self
             .store
             .send(AppendAudit(rec))
@@ -310,18 +308,49 @@ impl Writes {
 
     async fn definitions(&self) -> Result<Vec<PresenceDefinition>, WriteError> {
         let defs = self.registry.send(GetDefinitions).await.map_err(internal)?;
-        if defs.is_empty() {
-            let mut e = WriteError::new(
-                503,
-                "not_ready",
-                "the gateway has not read the org's presence definitions yet",
-            );
-            e.retry_after = Some(2);
-            return Err(e);
-        }
-        Ok(defs)
+        ready(defs)
     }
+}
 
+/// The definitions, or 503 while the gateway has not read them yet.
+fn ready(defs: Vec<PresenceDefinition>) -> Result<Vec<PresenceDefinition>, WriteError> {
+    if defs.is_empty() {
+        let mut e = WriteError::new(
+            503,
+            "not_ready",
+            "the gateway has not read the org's presence definitions yet",
+        );
+        e.retry_after = Some(2);
+        return Err(e);
+    }
+    Ok(defs)
+}
+
+/// The audit log's record of one attempt.
+fn audit_record(
+    a: &Attempt,
+    result: &Result<Option<String>, WriteError>,
+    status: u16,
+) -> AuditRecord {
+    AuditRecord {
+        id: 0,
+        at: Utc::now(),
+        actor: a.actor.clone(),
+        agent_id: a.agent_id.clone(),
+        from_presence: a.from.clone(),
+        to_presence: a.to.clone(),
+        reason: a.reason.clone(),
+        result: match result {
+            Ok(_) => "ok".into(),
+            Err(e) => e.code.into(),
+        },
+        status,
+        correlation_id: result.as_ref().ok().cloned().flatten(),
+        detail: result.as_ref().err().map(|e| e.reason.clone()),
+    }
+}
+
+impl Writes {
     /// One guarded change: checks, Genesys write, lease, audit. Returns the
     /// agent JSON after the change.
     pub async fn change(
@@ -331,13 +360,14 @@ impl Writes {
         change: PresenceChange,
         expected_version: Option<Option<u64>>,
     ) -> Result<Value, WriteError> {
-        self.change_checked(actor, agent_id, change, expected_version, None)
+        self.change_checked(actor, agent_id, change, expected_version, None, None)
             .await
     }
 
     /// [`Self::change`] with the agent's record when the caller already
-    /// read it (the access check's [`AgentRecord`]), saving a registry
-    /// round trip.
+    /// read it (the access check's [`AgentRecord`]), and the request's
+    /// `Idempotency-Key` (already begun) whose answer is committed with the
+    /// lease and the audit record, in one store round trip.
     pub async fn change_checked(
         &self,
         actor: String,
@@ -345,6 +375,7 @@ impl Writes {
         change: PresenceChange,
         expected_version: Option<Option<u64>>,
         checked: Option<AgentRecord>,
+        idempotency_key: Option<String>,
     ) -> Result<Value, WriteError> {
         let mut attempt = Attempt {
             actor,
@@ -352,6 +383,7 @@ impl Writes {
             from: None,
             to: change.presence.clone(),
             reason: change.reason.clone(),
+            lease: None,
         };
         let result = self
             .change_inner(&mut attempt, &change, expected_version, checked)
@@ -360,15 +392,47 @@ impl Writes {
             Ok(_) => 200,
             Err(e) => e.status,
         };
-        self.audit(
+        let audit = audit_record(
             &attempt,
             &result
                 .as_ref()
                 .map(|(_, c)| c.clone())
                 .map_err(Clone::clone),
             status,
-        )
-        .await;
+        );
+        // Remember answers that say something final; forget transient
+        // failures so that a retry with the same key can succeed.
+        let idempotency = idempotency_key.map(|key| FinishIdempotent {
+            outcome: match &result {
+                Ok((v, _)) => Some((200, v.to_string())),
+                Err(e) if e.is_client_error() => Some((e.status, e.body().to_string())),
+                Err(_) => None,
+            },
+            key,
+        });
+        let forget = idempotency.as_ref().map(|f| f.key.clone());
+        let committed = self
+            .store
+            .send(CommitWrite {
+                lease: attempt.lease.take(),
+                audit,
+                idempotency,
+            })
+            .await
+            .map_err(internal)
+            .and_then(|r| r.map_err(internal));
+        if let Err(e) = committed {
+            tracing::error!(error = %e, agent = %attempt.agent_id, "could not record the write (lease, audit)");
+            if let Some(key) = forget {
+                let _ = self
+                    .store
+                    .send(FinishIdempotent { key, outcome: None })
+                    .await;
+            }
+            if result.is_ok() {
+                return Err(e);
+            }
+        }
         result.map(|(v, _)| v)
     }
 
@@ -379,16 +443,17 @@ impl Writes {
         expected_version: Option<Option<u64>>,
         checked: Option<AgentRecord>,
     ) -> Result<(Value, Option<String>), WriteError> {
-        let rec = match checked.filter(|r| r.agent.id == attempt.agent_id) {
-            Some(r) => Some(r),
-            None => self
-                .registry
-                .send(GetAgent {
-                    id: attempt.agent_id.clone(),
-                })
-                .await
-                .map_err(internal)?,
-        };
+        // One registry round trip for the agent (unless the access check
+        // passed its record on) and the definitions.
+        let checked = checked.filter(|r| r.agent.id == attempt.agent_id);
+        let (found, defs) = self
+            .registry
+            .send(GetWriteContext {
+                id: checked.is_none().then(|| attempt.agent_id.clone()),
+            })
+            .await
+            .map_err(internal)?;
+        let rec = checked.or(found);
         let rec = rec.ok_or_else(|| {
             WriteError::new(
                 404,
@@ -422,7 +487,7 @@ impl Writes {
                 "message may be at most 250 characters",
             ));
         }
-        let defs = self.definitions().await?;
+        let defs = ready(defs)?;
         let target = resolve(&defs, &change.presence)?;
         attempt.to = target.id.clone();
         check_policy(
@@ -474,15 +539,12 @@ impl Writes {
             actor: attempt.actor.clone(),
         });
         let expires = lease_row.as_ref().map(|l| l.expires_at);
-        // A change without a lease ends any lease the agent had.
-        self.store
-            .send(PutLease {
-                agent_id: agent.id.clone(),
-                lease: lease_row,
-            })
-            .await
-            .map_err(internal)?
-            .map_err(internal)?;
+        // A change without a lease ends any lease the agent had (committed
+        // with the audit record by `change_checked`).
+        attempt.lease = Some(PutLease {
+            agent_id: agent.id.clone(),
+            lease: lease_row,
+        });
         let now = self
             .registry
             .send(GetAgent {
@@ -540,6 +602,7 @@ impl Writes {
                     from: None,
                     to: String::from_utf8_lossy(body).chars().take(200).collect(),
                     reason: None,
+                    lease: None,
                 };
                 self.audit(&attempt, &Err(err.clone()), err.status).await;
                 return Err(err);
@@ -583,18 +646,8 @@ impl Writes {
             }
         }
         let result = self
-            .change_checked(actor, agent_id, change, expected, checked)
+            .change_checked(actor, agent_id, change, expected, checked, key)
             .await;
-        if let Some(key) = key {
-            // Remember answers that say something final; forget transient failures
-            // so that a retry with the same key can succeed.
-            let outcome = match &result {
-                Ok(v) => Some((200, v.to_string())),
-                Err(e) if e.is_client_error() => Some((e.status, e.body().to_string())),
-                Err(_) => None,
-            };
-            let _ = self.store.send(FinishIdempotent { key, outcome }).await;
-        }
         result.map(PatchOutcome::Changed)
     }
 
@@ -630,6 +683,7 @@ impl Writes {
                 from: None,
                 to: item.presence.clone(),
                 reason: b.reason.clone(),
+                lease: None,
             };
             let checked: Result<PresenceWrite, WriteError> = async {
                 let rec = self

@@ -138,6 +138,30 @@ pub struct AgentIdsIn {
 #[rtype(result = "Vec<PresenceDefinition>")]
 pub struct GetDefinitions;
 
+/// Write path → registry: an agent (when `id` is set) and the org's
+/// presence definitions, in one round trip.
+#[derive(Message)]
+#[rtype(result = "(Option<AgentRecord>, Vec<PresenceDefinition>)")]
+pub struct GetWriteContext {
+    /// The agent to read; `None` when the caller already has its record.
+    pub id: Option<String>,
+}
+
+impl Handler<GetWriteContext> for Registry {
+    type Result = MessageResult<GetWriteContext>;
+
+    fn handle(&mut self, m: GetWriteContext, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        let rec = m.id.and_then(|id| {
+            self.dir.get(&id).map(|e| AgentRecord {
+                agent: e.view.clone(),
+                previous: e.previous.clone(),
+            })
+        });
+        MessageResult((rec, self.dir.definitions().to_vec()))
+    }
+}
+
 /// HTTP → registry: the division ids of the directory's agents, sorted;
 /// `None` before the first complete sync (nothing is known yet).
 #[derive(Message)]

@@ -199,16 +199,20 @@ impl Actor for Store {
 #[rtype(result = "Result<i64, StoreError>")]
 pub struct AppendAudit(pub AuditRecord);
 
-impl Handler<AppendAudit> for Store {
-    type Result = Result<i64, StoreError>;
-
-    fn handle(&mut self, AppendAudit(r): AppendAudit, _: &mut SyncContext<Self>) -> Self::Result {
-        self.conn.execute(
+fn append_audit(conn: &Connection, r: &AuditRecord) -> Result<i64, StoreError> {
+    conn.execute(
             "INSERT INTO audit (at, actor, agent_id, from_presence, to_presence, reason, result, status, correlation_id, detail)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![r.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), r.actor, r.agent_id, r.from_presence, r.to_presence, r.reason, r.result, r.status, r.correlation_id, r.detail],
         )?;
-        Ok(self.conn.last_insert_rowid())
+    Ok(conn.last_insert_rowid())
+}
+
+impl Handler<AppendAudit> for Store {
+    type Result = Result<i64, StoreError>;
+
+    fn handle(&mut self, AppendAudit(r): AppendAudit, _: &mut SyncContext<Self>) -> Self::Result {
+        append_audit(&self.conn, &r)
     }
 }
 
@@ -342,17 +346,19 @@ impl Handler<FinishIdempotent> for Store {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, m: FinishIdempotent, _: &mut SyncContext<Self>) -> Self::Result {
-        match m.outcome {
-            Some((status, body)) => self.conn.execute(
-                "UPDATE idempotency SET status = ?2, body = ?3 WHERE key = ?1",
-                params![m.key, status, body],
-            )?,
-            None => self
-                .conn
-                .execute("DELETE FROM idempotency WHERE key = ?1", params![m.key])?,
-        };
-        Ok(())
+        finish_idempotent(&self.conn, &m)
     }
+}
+
+fn finish_idempotent(conn: &Connection, m: &FinishIdempotent) -> Result<(), StoreError> {
+    match &m.outcome {
+        Some((status, body)) => conn.execute(
+            "UPDATE idempotency SET status = ?2, body = ?3 WHERE key = ?1",
+            params![m.key, status, body],
+        )?,
+        None => conn.execute("DELETE FROM idempotency WHERE key = ?1", params![m.key])?,
+    };
+    Ok(())
 }
 
 /// Sets (or with `None`, clears) an agent's lease.
@@ -367,15 +373,50 @@ impl Handler<PutLease> for Store {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, m: PutLease, _: &mut SyncContext<Self>) -> Self::Result {
-        match m.lease {
-            Some(l) => self.conn.execute(
+        put_lease(&self.conn, &m)
+    }
+}
+
+fn put_lease(conn: &Connection, m: &PutLease) -> Result<(), StoreError> {
+    match &m.lease {
+            Some(l) => conn.execute(
                 "INSERT INTO leases (agent_id, definition_id, expires_at, fallback_definition_id, actor)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(agent_id) DO UPDATE SET definition_id = ?2, expires_at = ?3, fallback_definition_id = ?4, actor = ?5",
                 params![l.agent_id, l.definition_id, l.expires_at.to_rfc3339(), l.fallback_definition_id, l.actor],
             )?,
-            None => self.conn.execute("DELETE FROM leases WHERE agent_id = ?1", params![m.agent_id])?,
+            None => conn.execute("DELETE FROM leases WHERE agent_id = ?1", params![m.agent_id])?,
         };
+    Ok(())
+}
+
+/// Write path → store: what one presence write leaves behind, in one
+/// transaction (one round trip): the lease change, the audit record and
+/// the answer remembered for its `Idempotency-Key`.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct CommitWrite {
+    /// Set or clear the agent's lease; `None` leaves leases alone.
+    pub lease: Option<PutLease>,
+    /// The attempt, whatever its outcome.
+    pub audit: AuditRecord,
+    /// The answer for the request's `Idempotency-Key`, if it had one.
+    pub idempotency: Option<FinishIdempotent>,
+}
+
+impl Handler<CommitWrite> for Store {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, m: CommitWrite, _: &mut SyncContext<Self>) -> Self::Result {
+        let tx = self.conn.unchecked_transaction()?;
+        if let Some(l) = &m.lease {
+            put_lease(&tx, l)?;
+        }
+        append_audit(&tx, &m.audit)?;
+        if let Some(f) = &m.idempotency {
+            finish_idempotent(&tx, f)?;
+        }
+        tx.commit()?;
         Ok(())
     }
 }
