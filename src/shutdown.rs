@@ -132,14 +132,9 @@ pub async fn drain(t: DrainTargets<'_>, cfg: DrainConfig) -> DrainReport {
     t.stop.cancel();
     // The journal: everything the registry applied is committed (history
     // and webhooks lose nothing to a restart), or the deadline passed.
-    loop {
-        match tokio::time::timeout_at(deadline, t.registry.send(FlushJournal)).await {
-            Ok(Ok(false)) => {
-                tokio::time::sleep_until((Instant::now() + Duration::from_millis(20)).min(deadline))
-                    .await
-            }
-            _ => break,
-        }
+    while let Ok(Ok(false)) = tokio::time::timeout_at(deadline, t.registry.send(FlushJournal)).await
+    {
+        tokio::time::sleep_until((Instant::now() + Duration::from_millis(20)).min(deadline)).await;
     }
     // Barrier: answered after every write queued before it.
     let _ = tokio::time::timeout_at(deadline, t.store.send(ListLeases)).await;

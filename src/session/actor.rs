@@ -381,7 +381,7 @@ impl Session {
                             crate::protocol::encode::sse_close(
                                 self.guard.draining().unwrap_or(self.cfg.sse_retry_ms),
                                 code,
-                                &reason,
+                                reason,
                             ),
                             true,
                         ),

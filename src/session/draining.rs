@@ -31,7 +31,7 @@ pub fn sse_body(retry_ms: u64, epoch: u64, seq: u64) -> Bytes {
     body.extend_from_slice(&crate::protocol::encode::sse_close(
         retry_ms,
         r.code(),
-        &r.text(),
+        r.text(),
     ));
     Bytes::from(body)
 }

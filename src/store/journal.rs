@@ -408,14 +408,14 @@ impl Journal {
                     ],
                 )?;
                 let journal_id = tx.last_insert_rowid();
-                for i in 0..self.hooks.count() {
+                for (i, n) in woken.iter_mut().enumerate() {
                     if self.hooks.wants(i, &body) {
                         tx.execute(
                             "INSERT INTO webhook_outbox (subscriber, agent_id, journal_id, next_ms, created_ms)
                              VALUES (?1, ?2, ?3, ?4, ?4)",
                             params![self.hooks.name(i), c.id, journal_id, observed.timestamp_millis()],
                         )?;
-                        woken[i] += 1;
+                        *n += 1;
                     }
                 }
                 self.last.insert(key, Some(cur));
