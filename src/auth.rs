@@ -418,7 +418,7 @@ pub struct AuthMetrics {
     pub tickets_redeemed: AtomicU64,
 }
 
-/// Everything the guard needs. Shared through [`AppState`].
+/// Everything the guard needs. Shared through [`crate::http::AppState`].
 pub struct Security {
     /// Auth configured at all.
     enabled: bool,

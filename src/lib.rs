@@ -3,30 +3,75 @@
 //!
 //! # Layout
 //!
-//! - [`app`]: wiring; starts registry, upstream and HTTP server from a config.
-//! - [`config`]: one typed configuration, loaded from TOML plus environment
-//!   overrides and validated before any port is bound.
-//! - [`model`]: the normalised vocabulary (system presence, routing status,
-//!   agents) and the events that cross from upstream to registry.
-//! - [`upstream`]: the Upstream actor, the only code that talks to Genesys:
-//!   OAuth, the REST budget, notification channels, reconciliation.
-//! - [`registry`]: the Registry actor, the presence map, `epoch`/`seq`,
-//!   replay buffer and once-encoded delta batches.
-//! - [`session`]: one actor per WebSocket or SSE client, filtered, bounded.
-//! - [`http`]: the downstream HTTP API and its error responses.
-//! - [`interactions`]: live interaction context for agent desktops.
-//! - [`writes`]: the guarded presence write path, leases and the audit API.
-//! - [`store`]: SQLite persistence (audit, idempotency, leases).
-//! - [`auth`]: API keys, JWTs, roles, division scoping, stream tickets,
-//!   origins and body limits: the middleware every request passes.
-//! - [`metrics`]: `/metrics`, every metric name and the Prometheus text.
-//! - [`shutdown`]: the graceful drain on SIGTERM / SIGINT.
-//! - [`store`]: SQLite persistence (audit, idempotency, leases; the
-//!   presence journal and webhook outbox in `store::journal`).
-//! - [`history`]: presence history and daily summaries (journal + Genesys analytics).
-//! - [`webhooks`]: signed, at-least-once webhook delivery from the outbox.
-//! - [`simulator`]: a faithful Genesys Cloud simulator (real paths plus the
-//!   `/sim` control API) for the demo, the tests and the benchmarks.
+//! Laid out the way data flows (docs/architecture.md; `tests/architecture.rs`
+//! fails on an import cycle between top-level modules or on the Genesys
+//! floor importing anything above the leaves):
+//!
+//! ```text
+//! src/                    layers, bottom up; an arrow may only point down
+//!   model.rs              leaf: normalised vocabulary, UpstreamEvent, Interaction, conversation events
+//!   telemetry.rs          leaf: metric names, histograms, webhook outcome counters
+//!   validate.rs           leaf: check_range for every config section
+//!   genesys/              the floor: the only code that speaks Genesys (imports leaves only)
+//!     mod.rs              GenesysConfig, UpstreamConfig, UpstreamStats, ConversationSink
+//!     actor.rs            the Upstream actor: state machine, shards, sync loop, handover, health
+//!     auth.rs             client-credentials token, renewal, single flight
+//!     rest.rs             the REST budget and lanes, Retry-After, retries, circuit breaker
+//!     directory.rs        users, presence, routing status, definitions, queues → model
+//!     topics.rs           the topic planner
+//!     channel.rs          notification channels: create/subscribe/connect, socket reader, watchdog
+//!     conversations.rs    conversation topics and reads, from_conversation → model::Interaction
+//!     analytics.rs        presence/routing history from Genesys analytics
+//!     writes.rs           presence writes (single and bulk) on the top lane
+//!     region.rs           the 17 regions
+//!   protocol/             every message clients see, built once (above model only)
+//!     encode.rs           Frame, Batch, snapshot/delta/status/error/interaction/close frames, coalescing
+//!     agent.rs            AgentView, Change and its wire encoding
+//!     counts.rs           live counts and their JSON
+//!     filter.rs           client filters and resume cursors
+//!   registry/             the presence map and its numbering (one actor)
+//!     actor.rs            messages, batching, epoch/seq, replay ring, fan-out, write context, journal flush
+//!     state.rs            the presence map: staleness rules, sync diff, counts
+//!     tap.rs              hands every change to the journal without making fan-out wait
+//!     config.rs           RegistryConfig
+//!   store/                SQLite persistence
+//!     mod.rs              audit log, idempotency keys, leases, CommitWrite (one write, one transaction)
+//!     journal.rs          presence journal and webhook outbox (subscribers via OutboxRouting)
+//!   auth.rs               credentials, roles, tickets, origins, division scope, AuthError (no actix-web)
+//!   interactions.rs       the interaction hub: who watches which agent, reference-counted topics
+//!   session/              one actor per stream client
+//!     actor.rs            subscribe, deliver, pump, close
+//!     outbox.rs           byte-bounded queue, per-agent coalescing
+//!     ws.rs, sse.rs       one module per transport
+//!     close.rs            every close code
+//!     draining.rs         what a stream request gets during a drain
+//!     limits.rs           connection limits, disconnect counters
+//!     config.rs           SessionConfig
+//!   writes.rs             guarded presence writes, leases, audit queries; WriteError (no actix-web)
+//!   history.rs            history pages and daily summaries from journal + analytics; HistoryError
+//!   webhooks.rs           signed at-least-once delivery from the outbox; Webhooks implements OutboxRouting
+//!   http/                 the HTTP API: thin handlers, one ApiError
+//!     mod.rs              AppState, server start
+//!     table.rs            the one route table: route → handler → role, scope rule, part; route policy
+//!     guard.rs            app-wide edge middleware, authentication, the Principal extractor, tickets
+//!     error.rs            ApiError, the one error answer; feature errors convert into it
+//!     routes.rs           snapshot, agents, definitions, streams, health, readiness
+//!     writes.rs           PATCH presence, bulk, audit
+//!     history.rs          history and summary
+//!     webhooks.rs         webhook list, replay, dead letters
+//!     interactions.rs     interaction reads and stream watching
+//!     metrics.rs          /metrics: gathers counters, renders Prometheus text
+//!     extract.rs          extractor errors as JSON
+//!     assets.rs           the static pages, compiled in
+//!   shutdown.rs           the graceful drain: sessions, journal, store, server
+//!   config.rs             the whole configuration: file + env overrides + validate
+//!   app.rs                wiring: store, registry, genesys + hub, writes, journal, features, HTTP
+//!   main.rs               commands (serve, check-config, demo, simulate); exit 64
+//!   simulator/            the fake Genesys org (moving to crates/genesys-sim)
+//! crates/loadgen/         the benchmark load generator (its own workspace member)
+//! tests/                  integration tests; common/ (wait_until, client), support/, e2e/,
+//!                         architecture.rs (layering), browser/, sdk/
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -48,5 +93,6 @@ pub mod validate;
 pub mod webhooks;
 pub mod writes;
 
-/// Old name of [`genesys`], kept while the move settles.
+/// Old name of [`genesys`], kept so that code written against
+/// `presence_gateway::upstream` (branches in flight) still builds.
 pub use genesys as upstream;

@@ -1,4 +1,5 @@
-//! `/metrics`: every metric name, its help text and the Prometheus text
+//! `/metrics`: gathers every counter (names and help texts in
+//! [`crate::telemetry`]) and writes the Prometheus text
 //! exposition (format 0.0.4), written by hand (no metrics crate: the
 //! counters already live where the work happens, as atomics).
 //!
