@@ -11,7 +11,7 @@ use actix_web::dev::ServerHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::genesys::{ConversationSink, Upstream, UpstreamStats};
+use crate::genesys::{ConversationSink, Genesys, Upstream, UpstreamStats};
 use crate::history::History;
 use crate::http::interactions::InteractionsState;
 use crate::http::{self, AppState};
@@ -121,18 +121,19 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         reset: hub.clone().recipient(),
     })
     .start();
+    let genesys = Genesys::new(upstream.clone());
     hub_ctx.run(Interactions::new(
         cfg.interactions.clone(),
-        upstream.clone().recipient(),
+        genesys.conversation_watch(),
     ));
     state.interactions = Some(InteractionsState {
         hub,
-        upstream: upstream.clone(),
+        upstream: genesys.clone(),
         cfg: cfg.interactions.clone(),
     });
     let writes = Arc::new(Writes {
         registry: registry.clone(),
-        upstream: upstream.clone(),
+        upstream: genesys.clone(),
         store: store.clone(),
         cfg: cfg.writes.clone(),
     });
@@ -161,7 +162,7 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         .map_err(std::io::Error::other)?;
     state.history = Some(Arc::new(History {
         journal: journal.clone(),
-        upstream: upstream.clone(),
+        upstream: genesys.clone(),
         registry: registry.clone(),
         cfg: cfg.history.clone(),
     }));

@@ -11,8 +11,8 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::genesys::analytics::{QueryUserDetails, Span};
-use crate::genesys::Upstream;
+use crate::genesys::analytics::Span;
+use crate::genesys::Genesys;
 use crate::model::iso;
 use crate::registry::{GetAgent, Registry};
 use crate::store::journal::{HistoryRecord, Journal, Kind, QueryJournal, Source, StateRef};
@@ -94,7 +94,8 @@ fn bad(param: &str, reason: impl Into<String>) -> HistoryError {
 /// What the history routes share.
 pub struct History {
     pub journal: Addr<Journal>,
-    pub upstream: Addr<Upstream>,
+    /// The Genesys floor (analytics).
+    pub upstream: Genesys,
     pub registry: Addr<Registry>,
     pub cfg: HistoryConfig,
 }
@@ -172,11 +173,7 @@ impl History {
             let until = slice.coverage_start.map_or(to, |c| c.min(to));
             match self
                 .upstream
-                .send(QueryUserDetails {
-                    user_id: agent.to_string(),
-                    from,
-                    to: until,
-                })
+                .user_details(agent.to_string(), from, until)
                 .await
             {
                 Ok(Ok(d)) => {

@@ -29,8 +29,8 @@ use serde_json::{json, Value};
 
 use crate::auth::Principal;
 use crate::genesys::rest::RestError;
-use crate::genesys::writes::{PresenceWrite, WriteBulk, WritePresence};
-use crate::genesys::Upstream;
+use crate::genesys::writes::PresenceWrite;
+use crate::genesys::Genesys;
 use crate::model::{PresenceDefinition, RoutingStatus, SystemPresence};
 use crate::registry::{
     AgentIdsIn, AgentRecord, GetAgent, GetDefinitions, GetWriteContext, Registry,
@@ -99,7 +99,8 @@ impl WritesConfig {
 /// What the write handlers share.
 pub struct Writes {
     pub registry: Addr<Registry>,
-    pub upstream: Addr<Upstream>,
+    /// The Genesys floor.
+    pub upstream: Genesys,
     pub store: Addr<Store>,
     pub cfg: WritesConfig,
 }
@@ -523,11 +524,11 @@ impl Writes {
         };
         let confirmed = self
             .upstream
-            .send(WritePresence(PresenceWrite {
+            .write_presence(PresenceWrite {
                 user_id: agent.id.clone(),
                 definition_id: target.id.clone(),
                 message: change.message.clone(),
-            }))
+            })
             .await
             .map_err(internal)?
             .map_err(upstream_error)?;
@@ -731,11 +732,7 @@ impl Writes {
         }
         for chunk in ready.chunks(self.cfg.bulk_chunk) {
             let writes: Vec<PresenceWrite> = chunk.iter().map(|(_, pw, _)| pw.clone()).collect();
-            let outcome = self
-                .upstream
-                .send(WriteBulk(writes))
-                .await
-                .map_err(internal)?;
+            let outcome = self.upstream.write_bulk(writes).await.map_err(internal)?;
             for (i, pw, attempt) in chunk {
                 let res: Result<Option<String>, WriteError> = match &outcome {
                     Ok(confirmed) => match confirmed.iter().find(|c| c.user_id == pw.user_id) {

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod channel;
 pub mod conversations;
 pub mod directory;
+pub mod handle;
 pub mod region;
 pub mod rest;
 pub mod topics;
@@ -28,6 +29,7 @@ pub mod writes;
 use serde::Deserialize;
 
 pub use actor::{ConversationSink, Upstream, UpstreamStats};
+pub use handle::Genesys;
 
 /// How presence, routing status and queue activity are subscribed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

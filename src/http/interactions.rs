@@ -9,8 +9,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::genesys::conversations::{FetchInteractions, FindByExternalTag};
-use crate::genesys::Upstream;
+use crate::genesys::Genesys;
 use crate::interactions::{GetInteractions, Interactions, InteractionsConfig, WatchSpec};
 use crate::registry::{AgentIdsIn, Filter, FilterError, GetAgent};
 
@@ -18,7 +17,7 @@ use crate::registry::{AgentIdsIn, Filter, FilterError, GetAgent};
 #[derive(Clone)]
 pub struct InteractionsState {
     pub hub: Addr<Interactions>,
-    pub upstream: Addr<Upstream>,
+    pub upstream: Genesys,
     pub cfg: InteractionsConfig,
 }
 
@@ -91,9 +90,7 @@ pub(crate) async fn agent_interactions(
         Some(l) => (l, "live"),
         None => (
             s.upstream
-                .send(FetchInteractions {
-                    user_id: id.clone(),
-                })
+                .active_interactions(id.clone())
                 .await?
                 .map_err(|e| ApiError::NotReady(format!("Genesys: {e}")))?,
             "rest",
@@ -129,11 +126,11 @@ pub(crate) async fn by_external_tag(
         })?;
     let v = s
         .upstream
-        .send(FindByExternalTag {
-            tag: tag.clone(),
-            cache: Duration::from_secs(s.cfg.tag_cache_secs),
-            hours: s.cfg.tag_search_hours,
-        })
+        .find_by_external_tag(
+            tag.clone(),
+            Duration::from_secs(s.cfg.tag_cache_secs),
+            s.cfg.tag_search_hours,
+        )
         .await?
         .map_err(|e| ApiError::NotReady(format!("Genesys: {e}")))?;
     let mut v = v;

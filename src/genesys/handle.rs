@@ -1,0 +1,88 @@
+//! [`Genesys`]: the one handle the layers above use to ask the floor for
+//! something. It hides the upstream actor's messages: a feature calls a
+//! method (write a presence, read an agent's analytics or interactions,
+//! search by `externalTag`) and never names a message type. Each method is
+//! one actor round trip; the outer `Err` is the actor being gone (the
+//! gateway stopping), the inner one what Genesys answered.
+
+use std::time::Duration;
+
+use actix::{Addr, MailboxError, Recipient};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::actor::Upstream;
+use super::analytics::{QueryUserDetails, UserDetails};
+use super::conversations::{FetchInteractions, FindByExternalTag, WatchConversations};
+use super::rest::RestError;
+use super::writes::{PresenceWrite, WriteBulk, WriteConfirmed, WritePresence};
+use crate::model::Interaction;
+
+/// The Genesys floor, as the features see it. Cheap to clone.
+#[derive(Clone)]
+pub struct Genesys {
+    upstream: Addr<Upstream>,
+}
+
+impl Genesys {
+    /// The handle of a started upstream actor.
+    pub fn new(upstream: Addr<Upstream>) -> Genesys {
+        Genesys { upstream }
+    }
+
+    /// Sets one user's presence (`PATCH …/presences/purecloud`); the
+    /// confirmed presence reaches the registry before this answers.
+    pub async fn write_presence(
+        &self,
+        w: PresenceWrite,
+    ) -> Result<Result<WriteConfirmed, RestError>, MailboxError> {
+        self.upstream.send(WritePresence(w)).await
+    }
+
+    /// Sets many users' presence in one bulk call (the caller chunks).
+    pub async fn write_bulk(
+        &self,
+        ws: Vec<PresenceWrite>,
+    ) -> Result<Result<Vec<WriteConfirmed>, RestError>, MailboxError> {
+        self.upstream.send(WriteBulk(ws)).await
+    }
+
+    /// One user's presence and routing spans in `[from, to)` from analytics.
+    pub async fn user_details(
+        &self,
+        user_id: String,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Result<UserDetails, RestError>, MailboxError> {
+        self.upstream
+            .send(QueryUserDetails { user_id, from, to })
+            .await
+    }
+
+    /// An agent's active interactions, read through REST.
+    pub async fn active_interactions(
+        &self,
+        user_id: String,
+    ) -> Result<Result<Vec<Interaction>, RestError>, MailboxError> {
+        self.upstream.send(FetchInteractions { user_id }).await
+    }
+
+    /// Conversations carrying `externalTag = tag` in the last `hours`,
+    /// one query per tag shared for `cache`.
+    pub async fn find_by_external_tag(
+        &self,
+        tag: String,
+        cache: Duration,
+        hours: u64,
+    ) -> Result<Result<Value, String>, MailboxError> {
+        self.upstream
+            .send(FindByExternalTag { tag, cache, hours })
+            .await
+    }
+
+    /// Where the interaction hub asks to watch or release an agent's
+    /// conversations topic.
+    pub fn conversation_watch(&self) -> Recipient<WatchConversations> {
+        self.upstream.clone().recipient()
+    }
+}
