@@ -142,7 +142,7 @@ impl Interactions {
         let frame = self.frame(user_id);
         for r in w.values() {
             // A full session mailbox: the session is being evicted as slow anyway.
-            let _ = r.try_send(Deliver::Status(frame.clone()));
+            let _ = r.try_send(Deliver::Interaction(frame.clone()));
         }
     }
 
@@ -193,7 +193,7 @@ impl Handler<Watch> for Interactions {
                 .insert(m.session_id, m.recipient.clone());
             self.set_upstream_watch(a, true);
             // The current context at once (empty until the upstream read it).
-            let _ = m.recipient.try_send(Deliver::Status(self.frame(a)));
+            let _ = m.recipient.try_send(Deliver::Interaction(self.frame(a)));
         }
         self.sessions
             .entry(m.session_id)

@@ -37,6 +37,9 @@ pub enum Deliver {
     },
     /// A `status` message (upstream health); not a resumable point.
     Status(Frame),
+    /// An `interaction` message (an agent's interaction context, from the
+    /// interaction hub); not a resumable point.
+    Interaction(Frame),
     /// The gateway is shutting down: close with 1001 (SSE: `close` event).
     Shutdown,
 }

@@ -587,7 +587,7 @@ impl Handler<Deliver> for Session {
                     return;
                 }
             }
-            Deliver::Status(frame) => {
+            Deliver::Status(frame) | Deliver::Interaction(frame) => {
                 let sse = self.is_sse();
                 self.outbox.push_counted(frame, sse);
             }
