@@ -115,8 +115,9 @@ fn main() -> ExitCode {
             let grace = std::time::Duration::from_secs(cfg.server.drain_secs);
             run(async move {
                 let gw = app::start(cfg).await?;
+                let signal = shutdown_signal();
                 println!("READY gateway={}", gw.base_url());
-                wait_for_signal().await;
+                signal.await;
                 // The drain bounds itself; this is the backstop.
                 if tokio::time::timeout(grace, gw.shutdown()).await.is_err() {
                     tracing::warn!("drain overran server.drain_secs; stopping now");
@@ -163,6 +164,7 @@ fn main() -> ExitCode {
                     .join(format!("presence-gateway-demo-{}.db", listen.port()));
                 cfg.validate().map_err(anyhow::Error::msg)?;
                 let gw = app::start(cfg).await?;
+                let signal = shutdown_signal();
                 println!(
                     "READY gateway={} simulator={}",
                     gw.base_url(),
@@ -177,7 +179,7 @@ fn main() -> ExitCode {
                     "Simulator:     {}/sim/state   (Ctrl-C stops)",
                     sim.base_url()
                 );
-                wait_for_signal().await;
+                signal.await;
                 gw.shutdown().await;
                 sim.stop().await;
                 Ok(())
@@ -190,8 +192,9 @@ fn main() -> ExitCode {
             init_tracing(log_format.as_deref().unwrap_or("text"), "info");
             run(async move {
                 let handle = simulator::start(cfg).await?;
+                let signal = shutdown_signal();
                 println!("READY simulator={}", handle.base_url());
-                wait_for_signal().await;
+                signal.await;
                 handle.stop().await;
                 Ok(())
             })
@@ -199,26 +202,35 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn wait_for_signal() {
+/// Registers the SIGINT and SIGTERM handlers now, so that a signal sent
+/// right after the `READY` line is not lost, and returns a future that
+/// resolves on either. Call it inside the runtime, before printing `READY`.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        async fn recv(s: Option<Signal>) {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
                 }
+                None => std::future::pending().await,
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+        }
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            tokio::select! {
+                _ = recv(term) => {}
+                _ = recv(int) => {}
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
