@@ -65,6 +65,10 @@ pub mod names {
     pub const UPSTREAM_EVENTS: &str = "presence_gateway_upstream_events_total";
     /// Upstream errors (5xx, timeouts, refused).
     pub const UPSTREAM_ERRORS: &str = "presence_gateway_upstream_errors_total";
+    /// Genesys records skipped because they did not parse.
+    pub const RECORDS_SKIPPED: &str = "presence_gateway_upstream_records_skipped_total";
+    /// Lone UTF-16 surrogate escapes in Genesys JSON rewritten as U+FFFD.
+    pub const SURROGATES_REPAIRED: &str = "presence_gateway_upstream_surrogates_repaired_total";
     /// OAuth token fetches.
     pub const TOKEN_FETCHES: &str = "presence_gateway_upstream_token_fetches_total";
     /// Webhook deliveries, label `outcome` (`delivered` | `retried` | `failed`).
@@ -359,6 +363,18 @@ pub fn render(
         "counter",
         "Upstream errors.",
         u(|u| &u.upstream_errors),
+    );
+    o.one(
+        RECORDS_SKIPPED,
+        "counter",
+        "Genesys records skipped because they did not parse (the rest of their page was kept).",
+        crate::upstream::lenient::SKIPPED_RECORDS.load(Ordering::Relaxed),
+    );
+    o.one(
+        SURROGATES_REPAIRED,
+        "counter",
+        "Lone UTF-16 surrogate escapes in Genesys JSON rewritten as U+FFFD.",
+        crate::upstream::lenient::REPAIRED_SURROGATES.load(Ordering::Relaxed),
     );
     o.one(
         TOKEN_FETCHES,

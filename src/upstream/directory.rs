@@ -65,8 +65,9 @@ pub struct GUser {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Page<T> {
-    #[serde(default = "Vec::new")]
+struct Page<T: serde::de::DeserializeOwned> {
+    /// One entity that does not parse is skipped, not the page.
+    #[serde(default = "Vec::new", deserialize_with = "super::lenient::vec")]
     entities: Vec<T>,
     page_count: Option<usize>,
 }
@@ -195,7 +196,7 @@ async fn fill_missing(rest: &Rest, lane: Lane, users: &mut [UserRecord]) -> Resu
         .map(|u| u.id.clone())
         .collect();
     for chunk in no_presence.chunks(50) {
-        let items: Vec<GUserPresence> = rest
+        let items: Vec<super::lenient::Lenient<GUserPresence>> = rest
             .get_json(
                 lane,
                 &format!(
@@ -204,7 +205,7 @@ async fn fill_missing(rest: &Rest, lane: Lane, users: &mut [UserRecord]) -> Resu
                 ),
             )
             .await?;
-        for p in items {
+        for p in super::lenient::Lenient::keep(items) {
             let Some(i) = p.user_id.as_ref().and_then(|id| index.get(id)) else {
                 continue;
             };

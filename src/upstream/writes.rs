@@ -155,7 +155,10 @@ impl Handler<WriteBulk> for Upstream {
                         Some(&body),
                     )
                     .await?;
-                let answers: Vec<GPresenceAnswer> = resp.json()?;
+                let answers: Vec<GPresenceAnswer> = super::lenient::Lenient::keep(
+                    resp.json::<Vec<super::lenient::Lenient<GPresenceAnswer>>>()?,
+                )
+                .collect();
                 let mut out = Vec::with_capacity(answers.len());
                 for a in answers {
                     let (Some(user_id), Some(presence)) = (
