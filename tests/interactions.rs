@@ -195,3 +195,41 @@ async fn fifty_tag_searches_one_query() {
     assert_eq!(r.status(), 400);
     env.stop().await;
 }
+
+/// A watch for an agent id the directory does not have never reaches
+/// Genesys: between two real watches (each one more topic), the unknown id
+/// adds no topic, the channel stays up and the gateway stays ready.
+#[actix_web::test]
+async fn unknown_agent_watch_never_reaches_genesys() {
+    let env = Env::start(30, |_, _| {}).await;
+    env.ready().await;
+    env.converged("start-up").await;
+    let (a, _) = on_queue_agent(&env, 3).await;
+    let (b, _) = on_queue_agent(&env, 4).await;
+    let before = sim_topics(&env.sim_stats().await);
+    let topics_are = |n: u64, what: &'static str| {
+        let env = &env;
+        async move {
+            e2e::wait_until(Duration::from_secs(10), what, || async {
+                let s = env.sim_stats().await;
+                if sim_topics(&s) == n {
+                    Ok(())
+                } else {
+                    Err(s["topics"].to_string())
+                }
+            })
+            .await
+        }
+    };
+    let mut first = watch(&env, &a).await;
+    next_interaction(&mut first, "context of a", |_| true).await;
+    topics_are(before + 1, "a's topic").await;
+    let _unknown = watch(&env, "no-such-agent").await;
+    let mut second = watch(&env, &b).await;
+    next_interaction(&mut second, "context of b", |_| true).await;
+    // Watches are handled in order: b's topic means the unknown one was too.
+    topics_are(before + 2, "b's topic, and none for the unknown id").await;
+    let r = client().get(env.gw_url("/readyz")).send().await.unwrap();
+    assert!(r.status().is_success(), "still ready: {}", r.status());
+    env.stop().await;
+}

@@ -114,7 +114,14 @@ pub struct Upstream {
     definitions: Vec<PresenceDefinition>,
     queues: Vec<Queue>,
     membership: HashMap<String, Vec<String>>,
-    synced: bool,
+    pub(super) synced: bool,
+    /// Every user id of the last directory read, lower-cased: the only ids
+    /// whose conversation topics the gateway will subscribe (a client's
+    /// `?agent=` never reaches Genesys unchecked).
+    pub(super) known_users: std::collections::HashSet<String>,
+    /// Conversation watches asked for before the first directory read;
+    /// checked and carried out once it is in.
+    pub(super) deferred_watches: std::collections::HashSet<String>,
     sync_running: bool,
     sync_pending: Option<SyncReason>,
     sync_attempt: u32,
@@ -160,6 +167,8 @@ impl Upstream {
             queues: Vec::new(),
             membership: HashMap::new(),
             synced: false,
+            known_users: Default::default(),
+            deferred_watches: Default::default(),
             sync_running: false,
             sync_pending: None,
             sync_attempt: 0,
@@ -340,7 +349,14 @@ impl Upstream {
         );
         let first = !self.synced;
         self.synced = true;
+        self.known_users = ids.iter().map(|i| i.to_ascii_lowercase()).collect();
         self.replan(&ids, ctx);
+        for user_id in std::mem::take(&mut self.deferred_watches) {
+            ctx.notify(crate::interactions::WatchConversations {
+                user_id,
+                watch: true,
+            });
+        }
         if (first || reason == SyncReason::DirectoryRefresh) && self.cfg.queue_membership {
             self.read_membership(ctx);
         }

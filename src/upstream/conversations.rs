@@ -100,6 +100,20 @@ impl Handler<WatchConversations> for Upstream {
 
     fn handle(&mut self, m: WatchConversations, ctx: &mut Context<Self>) {
         let topic = conversations_topic(&m.user_id);
+        if m.watch && !self.synced {
+            self.deferred_watches.insert(m.user_id);
+            return;
+        }
+        if !m.watch {
+            self.deferred_watches.remove(&m.user_id);
+        }
+        if m.watch && !self.known_users.contains(&m.user_id.to_ascii_lowercase()) {
+            // Genesys refuses a topic for an unknown user (400
+            // notification.invalid.topic) and takes the whole channel down
+            // with it: an id that is not in the directory never leaves here.
+            tracing::info!(agent = %m.user_id, "not watching conversations of an agent the directory does not have");
+            return;
+        }
         if m.watch {
             if self.shard_holding_extra(&topic).is_some() {
                 return;
