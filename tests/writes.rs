@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use e2e::{client, get, wait_until, Env};
 use futures_util::StreamExt;
-use presence_gateway::model::RoutingStatus;
+use presence_gateway::simulator::spelling::RoutingStatus;
 use serde_json::{json, Value};
 
 const BREAK: &str = "227b37e2-f1d0-4dd0-8f50-badd7cf6d158";

@@ -15,7 +15,7 @@ use super::api::{json_body, Ctx, Reply};
 use super::org::{uuid_from, Org};
 use super::state::{HistoryRecord, SimConversation, SimInner};
 use super::Sim;
-use crate::model::{iso, RoutingStatus, SystemPresence};
+use crate::spelling::{iso, RoutingStatus, SystemPresence};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/conversations/{id}", web::get().to(get_conversation))

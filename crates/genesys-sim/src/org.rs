@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use crate::model::{RoutingStatus, SystemPresence};
+use crate::spelling::{RoutingStatus, SystemPresence};
 
 /// One presence definition of the simulated org.
 #[derive(Debug, Clone)]

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::org::{uuid_from, Org, SimUser};
 use super::SimConfig;
-use crate::model::{iso, RoutingStatus, SystemPresence};
+use crate::spelling::{iso, RoutingStatus, SystemPresence};
 
 /// What a channel's socket task is told to do.
 #[derive(Debug)]

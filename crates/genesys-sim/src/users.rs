@@ -12,7 +12,7 @@ use super::api::{int_param, json_body, multi, query_pairs, single, Ctx, GError, 
 use super::org::{Org, SimUser};
 use super::state::SimInner;
 use super::Sim;
-use crate::model::{iso, RoutingStatus, SystemPresence};
+use crate::spelling::{iso, RoutingStatus, SystemPresence};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/users", web::get().to(list_users))

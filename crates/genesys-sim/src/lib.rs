@@ -18,6 +18,7 @@ pub mod control;
 pub mod conversations;
 pub mod notifications;
 pub mod org;
+pub mod spelling;
 pub mod state;
 pub mod users;
 
