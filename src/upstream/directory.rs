@@ -107,6 +107,7 @@ pub fn presence_state(
         system_presence: SystemPresence::parse(&def.system_presence)
             .unwrap_or(SystemPresence::Unknown),
         message: message.unwrap_or_default().to_string(),
+        arrival: modified.is_none(),
         modified: modified.unwrap_or_else(Utc::now),
     })
 }

@@ -311,7 +311,9 @@ pub fn step_agent(inner: &mut SimInner, u: usize) {
         };
         if c.wrapup {
             // After-call work done: the interaction ends.
-            c.wrapup_code = Some(WRAPUP_CODES[r as usize % 4].0.into());
+            if c.wrapup_code.is_none() {
+                c.wrapup_code = Some(WRAPUP_CODES[r as usize % 4].0.into());
+            }
             inner.end_conversation(&conv_id);
             if inner.is_on_queue(u) {
                 inner.set_routing(u, RoutingStatus::Idle);
@@ -321,7 +323,9 @@ pub fn step_agent(inner: &mut SimInner, u: usize) {
             c.hold_start = c.held.then(Utc::now);
             inner.emit_conversation(&conv_id);
         } else {
+            // After-call work: the agent picks a wrap-up code (its id).
             c.wrapup = true;
+            c.wrapup_code = Some(WRAPUP_CODES[r as usize % 4].0.into());
             c.held = false;
             c.hold_start = None;
             inner.emit_conversation(&conv_id);
