@@ -88,9 +88,34 @@ struct GDefinition {
     deactivated: bool,
 }
 
+/// `QueueMember` (`GET /api/v2/routing/queues/{id}/members`). Whether `id`
+/// is the user's id or a membership's own id is open, so the user's id is
+/// taken from the documented `user.id` first; `joined: false` members are
+/// not active in the queue and are left out.
 #[derive(Deserialize)]
 struct GMember {
+    #[serde(default)]
     id: String,
+    user: Option<GMemberUser>,
+    joined: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct GMemberUser {
+    id: Option<String>,
+}
+
+impl GMember {
+    /// The member's user id: `user.id`, else `id`.
+    fn user_id(self) -> Option<String> {
+        if self.joined == Some(false) {
+            return None;
+        }
+        self.user
+            .and_then(|u| u.id)
+            .or(Some(self.id))
+            .filter(|id| !id.is_empty())
+    }
 }
 
 /// Normalises a presence as any REST surface or event spells it.
@@ -264,18 +289,37 @@ async fn fill_missing(rest: &Rest, lane: Lane, users: &mut [UserRecord]) -> Resu
 
 /// The org's presence definitions, deactivated ones included (agents may
 /// still sit on one): the current API first, the legacy one as fallback.
+///
+/// Whether `deactivated=true` means "deactivated ones too" or "only
+/// deactivated ones" is open, so the active ones are read without it and
+/// the deactivated ones with it, merged by id: no reading loses either.
 pub async fn read_definitions(
     rest: &Rest,
     lane: Lane,
 ) -> Result<Vec<PresenceDefinition>, RestError> {
-    let current: Result<Page<GDefinition>, RestError> = rest
-        .get_json(
-            lane,
-            "/api/v2/presence/definitions?deactivated=true&localeCode=ALL",
-        )
+    let active: Result<Page<GDefinition>, RestError> = rest
+        .get_json(lane, "/api/v2/presence/definitions?localeCode=ALL")
         .await;
+    let current = match active {
+        Ok(p) => {
+            let more: Page<GDefinition> = rest
+                .get_json(
+                    lane,
+                    "/api/v2/presence/definitions?deactivated=true&localeCode=ALL",
+                )
+                .await?;
+            let mut all = p.entities;
+            for d in more.entities {
+                if !all.iter().any(|a| a.id.eq_ignore_ascii_case(&d.id)) {
+                    all.push(d);
+                }
+            }
+            Ok(all)
+        }
+        Err(e) => Err(e),
+    };
     let defs = match current {
-        Ok(p) => p.entities,
+        Ok(all) => all,
         Err(
             e @ RestError::Status {
                 status: 403 | 404, ..
@@ -359,8 +403,8 @@ pub async fn read_queues(
                 )
                 .await?;
             let count = p.page_count.unwrap_or(1);
-            for m in p.entities {
-                membership.entry(m.id).or_default().push(q.id.clone());
+            for user_id in p.entities.into_iter().filter_map(GMember::user_id) {
+                membership.entry(user_id).or_default().push(q.id.clone());
             }
             if page >= count {
                 break;
