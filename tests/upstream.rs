@@ -262,24 +262,35 @@ async fn queue_membership_under_each_reading_of_member_id() {
             expected.iter().any(|(_, q)| !q.is_empty()),
             "queues generated"
         );
-        let mut some_unjoined = false;
-        for (id, qs) in &expected {
-            let a = e2e::get(env.gw_url(&format!("/api/v1/agents/{id}"))).await;
-            let mut got: Vec<String> = a["queues"]
-                .as_array()
-                .unwrap_or_else(|| panic!("{a}"))
-                .iter()
-                .map(|q| q["id"].as_str().or(q.as_str()).unwrap().to_string())
-                .collect();
-            got.sort();
-            assert_eq!(&got, qs, "{reading:?}: agent {id}");
-            let member_of = {
-                let inner = env.sim.sim.inner.lock();
+        // Membership is read after start-up: wait until the gateway shows it.
+        e2e::wait_until(
+            std::time::Duration::from_secs(10),
+            "queues as joined",
+            || async {
+                for (id, qs) in &expected {
+                    let a = e2e::get(env.gw_url(&format!("/api/v1/agents/{id}"))).await;
+                    let mut got: Vec<String> = a["queues"]
+                        .as_array()
+                        .unwrap_or_else(|| panic!("{a}"))
+                        .iter()
+                        .map(|q| q["id"].as_str().or(q.as_str()).unwrap().to_string())
+                        .collect();
+                    got.sort();
+                    if &got != qs {
+                        return Err(format!("{reading:?}: agent {id}: {got:?} != {qs:?}"));
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await;
+        let some_unjoined = {
+            let inner = env.sim.sim.inner.lock();
+            expected.iter().any(|(id, qs)| {
                 let u = inner.user_idx(id).unwrap();
-                inner.org.users[u].queues.len()
-            };
-            some_unjoined |= member_of > qs.len();
-        }
+                inner.org.users[u].queues.len() > qs.len()
+            })
+        };
         assert!(some_unjoined, "the rate left some memberships unjoined");
         env.stop().await;
     }
