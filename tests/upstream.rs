@@ -238,7 +238,9 @@ async fn definitions_survive_each_reading_of_deactivated() {
 async fn queue_membership_under_each_reading_of_member_id() {
     use presence_gateway::simulator::QueueMemberId;
     for reading in [QueueMemberId::User, QueueMemberId::Member] {
-        let env = Env::start(40, |sim, _| {
+        // Enough agents that some queue has more than one page (100) of members:
+        // QueueMemberEntityListing has no pageCount, the gateway follows nextUri.
+        let env = Env::start(600, |sim, _| {
             sim.queue_member_id = reading;
             sim.unjoined_member_rate = 0.3;
         })
@@ -284,6 +286,24 @@ async fn queue_membership_under_each_reading_of_member_id() {
             },
         )
         .await;
+        let biggest = {
+            let inner = env.sim.sim.inner.lock();
+            (0..inner.org.queues.len())
+                .map(|q| {
+                    inner
+                        .org
+                        .users
+                        .iter()
+                        .filter(|u| u.queues.contains(&q))
+                        .count()
+                })
+                .max()
+                .unwrap_or(0)
+        };
+        assert!(
+            biggest > 100,
+            "a queue with more than one page of members ({biggest})"
+        );
         let some_unjoined = {
             let inner = env.sim.sim.inner.lock();
             expected.iter().any(|(id, qs)| {

@@ -69,6 +69,8 @@ struct Page<T> {
     #[serde(default = "Vec::new")]
     entities: Vec<T>,
     page_count: Option<usize>,
+    /// Listings without `pageCount` (e.g. `QueueMemberEntityListing`) page on this.
+    next_uri: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -402,11 +404,15 @@ pub async fn read_queues(
                     ),
                 )
                 .await?;
-            let count = p.page_count.unwrap_or(1);
+            // QueueMemberEntityListing has no pageCount: follow nextUri.
+            let more = match p.page_count {
+                Some(count) => page < count,
+                None => p.next_uri.is_some() && !p.entities.is_empty(),
+            };
             for user_id in p.entities.into_iter().filter_map(GMember::user_id) {
                 membership.entry(user_id).or_default().push(q.id.clone());
             }
-            if page >= count {
+            if !more {
                 break;
             }
             page += 1;

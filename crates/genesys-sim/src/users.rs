@@ -765,12 +765,13 @@ async fn queue_members(
         })
         .collect();
     let q = format!("/api/v2/routing/queues/{}/members", org.queues[qi].id);
-    Ok(HttpResponse::Ok().json(page_envelope(
-        &q,
-        "",
-        entities,
-        page_size,
-        page_number,
-        total,
-    )))
+    // `QueueMemberEntityListing` has no `total`, `pageCount` or `lastUri`
+    // (the SDKs' model): a reader pages on `nextUri`.
+    let mut v = page_envelope(&q, "", entities, page_size, page_number, total);
+    if let Some(o) = v.as_object_mut() {
+        for k in ["total", "pageCount", "lastUri"] {
+            o.remove(k);
+        }
+    }
+    Ok(HttpResponse::Ok().json(v))
 }
