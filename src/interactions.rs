@@ -86,11 +86,73 @@ pub struct Interaction {
     pub held: bool,
     pub muted: bool,
     pub wrapup_required: bool,
+    /// The wrap-up code's **name** ("Resolved"), read from
+    /// `GET /api/v2/routing/wrapupcodes` (cached); null until known.
     pub wrapup_code: Option<String>,
+    /// The wrap-up code's id, as Genesys sends it in `wrapup.code`.
+    pub wrapup_code_id: Option<String>,
     /// In after-call work (agent leg disconnected, wrap-up pending).
     pub after_call_work: bool,
+    /// When the conversation started (ISO-8601). Events do not carry it: it
+    /// comes from a cached `GET /api/v2/conversations/{id}`; null until known.
     pub start_time: Option<String>,
+    /// When the agent's leg connected (ISO-8601), as events carry it.
     pub connected_time: Option<String>,
+}
+
+impl Interaction {
+    /// Whether a field events leave out is still unknown (queue name, start
+    /// time, or the name of a wrap-up code whose id is known).
+    pub fn incomplete(&self) -> bool {
+        (self.queue.name.is_none() && self.queue.id.is_some())
+            || self.start_time.is_none()
+            || (self.wrapup_code.is_none() && self.wrapup_code_id.is_some())
+    }
+
+    /// Fills the fields still unknown from `c`; never overwrites what the
+    /// event or REST read gave. Returns whether anything changed.
+    pub fn complete(&mut self, c: &Completion) -> bool {
+        let before = self.clone();
+        if self.queue.name.is_none() && self.queue.id.is_some() && self.queue.id == c.queue_id {
+            self.queue.name.clone_from(&c.queue_name);
+        }
+        if self.start_time.is_none() {
+            self.start_time.clone_from(&c.start_time);
+        }
+        if self.wrapup_code.is_none() {
+            if let Some((id, name)) = &c.wrapup {
+                if self.wrapup_code_id.as_deref() == Some(id.as_str()) {
+                    self.wrapup_code = Some(name.clone());
+                }
+            }
+        }
+        *self != before
+    }
+}
+
+/// What cached REST reads add to an interaction built from an event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Completion {
+    /// The queue `queue_name` belongs to.
+    pub queue_id: Option<String>,
+    /// From the directory's queue list (`GET /api/v2/routing/queues`).
+    pub queue_name: Option<String>,
+    /// The conversation's `startTime` (`GET /api/v2/conversations/{id}`).
+    pub start_time: Option<String>,
+    /// A wrap-up code (id, name) from `GET /api/v2/routing/wrapupcodes`.
+    pub wrapup: Option<(String, String)>,
+}
+
+/// Hub → upstream: complete an interaction from cached REST reads (queue
+/// names, wrap-up code names, the conversation's start time).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Completion")]
+pub struct CompleteInteraction {
+    pub conversation_id: String,
+    pub queue_id: Option<String>,
+    pub wrapup_code_id: Option<String>,
+    /// Read the conversation (for its start time) through REST.
+    pub need_start: bool,
 }
 
 /// Per-media leg arrays of a participant and their media type names.
@@ -110,7 +172,8 @@ fn s(v: &Value, k: &str) -> Option<String> {
 /// Normalises a Genesys `Conversation` (REST model or
 /// `v2.users.{id}.conversations` event body, `genesys-api.md` §5.4, §6) to
 /// the context of agent `user_id`. `None` when the agent is not in it or
-/// the agent's part has ended.
+/// the agent's part has ended. Fields the body lacks stay `None` (events
+/// carry no queue name, start time or wrap-up name: see [`Interaction::complete`]).
 pub fn from_conversation(user_id: &str, conv: &Value) -> Option<Interaction> {
     let participants = conv.get("participants")?.as_array()?;
     let agent = participants
@@ -140,7 +203,9 @@ pub fn from_conversation(user_id: &str, conv: &Value) -> Option<Interaction> {
         )
     });
     let acw_state = leg.get("afterCallWork").and_then(|a| s(a, "state"));
-    let wrapup_code = agent.get("wrapup").and_then(|w| s(w, "code"));
+    // `wrapup.code` is the code's id; only the REST model has `wrapup.name`.
+    let wrapup_code_id = agent.get("wrapup").and_then(|w| s(w, "code"));
+    let wrapup_code = agent.get("wrapup").and_then(|w| s(w, "name"));
     Some(Interaction {
         conversation_id: s(conv, "id")?,
         media_type: media.to_string(),
@@ -163,7 +228,9 @@ pub fn from_conversation(user_id: &str, conv: &Value) -> Option<Interaction> {
             .and_then(Value::as_bool)
             .unwrap_or(false),
         wrapup_code,
-        start_time: s(agent, "startTime").or_else(|| s(conv, "startTime")),
+        wrapup_code_id,
+        // REST-only fields: events carry neither (completed later, never invented).
+        start_time: s(conv, "startTime").or_else(|| s(agent, "startTime")),
         connected_time: s(leg, "connectedTime").or_else(|| s(agent, "connectedTime")),
     })
 }
@@ -233,6 +300,10 @@ pub struct Interactions {
     contexts: HashMap<String, BTreeMap<String, Interaction>>,
     /// Agents whose topic is subscribed upstream.
     subscribed: HashSet<String>,
+    /// conversation id → what cached REST reads added to it.
+    completions: HashMap<String, Completion>,
+    /// Completions asked for (conversation id + wrap-up code id), asked once each.
+    asked: HashSet<(String, Option<String>)>,
 }
 
 impl Interactions {
@@ -244,6 +315,8 @@ impl Interactions {
             sessions: HashMap::new(),
             contexts: HashMap::new(),
             subscribed: HashSet::new(),
+            completions: HashMap::new(),
+            asked: HashSet::new(),
         }
     }
 
@@ -279,6 +352,49 @@ impl Interactions {
             // A full session mailbox: the session is being evicted as slow anyway.
             let _ = r.try_send(Deliver::Status(frame.clone()));
         }
+    }
+
+    /// Asks the upstream (once per conversation and wrap-up code) for what
+    /// the event left out, then fills it in and republishes.
+    fn ask_completion(&mut self, user_id: &str, i: &Interaction, ctx: &mut Context<Self>) {
+        let key = (i.conversation_id.clone(), i.wrapup_code_id.clone());
+        let Some(upstream) = self.upstream.clone() else {
+            return;
+        };
+        if !self.asked.insert(key) {
+            return;
+        }
+        let msg = CompleteInteraction {
+            conversation_id: i.conversation_id.clone(),
+            queue_id: i.queue.id.clone(),
+            wrapup_code_id: i.wrapup_code_id.clone(),
+            need_start: i.start_time.is_none(),
+        };
+        let user_id = user_id.to_string();
+        let conv = i.conversation_id.clone();
+        ctx.spawn(upstream.send(msg).into_actor(self).map(move |res, act, _| {
+            let Ok(c) = res else { return };
+            let known = act.completions.entry(conv.clone()).or_default();
+            if c.queue_name.is_some() {
+                known.queue_id.clone_from(&c.queue_id);
+                known.queue_name.clone_from(&c.queue_name);
+            }
+            if c.start_time.is_some() {
+                known.start_time.clone_from(&c.start_time);
+            }
+            if c.wrapup.is_some() {
+                known.wrapup.clone_from(&c.wrapup);
+            }
+            let known = known.clone();
+            let changed = act
+                .contexts
+                .get_mut(&user_id)
+                .and_then(|m| m.get_mut(&conv))
+                .is_some_and(|i| i.complete(&known));
+            if changed {
+                act.publish(&user_id);
+            }
+        }));
     }
 
     fn set_upstream_watch(&mut self, user_id: &str, watch: bool) {
@@ -377,17 +493,34 @@ impl Handler<Unwatch> for Interactions {
 impl Handler<ConversationSeen> for Interactions {
     type Result = ();
 
-    fn handle(&mut self, m: ConversationSeen, _: &mut Context<Self>) {
+    fn handle(&mut self, m: ConversationSeen, ctx: &mut Context<Self>) {
         if !self.subscribed.contains(&m.user_id) {
             return;
         }
+        let mut ask = None;
+        let interaction = m.interaction.map(|mut i| {
+            if let Some(c) = self.completions.get(&i.conversation_id) {
+                i.complete(c);
+            }
+            if i.incomplete() {
+                ask = Some(i.clone());
+            }
+            i
+        });
         let map = self.contexts.entry(m.user_id.clone()).or_default();
-        let changed = match m.interaction {
+        let changed = match interaction {
             Some(i) => map.insert(m.conversation_id.clone(), i.clone()).as_ref() != Some(&i),
-            None => map.remove(&m.conversation_id).is_some(),
+            None => {
+                self.completions.remove(&m.conversation_id);
+                self.asked.retain(|(c, _)| *c != m.conversation_id);
+                map.remove(&m.conversation_id).is_some()
+            }
         };
         if changed {
             self.publish(&m.user_id);
+        }
+        if let Some(i) = ask {
+            self.ask_completion(&m.user_id, &i, ctx);
         }
     }
 }
@@ -458,5 +591,53 @@ mod tests {
         let mut ended = conv.clone();
         ended["endTime"] = json!("2022-03-08T16:00:00.000Z");
         assert!(from_conversation("3ce84f47-4e65-4756-a815-67a2b32e58b8", &ended).is_none());
+    }
+
+    /// An event-shaped conversation (no queueName, startTime, ani or
+    /// wrapup.name) leaves those unknown; a completion fills them, never
+    /// overwriting what the event gave.
+    #[test]
+    fn event_shape_leaves_unknowns_until_completed() {
+        let conv = json!({
+            "id": "c-1", "externalTag": "CRM-1",
+            "participants": [
+                {"id": "p1", "purpose": "customer", "name": "Jo", "address": "tel:+15550000001",
+                 "emails": [{"id": "e1", "state": "connected", "direction": "inbound", "held": false}]},
+                {"id": "p2", "purpose": "agent", "userId": "u-1", "queueId": "q-1",
+                 "connectedTime": "2026-01-01T00:00:01.000Z", "wrapupRequired": true,
+                 "wrapup": {"code": "w-1", "durationSeconds": 20},
+                 "emails": [{"id": "e2", "state": "disconnected", "direction": "inbound", "held": false,
+                             "afterCallWork": {"state": "pending"}}]}
+            ]
+        });
+        let mut i = from_conversation("u-1", &conv).expect("agent is in it");
+        assert_eq!(i.media_type, "email");
+        assert!(i.after_call_work);
+        assert_eq!(i.customer.ani.as_deref(), Some("tel:+15550000001"));
+        assert_eq!(i.queue.name, None);
+        assert_eq!(i.start_time, None);
+        assert_eq!(i.wrapup_code, None);
+        assert_eq!(i.wrapup_code_id.as_deref(), Some("w-1"));
+        assert!(i.incomplete());
+        let c = Completion {
+            queue_id: Some("q-1".into()),
+            queue_name: Some("Billing".into()),
+            start_time: Some("2026-01-01T00:00:00.000Z".into()),
+            wrapup: Some(("w-1".into(), "Resolved".into())),
+        };
+        assert!(i.complete(&c));
+        assert_eq!(i.queue.name.as_deref(), Some("Billing"));
+        assert_eq!(i.wrapup_code.as_deref(), Some("Resolved"));
+        assert!(!i.incomplete());
+        assert!(!i.complete(&c), "nothing left to fill");
+        // A completion for another queue or code fills nothing.
+        let mut j = from_conversation("u-1", &conv).unwrap();
+        let other = Completion {
+            queue_id: Some("q-2".into()),
+            queue_name: Some("Other".into()),
+            start_time: None,
+            wrapup: Some(("w-2".into(), "Sale".into())),
+        };
+        assert!(!j.complete(&other));
     }
 }

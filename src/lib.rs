@@ -40,7 +40,7 @@ pub mod model;
 pub mod registry;
 pub mod session;
 pub mod shutdown;
-pub mod simulator;
+pub use genesys_sim as simulator;
 pub mod store;
 pub mod upstream;
 pub mod webhooks;

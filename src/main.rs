@@ -55,6 +55,10 @@ enum Command {
         /// Seed of the simulated org.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Send `modifiedDate` in the simulator's presence events (Genesys's
+        /// example leaves it out; benchmarks send it to time presence changes).
+        #[arg(long)]
+        sim_presence_modified_date: bool,
     },
     /// Serve a simulated Genesys Cloud org (real API paths + /sim control API).
     Simulate(SimConfig),
@@ -132,12 +136,14 @@ fn main() -> ExitCode {
             agents,
             churn,
             seed,
+            sim_presence_modified_date,
         } => {
             let sim_cfg = SimConfig {
                 listen: sim_listen,
                 agents,
                 seed,
                 churn,
+                presence_events_without_modified_date: !sim_presence_modified_date,
                 ..SimConfig::default()
             };
             if let Err(e) = sim_cfg.validate() {

@@ -209,8 +209,14 @@ pub struct PresenceState {
     pub definition_id: String,
     pub system_presence: SystemPresence,
     pub message: String,
-    /// Genesys's `modifiedDate`; orders presence updates for one user.
+    /// Genesys's `modifiedDate`; orders presence updates for one user. When
+    /// an event leaves it out (Genesys's own example does), the arrival time.
     pub modified: DateTime<Utc>,
+    /// True when `modified` is the arrival time (the event had no
+    /// `modifiedDate`): such a presence is ordered by arrival on the channel,
+    /// and a later REST read replaces it whatever its clock says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub arrival: bool,
 }
 
 /// A user's routing status as Genesys last reported it.

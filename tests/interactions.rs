@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use e2e::{client, get, post, Env};
 use futures_util::StreamExt;
-use presence_gateway::simulator::conversations::{offer, step_agent};
+use presence_gateway::simulator::conversations::{offer, step_agent, WRAPUP_CODES};
 use serde_json::{json, Value};
 
 type Ws = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
@@ -103,7 +103,18 @@ async fn conversation_lifecycle_reaches_the_desktop() {
     assert_eq!(i["externalTag"], c.external_tag.as_str());
     assert_eq!(i["customer"]["name"], c.customer_name.as_str());
     assert_eq!(i["state"], "connected");
-    assert!(i["queue"]["name"].is_string());
+    // Events carry no queue name or start time: they come from the
+    // directory and one cached REST read, in a later message.
+    let queue_name = env.sim.sim.inner.lock().org.queues[c.queue].name.clone();
+    let start = presence_gateway::model::iso(c.start);
+    let m = next_interaction(&mut ws, "queue name and start time", |m| {
+        m["interactions"][0]["startTime"].is_string()
+    })
+    .await;
+    let i = &m["interactions"][0];
+    assert_eq!(i["queue"]["name"], queue_name.as_str());
+    assert_eq!(i["startTime"], start.as_str());
+    assert_eq!(i["customer"]["ani"], c.ani.as_str(), "the event's address");
     // Step the conversation until it is in wrap-up (a voice call may hold first).
     let m = loop {
         step_agent(&mut env.sim.sim.inner.lock(), u);
@@ -114,6 +125,24 @@ async fn conversation_lifecycle_reaches_the_desktop() {
         }
     };
     assert_eq!(m["interactions"][0]["wrapupRequired"], true);
+    // The wrap-up code arrives as an id; its name comes from the cached
+    // GET /api/v2/routing/wrapupcodes.
+    let code = m["interactions"][0]["wrapupCodeId"].clone();
+    let name = WRAPUP_CODES
+        .iter()
+        .find(|(id, _)| code == *id)
+        .unwrap_or_else(|| panic!("wrap-up id {code}"))
+        .1;
+    let m = if m["interactions"][0]["wrapupCode"].is_null() {
+        next_interaction(&mut ws, "the wrap-up name", |m| {
+            m["interactions"][0]["wrapupCode"].is_string()
+        })
+        .await
+    } else {
+        m
+    };
+    assert_eq!(m["interactions"][0]["wrapupCode"], name);
+    assert_eq!(m["interactions"][0]["startTime"], start.as_str());
     step_agent(&mut env.sim.sim.inner.lock(), u);
     next_interaction(&mut ws, "the interaction gone", |m| {
         m["interactions"].as_array().is_some_and(|a| a.is_empty())

@@ -141,6 +141,8 @@ pub struct Upstream {
     pub(super) interactions: Option<Addr<crate::interactions::Interactions>>,
     /// `externalTag` searches: shared answers and callers waiting for one.
     pub(super) tag_cache: super::conversations::TagCache,
+    /// Wrap-up code names by id (`GET /api/v2/routing/wrapupcodes`).
+    pub(super) wrapup_cache: super::conversations::WrapupCache,
 }
 
 /// Writes in flight, shared with the socket readers (same arbiter).
@@ -181,6 +183,7 @@ impl Upstream {
             gap_since: None,
             interactions: None,
             tag_cache: Rc::default(),
+            wrapup_cache: Rc::default(),
         }
     }
 
@@ -198,6 +201,14 @@ impl Upstream {
     /// The REST client, for the write handlers.
     pub(super) fn rest_client(&self) -> Rest {
         self.rest()
+    }
+
+    /// The name of queue `id` from the last directory read.
+    pub(super) fn queue_name(&self, id: &str) -> Option<String> {
+        self.queues
+            .iter()
+            .find(|q| q.id == id)
+            .map(|q| q.name.clone())
     }
 
     pub(super) fn cfg_ref(&self) -> &UpstreamConfig {

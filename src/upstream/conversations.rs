@@ -18,7 +18,10 @@ use tokio::sync::oneshot;
 
 use super::actor::Upstream;
 use super::rest::{Lane, Rest, RestError};
-use crate::interactions::{from_conversation, ConversationsReset, Interaction, WatchConversations};
+use crate::interactions::{
+    from_conversation, CompleteInteraction, Completion, ConversationsReset, Interaction,
+    WatchConversations,
+};
 
 /// Shared `externalTag` answers.
 pub type TagCache = Rc<RefCell<HashMap<String, TagEntry>>>;
@@ -27,6 +30,44 @@ pub type TagCache = Rc<RefCell<HashMap<String, TagEntry>>>;
 pub enum TagEntry {
     Ready(Instant, Result<Value, String>),
     Pending(Vec<oneshot::Sender<Result<Value, String>>>),
+}
+
+/// Wrap-up code names by id, shared by every completion.
+pub type WrapupCache = Rc<RefCell<WrapupCodes>>;
+
+/// The org's wrap-up codes as last read.
+#[derive(Default)]
+pub struct WrapupCodes {
+    /// id → name.
+    pub names: HashMap<String, String>,
+    /// When the list was last read; an unknown id re-reads it at most once a minute.
+    pub read_at: Option<Instant>,
+}
+
+/// Shortest time between two reads of the wrap-up code list.
+const WRAPUP_REREAD: Duration = Duration::from_secs(60);
+
+/// Reads every page of `GET /api/v2/routing/wrapupcodes` (`WrapupCodeEntityListing`).
+async fn read_wrapup_codes(rest: &Rest) -> Result<HashMap<String, String>, RestError> {
+    let mut names = HashMap::new();
+    let mut page = 1;
+    loop {
+        let v: Value = rest
+            .get_json(
+                Lane::Reconcile,
+                &format!("/api/v2/routing/wrapupcodes?pageSize=500&pageNumber={page}"),
+            )
+            .await?;
+        for e in v["entities"].as_array().into_iter().flatten() {
+            if let (Some(id), Some(name)) = (e["id"].as_str(), e["name"].as_str()) {
+                names.insert(id.to_string(), name.to_string());
+            }
+        }
+        if page >= v["pageCount"].as_u64().unwrap_or(1) as usize {
+            return Ok(names);
+        }
+        page += 1;
+    }
 }
 
 /// The topic of an agent's conversations.
@@ -143,6 +184,67 @@ impl Handler<WatchConversations> for Upstream {
         } else if let Some(i) = self.shard_holding_extra(&topic) {
             self.remove_extra(i, &topic, ctx);
         }
+    }
+}
+
+impl Handler<CompleteInteraction> for Upstream {
+    type Result = ResponseActFuture<Self, Completion>;
+
+    /// Queue names from the directory (no request), wrap-up code names from
+    /// the cached list (read again at most once a minute for an unknown id),
+    /// the start time from one `GET /api/v2/conversations/{id}`; all on the
+    /// reconcile lane of the REST budget. What cannot be read stays `None`.
+    fn handle(&mut self, m: CompleteInteraction, _: &mut Context<Self>) -> Self::Result {
+        let queue_name = m.queue_id.as_deref().and_then(|q| self.queue_name(q));
+        let rest = self.rest_client();
+        let cache = self.wrapup_cache.clone();
+        Box::pin(
+            async move {
+                let mut out = Completion {
+                    queue_id: m.queue_id.clone(),
+                    queue_name,
+                    ..Completion::default()
+                };
+                if let Some(code) = &m.wrapup_code_id {
+                    let stale = {
+                        let c = cache.borrow();
+                        !c.names.contains_key(code)
+                            && c.read_at.is_none_or(|t| t.elapsed() >= WRAPUP_REREAD)
+                    };
+                    if stale {
+                        cache.borrow_mut().read_at = Some(Instant::now());
+                        match read_wrapup_codes(&rest).await {
+                            Ok(names) => cache.borrow_mut().names = names,
+                            Err(e) => tracing::warn!(error = %e, "reading wrap-up codes failed"),
+                        }
+                    }
+                    out.wrapup = cache
+                        .borrow()
+                        .names
+                        .get(code)
+                        .map(|n| (code.clone(), n.clone()));
+                }
+                if m.need_start || out.queue_name.is_none() {
+                    let path = format!("/api/v2/conversations/{}", m.conversation_id);
+                    match rest.get_json::<Value>(Lane::Reconcile, &path).await {
+                        Ok(conv) => {
+                            out.start_time = conv["startTime"].as_str().map(str::to_string);
+                            if out.queue_name.is_none() {
+                                out.queue_name = conv["participants"]
+                                    .as_array()
+                                    .into_iter()
+                                    .flatten()
+                                    .filter(|p| p["queueId"].as_str() == m.queue_id.as_deref())
+                                    .find_map(|p| p["queueName"].as_str().map(str::to_string));
+                            }
+                        }
+                        Err(e) => tracing::debug!(conversation = %m.conversation_id, error = %e, "reading a conversation failed"),
+                    }
+                }
+                out
+            }
+            .into_actor(self),
+        )
     }
 }
 

@@ -70,6 +70,8 @@ struct Page<T: serde::de::DeserializeOwned> {
     #[serde(default = "Vec::new", deserialize_with = "super::lenient::vec")]
     entities: Vec<T>,
     page_count: Option<usize>,
+    /// Listings without `pageCount` (e.g. `QueueMemberEntityListing`) page on this.
+    next_uri: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -89,9 +91,34 @@ struct GDefinition {
     deactivated: bool,
 }
 
+/// `QueueMember` (`GET /api/v2/routing/queues/{id}/members`). Whether `id`
+/// is the user's id or a membership's own id is open, so the user's id is
+/// taken from the documented `user.id` first; `joined: false` members are
+/// not active in the queue and are left out.
 #[derive(Deserialize)]
 struct GMember {
+    #[serde(default)]
     id: String,
+    user: Option<GMemberUser>,
+    joined: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct GMemberUser {
+    id: Option<String>,
+}
+
+impl GMember {
+    /// The member's user id: `user.id`, else `id`.
+    fn user_id(self) -> Option<String> {
+        if self.joined == Some(false) {
+            return None;
+        }
+        self.user
+            .and_then(|u| u.id)
+            .or(Some(self.id))
+            .filter(|id| !id.is_empty())
+    }
 }
 
 /// Normalises a presence as any REST surface or event spells it.
@@ -108,6 +135,7 @@ pub fn presence_state(
         system_presence: SystemPresence::parse(&def.system_presence)
             .unwrap_or(SystemPresence::Unknown),
         message: message.unwrap_or_default().to_string(),
+        arrival: modified.is_none(),
         modified: modified.unwrap_or_else(Utc::now),
     })
 }
@@ -264,18 +292,37 @@ async fn fill_missing(rest: &Rest, lane: Lane, users: &mut [UserRecord]) -> Resu
 
 /// The org's presence definitions, deactivated ones included (agents may
 /// still sit on one): the current API first, the legacy one as fallback.
+///
+/// Whether `deactivated=true` means "deactivated ones too" or "only
+/// deactivated ones" is open, so the active ones are read without it and
+/// the deactivated ones with it, merged by id: no reading loses either.
 pub async fn read_definitions(
     rest: &Rest,
     lane: Lane,
 ) -> Result<Vec<PresenceDefinition>, RestError> {
-    let current: Result<Page<GDefinition>, RestError> = rest
-        .get_json(
-            lane,
-            "/api/v2/presence/definitions?deactivated=true&localeCode=ALL",
-        )
+    let active: Result<Page<GDefinition>, RestError> = rest
+        .get_json(lane, "/api/v2/presence/definitions?localeCode=ALL")
         .await;
+    let current = match active {
+        Ok(p) => {
+            let more: Page<GDefinition> = rest
+                .get_json(
+                    lane,
+                    "/api/v2/presence/definitions?deactivated=true&localeCode=ALL",
+                )
+                .await?;
+            let mut all = p.entities;
+            for d in more.entities {
+                if !all.iter().any(|a| a.id.eq_ignore_ascii_case(&d.id)) {
+                    all.push(d);
+                }
+            }
+            Ok(all)
+        }
+        Err(e) => Err(e),
+    };
     let defs = match current {
-        Ok(p) => p.entities,
+        Ok(all) => all,
         Err(
             e @ RestError::Status {
                 status: 403 | 404, ..
@@ -358,11 +405,15 @@ pub async fn read_queues(
                     ),
                 )
                 .await?;
-            let count = p.page_count.unwrap_or(1);
-            for m in p.entities {
-                membership.entry(m.id).or_default().push(q.id.clone());
+            // QueueMemberEntityListing has no pageCount: follow nextUri.
+            let more = match p.page_count {
+                Some(count) => page < count,
+                None => p.next_uri.is_some() && !p.entities.is_empty(),
+            };
+            for user_id in p.entities.into_iter().filter_map(GMember::user_id) {
+                membership.entry(user_id).or_default().push(q.id.clone());
             }
-            if page >= count {
+            if !more {
                 break;
             }
             page += 1;

@@ -257,6 +257,7 @@ pub fn user(i: usize) -> UserRecord {
             system_presence: SystemPresence::Available,
             message: String::new(),
             modified: t(0),
+            arrival: false,
         }),
         routing: Some(RoutingState {
             status: RoutingStatus::OffQueue,
@@ -294,6 +295,7 @@ pub fn presence(user_id: &str, sp: SystemPresence, secs: i64) -> UpstreamEvent {
             system_presence: sp,
             message: String::new(),
             modified: t(secs),
+            arrival: false,
         },
         origin: Origin::Event,
     }
