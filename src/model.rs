@@ -184,6 +184,10 @@ pub struct Division {
 pub struct Queue {
     pub id: String,
     pub name: String,
+    /// The division that owns the queue (`division` of
+    /// `GET /api/v2/routing/queues`); `None` when Genesys left it out.
+    #[serde(default)]
+    pub division: Option<Division>,
 }
 
 /// One of the org's presence definitions: primary (one per system presence)

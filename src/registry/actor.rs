@@ -643,6 +643,19 @@ impl Handler<AgentIdsIn> for Registry {
     }
 }
 
+impl Handler<crate::queues::GetAgentFigures> for Registry {
+    type Result = MessageResult<crate::queues::GetAgentFigures>;
+
+    /// Member figures of every queue, from the map as it stands (changes
+    /// still waiting for their batch included).
+    fn handle(&mut self, _: crate::queues::GetAgentFigures, _: &mut Self::Context) -> Self::Result {
+        MessageResult(crate::queues::agent_figures(
+            self.dir.queues(),
+            self.dir.sorted().into_iter().map(|a| &**a),
+        ))
+    }
+}
+
 impl Handler<GetDefinitions> for Registry {
     type Result = Vec<PresenceDefinition>;
 

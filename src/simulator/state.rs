@@ -196,6 +196,8 @@ pub struct SimInner {
     pub socket_generation: u64,
     pub churn_rate: f64,
     pub next_tag: u64,
+    /// Customers waiting in queues (`super::queues`).
+    pub waiting: Vec<super::queues::SimWaiting>,
 }
 
 /// Most history records kept per user and kind; older ones are dropped.
@@ -314,6 +316,7 @@ impl SimInner {
             socket_generation: 0,
             churn_rate: 0.0,
             next_tag: 4711,
+            waiting: Vec::new(),
         }
     }
 

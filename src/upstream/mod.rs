@@ -20,6 +20,7 @@ pub mod auth;
 pub mod channel;
 pub mod conversations;
 pub mod directory;
+pub mod queue_observations;
 pub mod region;
 pub mod rest;
 pub mod topics;
