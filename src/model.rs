@@ -346,6 +346,9 @@ pub enum UpstreamEvent {
         user_id: String,
         queue_ids: Vec<String>,
     },
+    /// The queue list (ids, names, divisions) changed: read after the
+    /// first sync and on every directory refresh.
+    QueueList { queues: Vec<Queue> },
     /// Upstream health changed.
     Health(UpstreamHealth),
 }

@@ -66,6 +66,7 @@ fn example_is_the_defaults() {
         format!("{:?}", cfg.store),
         format!("{:?}", presence_gateway::store::StoreConfig::default())
     );
+    assert_eq!(cfg.board, presence_gateway::board::BoardConfig::default());
     let genesys = GenesysConfig {
         client_id: "x".into(),
         client_secret: "y".into(),

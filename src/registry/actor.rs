@@ -511,6 +511,7 @@ impl Registry {
                     self.push(c, ctx);
                 }
             }
+            UpstreamEvent::QueueList { queues } => self.dir.set_queues(queues),
             UpstreamEvent::Health(h) => {
                 let changed = h.state != self.health.state || h.detail != self.health.detail;
                 self.health = h;
