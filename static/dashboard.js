@@ -656,6 +656,7 @@ function tickLongest(root, now) {
 // ---- filters ----
 let optionsSig = '';
 let optionsDirty = true;
+let namesSeen = 0;
 function refreshFilterOptions() {
   optionsDirty = false;
   const divisions = new Map();
@@ -746,7 +747,8 @@ function frame() {
   if (queuesDirty) {
     queuesDirty = false;
     renderQueueSummary(Date.now());
-    optionsDirty = true;
+    // New queue names: the Queue filter's labels (a rescan only then).
+    if (client.queues.size !== namesSeen) { namesSeen = client.queues.size; optionsDirty = true; }
     if (view.group === 'queue') {
       for (const g of groups.values()) g.label = groupLabel(g.key);
       orderGroups();
