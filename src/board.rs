@@ -197,8 +197,10 @@ mod tests {
         let mut b = BoardConfig::default();
         b.desktop_presences.push("BREAK".into());
         assert!(b.validate().unwrap_err().contains("twice"));
-        let mut b = BoardConfig::default();
-        b.queue_observations_secs = 1;
+        let b = BoardConfig {
+            queue_observations_secs: 1,
+            ..BoardConfig::default()
+        };
         assert!(b
             .validate()
             .unwrap_err()

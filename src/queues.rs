@@ -213,6 +213,9 @@ pub struct UnwatchQueues {
     pub session_id: u64,
 }
 
+/// A session watching queue figures: its divisions (`None`: all) and mailbox.
+type Watcher = (Option<Arc<Vec<String>>>, Recipient<Deliver>);
+
 /// The queue hub: polls observations, recomputes figures, publishes.
 pub struct QueueHub {
     cfg: BoardConfig,
@@ -223,7 +226,7 @@ pub struct QueueHub {
     last: Option<Vec<QueueFigures>>,
     /// Queue ids seen in the last figures (what to observe).
     queue_ids: Vec<String>,
-    watchers: HashMap<u64, (Option<Arc<Vec<String>>>, Recipient<Deliver>)>,
+    watchers: HashMap<u64, Watcher>,
     polling: bool,
 }
 
