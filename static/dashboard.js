@@ -58,7 +58,7 @@ const view = {
   state: params.get('state') || '',
   division: params.get('division') || '',
   queue: params.get('queue') || '',
-  group: params.get('group') || (WALL ? 'presence' : ''),
+  group: params.has('group') ? params.get('group') : (WALL ? 'presence' : ''),
   sort: ['name', 'time', 'routing'].includes(params.get('sort')) ? params.get('sort') : 'name',
 };
 /** Collapsed group keys (`collapsed=` in the URL, comma-separated). */
@@ -1027,19 +1027,40 @@ showTheme();
 
 // ---- wallboard: no toolbar, large type, auto-paging ----
 const PAGE_MS = Math.max(3, Number(params.get('page_secs')) || 12) * 1000;
+/** Tops of the pages: each page starts at the first header or row the previous one cut. */
+function pageTops() {
+  const items = [];
+  for (const k of groupOrder) {
+    const g = groups.get(k);
+    if (g.head) items.push([g.y, g.y + g.head]);
+    for (let r = 0; r < g.rows; r++) { const y = g.y + g.head + r * ROW_H; items.push([y, y + TILE_H]); }
+  }
+  const tops = [0];
+  let limit = boardH;
+  for (const [top, bottom] of items) {
+    if (bottom > limit) {
+      const t = Math.max(0, top - GAP);
+      if (t <= tops[tops.length - 1]) continue; // taller than a page: never loops
+      tops.push(t);
+      limit = t + boardH;
+    }
+  }
+  return tops;
+}
+let pageIdx = 0;
 function pageTick() {
   if (!WALL || boardH < 50) return;
-  const pages = Math.max(1, Math.ceil((totalHeight - PAD) / (view.group ? boardH : Math.max(ROW_H, Math.floor(boardH / ROW_H) * ROW_H))));
+  const tops = pageTops();
   const ind = $('page-ind');
-  if (pages <= 1) { ind.hidden = true; if (board.scrollTop) { board.scrollTop = 0; scrollY = 0; schedule(); } return; }
-  // Pages end on a row boundary: no tile is cut at the top of a page.
-  const step = view.group ? boardH : Math.max(ROW_H, Math.floor(boardH / ROW_H) * ROW_H);
-  const cur = Math.round(board.scrollTop / step);
-  const next = (cur + 1) * step >= totalHeight - PAD ? 0 : cur + 1;
-  board.scrollTop = next * step;
+  if (tops.length <= 1) { ind.hidden = true; if (board.scrollTop) { board.scrollTop = 0; scrollY = 0; schedule(); } return; }
+  const next = (pageIdx + 1) % tops.length;
+  pageIdx = next;
+  // The last page may end short: room below it so its top can reach the top.
+  spacer.style.height = Math.max(totalHeight, tops[tops.length - 1] + boardH) + 'px';
+  board.scrollTop = tops[next];
   scrollY = board.scrollTop;
   ind.hidden = false;
-  ind.textContent = `Page ${next + 1} of ${pages}`;
+  ind.textContent = `Page ${next + 1} of ${tops.length}`;
   schedule();
 }
 if (WALL) {

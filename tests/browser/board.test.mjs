@@ -145,6 +145,17 @@ describe('the board supervisors ask for', () => {
     assert.equal(await page.evaluate(() => document.activeElement.dataset.id), first, 'focus back on the tile');
   });
 
+  /** At 1280×720 no presence label, routing badge or timer of an On Queue agent is cut off (the label and the badge have their own lines). */
+  test('nothing cut off at 1280x720', async () => {
+    const small = await newPage(browser, { width: 1280, height: 720 });
+    await small.goto(`${demo.gateway}/?state=ON_QUEUE`);
+    await eventually(async () => (await small.$$eval('.tile:not([hidden])', (els) => els.length)) > 5, { what: 'tiles' });
+    const cut = await small.$$eval('.tile:not([hidden])', (els) => els.flatMap((t) => [...t.querySelectorAll('.lb, .badge, .t, .rt')]
+      .filter((e) => e.scrollWidth > e.clientWidth + 1).map((e) => `${t.querySelector('.nm').textContent}: ${e.textContent}`)));
+    assert.deepEqual(cut, []);
+    await small.close();
+  });
+
   /** Click a tile: a dialog with state, queues, today's timeline and time per state; a supervisor's change reaches /sim/state. */
   test('agent detail with timeline, and a change from the board', async () => {
     const users = await simUsers(demo.simulator);
