@@ -144,7 +144,7 @@ impl BoardConfig {
 /// The board settings as pages read them (`GET /api/v1/board`):
 /// `{"presenceThresholdsSecs": {"BREAK": 900, …}, "routingThresholdsSecs":
 /// {…}, "alertSound": false, "desktopPresences": ["AVAILABLE", …],
-/// "queueFiguresMs": 1000}`.
+/// "queueFiguresMs": 1000, "caller": {"role", "divisions"}}`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct BoardJson<'a> {
@@ -153,16 +153,29 @@ struct BoardJson<'a> {
     alert_sound: bool,
     desktop_presences: &'a [String],
     queue_figures_ms: u64,
+    caller: Caller<'a>,
+}
+
+/// Who asked: `{"role": "viewer" | "supervisor" | "admin", "divisions":
+/// [ids] | null}` (`null`: every division).
+#[derive(Serialize)]
+struct Caller<'a> {
+    role: &'static str,
+    divisions: Option<&'a [String]>,
 }
 
 /// The answer of `GET /api/v1/board`: the `[board]` settings pages need.
-pub fn board_json(cfg: &BoardConfig) -> HttpResponse {
+pub fn board_json(cfg: &BoardConfig, caller: &crate::auth::Principal) -> HttpResponse {
     HttpResponse::Ok().json(BoardJson {
         presence_thresholds_secs: &cfg.presence_thresholds_secs,
         routing_thresholds_secs: &cfg.routing_thresholds_secs,
         alert_sound: cfg.alert_sound,
         desktop_presences: &cfg.desktop_presences,
         queue_figures_ms: cfg.queue_figures_ms,
+        caller: Caller {
+            role: caller.role.as_str(),
+            divisions: caller.divisions.as_deref().map(|d| d.as_slice()),
+        },
     })
 }
 

@@ -1146,6 +1146,8 @@ ensureAccess(baseUrl).then(async () => {
     Object.assign(thresholds.presence, body.presenceThresholdsSecs || {});
     Object.assign(thresholds.routing, body.routingThresholdsSecs || {});
     if (body.alertSound && params.get('sound') !== '0') alertSound = true;
+    // Presence changes are for supervisors (the write path says so too).
+    if (body.caller && body.caller.role === 'viewer') writesAllowed = false;
     applyThresholdOverrides();
   }).catch(() => { /* URL thresholds only */ });
   const queues = getJson(baseUrl, '/api/v1/queues').then(({ body }) => {

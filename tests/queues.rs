@@ -310,6 +310,10 @@ async fn scoped_callers_see_their_divisions_and_the_board() {
     let (status, board) = read("scoped-key", "/api/v1/board").await;
     assert_eq!(status, 200);
     assert_eq!(board["routingThresholdsSecs"]["NOT_RESPONDING"], 30);
+    assert_eq!(
+        board["caller"],
+        json!({"role": "viewer", "divisions": [div]})
+    );
     let offered: Vec<&str> = board["desktopPresences"]
         .as_array()
         .unwrap()
