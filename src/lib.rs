@@ -25,18 +25,24 @@
 //!   presence journal and webhook outbox in `store::journal`).
 //! - [`history`]: presence history and daily summaries (journal + Genesys analytics).
 //! - [`webhooks`]: signed, at-least-once webhook delivery from the outbox.
+//! - [`board`]: the `[board]` settings pages read (thresholds, desktop
+//!   presences, queue figure pacing).
+//! - [`queues`]: queues with names and live figures (agents by routing
+//!   status, customers waiting, longest wait) for `/api/v1/queues` and streams.
 //! - [`simulator`]: a faithful Genesys Cloud simulator (real paths plus the
 //!   `/sim` control API) for the demo, the tests and the benchmarks.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod auth;
+pub mod board;
 pub mod config;
 pub mod history;
 pub mod http;
 pub mod interactions;
 pub mod metrics;
 pub mod model;
+pub mod queues;
 pub mod registry;
 pub mod session;
 pub mod shutdown;

@@ -184,6 +184,10 @@ pub struct Division {
 pub struct Queue {
     pub id: String,
     pub name: String,
+    /// The division that owns the queue (`division` of
+    /// `GET /api/v2/routing/queues`); `None` when Genesys left it out.
+    #[serde(default)]
+    pub division: Option<Division>,
 }
 
 /// One of the org's presence definitions: primary (one per system presence)
@@ -348,6 +352,9 @@ pub enum UpstreamEvent {
         user_id: String,
         queue_ids: Vec<String>,
     },
+    /// The queue list (ids, names, divisions) changed: read after the
+    /// first sync and on every directory refresh.
+    QueueList { queues: Vec<Queue> },
     /// Upstream health changed.
     Health(UpstreamHealth),
 }

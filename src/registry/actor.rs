@@ -511,6 +511,7 @@ impl Registry {
                     self.push(c, ctx);
                 }
             }
+            UpstreamEvent::QueueList { queues } => self.dir.set_queues(queues),
             UpstreamEvent::Health(h) => {
                 let changed = h.state != self.health.state || h.detail != self.health.detail;
                 self.health = h;
@@ -640,6 +641,19 @@ impl Handler<AgentIdsIn> for Registry {
             .filter(|a| msg.divisions.contains(&a.division.id))
             .map(|a| a.id.clone())
             .collect()
+    }
+}
+
+impl Handler<crate::queues::GetAgentFigures> for Registry {
+    type Result = MessageResult<crate::queues::GetAgentFigures>;
+
+    /// Member figures of every queue, from the map as it stands (changes
+    /// still waiting for their batch included).
+    fn handle(&mut self, _: crate::queues::GetAgentFigures, _: &mut Self::Context) -> Self::Result {
+        MessageResult(crate::queues::agent_figures(
+            self.dir.queues(),
+            self.dir.sorted().into_iter().map(|a| &**a),
+        ))
     }
 }
 

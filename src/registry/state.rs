@@ -84,6 +84,12 @@ impl Directory {
         &self.definition_list
     }
 
+    /// Replaces the queue list (names and divisions); agents keep their
+    /// membership, which arrives as its own events.
+    pub fn set_queues(&mut self, queues: Vec<Queue>) {
+        self.queues = queues;
+    }
+
     /// The queues, as the upstream listed them.
     pub fn queues(&self) -> &[Queue] {
         &self.queues

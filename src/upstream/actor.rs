@@ -407,6 +407,9 @@ impl Upstream {
                                 (now != before).then(|| (u.clone(), now))
                             })
                             .collect();
+                        if act.queues != queues {
+                            act.emit(ctx, UpstreamEvent::QueueList { queues: queues.clone() });
+                        }
                         act.queues = queues;
                         act.membership = membership;
                         // The queue names ride on a sync-free path: each

@@ -63,6 +63,16 @@ pub struct GUser {
     pub routing_status: Option<GRouting>,
 }
 
+/// A queue of `GET /api/v2/routing/queues`: id, name and owning division.
+#[derive(Deserialize)]
+struct GQueue {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    name: String,
+    division: Option<GRef>,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Page<T: serde::de::DeserializeOwned> {
@@ -376,7 +386,7 @@ pub async fn read_queues(
     let mut queues = Vec::new();
     let mut page = 1;
     loop {
-        let p: Page<GRef> = rest
+        let p: Page<GQueue> = rest
             .get_json(
                 lane,
                 &format!("/api/v2/routing/queues?pageSize=500&pageNumber={page}"),
@@ -386,6 +396,10 @@ pub async fn read_queues(
         queues.extend(p.entities.into_iter().map(|q| Queue {
             id: q.id,
             name: q.name,
+            division: q.division.filter(|d| !d.id.is_empty()).map(|d| Division {
+                id: d.id,
+                name: d.name,
+            }),
         }));
         if page >= count {
             break;

@@ -281,6 +281,7 @@ pub fn sync(reason: SyncReason, users: Vec<UserRecord>) -> UpstreamEvent {
             .map(|q| Queue {
                 id: format!("q{q}"),
                 name: format!("Queue {q}"),
+                division: None,
             })
             .collect(),
     }

@@ -18,6 +18,7 @@ pub mod control;
 pub mod conversations;
 pub mod notifications;
 pub mod org;
+pub mod queues;
 pub mod spelling;
 pub mod state;
 pub mod users;
@@ -274,6 +275,7 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
     actix_web::rt::spawn(server);
     actix_web::rt::spawn(housekeeping(sim.clone()));
     actix_web::rt::spawn(conversations::churn_task(sim.clone()));
+    actix_web::rt::spawn(queues::arrivals_task(sim.clone()));
     tracing::info!(%addr, agents = cfg.agents, seed = cfg.seed, "simulator listening");
     Ok(SimHandle {
         addr,
@@ -289,6 +291,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/channels/{channel_id}",
             web::get().to(notifications::socket),
         )
+        .configure(queues::control)
         .service(control::scope())
         .service(
             web::scope("/api/v2")
@@ -296,6 +299,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(users::routes)
                 .configure(notifications::routes)
                 .configure(conversations::routes)
+                .configure(queues::routes)
                 .default_service(web::to(api::not_found)),
         );
 }

@@ -198,6 +198,8 @@ pub struct SimInner {
     pub next_tag: u64,
     /// Fidelity choices where the real API is open (set from the config).
     pub fidelity: crate::Fidelity,
+    /// Customers waiting in queues (`super::queues`).
+    pub waiting: Vec<super::queues::SimWaiting>,
 }
 
 /// Most history records kept per user and kind; older ones are dropped.
@@ -317,6 +319,7 @@ impl SimInner {
             churn_rate: 0.0,
             next_tag: 4711,
             fidelity: crate::Fidelity::default(),
+            waiting: Vec::new(),
         }
     }
 
