@@ -55,7 +55,7 @@ trap cleanup EXIT INT TERM
 # ---------------------------------------------------------------- gateway
 echo "== starting presence-gateway demo ($AGENTS agents)"
 "$BIN/presence-gateway" demo --listen 127.0.0.1:0 --sim-listen 127.0.0.1:0 \
-  --agents "$AGENTS" --churn 0 >"$OUT/gateway.stdout" 2>"$OUT/gateway.stderr" &
+  --agents "$AGENTS" --churn 0 --sim-presence-modified-date >"$OUT/gateway.stdout" 2>"$OUT/gateway.stderr" &
 GW_PID=$!
 PIDS+=("$GW_PID")
 for _ in $(seq 100); do

@@ -18,7 +18,7 @@ section "build"
 cargo build --locked --workspace || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 
 section "cargo test"
-cargo test --locked --no-fail-fast 2>&1 | tee "$logs/cargo.log"
+cargo test --locked --workspace --no-fail-fast 2>&1 | tee "$logs/cargo.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 p=$(grep -E '^test result:' "$logs/cargo.log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | paste -sd+ - | bc)
 f=$(grep -E '^test result:' "$logs/cargo.log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | paste -sd+ - | bc)

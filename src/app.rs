@@ -125,6 +125,7 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
     hub_ctx.run(Interactions::new(
         cfg.interactions.clone(),
         genesys.conversation_watch(),
+        genesys.interaction_completion(),
     ));
     state.interactions = Some(InteractionsState {
         hub,
@@ -139,6 +140,11 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
     });
     state.writes = Some(writes.clone());
     state.ops.upstream = Some(upstream_stats.clone());
+    state.board = Arc::new(cfg.board.clone());
+    state.queues = Some(
+        crate::queues::QueueHub::new(cfg.board.clone(), registry.clone(), Some(genesys.clone()))
+            .start(),
+    );
     actix_web::rt::spawn(crate::writes::lease_loop(writes, stop.clone()));
     let workers = match cfg.server.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),

@@ -357,7 +357,17 @@ impl JwtVerifier {
         let sub = c
             .get("sub")
             .and_then(|s| s.as_str())
-            .ok_or("JWT has no string `sub`")?;
+            .filter(|s| !s.trim().is_empty())
+            .ok_or("JWT has no non-empty string `sub`")?;
+        // RFC 7519 §4.1.4/§4.1.5: `exp` and `nbf` are NumericDates; a
+        // jsonwebtoken validation skips an `nbf` of another type.
+        for k in ["exp", "nbf", "iat"] {
+            if c.get(k).is_some_and(|v| !v.is_number()) {
+                return Err(format!(
+                    "JWT claim `{k}` must be a number (seconds since 1970)"
+                ));
+            }
+        }
         let role = c
             .get(&self.cfg.role_claim)
             .and_then(|s| s.as_str())
@@ -387,7 +397,10 @@ impl JwtVerifier {
                 ))
             }
         };
-        Ok(Principal::new(sub.to_owned(), role, divisions))
+        // `jwt:` keeps token subjects apart from API key names and from the
+        // gateway's own actors (`lease`, `anonymous@…`) in the audit log and
+        // in idempotency keys.
+        Ok(Principal::new(format!("jwt:{sub}"), role, divisions))
     }
 }
 
@@ -721,7 +734,7 @@ mod tests {
         )
         .unwrap();
         let p = v.verify(&tok).unwrap();
-        assert_eq!(p.name, "alice");
+        assert_eq!(p.name, "jwt:alice");
         assert_eq!(p.role, Role::Supervisor);
         assert!(p.sees("d1") && !p.sees("d2"));
         let bad = jsonwebtoken::encode(
@@ -779,6 +792,20 @@ mod tests {
             let e = v.verify(&hs_token(secret, head.clone(), c)).unwrap_err();
             assert!(e.contains(missing), "{missing}: {e}");
         }
+        let mut empty = good.clone();
+        empty["sub"] = serde_json::json!("");
+        assert!(v.verify(&hs_token(secret, head.clone(), empty)).is_err());
+        let mut text_nbf = good.clone();
+        text_nbf["nbf"] = serde_json::json!((now + 3600).to_string());
+        let e = v
+            .verify(&hs_token(secret, head.clone(), text_nbf))
+            .unwrap_err();
+        assert!(e.contains("nbf"), "{e}");
+        // Subjects never collide with API key names or the gateway's actors.
+        let p = v
+            .verify(&hs_token(secret, head.clone(), good.clone()))
+            .unwrap();
+        assert_eq!(p.name, "jwt:a");
         let crit =
             serde_json::json!({"alg": "HS256", "typ": "JWT", "crit": ["exp-ext"], "exp-ext": 1});
         let e = v.verify(&hs_token(secret, crit, good)).unwrap_err();

@@ -113,6 +113,8 @@ pub struct Config {
     pub history: HistoryConfig,
     /// Webhook subscribers (`[[webhooks]]`).
     pub webhooks: Vec<WebhookConfig>,
+    /// Dashboard thresholds, desktop presences and queue figures (`[board]`).
+    pub board: crate::board::BoardConfig,
 }
 
 /// A configuration problem, worded for the operator.
@@ -234,6 +236,7 @@ impl Config {
             ));
         }
         self.history.validate()?;
+        self.board.validate()?;
         crate::webhooks::validate_all(&self.webhooks)?;
         if self.log.format != "text" && self.log.format != "json" {
             return Err(format!(

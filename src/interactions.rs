@@ -17,8 +17,10 @@ use actix::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::genesys::conversations::WatchConversations;
-pub use crate::model::{ConversationSeen, ConversationsReset, Customer, Interaction, QueueRef};
+use crate::genesys::conversations::{CompleteInteraction, WatchConversations};
+pub use crate::model::{
+    Completion, ConversationSeen, ConversationsReset, Customer, Interaction, QueueRef,
+};
 use crate::registry::{Deliver, Frame};
 
 /// Interaction settings (`[interactions]`).
@@ -89,6 +91,9 @@ pub struct Interactions {
     cfg: InteractionsConfig,
     /// The upstream, asked to subscribe or release conversation topics.
     upstream: Recipient<WatchConversations>,
+    /// The upstream, asked for what events leave out of an interaction
+    /// (queue name, wrap-up code name, start time) from cached REST reads.
+    completer: Recipient<CompleteInteraction>,
     /// agent → sessions watching it.
     watchers: HashMap<String, HashMap<u64, Recipient<Deliver>>>,
     /// session → agents it watches.
@@ -97,20 +102,32 @@ pub struct Interactions {
     contexts: HashMap<String, BTreeMap<String, Interaction>>,
     /// Agents whose topic is subscribed upstream.
     subscribed: HashSet<String>,
+    /// conversation id → what cached REST reads added to it.
+    completions: HashMap<String, Completion>,
+    /// Completions asked for (conversation id + wrap-up code id), asked once each.
+    asked: HashSet<(String, Option<String>)>,
 }
 
 impl Interactions {
     /// A hub that asks `upstream` (the Genesys floor) to watch agents'
-    /// conversations. Start it with the upstream's conversation sink
+    /// conversations and `completer` (the same floor) to complete what
+    /// events leave out. Start it with the upstream's conversation sink
     /// pointing at its address (`app` does, via `Context::new`).
-    pub fn new(cfg: InteractionsConfig, upstream: Recipient<WatchConversations>) -> Interactions {
+    pub fn new(
+        cfg: InteractionsConfig,
+        upstream: Recipient<WatchConversations>,
+        completer: Recipient<CompleteInteraction>,
+    ) -> Interactions {
         Interactions {
             cfg,
             upstream,
+            completer,
             watchers: HashMap::new(),
             sessions: HashMap::new(),
             contexts: HashMap::new(),
             subscribed: HashSet::new(),
+            completions: HashMap::new(),
+            asked: HashSet::new(),
         }
     }
 
@@ -144,6 +161,51 @@ impl Interactions {
             // A full session mailbox: the session is being evicted as slow anyway.
             let _ = r.try_send(Deliver::Interaction(frame.clone()));
         }
+    }
+
+    /// Asks the upstream (once per conversation and wrap-up code) for what
+    /// the event left out, then fills it in and republishes.
+    fn ask_completion(&mut self, user_id: &str, i: &Interaction, ctx: &mut Context<Self>) {
+        let key = (i.conversation_id.clone(), i.wrapup_code_id.clone());
+        if !self.asked.insert(key) {
+            return;
+        }
+        let msg = CompleteInteraction {
+            conversation_id: i.conversation_id.clone(),
+            queue_id: i.queue.id.clone(),
+            wrapup_code_id: i.wrapup_code_id.clone(),
+            need_start: i.start_time.is_none(),
+        };
+        let user_id = user_id.to_string();
+        let conv = i.conversation_id.clone();
+        ctx.spawn(
+            self.completer
+                .send(msg)
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    let Ok(c) = res else { return };
+                    let known = act.completions.entry(conv.clone()).or_default();
+                    if c.queue_name.is_some() {
+                        known.queue_id.clone_from(&c.queue_id);
+                        known.queue_name.clone_from(&c.queue_name);
+                    }
+                    if c.start_time.is_some() {
+                        known.start_time.clone_from(&c.start_time);
+                    }
+                    if c.wrapup.is_some() {
+                        known.wrapup.clone_from(&c.wrapup);
+                    }
+                    let known = known.clone();
+                    let changed = act
+                        .contexts
+                        .get_mut(&user_id)
+                        .and_then(|m| m.get_mut(&conv))
+                        .is_some_and(|i| i.complete(&known));
+                    if changed {
+                        act.publish(&user_id);
+                    }
+                }),
+        );
     }
 
     fn set_upstream_watch(&mut self, user_id: &str, watch: bool) {
@@ -230,17 +292,34 @@ impl Handler<Unwatch> for Interactions {
 impl Handler<ConversationSeen> for Interactions {
     type Result = ();
 
-    fn handle(&mut self, m: ConversationSeen, _: &mut Context<Self>) {
+    fn handle(&mut self, m: ConversationSeen, ctx: &mut Context<Self>) {
         if !self.subscribed.contains(&m.user_id) {
             return;
         }
+        let mut ask = None;
+        let interaction = m.interaction.map(|mut i| {
+            if let Some(c) = self.completions.get(&i.conversation_id) {
+                i.complete(c);
+            }
+            if i.incomplete() {
+                ask = Some(i.clone());
+            }
+            i
+        });
         let map = self.contexts.entry(m.user_id.clone()).or_default();
-        let changed = match m.interaction {
+        let changed = match interaction {
             Some(i) => map.insert(m.conversation_id.clone(), i.clone()).as_ref() != Some(&i),
-            None => map.remove(&m.conversation_id).is_some(),
+            None => {
+                self.completions.remove(&m.conversation_id);
+                self.asked.retain(|(c, _)| *c != m.conversation_id);
+                map.remove(&m.conversation_id).is_some()
+            }
         };
         if changed {
             self.publish(&m.user_id);
+        }
+        if let Some(i) = ask {
+            self.ask_completion(&m.user_id, &i, ctx);
         }
     }
 }
@@ -299,6 +378,13 @@ mod tests {
         }
     }
 
+    impl Handler<CompleteInteraction> for UpstreamProbe {
+        type Result = MessageResult<CompleteInteraction>;
+        fn handle(&mut self, _: CompleteInteraction, _: &mut Context<Self>) -> Self::Result {
+            MessageResult(Completion::default())
+        }
+    }
+
     /// A session that ignores what it is sent.
     struct Session;
 
@@ -337,7 +423,8 @@ mod tests {
                 release_grace_secs: 60,
                 ..InteractionsConfig::default()
             };
-            let hub = Interactions::new(cfg, upstream.recipient()).start();
+            let hub =
+                Interactions::new(cfg, upstream.clone().recipient(), upstream.recipient()).start();
             let session = Session.start().recipient();
             let watch = |id| Watch {
                 session_id: id,

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! src/                    layers, bottom up; an arrow may only point down
-//!   model.rs              leaf: normalised vocabulary, UpstreamEvent, Interaction, conversation events
+//!   model.rs              leaf: normalised vocabulary, UpstreamEvent, Interaction + Completion, conversation events
 //!   telemetry.rs          leaf: metric names, histograms, webhook outcome counters
 //!   validate.rs           leaf: check_range for every config section
 //!   genesys/              the floor: the only code that speaks Genesys (imports leaves only)
@@ -17,15 +17,19 @@
 //!     actor.rs            the Upstream actor: state machine, shards, sync loop, handover, health
 //!     auth.rs             client-credentials token, renewal, single flight
 //!     rest.rs             the REST budget and lanes, Retry-After, retries, circuit breaker
-//!     directory.rs        users, presence, routing status, definitions, queues → model
+//!     directory.rs        users, presence, routing status, definitions, queues, members → model
+//!     lenient.rs          tolerant JSON: lone surrogates repaired, bad records skipped and counted
 //!     topics.rs           the topic planner
 //!     channel.rs          notification channels: create/subscribe/connect, socket reader, watchdog
-//!     conversations.rs    conversation topics and reads, from_conversation → model::Interaction
+//!     conversations.rs    conversation topics and reads, from_conversation → model::Interaction,
+//!                         CompleteInteraction (queue names, wrap-up code names, start time)
+//!     queue_observations.rs  customers waiting and longest wait per queue (analytics, lowest lane)
+//!     handle.rs           Genesys: the one handle the layers above use
 //!     analytics.rs        presence/routing history from Genesys analytics
 //!     writes.rs           presence writes (single and bulk) on the top lane
 //!     region.rs           the 17 regions
 //!   protocol/             every message clients see, built once (above model only)
-//!     encode.rs           Frame, Batch, snapshot/delta/status/error/interaction/close frames, coalescing
+//!     encode.rs           Frame, Batch, snapshot/delta/status/error/interaction/queues/close frames, coalescing
 //!     agent.rs            AgentView, Change and its wire encoding
 //!     counts.rs           live counts and their JSON
 //!     filter.rs           client filters and resume cursors
@@ -38,7 +42,8 @@
 //!     mod.rs              audit log, idempotency keys, leases, CommitWrite (one write, one transaction)
 //!     journal.rs          presence journal and webhook outbox (subscribers via OutboxRouting)
 //!   auth.rs               credentials, roles, tickets, origins, division scope, AuthError (no actix-web)
-//!   interactions.rs       the interaction hub: who watches which agent, reference-counted topics
+//!   interactions.rs       the interaction hub: who watches which agent, reference-counted topics,
+//!                         completion of what events leave out
 //!   session/              one actor per stream client
 //!     actor.rs            subscribe, deliver, pump, close
 //!     outbox.rs           byte-bounded queue, per-agent coalescing
@@ -50,6 +55,8 @@
 //!   writes.rs             guarded presence writes, leases, audit queries; WriteError (no actix-web)
 //!   history.rs            history pages and daily summaries from journal + analytics; HistoryError
 //!   webhooks.rs           signed at-least-once delivery from the outbox; Webhooks implements OutboxRouting
+//!   queues.rs             the queue hub: member figures from the registry + Genesys observations, `queues` messages
+//!   board.rs              `[board]` settings: thresholds, desktop presences, queue figure pacing
 //!   http/                 the HTTP API: thin handlers, one ApiError
 //!     mod.rs              AppState, server start
 //!     table.rs            the one route table: route → handler → role, scope rule, part; route policy
@@ -60,6 +67,7 @@
 //!     history.rs          history and summary
 //!     webhooks.rs         webhook list, replay, dead letters
 //!     interactions.rs     interaction reads and stream watching
+//!     queues.rs           queue figures and board settings
 //!     metrics.rs          /metrics: gathers counters, renders Prometheus text
 //!     extract.rs          extractor errors as JSON
 //!     assets.rs           the static pages, compiled in
@@ -67,7 +75,7 @@
 //!   config.rs             the whole configuration: file + env overrides + validate
 //!   app.rs                wiring: store, registry, genesys + hub, writes, journal, features, HTTP
 //!   main.rs               commands (serve, check-config, demo, simulate); exit 64
-//!   simulator/            the fake Genesys org (moving to crates/genesys-sim)
+//! crates/genesys-sim/     the fake Genesys org (real paths + /sim control API), re-exported as `simulator`
 //! crates/loadgen/         the benchmark load generator (its own workspace member)
 //! tests/                  integration tests; common/ (wait_until, client), support/, e2e/,
 //!                         architecture.rs (layering), browser/, sdk/
@@ -76,6 +84,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod board;
 pub mod config;
 pub mod genesys;
 pub mod history;
@@ -83,10 +92,11 @@ pub mod http;
 pub mod interactions;
 pub mod model;
 pub mod protocol;
+pub mod queues;
 pub mod registry;
 pub mod session;
 pub mod shutdown;
-pub mod simulator;
+pub use genesys_sim as simulator;
 pub mod store;
 pub mod telemetry;
 pub mod validate;

@@ -55,6 +55,10 @@ enum Command {
         /// Seed of the simulated org.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Send `modifiedDate` in the simulator's presence events (Genesys's
+        /// example leaves it out; benchmarks send it to time presence changes).
+        #[arg(long)]
+        sim_presence_modified_date: bool,
     },
     /// Serve a simulated Genesys Cloud org (real API paths + /sim control API).
     Simulate(SimConfig),
@@ -115,8 +119,9 @@ fn main() -> ExitCode {
             let grace = std::time::Duration::from_secs(cfg.server.drain_secs);
             run(async move {
                 let gw = app::start(cfg).await?;
+                let signal = shutdown_signal();
                 println!("READY gateway={}", gw.base_url());
-                wait_for_signal().await;
+                signal.await;
                 // The drain bounds itself; this is the backstop.
                 if tokio::time::timeout(grace, gw.shutdown()).await.is_err() {
                     tracing::warn!("drain overran server.drain_secs; stopping now");
@@ -131,12 +136,14 @@ fn main() -> ExitCode {
             agents,
             churn,
             seed,
+            sim_presence_modified_date,
         } => {
             let sim_cfg = SimConfig {
                 listen: sim_listen,
                 agents,
                 seed,
                 churn,
+                presence_events_without_modified_date: !sim_presence_modified_date,
                 ..SimConfig::default()
             };
             if let Err(e) = sim_cfg.validate() {
@@ -163,6 +170,7 @@ fn main() -> ExitCode {
                     .join(format!("presence-gateway-demo-{}.db", listen.port()));
                 cfg.validate().map_err(anyhow::Error::msg)?;
                 let gw = app::start(cfg).await?;
+                let signal = shutdown_signal();
                 println!(
                     "READY gateway={} simulator={}",
                     gw.base_url(),
@@ -177,7 +185,7 @@ fn main() -> ExitCode {
                     "Simulator:     {}/sim/state   (Ctrl-C stops)",
                     sim.base_url()
                 );
-                wait_for_signal().await;
+                signal.await;
                 gw.shutdown().await;
                 sim.stop().await;
                 Ok(())
@@ -190,8 +198,9 @@ fn main() -> ExitCode {
             init_tracing(log_format.as_deref().unwrap_or("text"), "info");
             run(async move {
                 let handle = simulator::start(cfg).await?;
+                let signal = shutdown_signal();
                 println!("READY simulator={}", handle.base_url());
-                wait_for_signal().await;
+                signal.await;
                 handle.stop().await;
                 Ok(())
             })
@@ -199,26 +208,35 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn wait_for_signal() {
+/// Registers the SIGINT and SIGTERM handlers now, so that a signal sent
+/// right after the `READY` line is not lost, and returns a future that
+/// resolves on either. Call it inside the runtime, before printing `READY`.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        async fn recv(s: Option<Signal>) {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
                 }
+                None => std::future::pending().await,
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+        }
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            tokio::select! {
+                _ = recv(term) => {}
+                _ = recv(int) => {}
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

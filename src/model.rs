@@ -184,6 +184,10 @@ pub struct Division {
 pub struct Queue {
     pub id: String,
     pub name: String,
+    /// The division that owns the queue (`division` of
+    /// `GET /api/v2/routing/queues`); `None` when Genesys left it out.
+    #[serde(default)]
+    pub division: Option<Division>,
 }
 
 /// One of the org's presence definitions: primary (one per system presence)
@@ -209,8 +213,14 @@ pub struct PresenceState {
     pub definition_id: String,
     pub system_presence: SystemPresence,
     pub message: String,
-    /// Genesys's `modifiedDate`; orders presence updates for one user.
+    /// Genesys's `modifiedDate`; orders presence updates for one user. When
+    /// an event leaves it out (Genesys's own example does), the arrival time.
     pub modified: DateTime<Utc>,
+    /// True when `modified` is the arrival time (the event had no
+    /// `modifiedDate`): such a presence is ordered by arrival on the channel,
+    /// and a later REST read replaces it whatever its clock says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub arrival: bool,
 }
 
 /// A user's routing status as Genesys last reported it.
@@ -342,6 +352,9 @@ pub enum UpstreamEvent {
         user_id: String,
         queue_ids: Vec<String>,
     },
+    /// The queue list (ids, names, divisions) changed: read after the
+    /// first sync and on every directory refresh.
+    QueueList { queues: Vec<Queue> },
     /// Upstream health changed.
     Health(UpstreamHealth),
 }
@@ -381,11 +394,63 @@ pub struct Interaction {
     pub held: bool,
     pub muted: bool,
     pub wrapup_required: bool,
+    /// The wrap-up code's **name** ("Resolved"), read from
+    /// `GET /api/v2/routing/wrapupcodes` (cached); null until known.
     pub wrapup_code: Option<String>,
+    /// The wrap-up code's id, as Genesys sends it in `wrapup.code`.
+    pub wrapup_code_id: Option<String>,
     /// In after-call work (agent leg disconnected, wrap-up pending).
     pub after_call_work: bool,
+    /// When the conversation started (ISO-8601). Events do not carry it: it
+    /// comes from a cached `GET /api/v2/conversations/{id}`; null until known.
     pub start_time: Option<String>,
+    /// When the agent's leg connected (ISO-8601), as events carry it.
     pub connected_time: Option<String>,
+}
+
+impl Interaction {
+    /// Whether a field events leave out is still unknown (queue name, start
+    /// time, or the name of a wrap-up code whose id is known).
+    pub fn incomplete(&self) -> bool {
+        (self.queue.name.is_none() && self.queue.id.is_some())
+            || self.start_time.is_none()
+            || (self.wrapup_code.is_none() && self.wrapup_code_id.is_some())
+    }
+
+    /// Fills the fields still unknown from `c`; never overwrites what the
+    /// event or REST read gave. Returns whether anything changed.
+    pub fn complete(&mut self, c: &Completion) -> bool {
+        let before = self.clone();
+        if self.queue.name.is_none() && self.queue.id.is_some() && self.queue.id == c.queue_id {
+            self.queue.name.clone_from(&c.queue_name);
+        }
+        if self.start_time.is_none() {
+            self.start_time.clone_from(&c.start_time);
+        }
+        if self.wrapup_code.is_none() {
+            if let Some((id, name)) = &c.wrapup {
+                if self.wrapup_code_id.as_deref() == Some(id.as_str()) {
+                    self.wrapup_code = Some(name.clone());
+                }
+            }
+        }
+        *self != before
+    }
+}
+
+/// What cached REST reads add to an interaction built from an event
+/// (the Genesys floor answers `genesys::conversations::CompleteInteraction`
+/// with it; the interaction hub applies it with [`Interaction::complete`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Completion {
+    /// The queue `queue_name` belongs to.
+    pub queue_id: Option<String>,
+    /// From the directory's queue list (`GET /api/v2/routing/queues`).
+    pub queue_name: Option<String>,
+    /// The conversation's `startTime` (`GET /api/v2/conversations/{id}`).
+    pub start_time: Option<String>,
+    /// A wrap-up code (id, name) from `GET /api/v2/routing/wrapupcodes`.
+    pub wrapup: Option<(String, String)>,
 }
 
 /// Upstream → interaction hub: a conversation event (or REST read) for an agent.

@@ -51,6 +51,10 @@ pub mod names {
     pub const UPSTREAM_EVENTS: &str = "presence_gateway_upstream_events_total";
     /// Upstream errors (5xx, timeouts, refused).
     pub const UPSTREAM_ERRORS: &str = "presence_gateway_upstream_errors_total";
+    /// Genesys records skipped because they did not parse.
+    pub const RECORDS_SKIPPED: &str = "presence_gateway_upstream_records_skipped_total";
+    /// Lone UTF-16 surrogate escapes in Genesys JSON rewritten as U+FFFD.
+    pub const SURROGATES_REPAIRED: &str = "presence_gateway_upstream_surrogates_repaired_total";
     /// OAuth token fetches.
     pub const TOKEN_FETCHES: &str = "presence_gateway_upstream_token_fetches_total";
     /// Webhook deliveries, label `outcome` (`delivered` | `retried` | `failed`).

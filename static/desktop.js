@@ -179,10 +179,15 @@ function tick() {
   updateFreshness();
 }
 
+/** System presences an agent may choose (`[board] desktop_presences`, GET /api/v1/board); null until read. */
+let offered = null;
+const DEFAULT_OFFERED = SYS_ORDER.filter((k) => k !== 'IDLE' && k !== 'OFFLINE');
+
 function renderChoices() {
   const box = $('choices');
   box.innerHTML = '';
-  const active = definitions.filter((d) => !d.deactivated);
+  const allowed = offered || DEFAULT_OFFERED;
+  const active = definitions.filter((d) => !d.deactivated && allowed.includes(d.systemPresence));
   active.sort((x, y) => (SYS_ORDER.indexOf(x.systemPresence) - SYS_ORDER.indexOf(y.systemPresence)) || ((y.primary !== false) - (x.primary !== false)) || x.label.localeCompare(y.label));
   for (const d of active) {
     const lab = document.createElement('label');
@@ -305,10 +310,13 @@ if (!agentId) {
   // agent itself: an unknown id gets words, not presence choices.
   ensureAccess(baseUrl).then(async () => {
     const defs = fetchPresenceDefinitions(baseUrl);
+    const board = getJson(baseUrl, '/api/v1/board')
+      .then(({ body }) => { if (Array.isArray(body.desktopPresences)) offered = body.desktopPresences; })
+      .catch(() => { /* the default list stands in */ });
     await loadAgent();
     if (noAgent) return;
     client.start();
-    defs.then((d) => { definitions = d; renderChoices(); renderMe(); })
+    Promise.all([defs, board]).then(([d]) => { definitions = d; renderChoices(); renderMe(); })
       .catch((e) => showResult('err', `Could not load the presence choices (${e.message}).`));
   });
   setInterval(tick, 1000);

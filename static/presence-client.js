@@ -131,6 +131,9 @@ function buildQuery(filter, extra) {
  *        `msg.removed` (if any) were deleted; the map is already updated
  * @param {(status: object) => void} [opts.onStatus]   upstream `status` message
  * @param {(msg: object) => void} [opts.onInteraction] `interaction` message
+ * @param {(msg: object) => void} [opts.onQueues] `queues` message (asked for with `filter: {queues: true}`):
+ *   `{observedAt, observations, queues: [{id, name, division, members, onQueue, idle, interacting,
+ *   communicating, notResponding, offQueue, waiting, longestWaitMs, media}]}` (docs/protocol.md §10)
  * @param {(state: string, info: object) => void} [opts.onConnectionChange]
  *        'connecting' | 'open' | 'reconnecting' | 'closed'; info has attempt, retryInMs, reason
  * @param {object} [opts.backoff] {initialMs, maxMs, factor}
@@ -151,6 +154,7 @@ export function createPresenceClient(opts = {}) {
     delta: opts.onDelta || noop,
     status: opts.onStatus || noop,
     interaction: opts.onInteraction || noop,
+    queues: opts.onQueues || noop,
     connection: opts.onConnectionChange || noop,
   };
 
@@ -171,8 +175,10 @@ export function createPresenceClient(opts = {}) {
     status: null,
     /** The server's `counts`: whole from the last snapshot, patched by each delta; null until sent. */
     serverCounts: null,
-    /** `queues` [{id,name}] from the last snapshot that carried them. */
+    /** queueId → name, from the last `queues` message (or a snapshot that carried them). */
     queues: new Map(),
+    /** The last `queues` message (live queue figures), with `receivedAt`; null until one came. */
+    queueFigures: null,
     hasSnapshot: false,
     /**
      * false while the gateway says it has not read the directory from
@@ -233,7 +239,7 @@ export function createPresenceClient(opts = {}) {
         if (msg && typeof msg === 'object' && !msg.type && e.type !== 'message') msg.type = e.type;
         handle(msg, e.lastEventId);
       };
-      for (const t of ['snapshot', 'delta', 'status', 'interaction', 'message']) es.addEventListener(t, handler);
+      for (const t of ['snapshot', 'delta', 'status', 'interaction', 'queues', 'message']) es.addEventListener(t, handler);
       es.onopen = () => { if (source === es) onOpen(); };
       // EventSource would reconnect by itself (sending Last-Event-ID), but not
       // after an HTTP error and never with backoff: close and retry ourselves.
@@ -308,8 +314,19 @@ export function createPresenceClient(opts = {}) {
         if (msg.agentId) interactions.set(msg.agentId, Array.isArray(msg.interactions) ? msg.interactions : []);
         return cb.interaction(msg);
       }
+      case 'queues':
+        if (Array.isArray(msg.queues)) {
+          noteQueueNames(msg.queues);
+          state.queueFigures = { ...msg, receivedAt: Date.now() };
+          return cb.queues(state.queueFigures);
+        }
+        return undefined;
       default: return undefined; // unknown types are ignored (contract: extend, don't break)
     }
+  }
+
+  function noteQueueNames(list) {
+    for (const q of list) if (q && q.id && q.name) state.queues.set(q.id, q.name);
   }
 
   function applySnapshot(msg, eventId) {
@@ -415,6 +432,10 @@ export function createPresenceClient(opts = {}) {
     get status() { return state.status; },
     get serverCounts() { return state.serverCounts; },
     get queues() { return state.queues; },
+    /** The last `queues` message ({observedAt, queues: [...], receivedAt}), null until one came. */
+    get queueFigures() { return state.queueFigures; },
+    /** Adds queue names (e.g. from `GET /api/v1/queues`) to `queues`. */
+    noteQueueNames,
     get hasSnapshot() { return state.hasSnapshot; },
     /** The gateway's `synced` (false: directory not read from Genesys Cloud yet), null until reported. */
     get synced() { return state.synced; },

@@ -66,6 +66,7 @@ fn example_is_the_defaults() {
         format!("{:?}", cfg.store),
         format!("{:?}", presence_gateway::store::StoreConfig::default())
     );
+    assert_eq!(cfg.board, presence_gateway::board::BoardConfig::default());
     let genesys = GenesysConfig {
         client_id: "x".into(),
         client_secret: "y".into(),
@@ -262,6 +263,21 @@ fn check_config_refuses_a_broken_file() {
         ),
         ("range", "[session]\noutbox_bytes = 1\n", "outbox_bytes"),
         ("region", "[genesys]\nregion = \"mars-north-1\"\n", "region"),
+        (
+            "board-status",
+            "[board]\nrouting_thresholds_secs = { SLEEPING = 5 }\n",
+            "routing_thresholds_secs",
+        ),
+        (
+            "board-desktop",
+            "[board]\ndesktop_presences = []\n",
+            "desktop_presences",
+        ),
+        (
+            "board-poll",
+            "[board]\nqueue_observations_secs = 0\n",
+            "queue_observations_secs",
+        ),
     ] {
         let file = TempConfig::new(name, text);
         let out = run(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use e2e::{client, get, post, Env};
 use futures_util::StreamExt;
-use presence_gateway::simulator::conversations::{offer, step_agent};
+use presence_gateway::simulator::conversations::{offer, step_agent, WRAPUP_CODES};
 use serde_json::{json, Value};
 
 type Ws = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
@@ -103,7 +103,18 @@ async fn conversation_lifecycle_reaches_the_desktop() {
     assert_eq!(i["externalTag"], c.external_tag.as_str());
     assert_eq!(i["customer"]["name"], c.customer_name.as_str());
     assert_eq!(i["state"], "connected");
-    assert!(i["queue"]["name"].is_string());
+    // Events carry no queue name or start time: they come from the
+    // directory and one cached REST read, in a later message.
+    let queue_name = env.sim.sim.inner.lock().org.queues[c.queue].name.clone();
+    let start = presence_gateway::model::iso(c.start);
+    let m = next_interaction(&mut ws, "queue name and start time", |m| {
+        m["interactions"][0]["startTime"].is_string()
+    })
+    .await;
+    let i = &m["interactions"][0];
+    assert_eq!(i["queue"]["name"], queue_name.as_str());
+    assert_eq!(i["startTime"], start.as_str());
+    assert_eq!(i["customer"]["ani"], c.ani.as_str(), "the event's address");
     // Step the conversation until it is in wrap-up (a voice call may hold first).
     let m = loop {
         step_agent(&mut env.sim.sim.inner.lock(), u);
@@ -114,6 +125,24 @@ async fn conversation_lifecycle_reaches_the_desktop() {
         }
     };
     assert_eq!(m["interactions"][0]["wrapupRequired"], true);
+    // The wrap-up code arrives as an id; its name comes from the cached
+    // GET /api/v2/routing/wrapupcodes.
+    let code = m["interactions"][0]["wrapupCodeId"].clone();
+    let name = WRAPUP_CODES
+        .iter()
+        .find(|(id, _)| code == *id)
+        .unwrap_or_else(|| panic!("wrap-up id {code}"))
+        .1;
+    let m = if m["interactions"][0]["wrapupCode"].is_null() {
+        next_interaction(&mut ws, "the wrap-up name", |m| {
+            m["interactions"][0]["wrapupCode"].is_string()
+        })
+        .await
+    } else {
+        m
+    };
+    assert_eq!(m["interactions"][0]["wrapupCode"], name);
+    assert_eq!(m["interactions"][0]["startTime"], start.as_str());
     step_agent(&mut env.sim.sim.inner.lock(), u);
     next_interaction(&mut ws, "the interaction gone", |m| {
         m["interactions"].as_array().is_some_and(|a| a.is_empty())
@@ -193,5 +222,43 @@ async fn fifty_tag_searches_one_query() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    env.stop().await;
+}
+
+/// A watch for an agent id the directory does not have never reaches
+/// Genesys: between two real watches (each one more topic), the unknown id
+/// adds no topic, the channel stays up and the gateway stays ready.
+#[actix_web::test]
+async fn unknown_agent_watch_never_reaches_genesys() {
+    let env = Env::start(30, |_, _| {}).await;
+    env.ready().await;
+    env.converged("start-up").await;
+    let (a, _) = on_queue_agent(&env, 3).await;
+    let (b, _) = on_queue_agent(&env, 4).await;
+    let before = sim_topics(&env.sim_stats().await);
+    let topics_are = |n: u64, what: &'static str| {
+        let env = &env;
+        async move {
+            e2e::wait_until(Duration::from_secs(10), what, || async {
+                let s = env.sim_stats().await;
+                if sim_topics(&s) == n {
+                    Ok(())
+                } else {
+                    Err(s["topics"].to_string())
+                }
+            })
+            .await
+        }
+    };
+    let mut first = watch(&env, &a).await;
+    next_interaction(&mut first, "context of a", |_| true).await;
+    topics_are(before + 1, "a's topic").await;
+    let _unknown = watch(&env, "no-such-agent").await;
+    let mut second = watch(&env, &b).await;
+    next_interaction(&mut second, "context of b", |_| true).await;
+    // Watches are handled in order: b's topic means the unknown one was too.
+    topics_are(before + 2, "b's topic, and none for the unknown id").await;
+    let r = client().get(env.gw_url("/readyz")).send().await.unwrap();
+    assert!(r.status().is_success(), "still ready: {}", r.status());
     env.stop().await;
 }

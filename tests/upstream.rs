@@ -198,3 +198,120 @@ async fn five_thousand_agents() {
     assert_eq!(stats["counters"]["rateLimited"], 0, "{stats}");
     env.stop().await;
 }
+
+/// Under both readings of `deactivated=true` on `/api/v2/presence/definitions`
+/// (also / only deactivated), the gateway knows every definition, active and
+/// deactivated (it reads the active ones without the flag and merges).
+#[actix_web::test]
+async fn definitions_survive_each_reading_of_deactivated() {
+    use presence_gateway::simulator::DeactivatedReading;
+    for reading in [DeactivatedReading::Include, DeactivatedReading::Only] {
+        let env = Env::start(10, |sim, _| sim.definitions_deactivated = reading).await;
+        env.ready().await;
+        let gw = e2e::get(env.gw_url("/api/v1/presence-definitions")).await;
+        let defs = gw["definitions"].as_array().expect("definitions");
+        let truth: Vec<(String, bool)> = env
+            .sim
+            .sim
+            .inner
+            .lock()
+            .org
+            .definitions
+            .iter()
+            .map(|d| (d.id.clone(), d.deactivated))
+            .collect();
+        assert!(truth.iter().any(|d| d.1) && truth.iter().any(|d| !d.1));
+        for (id, deactivated) in &truth {
+            assert!(
+                defs.iter().any(|g| g["id"] == id.as_str()),
+                "{reading:?}: {id} (deactivated: {deactivated}) missing"
+            );
+        }
+        env.stop().await;
+    }
+}
+
+/// Under both readings of `QueueMember.id` (user id / membership id), each
+/// agent's queues are the queues they joined: taken from `user.id`, with
+/// `joined: false` members left out, as the activity events' `activeQueueIds`.
+#[actix_web::test]
+async fn queue_membership_under_each_reading_of_member_id() {
+    use presence_gateway::simulator::QueueMemberId;
+    for reading in [QueueMemberId::User, QueueMemberId::Member] {
+        // Enough agents that some queue has more than one page (100) of members:
+        // QueueMemberEntityListing has no pageCount, the gateway follows nextUri.
+        let env = Env::start(600, |sim, _| {
+            sim.queue_member_id = reading;
+            sim.unjoined_member_rate = 0.3;
+        })
+        .await;
+        env.ready().await;
+        let expected: Vec<(String, Vec<String>)> = {
+            let inner = env.sim.sim.inner.lock();
+            (0..inner.org.users.len())
+                .map(|u| {
+                    let mut qs: Vec<String> = inner
+                        .active_queue_ids(u)
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect();
+                    qs.sort();
+                    (inner.org.users[u].id.clone(), qs)
+                })
+                .collect()
+        };
+        assert!(
+            expected.iter().any(|(_, q)| !q.is_empty()),
+            "queues generated"
+        );
+        // Membership is read after start-up: wait until the gateway shows it.
+        e2e::wait_until(
+            std::time::Duration::from_secs(10),
+            "queues as joined",
+            || async {
+                for (id, qs) in &expected {
+                    let a = e2e::get(env.gw_url(&format!("/api/v1/agents/{id}"))).await;
+                    let mut got: Vec<String> = a["queues"]
+                        .as_array()
+                        .unwrap_or_else(|| panic!("{a}"))
+                        .iter()
+                        .map(|q| q["id"].as_str().or(q.as_str()).unwrap().to_string())
+                        .collect();
+                    got.sort();
+                    if &got != qs {
+                        return Err(format!("{reading:?}: agent {id}: {got:?} != {qs:?}"));
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await;
+        let biggest = {
+            let inner = env.sim.sim.inner.lock();
+            (0..inner.org.queues.len())
+                .map(|q| {
+                    inner
+                        .org
+                        .users
+                        .iter()
+                        .filter(|u| u.queues.contains(&q))
+                        .count()
+                })
+                .max()
+                .unwrap_or(0)
+        };
+        assert!(
+            biggest > 100,
+            "a queue with more than one page of members ({biggest})"
+        );
+        let some_unjoined = {
+            let inner = env.sim.sim.inner.lock();
+            expected.iter().any(|(id, qs)| {
+                let u = inner.user_idx(id).unwrap();
+                inner.org.users[u].queues.len() > qs.len()
+            })
+        };
+        assert!(some_unjoined, "the rate left some memberships unjoined");
+        env.stop().await;
+    }
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use e2e::{client, get, wait_until, Env};
 use futures_util::StreamExt;
-use presence_gateway::model::RoutingStatus;
+use presence_gateway::simulator::spelling::RoutingStatus;
 use serde_json::{json, Value};
 
 const BREAK: &str = "227b37e2-f1d0-4dd0-8f50-badd7cf6d158";
@@ -464,4 +464,50 @@ async fn every_attempt_is_audited() {
         .unwrap();
     assert_eq!(bad.status(), 400);
     env.stop().await;
+}
+
+/// Bulk writes are confirmed under both readings of the bulk PUT answer's
+/// `id` (UNCONFIRMED): user ids are matched directly (no re-read); source
+/// ids name no user, so the gateway re-reads those users (bulk GET, ≤ 50
+/// ids) and confirms only what Genesys holds.
+#[actix_web::test]
+async fn bulk_confirms_under_each_reading_of_the_answer_id() {
+    use presence_gateway::simulator::BulkPutAnswerId;
+    for reading in [BulkPutAnswerId::User, BulkPutAnswerId::Source] {
+        let env = Env::start(80, |sim, _| sim.bulk_put_answer_id = reading).await;
+        env.ready().await;
+        env.converged("start-up").await;
+        let ids = agent_ids(&env).await;
+        let changes: Vec<Value> = ids
+            .iter()
+            .take(60)
+            .map(|id| json!({"agent": id, "presence": "TRAINING"}))
+            .collect();
+        let mut r = client()
+            .post(env.gw_url("/api/v1/presence/bulk"))
+            .send_json(&json!({"changes": changes, "force": true}))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let b: Value = r.json().limit(1 << 22).await.unwrap();
+        assert_eq!(b["succeeded"], 60, "{reading:?}: {}", b["results"][0]);
+        let stats = env.sim_stats().await;
+        let rereads = stats["counters"]["requestsByRoute"]["GET users/presences/purecloud/bulk"]
+            .as_u64()
+            .unwrap_or(0);
+        match reading {
+            BulkPutAnswerId::User => assert_eq!(rereads, 0, "user ids matched directly"),
+            // 60 agents in chunks of 50 → 2 PUTs, each re-read by one GET.
+            BulkPutAnswerId::Source => assert_eq!(rereads, 2, "{stats}"),
+        }
+        // Every stream shows the confirmed presence.
+        for id in ids.iter().take(60) {
+            let a = get(env.gw_url(&format!("/api/v1/agents/{id}"))).await;
+            assert_eq!(
+                a["presence"]["systemPresence"], "TRAINING",
+                "{reading:?} {a}"
+            );
+        }
+        env.stop().await;
+    }
 }

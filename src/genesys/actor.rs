@@ -115,7 +115,14 @@ pub struct Upstream {
     definitions: Vec<PresenceDefinition>,
     queues: Vec<Queue>,
     membership: HashMap<String, Vec<String>>,
-    synced: bool,
+    pub(super) synced: bool,
+    /// Every user id of the last directory read, lower-cased: the only ids
+    /// whose conversation topics the gateway will subscribe (a client's
+    /// `?agent=` never reaches Genesys unchecked).
+    pub(super) known_users: std::collections::HashSet<String>,
+    /// Conversation watches asked for before the first directory read;
+    /// checked and carried out once it is in.
+    pub(super) deferred_watches: std::collections::HashSet<String>,
     sync_running: bool,
     sync_pending: Option<SyncReason>,
     sync_attempt: u32,
@@ -136,6 +143,8 @@ pub struct Upstream {
     pub(super) interactions: Option<ConversationSink>,
     /// `externalTag` searches: shared answers and callers waiting for one.
     pub(super) tag_cache: super::conversations::TagCache,
+    /// Wrap-up code names by id (`GET /api/v2/routing/wrapupcodes`).
+    pub(super) wrapup_cache: super::conversations::WrapupCache,
 }
 
 /// Where the upstream sends what it learns about watched agents'
@@ -173,6 +182,8 @@ impl Upstream {
             queues: Vec::new(),
             membership: HashMap::new(),
             synced: false,
+            known_users: Default::default(),
+            deferred_watches: Default::default(),
             sync_running: false,
             sync_pending: None,
             sync_attempt: 0,
@@ -185,6 +196,7 @@ impl Upstream {
             gap_since: None,
             interactions: None,
             tag_cache: Rc::default(),
+            wrapup_cache: Rc::default(),
         }
     }
 
@@ -203,6 +215,14 @@ impl Upstream {
     /// The REST client, for the write handlers.
     pub(super) fn rest_client(&self) -> Rest {
         self.rest()
+    }
+
+    /// The name of queue `id` from the last directory read.
+    pub(super) fn queue_name(&self, id: &str) -> Option<String> {
+        self.queues
+            .iter()
+            .find(|q| q.id == id)
+            .map(|q| q.name.clone())
     }
 
     pub(super) fn cfg_ref(&self) -> &UpstreamConfig {
@@ -354,7 +374,14 @@ impl Upstream {
         );
         let first = !self.synced;
         self.synced = true;
+        self.known_users = ids.iter().map(|i| i.to_ascii_lowercase()).collect();
         self.replan(&ids, ctx);
+        for user_id in std::mem::take(&mut self.deferred_watches) {
+            ctx.notify(super::conversations::WatchConversations {
+                user_id,
+                watch: true,
+            });
+        }
         if (first || reason == SyncReason::DirectoryRefresh) && self.cfg.queue_membership {
             self.read_membership(ctx);
         }
@@ -394,6 +421,9 @@ impl Upstream {
                                 (now != before).then(|| (u.clone(), now))
                             })
                             .collect();
+                        if act.queues != queues {
+                            act.emit(ctx, UpstreamEvent::QueueList { queues: queues.clone() });
+                        }
                         act.queues = queues;
                         act.membership = membership;
                         // The queue names ride on a sync-free path: each

@@ -333,7 +333,7 @@ struct ActivityBody {
 
 /// Parses one frame (topics compare case-insensitively, §5.2).
 pub fn parse_frame(text: &Bytes) -> Parsed {
-    let frame: RawFrame = match serde_json::from_slice(text) {
+    let frame: RawFrame = match super::lenient::from_slice(text) {
         Ok(f) => f,
         Err(e) => return Parsed::Malformed(format!("not a JSON frame: {e}")),
     };

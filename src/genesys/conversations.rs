@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::actor::Upstream;
 use super::rest::{Lane, Rest, RestError};
-use crate::model::{ConversationsReset, Customer, Interaction, QueueRef};
+use crate::model::{Completion, ConversationsReset, Customer, Interaction, QueueRef};
 
 /// Shared `externalTag` answers.
 pub type TagCache = Rc<RefCell<HashMap<String, TagEntry>>>;
@@ -27,6 +27,44 @@ pub type TagCache = Rc<RefCell<HashMap<String, TagEntry>>>;
 pub enum TagEntry {
     Ready(Instant, Result<Value, String>),
     Pending(Vec<oneshot::Sender<Result<Value, String>>>),
+}
+
+/// Wrap-up code names by id, shared by every completion.
+pub type WrapupCache = Rc<RefCell<WrapupCodes>>;
+
+/// The org's wrap-up codes as last read.
+#[derive(Default)]
+pub struct WrapupCodes {
+    /// id → name.
+    pub names: HashMap<String, String>,
+    /// When the list was last read; an unknown id re-reads it at most once a minute.
+    pub read_at: Option<Instant>,
+}
+
+/// Shortest time between two reads of the wrap-up code list.
+const WRAPUP_REREAD: Duration = Duration::from_secs(60);
+
+/// Reads every page of `GET /api/v2/routing/wrapupcodes` (`WrapupCodeEntityListing`).
+async fn read_wrapup_codes(rest: &Rest) -> Result<HashMap<String, String>, RestError> {
+    let mut names = HashMap::new();
+    let mut page = 1;
+    loop {
+        let v: Value = rest
+            .get_json(
+                Lane::Reconcile,
+                &format!("/api/v2/routing/wrapupcodes?pageSize=500&pageNumber={page}"),
+            )
+            .await?;
+        for e in v["entities"].as_array().into_iter().flatten() {
+            if let (Some(id), Some(name)) = (e["id"].as_str(), e["name"].as_str()) {
+                names.insert(id.to_string(), name.to_string());
+            }
+        }
+        if page >= v["pageCount"].as_u64().unwrap_or(1) as usize {
+            return Ok(names);
+        }
+        page += 1;
+    }
 }
 
 /// The topic of an agent's conversations.
@@ -100,6 +138,20 @@ impl Handler<WatchConversations> for Upstream {
 
     fn handle(&mut self, m: WatchConversations, ctx: &mut Context<Self>) {
         let topic = conversations_topic(&m.user_id);
+        if m.watch && !self.synced {
+            self.deferred_watches.insert(m.user_id);
+            return;
+        }
+        if !m.watch {
+            self.deferred_watches.remove(&m.user_id);
+        }
+        if m.watch && !self.known_users.contains(&m.user_id.to_ascii_lowercase()) {
+            // Genesys refuses a topic for an unknown user (400
+            // notification.invalid.topic) and takes the whole channel down
+            // with it: an id that is not in the directory never leaves here.
+            tracing::info!(agent = %m.user_id, "not watching conversations of an agent the directory does not have");
+            return;
+        }
         if m.watch {
             if self.shard_holding_extra(&topic).is_some() {
                 return;
@@ -149,7 +201,8 @@ fn s(v: &Value, k: &str) -> Option<String> {
 /// Normalises a Genesys `Conversation` (REST model or
 /// `v2.users.{id}.conversations` event body, `genesys-api.md` §5.4, §6) to
 /// the context of agent `user_id`. `None` when the agent is not in it or
-/// the agent's part has ended.
+/// the agent's part has ended. Fields the body lacks stay `None` (events
+/// carry no queue name, start time or wrap-up name: see [`Interaction::complete`]).
 pub fn from_conversation(user_id: &str, conv: &Value) -> Option<Interaction> {
     let participants = conv.get("participants")?.as_array()?;
     let agent = participants
@@ -179,7 +232,9 @@ pub fn from_conversation(user_id: &str, conv: &Value) -> Option<Interaction> {
         )
     });
     let acw_state = leg.get("afterCallWork").and_then(|a| s(a, "state"));
-    let wrapup_code = agent.get("wrapup").and_then(|w| s(w, "code"));
+    // `wrapup.code` is the code's id; only the REST model has `wrapup.name`.
+    let wrapup_code_id = agent.get("wrapup").and_then(|w| s(w, "code"));
+    let wrapup_code = agent.get("wrapup").and_then(|w| s(w, "name"));
     Some(Interaction {
         conversation_id: s(conv, "id")?,
         media_type: media.to_string(),
@@ -202,7 +257,9 @@ pub fn from_conversation(user_id: &str, conv: &Value) -> Option<Interaction> {
             .and_then(Value::as_bool)
             .unwrap_or(false),
         wrapup_code,
-        start_time: s(agent, "startTime").or_else(|| s(conv, "startTime")),
+        wrapup_code_id,
+        // REST-only fields: events carry neither (completed later, never invented).
+        start_time: s(conv, "startTime").or_else(|| s(agent, "startTime")),
         connected_time: s(leg, "connectedTime").or_else(|| s(agent, "connectedTime")),
     })
 }
@@ -213,6 +270,80 @@ pub fn from_conversation(user_id: &str, conv: &Value) -> Option<Interaction> {
 pub struct WatchConversations {
     pub user_id: String,
     pub watch: bool,
+}
+
+/// Interaction hub → upstream: complete an interaction from cached REST
+/// reads (queue names, wrap-up code names, the conversation's start time).
+/// The hub holds it as a recipient ([`super::Genesys::interaction_completion`]).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Completion")]
+pub struct CompleteInteraction {
+    pub conversation_id: String,
+    pub queue_id: Option<String>,
+    pub wrapup_code_id: Option<String>,
+    /// Read the conversation (for its start time) through REST.
+    pub need_start: bool,
+}
+
+impl Handler<CompleteInteraction> for Upstream {
+    type Result = ResponseActFuture<Self, Completion>;
+
+    /// Queue names from the directory (no request), wrap-up code names from
+    /// the cached list (read again at most once a minute for an unknown id),
+    /// the start time from one `GET /api/v2/conversations/{id}`; all on the
+    /// reconcile lane of the REST budget. What cannot be read stays `None`.
+    fn handle(&mut self, m: CompleteInteraction, _: &mut Context<Self>) -> Self::Result {
+        let queue_name = m.queue_id.as_deref().and_then(|q| self.queue_name(q));
+        let rest = self.rest_client();
+        let cache = self.wrapup_cache.clone();
+        Box::pin(
+            async move {
+                let mut out = Completion {
+                    queue_id: m.queue_id.clone(),
+                    queue_name,
+                    ..Completion::default()
+                };
+                if let Some(code) = &m.wrapup_code_id {
+                    let stale = {
+                        let c = cache.borrow();
+                        !c.names.contains_key(code)
+                            && c.read_at.is_none_or(|t| t.elapsed() >= WRAPUP_REREAD)
+                    };
+                    if stale {
+                        cache.borrow_mut().read_at = Some(Instant::now());
+                        match read_wrapup_codes(&rest).await {
+                            Ok(names) => cache.borrow_mut().names = names,
+                            Err(e) => tracing::warn!(error = %e, "reading wrap-up codes failed"),
+                        }
+                    }
+                    out.wrapup = cache
+                        .borrow()
+                        .names
+                        .get(code)
+                        .map(|n| (code.clone(), n.clone()));
+                }
+                if m.need_start || out.queue_name.is_none() {
+                    let path = format!("/api/v2/conversations/{}", m.conversation_id);
+                    match rest.get_json::<Value>(Lane::Reconcile, &path).await {
+                        Ok(conv) => {
+                            out.start_time = conv["startTime"].as_str().map(str::to_string);
+                            if out.queue_name.is_none() {
+                                out.queue_name = conv["participants"]
+                                    .as_array()
+                                    .into_iter()
+                                    .flatten()
+                                    .filter(|p| p["queueId"].as_str() == m.queue_id.as_deref())
+                                    .find_map(|p| p["queueName"].as_str().map(str::to_string));
+                            }
+                        }
+                        Err(e) => tracing::debug!(conversation = %m.conversation_id, error = %e, "reading a conversation failed"),
+                    }
+                }
+                out
+            }
+            .into_actor(self),
+        )
+    }
 }
 
 /// HTTP → upstream: an agent's active interactions, read through REST.
@@ -329,5 +460,53 @@ mod tests {
         let mut ended = conv.clone();
         ended["endTime"] = json!("2022-03-08T16:00:00.000Z");
         assert!(from_conversation("3ce84f47-4e65-4756-a815-67a2b32e58b8", &ended).is_none());
+    }
+
+    /// An event-shaped conversation (no queueName, startTime, ani or
+    /// wrapup.name) leaves those unknown; a completion fills them, never
+    /// overwriting what the event gave.
+    #[test]
+    fn event_shape_leaves_unknowns_until_completed() {
+        let conv = json!({
+            "id": "c-1", "externalTag": "CRM-1",
+            "participants": [
+                {"id": "p1", "purpose": "customer", "name": "Jo", "address": "tel:+15550000001",
+                 "emails": [{"id": "e1", "state": "connected", "direction": "inbound", "held": false}]},
+                {"id": "p2", "purpose": "agent", "userId": "u-1", "queueId": "q-1",
+                 "connectedTime": "2026-01-01T00:00:01.000Z", "wrapupRequired": true,
+                 "wrapup": {"code": "w-1", "durationSeconds": 20},
+                 "emails": [{"id": "e2", "state": "disconnected", "direction": "inbound", "held": false,
+                             "afterCallWork": {"state": "pending"}}]}
+            ]
+        });
+        let mut i = from_conversation("u-1", &conv).expect("agent is in it");
+        assert_eq!(i.media_type, "email");
+        assert!(i.after_call_work);
+        assert_eq!(i.customer.ani.as_deref(), Some("tel:+15550000001"));
+        assert_eq!(i.queue.name, None);
+        assert_eq!(i.start_time, None);
+        assert_eq!(i.wrapup_code, None);
+        assert_eq!(i.wrapup_code_id.as_deref(), Some("w-1"));
+        assert!(i.incomplete());
+        let c = Completion {
+            queue_id: Some("q-1".into()),
+            queue_name: Some("Billing".into()),
+            start_time: Some("2026-01-01T00:00:00.000Z".into()),
+            wrapup: Some(("w-1".into(), "Resolved".into())),
+        };
+        assert!(i.complete(&c));
+        assert_eq!(i.queue.name.as_deref(), Some("Billing"));
+        assert_eq!(i.wrapup_code.as_deref(), Some("Resolved"));
+        assert!(!i.incomplete());
+        assert!(!i.complete(&c), "nothing left to fill");
+        // A completion for another queue or code fills nothing.
+        let mut j = from_conversation("u-1", &conv).unwrap();
+        let other = Completion {
+            queue_id: Some("q-2".into()),
+            queue_name: Some("Other".into()),
+            start_time: None,
+            wrapup: Some(("w-2".into(), "Sale".into())),
+        };
+        assert!(!j.complete(&other));
     }
 }

@@ -63,12 +63,25 @@ pub struct GUser {
     pub routing_status: Option<GRouting>,
 }
 
+/// A queue of `GET /api/v2/routing/queues`: id, name and owning division.
+#[derive(Deserialize)]
+struct GQueue {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    name: String,
+    division: Option<GRef>,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Page<T> {
-    #[serde(default = "Vec::new")]
+struct Page<T: serde::de::DeserializeOwned> {
+    /// One entity that does not parse is skipped, not the page.
+    #[serde(default = "Vec::new", deserialize_with = "super::lenient::vec")]
     entities: Vec<T>,
     page_count: Option<usize>,
+    /// Listings without `pageCount` (e.g. `QueueMemberEntityListing`) page on this.
+    next_uri: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -88,9 +101,34 @@ struct GDefinition {
     deactivated: bool,
 }
 
+/// `QueueMember` (`GET /api/v2/routing/queues/{id}/members`). Whether `id`
+/// is the user's id or a membership's own id is open, so the user's id is
+/// taken from the documented `user.id` first; `joined: false` members are
+/// not active in the queue and are left out.
 #[derive(Deserialize)]
 struct GMember {
+    #[serde(default)]
     id: String,
+    user: Option<GMemberUser>,
+    joined: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct GMemberUser {
+    id: Option<String>,
+}
+
+impl GMember {
+    /// The member's user id: `user.id`, else `id`.
+    fn user_id(self) -> Option<String> {
+        if self.joined == Some(false) {
+            return None;
+        }
+        self.user
+            .and_then(|u| u.id)
+            .or(Some(self.id))
+            .filter(|id| !id.is_empty())
+    }
 }
 
 /// Normalises a presence as any REST surface or event spells it.
@@ -107,6 +145,7 @@ pub fn presence_state(
         system_presence: SystemPresence::parse(&def.system_presence)
             .unwrap_or(SystemPresence::Unknown),
         message: message.unwrap_or_default().to_string(),
+        arrival: modified.is_none(),
         modified: modified.unwrap_or_else(Utc::now),
     })
 }
@@ -195,7 +234,7 @@ async fn fill_missing(rest: &Rest, lane: Lane, users: &mut [UserRecord]) -> Resu
         .map(|u| u.id.clone())
         .collect();
     for chunk in no_presence.chunks(50) {
-        let items: Vec<GUserPresence> = rest
+        let items: Vec<super::lenient::Lenient<GUserPresence>> = rest
             .get_json(
                 lane,
                 &format!(
@@ -204,7 +243,7 @@ async fn fill_missing(rest: &Rest, lane: Lane, users: &mut [UserRecord]) -> Resu
                 ),
             )
             .await?;
-        for p in items {
+        for p in super::lenient::Lenient::keep(items) {
             let Some(i) = p.user_id.as_ref().and_then(|id| index.get(id)) else {
                 continue;
             };
@@ -263,18 +302,37 @@ async fn fill_missing(rest: &Rest, lane: Lane, users: &mut [UserRecord]) -> Resu
 
 /// The org's presence definitions, deactivated ones included (agents may
 /// still sit on one): the current API first, the legacy one as fallback.
+///
+/// Whether `deactivated=true` means "deactivated ones too" or "only
+/// deactivated ones" is open, so the active ones are read without it and
+/// the deactivated ones with it, merged by id: no reading loses either.
 pub async fn read_definitions(
     rest: &Rest,
     lane: Lane,
 ) -> Result<Vec<PresenceDefinition>, RestError> {
-    let current: Result<Page<GDefinition>, RestError> = rest
-        .get_json(
-            lane,
-            "/api/v2/presence/definitions?deactivated=true&localeCode=ALL",
-        )
+    let active: Result<Page<GDefinition>, RestError> = rest
+        .get_json(lane, "/api/v2/presence/definitions?localeCode=ALL")
         .await;
+    let current = match active {
+        Ok(p) => {
+            let more: Page<GDefinition> = rest
+                .get_json(
+                    lane,
+                    "/api/v2/presence/definitions?deactivated=true&localeCode=ALL",
+                )
+                .await?;
+            let mut all = p.entities;
+            for d in more.entities {
+                if !all.iter().any(|a| a.id.eq_ignore_ascii_case(&d.id)) {
+                    all.push(d);
+                }
+            }
+            Ok(all)
+        }
+        Err(e) => Err(e),
+    };
     let defs = match current {
-        Ok(p) => p.entities,
+        Ok(all) => all,
         Err(
             e @ RestError::Status {
                 status: 403 | 404, ..
@@ -328,7 +386,7 @@ pub async fn read_queues(
     let mut queues = Vec::new();
     let mut page = 1;
     loop {
-        let p: Page<GRef> = rest
+        let p: Page<GQueue> = rest
             .get_json(
                 lane,
                 &format!("/api/v2/routing/queues?pageSize=500&pageNumber={page}"),
@@ -338,6 +396,10 @@ pub async fn read_queues(
         queues.extend(p.entities.into_iter().map(|q| Queue {
             id: q.id,
             name: q.name,
+            division: q.division.filter(|d| !d.id.is_empty()).map(|d| Division {
+                id: d.id,
+                name: d.name,
+            }),
         }));
         if page >= count {
             break;
@@ -357,11 +419,15 @@ pub async fn read_queues(
                     ),
                 )
                 .await?;
-            let count = p.page_count.unwrap_or(1);
-            for m in p.entities {
-                membership.entry(m.id).or_default().push(q.id.clone());
+            // QueueMemberEntityListing has no pageCount: follow nextUri.
+            let more = match p.page_count {
+                Some(count) => page < count,
+                None => p.next_uri.is_some() && !p.entities.is_empty(),
+            };
+            for user_id in p.entities.into_iter().filter_map(GMember::user_id) {
+                membership.entry(user_id).or_default().push(q.id.clone());
             }
-            if page >= count {
+            if !more {
                 break;
             }
             page += 1;

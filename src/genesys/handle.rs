@@ -13,7 +13,10 @@ use serde_json::Value;
 
 use super::actor::Upstream;
 use super::analytics::{QueryUserDetails, UserDetails};
-use super::conversations::{FetchInteractions, FindByExternalTag, WatchConversations};
+use super::conversations::{
+    CompleteInteraction, FetchInteractions, FindByExternalTag, WatchConversations,
+};
+use super::queue_observations::{Observations, QueryQueueObservations};
 use super::rest::RestError;
 use super::writes::{PresenceWrite, WriteBulk, WriteConfirmed, WritePresence};
 use crate::model::Interaction;
@@ -80,9 +83,27 @@ impl Genesys {
             .await
     }
 
+    /// Customers waiting and the longest wait per queue and media type
+    /// (analytics queue observations, lowest lane of the REST budget).
+    pub async fn queue_observations(
+        &self,
+        queue_ids: Vec<String>,
+    ) -> Result<Result<Observations, RestError>, MailboxError> {
+        self.upstream
+            .send(QueryQueueObservations { queue_ids })
+            .await
+    }
+
     /// Where the interaction hub asks to watch or release an agent's
     /// conversations topic.
     pub fn conversation_watch(&self) -> Recipient<WatchConversations> {
+        self.upstream.clone().recipient()
+    }
+
+    /// Where the interaction hub asks for what events leave out of an
+    /// interaction (queue name, wrap-up code name, start time), answered
+    /// from the floor's caches and REST reads on the reconcile lane.
+    pub fn interaction_completion(&self) -> Recipient<CompleteInteraction> {
         self.upstream.clone().recipient()
     }
 }

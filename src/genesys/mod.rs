@@ -21,6 +21,8 @@ pub mod channel;
 pub mod conversations;
 pub mod directory;
 pub mod handle;
+pub mod lenient;
+pub mod queue_observations;
 pub mod region;
 pub mod rest;
 pub mod topics;

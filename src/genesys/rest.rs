@@ -79,7 +79,7 @@ pub struct Response {
 impl Response {
     /// Parses the JSON body.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, RestError> {
-        serde_json::from_slice(&self.body)
+        super::lenient::from_slice(&self.body)
             .map_err(|e| RestError::Transport(format!("unexpected JSON from Genesys: {e}")))
     }
 }

@@ -3,6 +3,14 @@
 //! `PUT /api/v2/users/presences/bulk` for many (`genesys-api.md` §4.3).
 //! On success the confirmed presence goes to the registry (origin `write`)
 //! before the caller hears back, so every stream shows it at once.
+//!
+//! Whether the bulk answer's `id` is the user's id or the source's id is
+//! open (`genesys-api.md` §4.3): a bulk item counts as confirmed only when
+//! the answer names its user (`userId`, or an `id` equal to a requested user
+//! id); the others are re-read with one bulk GET and confirmed only if
+//! Genesys holds the requested definition.
+
+use std::collections::HashSet;
 
 use actix::prelude::*;
 use awc::http::Method;
@@ -45,8 +53,12 @@ pub struct WriteBulk(pub Vec<PresenceWrite>);
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct GPresenceAnswer {
-    /// Bulk answers carry the user's id here (`MutableUserPresence`).
+    /// The user's id in bulk answers if `MutableUserPresence` holds for the
+    /// answer too, or the presence source's id: UNCONFIRMED, so only an `id`
+    /// equal to a requested user id is taken as one.
     id: Option<String>,
+    /// The user's id as `UcUserPresence` (bulk GET) carries it.
+    user_id: Option<String>,
     presence_definition: Option<GDefRef>,
     message: Option<String>,
     modified_date: Option<DateTime<Utc>>,
@@ -155,17 +167,67 @@ impl Handler<WriteBulk> for Upstream {
                         Some(&body),
                     )
                     .await?;
-                let answers: Vec<GPresenceAnswer> = resp.json()?;
-                let mut out = Vec::with_capacity(answers.len());
-                for a in answers {
-                    let (Some(user_id), Some(presence)) = (
-                        a.id.clone(),
-                        a.presence_definition
+                let answers: Vec<GPresenceAnswer> = super::lenient::Lenient::keep(
+                    resp.json::<Vec<super::lenient::Lenient<GPresenceAnswer>>>()?,
+                )
+                .collect();
+                // Confirm only the users the answer names (by `userId`, or by an
+                // `id` that is one of the requested user ids); re-read the rest.
+                let requested: HashSet<&str> = ws.iter().map(|w| w.user_id.as_str()).collect();
+                let mut confirmed: Vec<(String, PresenceState)> = answers
+                    .iter()
+                    .filter_map(|a| {
+                        let user_id = a
+                            .user_id
+                            .as_deref()
+                            .or(a.id.as_deref())
+                            .filter(|id| requested.contains(id))?;
+                        let p = a.presence_definition.as_ref().and_then(|d| {
+                            presence_state(d, a.message.as_deref(), a.modified_date)
+                        })?;
+                        Some((user_id.to_string(), p))
+                    })
+                    .collect();
+                let named: HashSet<String> = confirmed.iter().map(|(u, _)| u.clone()).collect();
+                let unnamed: Vec<&PresenceWrite> =
+                    ws.iter().filter(|w| !named.contains(&w.user_id)).collect();
+                // Bulk GET takes at most 50 ids (§4.3).
+                for part in unnamed.chunks(50) {
+                    let ids: Vec<&str> = part.iter().map(|w| w.user_id.as_str()).collect();
+                    let path = format!(
+                        "/api/v2/users/presences/purecloud/bulk?id={}",
+                        ids.join(",")
+                    );
+                    let read: Vec<GPresenceAnswer> = super::lenient::Lenient::keep(
+                        rest.get_json::<Vec<super::lenient::Lenient<GPresenceAnswer>>>(
+                            Lane::Write,
+                            &path,
+                        )
+                        .await?,
+                    )
+                    .collect();
+                    for w in part {
+                        let Some(a) = read
+                            .iter()
+                            .find(|a| a.user_id.as_deref() == Some(w.user_id.as_str()))
+                        else {
+                            continue;
+                        };
+                        let Some(p) = a
+                            .presence_definition
                             .as_ref()
-                            .and_then(|d| presence_state(d, a.message.as_deref(), a.modified_date)),
-                    ) else {
-                        continue;
-                    };
+                            .and_then(|d| presence_state(d, a.message.as_deref(), a.modified_date))
+                        else {
+                            continue;
+                        };
+                        // Confirmed only if Genesys now holds what we asked for.
+                        if p.definition_id.eq_ignore_ascii_case(&w.definition_id) {
+                            confirmed.push((w.user_id.clone(), p));
+                        }
+                    }
+                }
+                let mut out = Vec::with_capacity(confirmed.len());
+                for (user_id, presence) in confirmed {
                     let _ = registry
                         .send(UpstreamEvent::Presence {
                             user_id: user_id.clone(),

@@ -211,6 +211,18 @@ pub fn render(
         u(|u| &u.upstream_errors),
     );
     o.one(
+        RECORDS_SKIPPED,
+        "counter",
+        "Genesys records skipped because they did not parse (the rest of their page was kept).",
+        crate::genesys::lenient::SKIPPED_RECORDS.load(Ordering::Relaxed),
+    );
+    o.one(
+        SURROGATES_REPAIRED,
+        "counter",
+        "Lone UTF-16 surrogate escapes in Genesys JSON rewritten as U+FFFD.",
+        crate::genesys::lenient::REPAIRED_SURROGATES.load(Ordering::Relaxed),
+    );
+    o.one(
         TOKEN_FETCHES,
         "counter",
         "OAuth token fetches.",

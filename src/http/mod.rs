@@ -10,6 +10,7 @@ pub mod guard;
 pub mod history;
 pub mod interactions;
 pub mod metrics;
+pub mod queues;
 mod routes;
 pub mod table;
 pub mod webhooks;
@@ -52,6 +53,11 @@ pub struct AppState {
     pub history: Option<Arc<crate::history::History>>,
     /// Webhook replay and counters; `None` without a journal.
     pub webhooks: Option<Arc<crate::webhooks::WebhookApi>>,
+    /// The queue hub (observations, `queues` stream messages); `None`:
+    /// `/api/v1/queues` serves member figures only and streams none.
+    pub queues: Option<Addr<crate::queues::QueueHub>>,
+    /// `[board]` settings served on `/api/v1/board`.
+    pub board: Arc<crate::board::BoardConfig>,
 }
 
 impl AppState {
@@ -68,6 +74,8 @@ impl AppState {
             ops: crate::http::metrics::OpsHandles::default(),
             history: None,
             webhooks: None,
+            queues: None,
+            board: Arc::new(crate::board::BoardConfig::default()),
         }
     }
 }

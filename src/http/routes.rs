@@ -63,7 +63,7 @@ pub fn parse_query(
     for (k, v) in &pairs {
         // Checked by the interaction layer (`http::interactions::wanted`)
         // and the guard (`auth`).
-        if k == "interactions" || k == "ticket" {
+        if k == "interactions" || k == "ticket" || k == "queues" {
             continue;
         }
         if cursor_keys.contains(&k.as_str()) {
@@ -79,7 +79,8 @@ pub fn parse_query(
                 out.ignored.push(k.clone());
                 continue;
             }
-            let mut expected = "division, queue, presence, routing, agent, interactions".to_owned();
+            let mut expected =
+                "division, queue, presence, routing, agent, interactions, queues".to_owned();
             for c in cursor_keys {
                 expected.push_str(", ");
                 expected.push_str(c);
@@ -235,9 +236,18 @@ fn session_params(
         filter: opt(filter),
         since,
         interactions,
+        queues: wants_queues(req.query_string())
+            .then(|| st.queues.clone())
+            .flatten(),
         guard,
         scope: principal.divisions.is_some().then_some(principal),
     })
+}
+
+/// True when the stream query asks for `queues` messages (`queues=1` or
+/// `queues=true`).
+fn wants_queues(qs: &str) -> bool {
+    form_urlencoded::parse(qs.as_bytes()).any(|(k, v)| k == "queues" && (v == "1" || v == "true"))
 }
 
 /// `GET /api/v1/stream`: Server-Sent Events. Resume with the

@@ -21,7 +21,7 @@ use actix_web::http::Method;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpMessage, ResponseError, Route};
 
-use super::{assets, interactions, routes, AppState};
+use super::{assets, interactions, queues, routes, AppState};
 use crate::auth::{AuthError, Principal, Role};
 use crate::registry::GetAgent;
 
@@ -175,6 +175,22 @@ pub fn endpoints() -> &'static [Endpoint] {
                     |r| r.to(routes::ws),
                 )
             },
+            ep(
+                Method::GET,
+                "/api/v1/queues",
+                VIEWER,
+                Scope::Filtered,
+                Part::Core,
+                |r| r.to(queues::list),
+            ),
+            ep(
+                Method::GET,
+                "/api/v1/board",
+                VIEWER,
+                Scope::None,
+                Part::Core,
+                |r| r.to(queues::board),
+            ),
             ep(
                 Method::POST,
                 "/api/v1/tickets",

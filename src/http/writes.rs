@@ -114,9 +114,7 @@ fn idempotency_key(req: &HttpRequest, actor: &str) -> Result<Option<String>, Wri
     let key = v
         .to_str()
         .ok()
-        .filter(|k| {
-            !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
-        })
+        .filter(|k| !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or_else(|| {
             WriteError::new(
                 400,

@@ -329,6 +329,12 @@ pub fn interaction_frame(agent_id: &str, interactions: Vec<serde_json::Value>) -
     Frame::new("interaction", None, json.to_string())
 }
 
+/// Encodes a `queues` message: the queue hub's figures as
+/// `crate::queues::body` shapes them (with `"type": "queues"`).
+pub fn queues_frame(body: &serde_json::Value) -> Frame {
+    Frame::new("queues", None, body.to_string())
+}
+
 /// The last SSE frame of a stream the gateway closes: a `retry:` hint in
 /// milliseconds, then a `close` event with the close `code` (docs/protocol.md
 /// close-code table) and its `reason`.

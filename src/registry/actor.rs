@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::model::{Origin, PresenceDefinition, UpstreamEvent, UpstreamHealth, UpstreamState};
+use crate::model::{
+    Origin, PresenceDefinition, Queue, UpstreamEvent, UpstreamHealth, UpstreamState,
+};
 
 use super::agent::{AgentView, Change};
 use super::config::RegistryConfig;
@@ -40,6 +42,9 @@ pub enum Deliver {
     /// An `interaction` message (an agent's interaction context, from the
     /// interaction hub); not a resumable point.
     Interaction(Frame),
+    /// A `queues` message (live queue figures, from the queue hub, for
+    /// clients that asked with `?queues=1`); not a resumable point.
+    Queues(Frame),
     /// The gateway is shutting down: close with 1001 (SSE: `close` event).
     Shutdown,
 }
@@ -140,6 +145,21 @@ pub struct AgentIdsIn {
 #[derive(Message)]
 #[rtype(result = "Vec<PresenceDefinition>")]
 pub struct GetDefinitions;
+
+/// Queue hub / HTTP → registry: the queue list and every agent, from which
+/// member figures are computed (`crate::queues` owns the arithmetic).
+#[derive(Message)]
+#[rtype(result = "QueueMembers")]
+pub struct GetQueueMembers;
+
+/// The answer to [`GetQueueMembers`].
+#[derive(Debug, Clone, Default)]
+pub struct QueueMembers {
+    /// The queues, in the directory's order.
+    pub queues: Vec<Queue>,
+    /// Every agent of the map, by id.
+    pub agents: Vec<Arc<AgentView>>,
+}
 
 /// Write path → registry: an agent (when `id` is set) and the org's
 /// presence definitions, in one round trip.
@@ -560,6 +580,7 @@ impl Registry {
                     self.push(c, ctx);
                 }
             }
+            UpstreamEvent::QueueList { queues } => self.dir.set_queues(queues),
             UpstreamEvent::Health(h) => {
                 let changed = h.state != self.health.state || h.detail != self.health.detail;
                 self.health = h;
@@ -689,6 +710,22 @@ impl Handler<AgentIdsIn> for Registry {
             .filter(|a| msg.divisions.contains(&a.division.id))
             .map(|a| a.id.clone())
             .collect()
+    }
+}
+
+impl Handler<GetQueueMembers> for Registry {
+    type Result = MessageResult<GetQueueMembers>;
+
+    /// The queue list and every agent of the map as it stands (changes
+    /// still waiting for their batch included); the queue hub and
+    /// `GET /api/v1/queues` compute member figures from it
+    /// (`queues::agent_figures`), so the registry does no more than clone
+    /// `Arc`s.
+    fn handle(&mut self, _: GetQueueMembers, _: &mut Self::Context) -> Self::Result {
+        MessageResult(QueueMembers {
+            queues: self.dir.queues().to_vec(),
+            agents: self.dir.sorted().into_iter().cloned().collect(),
+        })
     }
 }
 

@@ -23,8 +23,9 @@ pub use crate::protocol::{agent, counts, encode, filter};
 
 pub use actor::{
     AgentIdsIn, AgentRecord, CloseAll, CloseSome, Deliver, FlushJournal, GetAgent, GetDefinitions,
-    GetDivisions, GetReadiness, GetSnapshot, GetStats, GetTapStats, GetWriteContext, Readiness,
-    Registry, RegistryStats, Start, Subscribe, Subscribed, Unsubscribe,
+    GetDivisions, GetQueueMembers, GetReadiness, GetSnapshot, GetStats, GetTapStats,
+    GetWriteContext, QueueMembers, Readiness, Registry, RegistryStats, Start, Subscribe,
+    Subscribed, Unsubscribe,
 };
 pub use agent::{AgentView, Change};
 pub use config::RegistryConfig;

@@ -51,6 +51,9 @@ pub struct Directory {
     pub dropped: DropCounters,
     /// True once an `Initial` sync was applied.
     pub synced: bool,
+    /// Agents whose presence came from an event without `modifiedDate`
+    /// (stamped at arrival): the next REST read replaces it.
+    arrival_stamped: std::collections::HashSet<String>,
 }
 
 impl Directory {
@@ -79,6 +82,12 @@ impl Directory {
     /// The presence definitions, as the upstream listed them.
     pub fn definitions(&self) -> &[PresenceDefinition] {
         &self.definition_list
+    }
+
+    /// Replaces the queue list (names and divisions); agents keep their
+    /// membership, which arrives as its own events.
+    pub fn set_queues(&mut self, queues: Vec<Queue>) {
+        self.queues = queues;
     }
 
     /// The queues, as the upstream listed them.
@@ -154,6 +163,11 @@ impl Directory {
                 self.dropped.duplicate += 1;
                 return None;
             }
+        }
+        if state.arrival {
+            self.arrival_stamped.insert(user_id.to_string());
+        } else {
+            self.arrival_stamped.remove(user_id);
         }
         let mut next = (*cur).clone();
         next.presence = Some(next_p);
@@ -233,7 +247,11 @@ impl Directory {
             // Presence: the sync's unless what we hold is newer.
             let held_p = cur.as_ref().and_then(|c| c.presence.clone());
             let presence = match (&u.presence, held_p) {
-                (Some(s), Some(h)) if h.since > s.modified => {
+                // An arrival-stamped presence has no Genesys time to compare:
+                // the REST read, later than its event, wins.
+                (Some(s), Some(h))
+                    if h.since > s.modified && !self.arrival_stamped.contains(&u.id) =>
+                {
                     // Keep ours, but re-resolve the label (definitions may have changed).
                     let mut h = h;
                     if let Some(d) = self.definitions.get(&h.definition_id) {
@@ -244,6 +262,13 @@ impl Directory {
                 (Some(s), _) => Some(self.presence_view(s)),
                 (None, held) => held,
             };
+            if let Some(s) = &u.presence {
+                if s.arrival {
+                    self.arrival_stamped.insert(u.id.clone());
+                } else {
+                    self.arrival_stamped.remove(&u.id);
+                }
+            }
             let held_r = cur.as_ref().and_then(|c| c.routing_status.clone());
             let routing_status = match (&u.routing, held_r) {
                 (Some(s), Some(h)) if h.since > s.since => Some(h),
@@ -292,7 +317,7 @@ impl Directory {
 mod tests {
     use super::*;
     use crate::model::{Division, RoutingStatus, SystemPresence};
-    use chrono::{DateTime, TimeZone, Utc};
+    use chrono::{DateTime, Duration, TimeZone, Utc};
 
     fn t(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
@@ -323,6 +348,7 @@ mod tests {
             system_presence: sp,
             message: String::new(),
             modified: t(secs),
+            arrival: false,
         }
     }
 
@@ -460,5 +486,87 @@ mod tests {
             .unwrap();
         assert_eq!(c.after.unwrap().queues, ["q2", "q3"]);
         assert!(d.queues_of("a", &["q2".into(), "q3".into()]).is_none());
+    }
+
+    fn state(sp: SystemPresence, at: DateTime<Utc>, arrival: bool) -> PresenceState {
+        PresenceState {
+            definition_id: format!("def-{sp}"),
+            system_presence: sp,
+            message: String::new(),
+            modified: at,
+            arrival,
+        }
+    }
+
+    fn record(p: PresenceState) -> UserRecord {
+        UserRecord {
+            id: "u1".into(),
+            name: "Agent".into(),
+            division: Division {
+                id: "d".into(),
+                name: "D".into(),
+            },
+            queue_ids: vec![],
+            presence: Some(p),
+            routing: None,
+        }
+    }
+
+    fn held(d: &Directory) -> SystemPresence {
+        d.get("u1")
+            .unwrap()
+            .view
+            .presence
+            .as_ref()
+            .unwrap()
+            .system_presence
+    }
+
+    /// Presence events without `modifiedDate` order by arrival, and a later
+    /// REST read replaces them even when its `modifiedDate` is older than the
+    /// arrival stamp (Genesys's clock and ours differ); a dated event is not
+    /// replaced by an older REST read.
+    #[test]
+    fn arrival_stamped_presence_yields_to_a_later_rest_read() {
+        let now = Utc::now();
+        let mut d = Directory::default();
+        let start = state(
+            SystemPresence::Available,
+            now - Duration::seconds(60),
+            false,
+        );
+        d.sync(SyncReason::Initial, &[record(start)], &[], &[]);
+        // Two undated events: the later arrival wins.
+        assert!(d
+            .presence(
+                "u1",
+                &state(SystemPresence::Break, now, true),
+                Origin::Event
+            )
+            .is_some());
+        assert!(d
+            .presence(
+                "u1",
+                &state(
+                    SystemPresence::OnQueue,
+                    now + Duration::milliseconds(5),
+                    true
+                ),
+                Origin::Event
+            )
+            .is_some());
+        assert_eq!(held(&d), SystemPresence::OnQueue);
+        // A REST read whose Genesys time is behind our arrival stamp still wins.
+        let rest = state(SystemPresence::Meal, now - Duration::seconds(5), false);
+        d.sync(SyncReason::Reconcile, &[record(rest.clone())], &[], &[]);
+        assert_eq!(held(&d), SystemPresence::Meal);
+        // A dated event newer than a REST read is kept against it.
+        d.presence(
+            "u1",
+            &state(SystemPresence::Busy, now, false),
+            Origin::Event,
+        );
+        d.sync(SyncReason::Reconcile, &[record(rest)], &[], &[]);
+        assert_eq!(held(&d), SystemPresence::Busy);
     }
 }

@@ -81,6 +81,8 @@ pub struct SessionParams {
     pub since: Option<Cursor>,
     /// Interaction context to watch: the hub and the agents (`?interactions=1`).
     pub interactions: Option<crate::interactions::WatchSpec>,
+    /// The queue hub, when the client asked for `queues` messages (`?queues=1`).
+    pub queues: Option<Addr<crate::queues::QueueHub>>,
     /// The connection-limit slot, released when the session ends.
     pub guard: ConnGuard,
     /// Divisions the client is limited to (its credential's scope); a
@@ -124,6 +126,8 @@ pub struct Session {
     guard: ConnGuard,
     /// Interaction context watched by this session.
     interactions: Option<crate::interactions::WatchSpec>,
+    /// The queue hub this session gets `queues` messages from.
+    queues: Option<Addr<crate::queues::QueueHub>>,
     /// Who the client is (division scope for `subscribe`).
     scope: Option<crate::auth::Principal>,
     /// The registry's epoch (for the final `status` of a drain).
@@ -152,6 +156,7 @@ impl Session {
             malformed_since: now,
             guard: p.guard,
             interactions: p.interactions,
+            queues: p.queues,
             scope: p.scope,
             epoch: 0,
         }
@@ -548,10 +553,22 @@ impl Actor for Session {
                 .into_actor(self),
             );
         }
+        if let Some(hub) = &self.queues {
+            let _ = hub.try_send(crate::queues::WatchQueues {
+                session_id: self.id,
+                divisions: self.scope.as_ref().and_then(|p| p.divisions.clone()),
+                recipient: ctx.address().recipient(),
+            });
+        }
         ctx.run_interval(self.cfg.keepalive(), |act, ctx| act.tick(ctx));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(hub) = &self.queues {
+            let _ = hub.try_send(crate::queues::UnwatchQueues {
+                session_id: self.id,
+            });
+        }
         if let Some((hub, _)) = &self.interactions {
             let _ = hub.try_send(crate::interactions::Unwatch {
                 session_id: self.id,
@@ -587,7 +604,7 @@ impl Handler<Deliver> for Session {
                     return;
                 }
             }
-            Deliver::Status(frame) | Deliver::Interaction(frame) => {
+            Deliver::Status(frame) | Deliver::Interaction(frame) | Deliver::Queues(frame) => {
                 let sse = self.is_sse();
                 self.outbox.push_counted(frame, sse);
             }

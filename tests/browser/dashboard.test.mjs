@@ -85,6 +85,10 @@ describe('supervisor dashboard', () => {
     await eventually(async () => (await page.getAttribute('#fresh', 'data-level')) === 'reconnecting', { timeoutMs: 10000, what: 'reconnecting shown' });
     assert.ok(await page.evaluate(() => document.body.classList.contains('not-live')), 'board not dimmed while reconnecting');
     assert.match(await page.textContent('#fresh'), /Reconnecting/);
+    // The stale banner sits above the board: it never covers a tile.
+    await eventually(async () => page.isVisible('#stale-banner'), { what: 'stale banner' });
+    const [banner, boardTop] = await page.evaluate(() => [document.getElementById('stale-banner').getBoundingClientRect().bottom, document.getElementById('board').getBoundingClientRect().top]);
+    assert.ok(banner <= boardTop + 0.5, `banner bottom ${banner} over the board (top ${boardTop})`);
     await screenshot(page, 'dashboard-reconnecting');
 
     // Change the truth while the page is cut off: it must converge on resume.

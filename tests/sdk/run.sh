@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # External check of the simulator with Genesys's own Python SDK and a
-# third-party notifications client (tests/sdk/check.py).
+# third-party notifications client (tests/sdk/check.py), then with Genesys's
+# own JavaScript SDK (tests/sdk/js/check.js, npm purecloud-platform-client-v2
+# pointed at the simulator with setGateway).
 #
 # Installs the pinned packages into a venv (default: $CARGO_TARGET_DIR or
-# target/, under sdk-venv; override with SDK_VENV), builds nothing: it runs
+# target/, under sdk-venv; override with SDK_VENV) and, with `npm ci`, into
+# tests/sdk/js/node_modules when a pinned package is missing; builds nothing: it runs
 # $PRESENCE_GATEWAY_BIN (default target/debug/presence-gateway) as
 # `simulate --listen 127.0.0.1:0`, waits for its READY line, runs the check
 # and exits non-zero on failure. The last line is always "N passed, N failed".
@@ -23,6 +26,7 @@ fail() {
 
 [ -x "$bin" ] || fail "no simulator binary at $bin (run cargo build, or set PRESENCE_GATEWAY_BIN)"
 command -v python3 >/dev/null || fail "python3 is required"
+command -v node >/dev/null || fail "node is required (Debian: apt-get install nodejs npm)"
 
 stamp="$venv/.requirements"
 if ! cmp -s "$here/requirements.txt" "$stamp" 2>/dev/null; then
@@ -55,10 +59,27 @@ done
 [ -n "$url" ] || { cat "$work/err" >&2; fail "simulator not READY within 30 s"; }
 echo "tests/sdk: simulator at $url" >&2
 
-SIM_URL="$url" "$venv/bin/python" "$here/check.py"
-status=$?
+js="$here/js"
+if ! (cd "$js" && node -e "const fs=require('fs');for(const d of Object.keys(require('./package.json').devDependencies))if(!fs.existsSync('node_modules/'+d+'/package.json'))process.exit(1)"); then
+    echo "tests/sdk: installing the JavaScript SDK check's packages (npm ci)" >&2
+    (cd "$js" && npm ci --no-audit --no-fund >&2) || fail "npm ci in tests/sdk/js failed"
+fi
+
+SIM_URL="$url" "$venv/bin/python" "$here/check.py" | tee "$work/py.log"
+py_status=${PIPESTATUS[0]}
+SIM_URL="$url" node "$js/check.js" | tee "$work/js.log"
+js_status=${PIPESTATUS[0]}
+status=$((py_status || js_status))
+count() { sed -nE "s/^([0-9]+) passed, ([0-9]+) failed\$/\\$2/p" "$1" | tail -n1; }
+py_p=$(count "$work/py.log" 1); js_p=$(count "$work/js.log" 1)
+py_f=$(count "$work/py.log" 2); js_f=$(count "$work/js.log" 2)
 if [ "$status" -ne 0 ]; then
     echo "tests/sdk: simulator log tail:" >&2
     tail -n 20 "$work/err" >&2
 fi
+passed=$(( ${py_p:-0} + ${js_p:-0} ))
+failed=$(( ${py_f:-0} + ${js_f:-0} ))
+[ "$status" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
+echo "python and javascript checks:"
+echo "$passed passed, $failed failed"
 exit "$status"

@@ -232,6 +232,7 @@ pub fn user(i: usize) -> UserRecord {
             system_presence: SystemPresence::Available,
             message: String::new(),
             modified: t(0),
+            arrival: false,
         }),
         routing: Some(RoutingState {
             status: RoutingStatus::OffQueue,
@@ -255,6 +256,7 @@ pub fn sync(reason: SyncReason, users: Vec<UserRecord>) -> UpstreamEvent {
             .map(|q| Queue {
                 id: format!("q{q}"),
                 name: format!("Queue {q}"),
+                division: None,
             })
             .collect(),
     }
@@ -269,6 +271,7 @@ pub fn presence(user_id: &str, sp: SystemPresence, secs: i64) -> UpstreamEvent {
             system_presence: sp,
             message: String::new(),
             modified: t(secs),
+            arrival: false,
         },
         origin: Origin::Event,
     }

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::org::{uuid_from, Org, SimUser};
 use super::SimConfig;
-use crate::model::{iso, RoutingStatus, SystemPresence};
+use crate::spelling::{iso, RoutingStatus, SystemPresence};
 
 /// What a channel's socket task is told to do.
 #[derive(Debug)]
@@ -196,6 +196,10 @@ pub struct SimInner {
     pub socket_generation: u64,
     pub churn_rate: f64,
     pub next_tag: u64,
+    /// Fidelity choices where the real API is open (set from the config).
+    pub fidelity: crate::Fidelity,
+    /// Customers waiting in queues (`super::queues`).
+    pub waiting: Vec<super::queues::SimWaiting>,
 }
 
 /// Most history records kept per user and kind; older ones are dropped.
@@ -314,6 +318,8 @@ impl SimInner {
             socket_generation: 0,
             churn_rate: 0.0,
             next_tag: 4711,
+            fidelity: crate::Fidelity::default(),
+            waiting: Vec::new(),
         }
     }
 
@@ -362,16 +368,19 @@ impl SimInner {
     }
 
     /// Emits the presence event of user `u` (callers emit activity after).
+    /// Without `modifiedDate` by default, as Genesys's own example shows it.
     fn emit_presence(&mut self, u: usize) {
         let user = &self.org.users[u];
         let def = &self.org.definitions[user.presence_def];
-        let body = json!({
+        let mut body = json!({
             "source": "PURECLOUD",
             "presenceDefinition": {"id": def.id, "systemPresence": def.system_presence.upper_snake()},
             "primary": true,
             "message": user.message,
-            "modifiedDate": iso(user.presence_modified),
         });
+        if !self.fidelity.presence_events_without_modified_date {
+            body["modifiedDate"] = json!(iso(user.presence_modified));
+        }
         let topic = format!("v2.users.{}.presence", user.id);
         self.emit(&topic, body);
     }
@@ -386,18 +395,21 @@ impl SimInner {
         self.emit(&topic, body);
     }
 
+    /// The ids of the queues user `u` is active in (joined), whatever the
+    /// presence: the real captured activity event lists them for an agent
+    /// who is off queue (genesys-api.md §5.4).
+    pub fn active_queue_ids(&self, u: usize) -> Vec<&str> {
+        let user = &self.org.users[u];
+        user.queues
+            .iter()
+            .filter(|q| crate::org::joined(u, **q, self.fidelity.unjoined_member_rate))
+            .map(|q| self.org.queues[*q].id.as_str())
+            .collect()
+    }
+
     fn emit_activity(&mut self, u: usize) {
         let user = &self.org.users[u];
         let def = &self.org.definitions[user.presence_def];
-        let on_queue = def.system_presence == SystemPresence::OnQueue;
-        let active: Vec<&str> = if on_queue {
-            user.queues
-                .iter()
-                .map(|q| self.org.queues[*q].id.as_str())
-                .collect()
-        } else {
-            Vec::new()
-        };
         let body = json!({
             "id": user.id,
             "routingStatus": {"status": user.routing.as_str(), "startTime": iso(user.routing_since)},
@@ -407,8 +419,8 @@ impl SimInner {
                 "modifiedDate": iso(user.presence_modified),
             },
             "outOfOffice": {"active": false, "modifiedDate": "2024-01-01T00:00:00.000Z"},
-            "activeQueueIds": active,
-            "dateActiveQueuesChanged": iso(user.presence_modified),
+            "activeQueueIds": self.active_queue_ids(u),
+            "dateActiveQueuesChanged": iso(user.queues_changed),
         });
         let topic = format!("v2.users.{}.activity", user.id);
         self.emit(&topic, body);
@@ -501,7 +513,11 @@ impl SimInner {
         let Some(conv) = self.conversations.get(conv_id) else {
             return;
         };
-        let body = super::conversations::conversation_json(&self.org, conv);
+        let body = super::conversations::conversation_json(
+            &self.org,
+            conv,
+            super::conversations::Shape::Event,
+        );
         let agent = conv.agent;
         let user_id = self.org.users[agent].id.clone();
         self.emit(&format!("v2.users.{user_id}.conversations"), body);

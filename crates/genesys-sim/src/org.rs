@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use crate::model::{RoutingStatus, SystemPresence};
+use crate::spelling::{RoutingStatus, SystemPresence};
 
 /// One presence definition of the simulated org.
 #[derive(Debug, Clone)]
@@ -65,6 +65,23 @@ pub struct SimUser {
     pub routing_since: DateTime<Utc>,
     /// Active conversation ids (at most one in this simulation).
     pub conversations: Vec<String>,
+    /// When the list of queues the user is active in last changed
+    /// (`dateActiveQueuesChanged` of activity events; not moved by presence).
+    pub queues_changed: DateTime<Utc>,
+}
+
+/// Whether user `u` has joined queue `q` (is active in it) when a share
+/// `rate` of memberships is not joined: a fixed hash of the pair, so every
+/// answer and event agrees.
+pub fn joined(u: usize, q: usize, rate: f64) -> bool {
+    if rate <= 0.0 {
+        return true;
+    }
+    let h = (u as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add((q as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F));
+    let h = (h ^ (h >> 31)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((h >> 11) as f64 / (1u64 << 53) as f64) >= rate
 }
 
 /// The whole generated org.
@@ -431,6 +448,7 @@ impl Org {
                 routing,
                 routing_since: since + Duration::milliseconds(rng.random_range(0..500)),
                 conversations: Vec::new(),
+                queues_changed: since - Duration::days(30),
             });
         }
         org

@@ -18,6 +18,8 @@ pub mod control;
 pub mod conversations;
 pub mod notifications;
 pub mod org;
+pub mod queues;
+pub mod spelling;
 pub mod state;
 pub mod users;
 
@@ -96,6 +98,72 @@ pub struct SimConfig {
     /// Frames queued per socket before the simulator drops a socket that does not read.
     #[arg(long, default_value_t = 65_536)]
     pub socket_queue: usize,
+    /// Leave `modifiedDate` out of `v2.users.{id}.presence` events, as Genesys's own
+    /// example shows them (the model has the field; whether it is sent is UNCONFIRMED).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub presence_events_without_modified_date: bool,
+    /// What `id` means in the answer of `PUT /api/v2/users/presences/bulk` (UNCONFIRMED):
+    /// `user` (the user's id, as in `MutableUserPresence`) or `source` (the presence
+    /// source's id, with no user id in the item).
+    #[arg(long, value_enum, default_value_t = BulkPutAnswerId::User)]
+    pub bulk_put_answer_id: BulkPutAnswerId,
+    /// What `deactivated=true` on `GET /api/v2/presence/definitions` means (UNCONFIRMED):
+    /// `include` (deactivated ones as well as active ones) or `only` (only deactivated ones).
+    #[arg(long, value_enum, default_value_t = DeactivatedReading::Include)]
+    pub definitions_deactivated: DeactivatedReading,
+    /// What `QueueMember.id` is (UNCONFIRMED): `user` (the user's id) or `member`
+    /// (a membership record's own id; the user's id is then only in `user.id`).
+    #[arg(long, value_enum, default_value_t = QueueMemberId::User)]
+    pub queue_member_id: QueueMemberId,
+    /// Share (0–1) of queue memberships with `joined: false` (member, but not active in
+    /// the queue: left out of `activeQueueIds`).
+    #[arg(long, default_value_t = 0.0)]
+    pub unjoined_member_rate: f64,
+}
+
+/// Readings of the bulk presence PUT answer's `id` (`--bulk-put-answer-id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BulkPutAnswerId {
+    /// `id` is the user's id.
+    User,
+    /// `id` is the presence source's id; no user id in the answer.
+    Source,
+}
+
+/// Readings of `deactivated=true` on `/api/v2/presence/definitions` (`--definitions-deactivated`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeactivatedReading {
+    /// `deactivated=true` adds deactivated definitions to the active ones.
+    Include,
+    /// `deactivated=true` returns only the deactivated definitions.
+    Only,
+}
+
+/// Readings of `QueueMember.id` (`--queue-member-id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueMemberId {
+    /// `id` is the member's user id.
+    User,
+    /// `id` is the membership's own id; the user id is in `user.id`.
+    Member,
+}
+
+/// The fidelity choices the event and answer builders need (from [`SimConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Fidelity {
+    /// See [`SimConfig::presence_events_without_modified_date`].
+    pub presence_events_without_modified_date: bool,
+    /// See [`SimConfig::unjoined_member_rate`].
+    pub unjoined_member_rate: f64,
+}
+
+impl Default for Fidelity {
+    fn default() -> Self {
+        Fidelity {
+            presence_events_without_modified_date: true,
+            unjoined_member_rate: 0.0,
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -133,6 +201,9 @@ impl SimConfig {
             return Err(
                 "--max-channels, --max-topics and --bulk-put-max must be at least 1".into(),
             );
+        }
+        if !(0.0..=1.0).contains(&self.unjoined_member_rate) {
+            return Err("--unjoined-member-rate must be between 0 and 1".into());
         }
         if self.churn < 0.0 || self.churn.is_nan() {
             return Err("--churn must be 0 or more".into());
@@ -178,6 +249,10 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
     let rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(0x5eed));
     let mut inner = SimInner::new(org, rng);
     inner.churn_rate = cfg.churn;
+    inner.fidelity = Fidelity {
+        presence_events_without_modified_date: cfg.presence_events_without_modified_date,
+        unjoined_member_rate: cfg.unjoined_member_rate,
+    };
     let sim = Arc::new(Sim {
         cfg: cfg.clone(),
         inner: Mutex::new(inner),
@@ -200,6 +275,7 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
     actix_web::rt::spawn(server);
     actix_web::rt::spawn(housekeeping(sim.clone()));
     actix_web::rt::spawn(conversations::churn_task(sim.clone()));
+    actix_web::rt::spawn(queues::arrivals_task(sim.clone()));
     tracing::info!(%addr, agents = cfg.agents, seed = cfg.seed, "simulator listening");
     Ok(SimHandle {
         addr,
@@ -215,6 +291,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/channels/{channel_id}",
             web::get().to(notifications::socket),
         )
+        .configure(queues::control)
         .service(control::scope())
         .service(
             web::scope("/api/v2")
@@ -222,6 +299,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(users::routes)
                 .configure(notifications::routes)
                 .configure(conversations::routes)
+                .configure(queues::routes)
                 .default_service(web::to(api::not_found)),
         );
 }

@@ -15,7 +15,7 @@ use std::pin::Pin;
 
 use awc::error::WsProtocolError;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use presence_gateway::simulator::{self, SimConfig, SimHandle};
+use genesys_sim::{self as simulator, SimConfig, SimHandle};
 use serde_json::{json, Value};
 
 /// Default OAuth client of the simulator contract (design.md).

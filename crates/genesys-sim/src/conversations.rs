@@ -15,7 +15,7 @@ use super::api::{json_body, Ctx, Reply};
 use super::org::{uuid_from, Org};
 use super::state::{HistoryRecord, SimConversation, SimInner};
 use super::Sim;
-use crate::model::{iso, RoutingStatus, SystemPresence};
+use crate::spelling::{iso, RoutingStatus, SystemPresence};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/conversations/{id}", web::get().to(get_conversation))
@@ -58,8 +58,65 @@ fn media_key(media: &str) -> &'static str {
     }
 }
 
-/// The `Conversation` model (§6) for a simulated conversation.
-pub fn conversation_json(org: &Org, c: &SimConversation) -> Value {
+/// The org's wrap-up codes (`GET /api/v2/routing/wrapupcodes`): fixed ids
+/// and names. A participant's `wrapup.code` carries the **id**.
+pub const WRAPUP_CODES: [(&str, &str); 4] = [
+    ("5f1c2a3b-7d4e-4f50-9a61-b2c3d4e5f601", "Resolved"),
+    ("6a2d3b4c-8e5f-4061-8b72-c3d4e5f60712", "Follow-up"),
+    ("7b3e4c5d-9f60-4172-9c83-d4e5f6071823", "Sale"),
+    ("8c4f5d6e-a071-4283-ad94-e5f607182934", "No answer"),
+];
+
+/// The name of wrap-up code `id`, if it is one of [`WRAPUP_CODES`].
+pub fn wrapup_name(id: &str) -> Option<&'static str> {
+    WRAPUP_CODES.iter().find(|(i, _)| *i == id).map(|(_, n)| *n)
+}
+
+/// Which model a conversation is rendered as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `Conversation` of `GET /api/v2/conversations/{id}` (§6): conversation
+    /// `startTime`/`endTime`/`selfUri`, participant `startTime`, `queueName`,
+    /// `ani`, `userUri`, `wrapup.name`.
+    Rest,
+    /// `ConversationEventTopicConversation` of `v2.users.{id}.conversations`
+    /// (§5.4): none of the REST-only fields above.
+    Event,
+}
+
+/// One media leg in the per-media model: calls have `muted`/`confined` and
+/// may end `terminated`; chats, emails and messages have neither field and
+/// end `disconnected` (email and message state enums have no `terminated`);
+/// event chats have no `direction`.
+fn leg_json(
+    media: &str,
+    shape: Shape,
+    id: String,
+    state: &str,
+    direction: &str,
+    held: bool,
+    muted: bool,
+) -> Value {
+    let mut leg = json!({"id": id, "state": state, "held": held});
+    if media == "voice" {
+        leg["muted"] = json!(muted);
+        leg["confined"] = json!(false);
+    } else if state == "terminated" {
+        leg["state"] = json!("disconnected");
+    }
+    if !(media == "chat" && shape == Shape::Event) {
+        leg["direction"] = json!(direction);
+    }
+    if media == "message" {
+        leg["type"] = json!("webmessaging");
+    }
+    leg
+}
+
+/// A simulated conversation as the REST `Conversation` model or as the
+/// `v2.users.{id}.conversations` event body (see [`Shape`]).
+pub fn conversation_json(org: &Org, c: &SimConversation, shape: Shape) -> Value {
+    let rest = shape == Shape::Rest;
     let queue = &org.queues[c.queue];
     let agent = &org.users[c.agent];
     let ended = c.end.is_some();
@@ -71,33 +128,57 @@ pub fn conversation_json(org: &Org, c: &SimConversation) -> Value {
         "connected"
     };
     let key = media_key(c.media);
-    let customer_leg = json!([{
-        "id": format!("{}-c", c.id), "state": if c.wrapup || ended { "disconnected" } else { "connected" },
-        "direction": c.direction, "held": false, "muted": false,
-        "connectedTime": iso(c.start),
-    }]);
-    let mut agent_leg = json!({
-        "id": format!("{}-a", c.id), "state": leg_state, "direction": c.direction,
-        "held": c.held, "muted": c.muted, "confined": false,
-        "connectedTime": iso(c.connected),
-        "afterCallWork": {"state": if c.wrapup && !ended { "pending" } else if ended { "complete" } else { "notApplicable" }},
-    });
+    let customer_state = if c.wrapup || ended {
+        "disconnected"
+    } else {
+        "connected"
+    };
+    let mut customer_leg = leg_json(
+        c.media,
+        shape,
+        format!("{}-c", c.id),
+        customer_state,
+        c.direction,
+        false,
+        false,
+    );
+    customer_leg["connectedTime"] = json!(iso(c.start));
+    let mut agent_leg = leg_json(
+        c.media,
+        shape,
+        format!("{}-a", c.id),
+        leg_state,
+        c.direction,
+        c.held,
+        c.muted,
+    );
+    agent_leg["connectedTime"] = json!(iso(c.connected));
+    agent_leg["afterCallWork"] = json!({"state": if c.wrapup && !ended { "pending" } else if ended { "complete" } else { "notApplicable" }});
     if let Some(h) = c.hold_start {
         agent_leg["startHoldTime"] = json!(iso(h));
     }
     let mut agent_p = json!({
         "id": c.agent_participant_id, "purpose": "agent", "userId": agent.id, "name": agent.name,
-        "userUri": format!("/api/v2/users/{}", agent.id),
-        "queueId": queue.id, "queueName": queue.name,
-        "startTime": iso(c.start), "connectedTime": iso(c.connected),
+        "queueId": queue.id,
+        "connectedTime": iso(c.connected),
         "wrapupRequired": true, "wrapupPrompt": "timeout", "wrapupTimeoutMs": 120000,
         "alertingTimeoutMs": 30000,
     });
+    if rest {
+        agent_p["userUri"] = json!(format!("/api/v2/users/{}", agent.id));
+        agent_p["queueName"] = json!(queue.name);
+        agent_p["startTime"] = json!(iso(c.start));
+    }
     agent_p[key] = json!([agent_leg]);
     if c.wrapup || ended {
         agent_p["startAcwTime"] = json!(iso(c.connected));
         if let Some(code) = &c.wrapup_code {
-            agent_p["wrapup"] = json!({"code": code, "name": code, "durationSeconds": 20});
+            agent_p["wrapup"] = json!({"code": code, "durationSeconds": 20});
+            if rest {
+                if let Some(name) = wrapup_name(code) {
+                    agent_p["wrapup"]["name"] = json!(name);
+                }
+            }
         }
     }
     if let Some(e) = c.end {
@@ -106,25 +187,35 @@ pub fn conversation_json(org: &Org, c: &SimConversation) -> Value {
     }
     let mut customer_p = json!({
         "id": c.customer_participant_id, "purpose": "customer", "name": c.customer_name,
-        "address": c.ani, "ani": c.ani, "queueId": queue.id,
-        "startTime": iso(c.start), "connectedTime": iso(c.start), "wrapupRequired": false,
+        "address": c.ani, "queueId": queue.id,
+        "connectedTime": iso(c.start), "wrapupRequired": false,
     });
-    customer_p[key] = customer_leg;
-    let acd_p = json!({
-        "id": c.acd_participant_id, "purpose": "acd", "name": queue.name, "queueId": queue.id, "queueName": queue.name,
-        "startTime": iso(c.start), "endTime": iso(c.connected), "wrapupRequired": false,
+    if rest {
+        customer_p["ani"] = json!(c.ani);
+        customer_p["startTime"] = json!(iso(c.start));
+    }
+    customer_p[key] = json!([customer_leg]);
+    let mut acd_p = json!({
+        "id": c.acd_participant_id, "purpose": "acd", "name": queue.name, "queueId": queue.id,
+        "endTime": iso(c.connected), "wrapupRequired": false,
     });
+    if rest {
+        acd_p["queueName"] = json!(queue.name);
+        acd_p["startTime"] = json!(iso(c.start));
+    }
     let mut v = json!({
         "id": c.id,
-        "startTime": iso(c.start),
         "externalTag": c.external_tag,
         "participants": [customer_p, acd_p, agent_p],
         "recordingState": "NONE",
         "divisions": [{"division": {"id": org.divisions[queue.division].id}, "entities": []}],
-        "selfUri": format!("/api/v2/conversations/{}", c.id),
     });
-    if let Some(e) = c.end {
-        v["endTime"] = json!(iso(e));
+    if rest {
+        v["startTime"] = json!(iso(c.start));
+        v["selfUri"] = json!(format!("/api/v2/conversations/{}", c.id));
+        if let Some(e) = c.end {
+            v["endTime"] = json!(iso(e));
+        }
     }
     v
 }
@@ -220,8 +311,9 @@ pub fn step_agent(inner: &mut SimInner, u: usize) {
         };
         if c.wrapup {
             // After-call work done: the interaction ends.
-            c.wrapup_code =
-                Some(["Resolved", "Follow-up", "Sale", "No answer"][r as usize % 4].into());
+            if c.wrapup_code.is_none() {
+                c.wrapup_code = Some(WRAPUP_CODES[r as usize % 4].0.into());
+            }
             inner.end_conversation(&conv_id);
             if inner.is_on_queue(u) {
                 inner.set_routing(u, RoutingStatus::Idle);
@@ -231,7 +323,9 @@ pub fn step_agent(inner: &mut SimInner, u: usize) {
             c.hold_start = c.held.then(Utc::now);
             inner.emit_conversation(&conv_id);
         } else {
+            // After-call work: the agent picks a wrap-up code (its id).
             c.wrapup = true;
+            c.wrapup_code = Some(WRAPUP_CODES[r as usize % 4].0.into());
             c.held = false;
             c.hold_start = None;
             inner.emit_conversation(&conv_id);
@@ -312,7 +406,7 @@ async fn get_conversation(ctx: Ctx, path: web::Path<String>, sim: web::Data<Sim>
         .conversations
         .get(path.as_str())
         .ok_or_else(|| ctx.not_found("The requested resource was not found."))?;
-    Ok(HttpResponse::Ok().json(conversation_json(&inner.org, c)))
+    Ok(HttpResponse::Ok().json(conversation_json(&inner.org, c, Shape::Rest)))
 }
 
 /// `start/end` ISO-8601 interval of the analytics queries.

@@ -12,7 +12,7 @@ use super::api::{int_param, json_body, multi, query_pairs, single, Ctx, GError, 
 use super::org::{Org, SimUser};
 use super::state::SimInner;
 use super::Sim;
-use crate::model::{iso, RoutingStatus, SystemPresence};
+use crate::spelling::{iso, RoutingStatus, SystemPresence};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/users", web::get().to(list_users))
@@ -44,7 +44,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/systempresences", web::get().to(system_presences))
         .route("/routing/queues", web::get().to(list_queues))
-        .route("/routing/queues/{id}/members", web::get().to(queue_members));
+        .route("/routing/queues/{id}/members", web::get().to(queue_members))
+        .route("/routing/wrapupcodes", web::get().to(list_wrapup_codes));
 }
 
 /// The paging envelope of §2 with relative URIs; `nextUri`/`previousUri`
@@ -415,7 +416,8 @@ async fn bulk_get_presences(
 }
 
 /// `PUT /api/v2/users/presences/bulk`: `MutableUserPresence[]` whose `id` is
-/// the user's id. All items are validated before any is applied.
+/// the user's id. All items are validated before any is applied. The answer's
+/// `id` is the user's id or the source's id per `--bulk-put-answer-id`.
 async fn bulk_put_presences(ctx: Ctx, body: web::Bytes, sim: web::Data<Sim>) -> Reply {
     let items: Vec<PresencePatch> = json_body(&ctx, &body)?;
     if items.is_empty() {
@@ -451,7 +453,9 @@ async fn bulk_put_presences(ctx: Ctx, body: web::Bytes, sim: web::Data<Sim>) -> 
     for (u, item) in targets.into_iter().zip(&items) {
         apply_patch(&mut inner, &ctx, u, item)?;
         let mut v = user_presence_json(&inner.org, &inner.org.users[u]);
-        v["id"] = json!(inner.org.users[u].id);
+        if sim.cfg.bulk_put_answer_id == crate::BulkPutAnswerId::User {
+            v["id"] = json!(inner.org.users[u].id);
+        }
         out.push(v);
     }
     Ok(HttpResponse::Ok().json(out))
@@ -583,7 +587,8 @@ async fn legacy_definition(ctx: Ctx, path: web::Path<String>, sim: web::Data<Sim
     Ok(HttpResponse::Ok().json(legacy_def_json(&inner.org.definitions[d])))
 }
 
-/// `GET /api/v2/presence/definitions` (current, not paged; `deactivated`).
+/// `GET /api/v2/presence/definitions` (current, not paged; `deactivated`,
+/// whose `true` means "also" or "only" per `--definitions-deactivated`).
 async fn current_definitions(req: HttpRequest, ctx: Ctx, sim: web::Data<Sim>) -> Reply {
     let pairs = query_pairs(&req);
     let deactivated = match single(&pairs, "deactivated").unwrap_or("false") {
@@ -599,7 +604,11 @@ async fn current_definitions(req: HttpRequest, ctx: Ctx, sim: web::Data<Sim>) ->
         .org
         .definitions
         .iter()
-        .filter(|d| deactivated || !d.deactivated)
+        .filter(|d| match (deactivated, sim.cfg.definitions_deactivated) {
+            (false, _) => !d.deactivated,
+            (true, crate::DeactivatedReading::Include) => true,
+            (true, crate::DeactivatedReading::Only) => d.deactivated,
+        })
         .map(|d| current_def_json(d, &home))
         .collect();
     Ok(HttpResponse::Ok().json(json!({
@@ -666,6 +675,47 @@ async fn list_queues(req: HttpRequest, ctx: Ctx, sim: web::Data<Sim>) -> Reply {
     )))
 }
 
+/// A membership record's own id (`--queue-member-id member`): a stable id
+/// derived from the user and queue ids, never equal to either.
+fn member_record_id(user: &str, queue: &str) -> String {
+    let tail: String = queue.chars().rev().take(12).collect();
+    format!("{}{}", &user[..user.len().saturating_sub(12)], tail)
+}
+
+/// `GET /api/v2/routing/wrapupcodes` (paged `WrapupCodeEntityListing`).
+async fn list_wrapup_codes(req: HttpRequest, ctx: Ctx, sim: web::Data<Sim>) -> Reply {
+    let pairs = query_pairs(&req);
+    let page_size = int_param(&ctx, &pairs, "pageSize", 25)?.min(500);
+    let page_number = int_param(&ctx, &pairs, "pageNumber", 1)?;
+    let inner = sim.inner.lock();
+    let div = &inner.org.divisions[0];
+    let all: Vec<Value> = crate::conversations::WRAPUP_CODES
+        .iter()
+        .map(|(id, name)| {
+            json!({
+                "id": id, "name": name,
+                "division": {"id": div.id, "name": div.name, "selfUri": format!("/api/v2/authorization/divisions/{}", div.id)},
+                "dateCreated": "2024-01-01T00:00:00.000Z",
+                "selfUri": format!("/api/v2/routing/wrapupcodes/{id}"),
+            })
+        })
+        .collect();
+    let total = all.len();
+    let entities = all
+        .into_iter()
+        .skip((page_number - 1).saturating_mul(page_size))
+        .take(page_size)
+        .collect();
+    Ok(HttpResponse::Ok().json(page_envelope(
+        "/api/v2/routing/wrapupcodes",
+        "",
+        entities,
+        page_size,
+        page_number,
+        total,
+    )))
+}
+
 /// `GET /api/v2/routing/queues/{id}/members` (pageSize at most 100).
 async fn queue_members(
     req: HttpRequest,
@@ -687,33 +737,41 @@ async fn queue_members(
         .iter()
         .position(|q| q.id.eq_ignore_ascii_case(&path))
         .ok_or_else(|| ctx.not_found("The requested resource was not found."))?;
-    let members: Vec<&SimUser> = org
+    let members: Vec<(usize, &SimUser)> = org
         .users
         .iter()
-        .filter(|u| u.queues.contains(&qi))
+        .enumerate()
+        .filter(|(_, u)| u.queues.contains(&qi))
         .collect();
+    let rate = inner.fidelity.unjoined_member_rate;
+    let member_id = sim.cfg.queue_member_id;
     let total = members.len();
     let entities: Vec<Value> = members
         .into_iter()
         .skip((page_number - 1).saturating_mul(page_size))
         .take(page_size)
-        .map(|u| {
+        .map(|(ui, u)| {
+            let id = match member_id {
+                crate::QueueMemberId::User => u.id.clone(),
+                crate::QueueMemberId::Member => member_record_id(&u.id, &org.queues[qi].id),
+            };
             json!({
-                "id": u.id, "name": u.name,
+                "id": id, "name": u.name,
                 "user": user_json(org, u, &expand, false),
-                "ringNumber": 1, "joined": true, "memberBy": "user",
+                "ringNumber": 1, "joined": crate::org::joined(ui, qi, rate), "memberBy": "user",
                 "routingStatus": routing_json(u),
                 "selfUri": format!("/api/v2/users/{}", u.id),
             })
         })
         .collect();
     let q = format!("/api/v2/routing/queues/{}/members", org.queues[qi].id);
-    Ok(HttpResponse::Ok().json(page_envelope(
-        &q,
-        "",
-        entities,
-        page_size,
-        page_number,
-        total,
-    )))
+    // `QueueMemberEntityListing` has no `total`, `pageCount` or `lastUri`
+    // (the SDKs' model): a reader pages on `nextUri`.
+    let mut v = page_envelope(&q, "", entities, page_size, page_number, total);
+    if let Some(o) = v.as_object_mut() {
+        for k in ["total", "pageCount", "lastUri"] {
+            o.remove(k);
+        }
+    }
+    Ok(HttpResponse::Ok().json(v))
 }

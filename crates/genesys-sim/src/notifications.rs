@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use super::api::{error_response, json_body, query_pairs, single, Ctx, GError, Reply};
 use super::state::{validate_topic, Channel, SocketCmd, SocketSlot};
 use super::Sim;
-use crate::model::iso;
+use crate::spelling::iso;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/notifications/channels", web::post().to(create_channel))

@@ -356,10 +356,14 @@ async fn org_has_divisions_and_queues_with_members() {
             .await;
         assert_eq!(m.status, 200);
         assert!(
-            m.json["total"].as_u64().unwrap() > 0,
+            !arr(&m.json["entities"]).is_empty(),
             "queue {} has members",
             q["name"]
         );
+        // QueueMemberEntityListing has no total, pageCount or lastUri.
+        for k in ["total", "pageCount", "lastUri"] {
+            assert!(m.json.get(k).is_none(), "{k} in {}", m.json);
+        }
         let first = &arr(&m.json["entities"])[0];
         assert!(
             first["user"]["presence"].is_object() && first["routingStatus"]["status"].is_string()
@@ -883,7 +887,10 @@ async fn combined_topic_delivers_expanded_events() {
         "ON_QUEUE"
     );
     assert_eq!(p["eventBody"]["source"], "PURECLOUD");
-    date(&p["eventBody"]["modifiedDate"]);
+    assert!(
+        p["eventBody"].get("modifiedDate").is_none(),
+        "presence events carry no modifiedDate by default, as in Genesys's example"
+    );
     let r = ws
         .wait_for(5 * SEC, |v| {
             topic_is(v, &format!("v2.users.{user}.routingStatus"))

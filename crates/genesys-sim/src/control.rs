@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::state::{user_state_json, FaultBudget, SocketCmd};
 use super::Sim;
-use crate::model::SystemPresence;
+use crate::spelling::SystemPresence;
 
 pub fn scope() -> Scope {
     web::scope("/sim")
