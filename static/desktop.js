@@ -239,7 +239,11 @@ $('change').addEventListener('submit', async (e) => {
   btn.disabled = true;
   showResult('', 'Setting presence…');
   try {
-    if (!etag) await loadAgent();
+    // The write guard follows the version on screen: when a change arrived
+    // after the last write or load (e.g. the routing status Genesys sets
+    // after a presence change) and its ETag refresh is still pending, fetch
+    // it now rather than send an ETag the page no longer shows.
+    if (!etag || (me && String(me.version) !== String(etagVersion))) await loadAgent();
     const { body, etag: tag } = await setPresence(baseUrl, agentId, { presence: chosen.value, message: $('message').value.trim(), etag });
     if (tag) { etag = tag; etagVersion = body && body.version; }
     showResult('ok', `Presence set to ${def ? def.label : chosen.value}.`);
