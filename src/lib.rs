@@ -8,12 +8,13 @@
 //! floor importing anything above the leaves):
 //!
 //! ```text
-//! src/                    layers, bottom up; an arrow may only point down
+//! src/                    layers, bottom up (no import cycles; docs/architecture.md lists the known departures)
+//!   lib.rs                the crate root: the module map, `pub use genesys_sim as simulator`
 //!   model.rs              leaf: normalised vocabulary, UpstreamEvent, Interaction + Completion, conversation events
 //!   telemetry.rs          leaf: metric names, histograms, webhook outcome counters
 //!   validate.rs           leaf: check_range for every config section
 //!   genesys/              the floor: the only code that speaks Genesys (imports leaves only)
-//!     mod.rs              GenesysConfig, UpstreamConfig, UpstreamStats, ConversationSink
+//!     mod.rs              GenesysConfig, UpstreamConfig; re-exports the actor's UpstreamStats, ConversationSink
 //!     actor.rs            the Upstream actor: state machine, shards, sync loop, handover, health
 //!     auth.rs             client-credentials token, renewal, single flight
 //!     rest.rs             the REST budget and lanes, Retry-After, retries, circuit breaker
@@ -29,11 +30,13 @@
 //!     writes.rs           presence writes (single and bulk) on the top lane
 //!     region.rs           the 17 regions
 //!   protocol/             every message clients see, built once (above model only)
+//!     mod.rs              the module list
 //!     encode.rs           Frame, Batch, snapshot/delta/status/error/interaction/queues/close frames, coalescing
 //!     agent.rs            AgentView, Change and its wire encoding
 //!     counts.rs           live counts and their JSON
 //!     filter.rs           client filters and resume cursors
 //!   registry/             the presence map and its numbering (one actor)
+//!     mod.rs              re-exports (also protocol's encode/filter/agent/counts under their old `registry::` names)
 //!     actor.rs            messages, batching, epoch/seq, replay ring, fan-out, write context, journal flush
 //!     state.rs            the presence map: staleness rules, sync diff, counts
 //!     tap.rs              hands every change to the journal without making fan-out wait
@@ -45,6 +48,7 @@
 //!   interactions.rs       the interaction hub: who watches which agent, reference-counted topics,
 //!                         completion of what events leave out
 //!   session/              one actor per stream client
+//!     mod.rs              re-exports (Session, SessionParams, limits, close reasons)
 //!     actor.rs            subscribe, deliver, pump, close
 //!     outbox.rs           byte-bounded queue, per-agent coalescing
 //!     ws.rs, sse.rs       one module per transport
@@ -75,7 +79,19 @@
 //!   config.rs             the whole configuration: file + env overrides + validate
 //!   app.rs                wiring: store, registry, genesys + hub, writes, journal, features, HTTP
 //!   main.rs               commands (serve, check-config, demo, simulate); exit 64
-//! crates/genesys-sim/     the fake Genesys org (real paths + /sim control API), re-exported as `simulator`
+//! crates/genesys-sim/     the fake Genesys org, its own crate (no gateway imports), re-exported as `simulator`
+//!   src/lib.rs            SimConfig, start(), the app (real paths + /sim), churn and housekeeping tasks
+//!   src/spelling.rs       Genesys's spellings (system presences, routing statuses), written from genesys-api.md
+//!   src/org.rs            the generated org: users, divisions, queues, definitions, wrap-up codes
+//!   src/state.rs          SimInner: users' state, channels, tokens, faults, counters; event bodies
+//!   src/api.rs            Genesys error bodies, rate budget, common request context
+//!   src/users.rs          users, presences (single, bulk), routing status, definitions, queues, members, wrap-up codes
+//!   src/notifications.rs  channels, subscriptions, the streaming WebSocket
+//!   src/conversations.rs  conversations (REST and event shapes), analytics details queries
+//!   src/queues.rs         queue observations and the waiting-customer control
+//!   src/control.rs        the /sim control API: state, stats, presence, churn, faults
+//! crates/loadgen/         the benchmark load generator (its own workspace member)
+//!   src/main.rs           WS/SSE clients, latency from modifiedDate, reconnect storms, JSON reports
 //! crates/loadgen/         the benchmark load generator (its own workspace member)
 //! tests/                  integration tests; common/ (wait_until, client), support/, e2e/,
 //!                         architecture.rs (layering), browser/, sdk/

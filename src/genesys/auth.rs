@@ -131,7 +131,7 @@ impl Auth {
                 reason: e.to_string(),
             })?;
         let parsed: TokenResponse =
-            serde_json::from_slice(&body).map_err(|_| AuthError::BadResponse {
+            super::lenient::from_slice(&body).map_err(|_| AuthError::BadResponse {
                 host: host.clone(),
                 reason: format!("HTTP {status} with a body that is not a token response"),
             })?;

@@ -108,7 +108,7 @@ pub fn parse_answer(
     now: DateTime<Utc>,
     out: &mut Observations,
 ) -> Result<(), serde_json::Error> {
-    let a: Answer = serde_json::from_slice(body)?;
+    let a: Answer = super::lenient::from_slice(body)?;
     for r in a.results {
         let Some(queue) = r.group.get("queueId") else {
             continue;

@@ -65,7 +65,7 @@ pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
 }
 
 /// Registers the query and path error handlers (the JSON body limit is
-/// configured with the other body limits, in `crate::auth`).
+/// configured with the other body limits, in [`super::guard`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(query_error))
         .app_data(web::PathConfig::default().error_handler(path_error));

@@ -141,100 +141,11 @@ pub(crate) async fn by_external_tag(
                 divisions: divisions.as_ref().clone(),
             })
             .await?;
-        scope_conversations(&mut v, &visible);
+        crate::genesys::conversations::scope_conversations(&mut v, &visible);
     }
     if s.cfg.redact_customer {
-        redact_conversations(&mut v);
+        crate::genesys::conversations::redact_conversations(&mut v);
     }
     Ok(HttpResponse::Ok().json(v))
 }
 
-/// Participants that are agents (`purpose` agent or user) carry `userId`.
-fn is_agent(p: &serde_json::Value) -> bool {
-    matches!(
-        p.get("purpose").and_then(|x| x.as_str()),
-        Some("agent") | Some("user")
-    )
-}
-
-/// Keeps the conversations in which at least one agent of `visible` took
-/// part, and blanks the name and id of every other agent in them (a
-/// division-scoped caller learns nothing about other divisions' agents).
-/// `v` is `{"externalTag", "conversations": [analytics conversation]}`.
-fn scope_conversations(v: &mut serde_json::Value, visible: &[String]) {
-    let sees = |p: &serde_json::Value| {
-        p.get("userId")
-            .and_then(|u| u.as_str())
-            .is_some_and(|u| visible.iter().any(|x| x == u))
-    };
-    let Some(convs) = v.get_mut("conversations").and_then(|c| c.as_array_mut()) else {
-        return;
-    };
-    convs.retain(|c| {
-        c.get("participants")
-            .and_then(|p| p.as_array())
-            .is_some_and(|ps| ps.iter().any(|p| is_agent(p) && sees(p)))
-    });
-    for c in convs.iter_mut() {
-        if let Some(ps) = c.get_mut("participants").and_then(|p| p.as_array_mut()) {
-            for p in ps.iter_mut().filter(|p| is_agent(p) && !sees(p)) {
-                p["userId"] = json!(null);
-                p["participantName"] = json!(null);
-                p["redacted"] = json!(true);
-            }
-        }
-    }
-}
-
-/// Session fields of Genesys analytics conversation details that carry a
-/// customer's address (phone numbers, e-mail addresses, chat handles) or
-/// name. Source: `AnalyticsSession` in Genesys's API reference.
-const CUSTOMER_SESSION_FIELDS: [&str; 9] = [
-    "ani",
-    "dnis",
-    "addressFrom",
-    "addressTo",
-    "addressOther",
-    "addressSelf",
-    "remote",
-    "remoteNameDisplayable",
-    "callbackNumbers",
-];
-
-/// `interactions.redact_customer`: removes the customer's name from
-/// customer / external participants and every address field from every
-/// session (an agent's session carries the customer's number too).
-fn redact_conversations(v: &mut serde_json::Value) {
-    let Some(convs) = v.get_mut("conversations").and_then(|c| c.as_array_mut()) else {
-        return;
-    };
-    for c in convs {
-        let Some(ps) = c.get_mut("participants").and_then(|p| p.as_array_mut()) else {
-            continue;
-        };
-        for p in ps {
-            let customer = matches!(
-                p.get("purpose").and_then(|x| x.as_str()),
-                Some("customer") | Some("external") | Some("outbound")
-            );
-            if customer {
-                if let Some(o) = p.as_object_mut() {
-                    if o.contains_key("participantName") {
-                        o.insert("participantName".into(), json!(null));
-                    }
-                    o.insert("redacted".into(), json!(true));
-                }
-            }
-            let Some(sessions) = p.get_mut("sessions").and_then(|s| s.as_array_mut()) else {
-                continue;
-            };
-            for sess in sessions {
-                if let Some(o) = sess.as_object_mut() {
-                    for f in CUSTOMER_SESSION_FIELDS {
-                        o.remove(f);
-                    }
-                }
-            }
-        }
-    }
-}

@@ -1,7 +1,9 @@
-//! The downstream HTTP API (design.md "Downstream contract v1"): snapshot
-//! and agent reads, presence definitions, the SSE and WebSocket streams,
-//! liveness and readiness. Handlers are thin: they parse parameters, ask
-//! the registry actor, or start a session actor. Errors are [`ApiError`].
+//! The downstream HTTP API (design.md "Downstream contract v1"): the route
+//! table ([`table`]), the edge middleware (`guard`), and thin handlers per
+//! area (`routes`: snapshot, agents, definitions, streams, health;
+//! `writes`, `history`, `webhooks`, `interactions`, `queues`, `metrics`).
+//! Handlers parse parameters, call the registry or a feature, or start a
+//! session actor. Errors are [`ApiError`].
 
 pub mod assets;
 mod error;

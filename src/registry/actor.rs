@@ -4,7 +4,8 @@
 //! fans it out to subscribed sessions with `try_send` (a full session mailbox
 //! evicts that session as a slow consumer; the registry never waits).
 //!
-//! Messages (all defined here, one handler each): [`UpstreamEvent`] from the
+//! Messages (defined here, one handler each; the journal tap's
+//! `SetJournal` / `JournalBatch` live in `tap.rs`): [`UpstreamEvent`] from the
 //! upstream actor; [`Subscribe`] / [`Unsubscribe`] from sessions;
 //! [`GetSnapshot`], [`GetAgent`], [`GetDefinitions`], [`GetReadiness`],
 //! [`GetStats`] from the HTTP API. Outgoing: [`Deliver`] to sessions.

@@ -10,7 +10,7 @@
 //!   time is the newest of the change's `presence.since` and
 //!   `routingStatus.since`: the simulator stamps `modifiedDate` /
 //!   `startTime` with `Utc::now()` at the moment it changes the agent and
-//!   emits the events (src/simulator/state.rs `set_presence`,
+//!   emits the events (crates/genesys-sim/src/state.rs `set_presence`,
 //!   `apply_routing`), and the unchanged field of the pair is always older.
 //!   Both run on the same host clock. The stamps have ms precision (rounded
 //!   down), so latencies read up to 1 ms high. Only `origin:"event"` changes
