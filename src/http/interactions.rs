@@ -148,4 +148,3 @@ pub(crate) async fn by_external_tag(
     }
     Ok(HttpResponse::Ok().json(v))
 }
-
