@@ -21,6 +21,7 @@
 //!   origins and body limits: the middleware every request passes.
 //! - [`metrics`]: `/metrics`, every metric name and the Prometheus text.
 //! - [`shutdown`]: the graceful drain on SIGTERM / SIGINT.
+//! - [`telemetry`]: rate-limited log lines for repeating conditions.
 //! - [`store`]: SQLite persistence (audit, idempotency, leases; the
 //!   presence journal and webhook outbox in `store::journal`).
 //! - [`history`]: presence history and daily summaries (journal + Genesys analytics).
@@ -48,6 +49,7 @@ pub mod session;
 pub mod shutdown;
 pub use genesys_sim as simulator;
 pub mod store;
+pub mod telemetry;
 pub mod upstream;
 pub mod webhooks;
 pub mod writes;

@@ -33,6 +33,14 @@ pub mod names {
     pub const DELIVERIES: &str = "presence_gateway_deliveries_total";
     /// Deltas coalesced for a client that fell behind.
     pub const COALESCED: &str = "presence_gateway_deltas_coalesced_total";
+    /// Bytes queued for stream clients (all sessions' outboxes).
+    pub const QUEUED_BYTES: &str = "presence_gateway_session_queued_bytes";
+    /// Most bytes any one session had queued at once.
+    pub const QUEUED_BYTES_PEAK: &str = "presence_gateway_session_queued_bytes_peak";
+    /// WebSocket `subscribe`s coalesced by the rate limit.
+    pub const SUBSCRIBES_COALESCED: &str = "presence_gateway_subscribes_coalesced_total";
+    /// Sessions evicted by the write deadline.
+    pub const WRITE_TIMEOUTS: &str = "presence_gateway_session_write_timeouts_total";
     /// Sessions evicted by the registry (mailbox full).
     pub const EVICTED: &str = "presence_gateway_sessions_evicted_total";
     /// Upstream events the registry dropped, label `reason`.
@@ -271,6 +279,30 @@ pub fn render(
         "counter",
         "Times a slow client's queued deltas were coalesced.",
         ld(&s.coalesced),
+    );
+    o.one(
+        QUEUED_BYTES,
+        "gauge",
+        "Bytes queued for stream clients (snapshots, deltas, status, replies), all sessions.",
+        ld(&s.queued_bytes),
+    );
+    o.one(
+        QUEUED_BYTES_PEAK,
+        "gauge",
+        "Most bytes any one stream session had queued at once since start.",
+        ld(&s.queued_bytes_peak),
+    );
+    o.one(
+        SUBSCRIBES_COALESCED,
+        "counter",
+        "WebSocket subscribes replaced by a later one before being applied (rate limit).",
+        ld(&s.subscribes_coalesced),
+    );
+    o.one(
+        WRITE_TIMEOUTS,
+        "counter",
+        "Sessions evicted because their connection took no write within the write deadline.",
+        ld(&s.write_timeouts),
     );
     o.one(
         EVICTED,
