@@ -140,6 +140,7 @@ async fn sse_clients_that_stop_reading_are_evicted_by_the_write_deadline() {
         // this (never evicted, ~1 MiB pinned per client).
         outbox_bytes: 4 << 20,
         write_timeout_secs: write_timeout,
+        close_grace_secs: 1,
         ..SessionConfig::default()
     };
     let reg = RegistryConfig {
@@ -215,7 +216,23 @@ async fn sse_clients_that_stop_reading_are_evicted_by_the_write_deadline() {
     let registry = gw.agents().await;
     assert_eq!(reader.m().agents, registry);
     assert!(reader.m().closed.is_none());
-    drop(stalled);
+
+    // The evicted connections themselves do not linger: the kernel aborts
+    // them (TCP_USER_TIMEOUT = write deadline + close grace) without a
+    // word, so each stalled client sees a reset once it sends something
+    // (a blank line, which an open HTTP/1.1 connection would ignore).
+    let mut reset = vec![false; stalled_n];
+    wait_until(SECS, "stalled connections reset", || {
+        for (s, r) in stalled.iter().zip(reset.iter_mut()) {
+            if !*r {
+                *r = matches!(s.take_error(), Ok(Some(_)))
+                    || matches!(s.try_write(b"\r\n"), Err(e) if e.kind() != std::io::ErrorKind::WouldBlock);
+            }
+        }
+        let all = reset.iter().all(|r| *r);
+        async move { all }
+    })
+    .await;
 }
 
 /// A `subscribe` flood is coalesced: the client gets at most one snapshot
