@@ -18,7 +18,8 @@ For each phase: RSS before, peak, and at the end of the window; plus the
 gateway's own session metrics when it exports them. Usage:
 
   bench/isolation.py --bin target/debug/presence-gateway [--agents 1000]
-      [--churn 50] [--ws-window 40] [--sse-window 60] [--sse-clients 1000]
+      [--churn 10] [--ws-window 40] [--sse-window 60] [--sse-clients 1000]
+      [--phases ws,sse]
 
 Only the standard library; Linux only (reads /proc).
 """
@@ -123,10 +124,11 @@ def main():
     ap.add_argument("--ws-window", type=float, default=40)
     ap.add_argument("--sse-window", type=float, default=60)
     ap.add_argument("--sse-clients", type=int, default=1000)
+    ap.add_argument("--phases", default="ws,sse", help="comma-separated: ws, sse")
     a = ap.parse_args()
 
     res = {"label": a.label or a.bin, "agents": a.agents, "churn_per_s": a.churn}
-    for phase in ("ws", "sse"):
+    for phase in a.phases.split(","):
         gw, base, addr = start(a)
         try:
             res["snapshot_bytes"] = len(urllib.request.urlopen(base + "/api/v1/agents", timeout=30).read())

@@ -3,6 +3,13 @@
 //! what the registry delivers in a bounded [`Outbox`] and writes it to the
 //! transport one frame at a time, never blocking the registry.
 //!
+//! Per-client cost is bounded: every queued message counts against
+//! `session.outbox_bytes`; a write the transport does not take within
+//! `session.write_timeout_secs` evicts the session (4008); WebSocket
+//! `subscribe`s are applied at most once per `session.subscribe_interval_ms`
+//! (the last one wins). The queue's size is published in
+//! [`SessionMetrics::queued_bytes`](super::SessionMetrics::queued_bytes).
+//!
 //! Runs on the actix-web worker arbiter that accepted the connection. The
 //! registry talks to it with [`Deliver`]; the WebSocket reader feeds it
 //! client frames (see `ws.rs`).
