@@ -574,13 +574,20 @@ impl Upstream {
             self.cfg.backoff_initial_ms,
             self.cfg.backoff_max_ms,
         );
-        tracing::warn!(
-            shard = i,
-            attempt,
-            why,
-            retry_in_ms = wait.as_millis() as u64,
-            "channel down; reconnecting"
-        );
+        // One line per 10 s during an outage (retries come every ~0.4 s),
+        // saying how many were held back.
+        static RECONNECT_LOG: crate::telemetry::LogLimiter =
+            crate::telemetry::LogLimiter::new(std::time::Duration::from_secs(10));
+        if let Some(suppressed) = RECONNECT_LOG.allow() {
+            tracing::warn!(
+                shard = i,
+                attempt,
+                why,
+                retry_in_ms = wait.as_millis() as u64,
+                suppressed,
+                "channel down; reconnecting ({suppressed} similar lines suppressed)"
+            );
+        }
         let shard = &mut self.shards[i];
         shard.state = ShardState::Down { attempt };
         let generation = shard.generation;

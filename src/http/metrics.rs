@@ -119,6 +119,30 @@ pub fn render(
         ld(&s.coalesced),
     );
     o.one(
+        QUEUED_BYTES,
+        "gauge",
+        "Bytes queued for stream clients (snapshots, deltas, status, replies), all sessions.",
+        ld(&s.queued_bytes),
+    );
+    o.one(
+        QUEUED_BYTES_PEAK,
+        "gauge",
+        "Most bytes any one stream session had queued at once since start.",
+        ld(&s.queued_bytes_peak),
+    );
+    o.one(
+        SUBSCRIBES_COALESCED,
+        "counter",
+        "WebSocket subscribes replaced by a later one before being applied (rate limit).",
+        ld(&s.subscribes_coalesced),
+    );
+    o.one(
+        WRITE_TIMEOUTS,
+        "counter",
+        "Sessions evicted because their connection took no write within the write deadline.",
+        ld(&s.write_timeouts),
+    );
+    o.one(
         EVICTED,
         "counter",
         "Sessions evicted by the registry because their mailbox was full.",

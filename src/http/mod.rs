@@ -123,6 +123,17 @@ pub async fn start_on(
 ) -> io::Result<(ServerHandle, SocketAddr)> {
     let addr = listener.local_addr()?;
     state.security.set_listen_addr(addr);
+    // Accepted sockets inherit TCP_USER_TIMEOUT: the kernel aborts a
+    // connection whose client has stopped reading (zero window) once data
+    // has waited this long, so a session evicted by its write deadline
+    // (session.write_timeout_secs) does not leave its connection and the
+    // buffers on the way pinned for as long as the client stays connected.
+    // It fires after the session's own deadline and close grace, so the
+    // session decides (and counts) first. Linux only.
+    #[cfg(target_os = "linux")]
+    socket2::SockRef::from(&listener).set_tcp_user_timeout(Some(
+        state.session.write_timeout() + state.session.close_grace(),
+    ))?;
     let server = HttpServer::new(move || {
         let st = state.clone();
         App::new()

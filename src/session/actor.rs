@@ -3,6 +3,13 @@
 //! what the registry delivers in a bounded [`Outbox`] and writes it to the
 //! transport one frame at a time, never blocking the registry.
 //!
+//! Per-client cost is bounded: every queued message counts against
+//! `session.outbox_bytes`; a write the transport does not take within
+//! `session.write_timeout_secs` evicts the session (4008); WebSocket
+//! `subscribe`s are applied at most once per `session.subscribe_interval_ms`
+//! (the last one wins). The queue's size is published in
+//! [`SessionMetrics::queued_bytes`](super::SessionMetrics::queued_bytes).
+//!
 //! Runs on the actix-web worker arbiter that accepted the connection. The
 //! registry talks to it with [`Deliver`]; the WebSocket reader feeds it
 //! client frames (see `ws.rs`).
@@ -23,7 +30,12 @@ use crate::registry::{
 use super::close::DisconnectReason;
 use super::config::SessionConfig;
 use super::limits::{ConnGuard, SessionMetrics};
-use super::outbox::{Out, Outbox, Pushed};
+use super::outbox::{Kind, Out, Outbox, Pushed};
+
+/// Eviction lines: one per 10 s across all sessions, with the count of
+/// those held back (a crowd of stalled clients must not flood the log).
+static EVICTION_LOG: crate::telemetry::LogLimiter =
+    crate::telemetry::LogLimiter::new(std::time::Duration::from_secs(10));
 
 /// Largest piece of an SSE frame handed to the HTTP layer at once.
 const SSE_PIECE: usize = 8 * 1024;
@@ -132,6 +144,22 @@ pub struct Session {
     scope: Option<crate::auth::Principal>,
     /// The registry's epoch (for the final `status` of a drain).
     epoch: u64,
+    /// When the write in flight started (`None`: no write in flight).
+    write_since: Option<Instant>,
+    /// A write-deadline check is scheduled.
+    deadline_armed: bool,
+    /// Outbox bytes last added to the shared `queued_bytes` gauge.
+    reported: usize,
+    /// Outbox peak last offered to the shared `queued_bytes_peak` gauge.
+    reported_peak: usize,
+    /// When the last `subscribe` was applied.
+    last_subscribe: Option<Instant>,
+    /// A `subscribe` held back by the rate limit: (filter, since). A later
+    /// one replaces it.
+    pending_subscribe: Option<(Filter, Option<Cursor>)>,
+    /// The client was told, since the last applied `subscribe`, that its
+    /// subscribes are being coalesced.
+    rate_told: bool,
 }
 
 impl Session {
@@ -159,6 +187,13 @@ impl Session {
             queues: p.queues,
             scope: p.scope,
             epoch: 0,
+            write_since: None,
+            deadline_armed: false,
+            reported: 0,
+            reported_peak: 0,
+            last_subscribe: None,
+            pending_subscribe: None,
+            rate_told: false,
         }
     }
 
@@ -201,11 +236,7 @@ impl Session {
         self.seq = sub.seq;
         self.epoch = sub.epoch;
         match sub.start {
-            Start::Snapshot(frame) => self.outbox.push(Out::Msg {
-                frame,
-                batch: None,
-                counted: false,
-            }),
+            Start::Snapshot(frame) => self.outbox.push_snapshot(frame, sse),
             Start::Replay(batches) => {
                 for (batch, frame) in batches {
                     if self.push_delta(batch, frame, ctx) {
@@ -214,7 +245,20 @@ impl Session {
                 }
             }
         }
-        self.outbox.push_counted(sub.status, sse);
+        self.push_message(sub.status, Kind::Status, ctx);
+    }
+
+    /// Queues a `status` or reply and writes; closes as slow when the
+    /// queue is over its bound.
+    fn push_message(&mut self, frame: crate::registry::Frame, kind: Kind, ctx: &mut Context<Self>) {
+        let sse = self.is_sse();
+        if self
+            .outbox
+            .push_counted(frame, kind, sse, self.cfg.outbox_bytes)
+        {
+            self.close(DisconnectReason::SlowConsumer, ctx);
+            return;
+        }
         self.pump(ctx);
     }
 
@@ -258,9 +302,7 @@ impl Session {
             self.close(DisconnectReason::PolicyViolation, ctx);
             return;
         }
-        let sse = self.is_sse();
-        self.outbox.push_counted(error_frame(reason), sse);
-        self.pump(ctx);
+        self.push_message(error_frame(reason), Kind::Reply, ctx);
     }
 
     /// Applies a new filter and/or resume point from the client and answers
@@ -278,6 +320,48 @@ impl Session {
             },
             None => filter,
         };
+        // Rate limit: at most one applied subscribe per interval; one that
+        // comes sooner waits for the end of the interval, and a later one
+        // replaces it (only the last matters).
+        let now = Instant::now();
+        let due = self
+            .last_subscribe
+            .map(|t| t + self.cfg.subscribe_interval())
+            .filter(|due| *due > now);
+        let Some(due) = due else {
+            return self.apply_subscribe(filter, since, ctx);
+        };
+        if self.pending_subscribe.replace((filter, since)).is_none() {
+            ctx.run_later(due - now, |act, ctx| {
+                if let Some((filter, since)) = act.pending_subscribe.take() {
+                    if act.closing.is_none() {
+                        act.apply_subscribe(filter, since, ctx);
+                    }
+                }
+            });
+            return;
+        }
+        self.metrics
+            .subscribes_coalesced
+            .fetch_add(1, Ordering::Relaxed);
+        if !self.rate_told {
+            self.rate_told = true;
+            let ms = self.cfg.subscribe_interval_ms;
+            self.push_message(
+                error_frame(&format!(
+                    "subscribe rate exceeded: at most one subscribe per {ms} ms is applied; \
+                     earlier ones are replaced by the latest, which is applied when the interval ends"
+                )),
+                Kind::Reply,
+                ctx,
+            );
+        }
+    }
+
+    /// Applies a (scoped) filter and resume point now.
+    fn apply_subscribe(&mut self, filter: Filter, since: Option<Cursor>, ctx: &mut Context<Self>) {
+        self.last_subscribe = Some(Instant::now());
+        self.rate_told = false;
         self.filter = Some(filter).filter(|f| !f.is_empty()).map(Arc::new);
         self.since = since;
         self.subscribe(ctx);
@@ -303,12 +387,26 @@ impl Session {
             ctx.stop();
             return;
         }
+        if reason == DisconnectReason::SlowConsumer {
+            if let Some(suppressed) = EVICTION_LOG.allow() {
+                tracing::warn!(
+                    session = self.id,
+                    transport = if self.is_sse() { "sse" } else { "ws" },
+                    queued_bytes = self.outbox.bytes(),
+                    write_stalled_ms = self.write_since.map(|t| t.elapsed().as_millis() as u64),
+                    suppressed,
+                    "evicting slow client ({suppressed} similar lines suppressed)"
+                );
+            }
+        }
         if reason == DisconnectReason::Shutdown {
             // Tell the client why before the close, so it can show it.
             let sse = self.is_sse();
             self.outbox.push_counted(
                 crate::protocol::encode::restarting_status(self.epoch, self.seq),
+                Kind::Status,
                 sse,
+                usize::MAX,
             );
         }
         self.outbox.push(Out::Close(reason.code(), reason.text()));
@@ -365,15 +463,83 @@ impl Session {
         self.pump(ctx);
     }
 
-    /// Writes the next queued item, if no write is in flight.
+    /// Marks a write as in flight and arms the write deadline: a write the
+    /// connection does not take within `write_timeout` evicts the session
+    /// (the client stopped reading; for SSE, actix-web stops polling the
+    /// body once its write buffer is full, so the body channel stays full).
+    fn begin_write(&mut self, ctx: &mut Context<Self>) {
+        self.writing = true;
+        self.write_since = Some(Instant::now());
+        if !self.deadline_armed {
+            self.deadline_armed = true;
+            ctx.run_later(self.cfg.write_timeout(), |act, ctx| act.check_write(ctx));
+        }
+    }
+
+    /// The write in flight completed (or failed).
+    fn end_write(&mut self) {
+        self.writing = false;
+        self.write_since = None;
+    }
+
+    /// Write-deadline check: evict when the write in flight is older than
+    /// `write_timeout`, else check again when the current one would expire.
+    fn check_write(&mut self, ctx: &mut Context<Self>) {
+        self.deadline_armed = false;
+        let Some(since) = self.write_since else {
+            return;
+        };
+        let limit = self.cfg.write_timeout();
+        let age = since.elapsed();
+        if age >= limit {
+            if self.closing.is_none() {
+                self.metrics.write_timeouts.fetch_add(1, Ordering::Relaxed);
+                self.close(DisconnectReason::SlowConsumer, ctx);
+            }
+            return;
+        }
+        self.deadline_armed = true;
+        ctx.run_later(limit - age, |act, ctx| act.check_write(ctx));
+    }
+
+    /// Publishes this session's queued bytes to the shared gauges.
+    fn report_queued(&mut self) {
+        let now = self.outbox.bytes();
+        if now > self.reported {
+            self.metrics
+                .queued_bytes
+                .fetch_add((now - self.reported) as u64, Ordering::Relaxed);
+        } else if now < self.reported {
+            self.metrics
+                .queued_bytes
+                .fetch_sub((self.reported - now) as u64, Ordering::Relaxed);
+        }
+        self.reported = now;
+        let peak = self.outbox.peak();
+        if peak > self.reported_peak {
+            self.reported_peak = peak;
+            self.metrics
+                .queued_bytes_peak
+                .fetch_max(peak as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes queued items while the transport takes them, then publishes
+    /// the queue's size.
     pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
+        self.pump_items(ctx);
+        self.report_queued();
+    }
+
+    /// Writes the next queued item, if no write is in flight.
+    fn pump_items(&mut self, ctx: &mut Context<Self>) {
         while !self.writing {
             let sse = self.is_sse();
             let Some(item) = self.outbox.pop(sse) else {
                 return;
             };
-            if let Out::Msg { batch, .. } = &item {
-                self.count_delivery(batch.as_deref(), sse);
+            if let Out::Msg { kind, .. } = &item {
+                self.count_delivery(kind.batch(), sse);
             }
             match &mut self.transport {
                 Transport::Sse(slot) => {
@@ -416,7 +582,7 @@ impl Session {
                             continue;
                         }
                         let tx = tx.clone();
-                        self.writing = true;
+                        self.begin_write(ctx);
                         ctx.spawn(
                             async move {
                                 for p in pieces {
@@ -428,7 +594,7 @@ impl Session {
                             }
                             .into_actor(self)
                             .map(|ok, act, ctx| {
-                                act.writing = false;
+                                act.end_write();
                                 if ok {
                                     act.pump(ctx);
                                 } else {
@@ -447,12 +613,12 @@ impl Session {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(bytes)) => {
                             let tx = tx.clone();
-                            self.writing = true;
+                            self.begin_write(ctx);
                             ctx.spawn(
                                 async move { tx.send(bytes).await.is_ok() }
                                     .into_actor(self)
                                     .map(move |ok, act, ctx| {
-                                        act.writing = false;
+                                        act.end_write();
                                         if !ok {
                                             act.close(DisconnectReason::TransportClosed, ctx);
                                         } else if last {
@@ -472,7 +638,7 @@ impl Session {
                 }
                 Transport::Ws(slot) => {
                     let Some(mut ws) = slot.take() else { return };
-                    self.writing = true;
+                    self.begin_write(ctx);
                     let fut = async move {
                         match item {
                             Out::Msg { frame, .. } => {
@@ -492,7 +658,7 @@ impl Session {
                         }
                     };
                     ctx.spawn(fut.into_actor(self).map(|(ok, ws), act, ctx| {
-                        act.writing = false;
+                        act.end_write();
                         let done = ws.is_none();
                         act.transport = Transport::Ws(ws);
                         if done {
@@ -575,6 +741,10 @@ impl Actor for Session {
             });
         }
         self.active_gauge().fetch_sub(1, Ordering::Relaxed);
+        self.metrics
+            .queued_bytes
+            .fetch_sub(self.reported as u64, Ordering::Relaxed);
+        self.reported = 0;
         if self.closing.is_none() {
             self.metrics.disconnect(DisconnectReason::TransportClosed);
             let _ = self.registry.try_send(Unsubscribe { id: self.id });
@@ -604,9 +774,13 @@ impl Handler<Deliver> for Session {
                     return;
                 }
             }
-            Deliver::Status(frame) | Deliver::Interaction(frame) | Deliver::Queues(frame) => {
-                let sse = self.is_sse();
-                self.outbox.push_counted(frame, sse);
+            Deliver::Status(frame) => {
+                return self.push_message(frame, Kind::Status, ctx);
+            }
+            // Interaction and queue messages are kept in order (never folded
+            // into "the latest status"): each one carries its own agent or queue.
+            Deliver::Interaction(frame) | Deliver::Queues(frame) => {
+                return self.push_message(frame, Kind::Reply, ctx);
             }
             Deliver::Shutdown => {
                 self.close(DisconnectReason::Shutdown, ctx);

@@ -13,11 +13,14 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionConfig {
-    /// Bytes of queued `delta` and `status` messages a client may fall
-    /// behind by. Past it, queued deltas are coalesced per agent (latest
-    /// state wins); if that still exceeds it, the client is disconnected as
-    /// a slow consumer (WebSocket close 4008; SSE stream ends) and resumes
-    /// on reconnect. The initial snapshot is shared and not counted.
+    /// Bytes of queued messages (snapshots, deltas, `status`, `error`
+    /// replies) a client may fall behind by. Past it, queued deltas are
+    /// coalesced per agent (latest state wins); if that still exceeds it,
+    /// the client is disconnected as a slow consumer (WebSocket close 4008;
+    /// SSE `close` event, then the stream ends) and resumes on reconnect. A
+    /// snapshot replaces everything queued before it and is always taken,
+    /// so keep this above the size of a full snapshot (about 150 bytes per
+    /// agent) to leave room for the deltas that follow it.
     /// 4 KiB to 1 GiB; default 1 MiB.
     pub outbox_bytes: usize,
     /// Capacity of each session actor's mailbox, in messages (batches from
@@ -54,6 +57,19 @@ pub struct SessionConfig {
     /// a stalled connection before dropping it, in seconds. 1 to 300;
     /// default 10.
     pub close_grace_secs: u64,
+    /// A write the client's connection has not taken for this long (the
+    /// client stopped reading and every buffer on the way is full) gets the
+    /// session evicted as a slow consumer (4008, counted), whatever its
+    /// queue holds, in seconds. Applies to WebSocket and SSE alike.
+    /// 1 to 300; default 30.
+    pub write_timeout_secs: u64,
+    /// Minimum time between two WebSocket `subscribe`s the session acts on,
+    /// in milliseconds. A `subscribe` that arrives sooner is held and
+    /// replaced by any later one (only the last matters) and applied when
+    /// the interval is over; the client gets one `error` message saying so
+    /// per applied subscribe. A client therefore gets at most one snapshot
+    /// per interval. 0 (no limit) to 60 000; default 250.
+    pub subscribe_interval_ms: u64,
 }
 
 /// The table name in error messages.
@@ -72,6 +88,8 @@ impl Default for SessionConfig {
             max_malformed_per_minute: 10,
             max_client_message_bytes: 16 * 1024,
             close_grace_secs: 10,
+            write_timeout_secs: 30,
+            subscribe_interval_ms: 250,
         }
     }
 }
@@ -131,6 +149,20 @@ impl SessionConfig {
             1 << 20,
         )?;
         check_range(SECTION, "close_grace_secs", self.close_grace_secs, 1, 300)?;
+        check_range(
+            SECTION,
+            "write_timeout_secs",
+            self.write_timeout_secs,
+            1,
+            300,
+        )?;
+        check_range(
+            SECTION,
+            "subscribe_interval_ms",
+            self.subscribe_interval_ms,
+            0,
+            60_000,
+        )?;
         Ok(())
     }
 
@@ -142,6 +174,16 @@ impl SessionConfig {
     /// [`Self::idle_timeout_secs`] as a `Duration`.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// [`Self::write_timeout_secs`] as a `Duration`.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_secs)
+    }
+
+    /// [`Self::subscribe_interval_ms`] as a `Duration`.
+    pub fn subscribe_interval(&self) -> Duration {
+        Duration::from_millis(self.subscribe_interval_ms)
     }
 
     /// [`Self::close_grace_secs`] as a `Duration`.

@@ -136,6 +136,18 @@ pub struct SessionMetrics {
     pub delivered_ws: AtomicU64,
     /// Messages written to SSE clients.
     pub delivered_sse: AtomicU64,
+    /// Bytes queued in every session's outbox right now (snapshots,
+    /// deltas, status and replies; what sits in the transport's own small
+    /// buffers is not included).
+    pub queued_bytes: AtomicU64,
+    /// Most bytes any one session has had queued at once since start.
+    pub queued_bytes_peak: AtomicU64,
+    /// WebSocket `subscribe`s replaced by a later one before they were
+    /// applied (rate limit, `session.subscribe_interval_ms`).
+    pub subscribes_coalesced: AtomicU64,
+    /// Sessions evicted because the connection took no write for
+    /// `session.write_timeout_secs` (also counted as `slow_consumer`).
+    pub write_timeouts: AtomicU64,
     /// Genesys event time → delivery, per delta delivered.
     pub event_lag: crate::telemetry::Histogram,
 }

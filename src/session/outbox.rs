@@ -2,9 +2,12 @@
 //! SSE): bounded in bytes, coalescing per agent when the client falls
 //! behind, and reporting overflow so the session can close as slow.
 //!
-//! Only `delta` and `status` bytes count against the bound: a snapshot is
-//! one shared buffer (the same `Bytes` for every unfiltered client at that
-//! `seq`) and costs a session nothing but a reference.
+//! Every message counts against the bound: deltas, `status`, replies
+//! (`error`) and snapshots. A snapshot may be one shared buffer, but a
+//! session holding it pins it (and a filtered one is the session's own), so
+//! a client that keeps asking for snapshots without reading them pays for
+//! them. A new snapshot replaces everything queued before it, so repeated
+//! `subscribe`s never stack snapshots.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,12 +20,12 @@ use crate::registry::{Batch, Filter, Frame};
 /// One item to write to the client.
 #[derive(Debug)]
 pub enum Out {
-    /// A message. `batch` is set for deltas (so they can be coalesced);
-    /// `counted` when its bytes count against the bound.
+    /// A message; its bytes count against the bound.
     Msg {
+        /// The encoded message.
         frame: Frame,
-        batch: Option<Arc<Batch>>,
-        counted: bool,
+        /// What it is (decides how it is coalesced).
+        kind: Kind,
     },
     /// Raw SSE bytes (`retry:`, `: keepalive`).
     Raw(Bytes),
@@ -33,6 +36,30 @@ pub enum Out {
     /// Close the connection with this WebSocket code and reason (SSE: a
     /// final `close` event, then the end of the stream).
     Close(u16, &'static str),
+}
+
+/// What a queued message is.
+#[derive(Debug)]
+pub enum Kind {
+    /// A numbered batch (kept so queued deltas can be coalesced per agent).
+    Delta(Arc<Batch>),
+    /// A `snapshot`: replaces everything queued before it.
+    Snapshot,
+    /// A `status` (or other latest-wins) message: only the latest is kept
+    /// when deltas are coalesced.
+    Status,
+    /// A reply to the client (`error`): kept in order, never coalesced.
+    Reply,
+}
+
+impl Kind {
+    /// The batch of a delta.
+    pub fn batch(&self) -> Option<&Batch> {
+        match self {
+            Kind::Delta(b) => Some(b),
+            _ => None,
+        }
+    }
 }
 
 /// What [`Outbox::push_delta`] did.
@@ -52,6 +79,8 @@ pub struct Outbox {
     items: VecDeque<Out>,
     /// Counted bytes queued.
     bytes: usize,
+    /// Most counted bytes ever queued at once.
+    peak: usize,
 }
 
 impl Outbox {
@@ -60,35 +89,54 @@ impl Outbox {
         self.bytes
     }
 
+    /// Most counted bytes ever queued at once (for the session metrics).
+    pub fn peak(&self) -> usize {
+        self.peak
+    }
+
+    fn add(&mut self, n: usize) {
+        self.bytes += n;
+        self.peak = self.peak.max(self.bytes);
+    }
+
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
-    /// Queues an uncounted item (snapshot, control, raw).
+    /// Queues a control item (ping, pong, raw SSE line, close). These are
+    /// a few bytes each and at most one of each kind is pending.
     pub fn push(&mut self, o: Out) {
+        debug_assert!(!matches!(o, Out::Msg { .. }), "messages are counted");
         self.items.push_back(o);
     }
 
-    /// Queues a counted message without a batch (status, error).
-    pub fn push_counted(&mut self, frame: Frame, sse: bool) {
-        self.bytes += frame.len(sse);
+    /// Queues a snapshot, dropping every message queued before it (they
+    /// are all older than the snapshot). Always accepted, however large:
+    /// it is the one message a client cannot do without; what follows it
+    /// is bounded.
+    pub fn push_snapshot(&mut self, frame: Frame, sse: bool) {
+        self.clear_messages();
+        self.add(frame.len(sse));
         self.items.push_back(Out::Msg {
             frame,
-            batch: None,
-            counted: true,
+            kind: Kind::Snapshot,
         });
+    }
+
+    /// Queues a message without a batch (`Status` or `Reply`); true when
+    /// the queue is now over `limit` (the client is too slow).
+    pub fn push_counted(&mut self, frame: Frame, kind: Kind, sse: bool, limit: usize) -> bool {
+        debug_assert!(matches!(kind, Kind::Status | Kind::Reply));
+        self.add(frame.len(sse));
+        self.items.push_back(Out::Msg { frame, kind });
+        self.bytes > limit
     }
 
     /// Next item to write.
     pub fn pop(&mut self, sse: bool) -> Option<Out> {
         let o = self.items.pop_front()?;
-        if let Out::Msg {
-            frame,
-            counted: true,
-            ..
-        } = &o
-        {
+        if let Out::Msg { frame, .. } = &o {
             self.bytes = self.bytes.saturating_sub(frame.len(sse));
         }
         // Release the queue's memory once drained (idle sessions stay small).
@@ -98,10 +146,10 @@ impl Outbox {
         Some(o)
     }
 
-    /// Drops every queued delta and status (before a fresh snapshot or a close).
+    /// Drops every queued message (before a fresh snapshot or a close);
+    /// control items stay.
     pub fn clear_messages(&mut self) {
-        self.items
-            .retain(|o| !matches!(o, Out::Msg { counted: true, .. }));
+        self.items.retain(|o| !matches!(o, Out::Msg { .. }));
         self.bytes = 0;
     }
 
@@ -120,39 +168,42 @@ impl Outbox {
         // batch is bounded by the directory, and refusing it would drop
         // every client at once.
         if self.bytes == 0 || self.bytes + len <= limit {
-            self.bytes += len;
+            self.add(len);
             self.items.push_back(Out::Msg {
                 frame,
-                batch: Some(batch),
-                counted: true,
+                kind: Kind::Delta(batch),
             });
             return Pushed::Queued;
         }
         // Fold every queued delta (and this one) into one; keep other items
-        // in order, and only the latest status.
+        // (snapshot, replies, control) in order, and only the latest status.
         let mut batches = Vec::new();
         let mut kept = VecDeque::new();
         let mut last_status = None;
         for o in self.items.drain(..) {
             match o {
                 Out::Msg {
-                    batch: Some(b),
-                    counted: true,
+                    kind: Kind::Delta(b),
                     ..
                 } => batches.push(b),
                 Out::Msg {
                     frame,
-                    batch: None,
-                    counted: true,
+                    kind: Kind::Status,
                 } => last_status = Some(frame),
                 other => kept.push_back(other),
             }
         }
         batches.push(batch);
+        self.bytes = kept
+            .iter()
+            .map(|o| match o {
+                Out::Msg { frame, .. } => frame.len(sse),
+                _ => 0,
+            })
+            .sum();
         self.items = kept;
-        self.bytes = 0;
         if let Some(s) = last_status {
-            self.push_counted(s, sse);
+            self.push_counted(s, Kind::Status, sse, limit);
         }
         let merged = coalesce(&batches);
         let frame = merged.as_ref().and_then(|m| match filter {
@@ -160,11 +211,10 @@ impl Outbox {
             Some(f) => m.frame_for(Some(f)),
         });
         if let (Some(m), Some(f)) = (merged, frame) {
-            self.bytes += f.len(sse);
+            self.add(f.len(sse));
             self.items.push_back(Out::Msg {
                 frame: f,
-                batch: Some(m),
-                counted: true,
+                kind: Kind::Delta(m),
             });
         }
         if self.bytes > limit {
@@ -181,6 +231,7 @@ mod tests {
     use crate::model::{Division, Origin, SystemPresence};
     use crate::protocol::agent::{AgentView, Change, PresenceView};
     use crate::protocol::counts::CountsJson;
+    use crate::protocol::encode::error_frame;
     use chrono::{TimeZone, Utc};
 
     fn agent(id: &str, division: &str, version: u64) -> Arc<AgentView> {
@@ -260,11 +311,15 @@ mod tests {
         assert_eq!(push(&mut o, batch(1, "a", 2), limit), Pushed::Queued);
         o.push_counted(
             Frame::new("status", None, r#"{"type":"status","n":1}"#.into()),
+            Kind::Status,
             false,
+            usize::MAX,
         );
         o.push_counted(
             Frame::new("status", None, r#"{"type":"status","n":2}"#.into()),
+            Kind::Status,
             false,
+            usize::MAX,
         );
         assert_eq!(push(&mut o, batch(2, "a", 3), limit), Pushed::Coalesced);
         let items = counted(&mut o);
@@ -312,5 +367,42 @@ mod tests {
         let items = counted(&mut o);
         assert_eq!(items.len(), 1);
         assert!(matches!(items[0], Out::Raw(_)));
+    }
+
+    fn snapshot(n: usize) -> Frame {
+        Frame::new("snapshot", Some((1, 1)), "x".repeat(n))
+    }
+
+    /// Snapshots count against the bound, and a new one replaces every
+    /// message queued before it: a thousand snapshots never read cost one.
+    #[test]
+    fn snapshots_are_counted_and_replace_each_other() {
+        let mut o = Outbox::default();
+        for _ in 0..1000 {
+            o.push(Out::Ping);
+            o.push_snapshot(snapshot(145_000), false);
+            assert!(!o.push_counted(error_frame("e"), Kind::Reply, false, 1 << 20));
+        }
+        let one = snapshot(145_000).len(false) + error_frame("e").len(false);
+        assert_eq!(o.bytes(), one);
+        assert!(o.peak() <= one + snapshot(145_000).len(false));
+        // Control items stay; exactly one snapshot and one reply are queued.
+        let mut msgs = 0;
+        while let Some(item) = o.pop(false) {
+            if let Out::Msg { .. } = item {
+                msgs += 1;
+            }
+        }
+        assert_eq!(msgs, 2);
+        assert_eq!(o.bytes(), 0);
+    }
+
+    /// A reply past the bound reports overflow.
+    #[test]
+    fn replies_past_the_bound_overflow() {
+        let mut o = Outbox::default();
+        o.push_snapshot(snapshot(4000), true);
+        assert!(!o.push_counted(error_frame("a"), Kind::Reply, true, 4200));
+        assert!(o.push_counted(error_frame(&"b".repeat(300)), Kind::Reply, true, 4200));
     }
 }

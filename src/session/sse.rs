@@ -1,5 +1,11 @@
 //! Server-Sent Events transport: the response body is a small channel of
 //! shared `Bytes` (already complete SSE frames) fed by the session actor.
+//!
+//! actix-http polls the body only while its write buffer has room
+//! (`h1_write_buffer_size`), so when the client stops reading the channel
+//! fills and the session's write into it stays pending: the session's
+//! write deadline (`session.write_timeout_secs`) sees that and evicts it,
+//! exactly as for a WebSocket.
 
 use std::convert::Infallible;
 use std::pin::Pin;
