@@ -643,8 +643,16 @@ function renderQueueSummary(now) {
         <div class="qa"><span>On queue <b data-fig="onQueue">${q.onQueue}</b></span><span>Idle <b data-fig="idle">${q.idle}</b></span><span>Interacting <b data-fig="interacting">${q.interacting}</b></span>${q.communicating ? `<span>Communicating <b data-fig="communicating">${q.communicating}</b></span>` : ''}<span class="${q.notResponding ? 'hot' : ''}">Not responding <b data-fig="notResponding">${q.notResponding}</b></span><span>Off queue <b data-fig="offQueue">${q.offQueue}</b></span></div>
         ${media ? `<div class="qm">${esc(media)}</div>` : ''}
       </div>`;
-    }).join('') + (f.observations === 'unavailable' ? '<p class="qnote">Waiting figures unavailable (Genesys did not answer); showing the last known.</p>' : '');
+    }).join('') + obsNote(f);
   } else tickLongest(box, now);
+}
+// A note under the cards while the waiting figures are not live
+// (`observations` of GET /api/v1/queues, docs/protocol.md).
+function obsNote(f) {
+  const at = f.observedAt ? new Date(f.observedAt).toLocaleTimeString() : '';
+  if (f.observations === 'unavailable') return '<p class="qnote" data-obs="unavailable">Waiting figures unavailable (Genesys did not answer); showing the last known.</p>';
+  if (f.observations === 'stale') return `<p class="qnote" data-obs="stale">Waiting figures stale: last observed at ${esc(at)}; Genesys polls are delayed.</p>`;
+  return '';
 }
 function tickLongest(root, now) {
   for (const el of root.querySelectorAll('.lw')) {
