@@ -165,9 +165,14 @@ fn main() -> ExitCode {
                 // The demo has no credentials: loopback only.
                 presence_gateway::auth::exposure_check(&cfg.auth, listen)
                     .map_err(anyhow::Error::msg)?;
-                // The demo keeps its audit log and leases beside other temp files.
-                cfg.store.path = std::env::temp_dir()
-                    .join(format!("presence-gateway-demo-{}.db", listen.port()));
+                // Each demo run keeps its store (audit log, leases, history)
+                // in a directory of its own under the temp dir, removed when
+                // the run ends (`store_dir` is dropped after the drain):
+                // runs never share history, concurrent ones included.
+                let store_dir = tempfile::Builder::new()
+                    .prefix("presence-gateway-demo-")
+                    .tempdir()?;
+                cfg.store.path = store_dir.path().join("store.db");
                 cfg.validate().map_err(anyhow::Error::msg)?;
                 let gw = app::start(cfg).await?;
                 let signal = shutdown_signal();
@@ -178,8 +183,12 @@ fn main() -> ExitCode {
                 );
                 println!("Dashboard:     {}/", gw.base_url());
                 println!(
-                    "Agent desktop: {}/desktop.html?agent=<id from the dashboard>",
+                    "Agent desktop: {}/desktop.html?agent=<agent id>   (click a tile: its detail shows the id and an \"Open agent desktop\" link)",
                     gw.base_url()
+                );
+                println!(
+                    "Store:         {}   (this run only; removed on exit)",
+                    store_dir.path().display()
                 );
                 println!(
                     "Simulator:     {}/sim/state   (Ctrl-C stops)",
@@ -188,6 +197,7 @@ fn main() -> ExitCode {
                 signal.await;
                 gw.shutdown().await;
                 sim.stop().await;
+                store_dir.close()?;
                 Ok(())
             })
         }

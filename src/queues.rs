@@ -145,7 +145,8 @@ pub fn visible(figures: &[QueueFigures], divisions: Option<&[String]>) -> Vec<Qu
 
 /// The JSON body of `GET /api/v1/queues` and of the `queues` stream
 /// message (`stream` adds `"type":"queues"`): `{"observedAt": ISO | null,
-/// "observations": "ok" | "pending" | "unavailable", "queues": [...]}`.
+/// "observations": "ok" | "pending" | "stale" | "unavailable", "queues":
+/// [...]}` (see [`ObservationState::status`]).
 pub fn body(
     figures: &[QueueFigures],
     observed: &ObservationState,
@@ -171,15 +172,38 @@ pub struct ObservationState {
     pub at: Option<DateTime<Utc>>,
     /// The last round failed (the figures above are older).
     pub failed: bool,
+    /// Observations older than this are reported `stale` (zero: never);
+    /// the hub sets [`STALE_AFTER_POLLS`] × `board.queue_observations_secs`.
+    pub stale_after: Duration,
 }
 
+/// Observations older than this many poll intervals are `stale`: a poll
+/// normally answers within one interval, so three missed or delayed
+/// rounds (e.g. the REST budget's lowest lane starved) mean the waiting
+/// figures are no longer live.
+pub const STALE_AFTER_POLLS: u32 = 3;
+
 impl ObservationState {
-    /// `ok`, `pending` (none yet) or `unavailable` (the last poll failed).
+    /// `unavailable` (the last poll failed), `pending` (none yet), `stale`
+    /// (the last answer is older than `stale_after`: polls are delayed or
+    /// not answered) or `ok`, as of now.
     pub fn status(&self) -> &'static str {
+        self.status_at(Utc::now())
+    }
+
+    /// [`Self::status`] as of `now`.
+    pub fn status_at(&self, now: DateTime<Utc>) -> &'static str {
         match (self.at, self.failed) {
             (_, true) => "unavailable",
             (None, false) => "pending",
-            (Some(_), false) => "ok",
+            (Some(at), false) => {
+                let age = (now - at).to_std().unwrap_or_default();
+                if !self.stale_after.is_zero() && age > self.stale_after {
+                    "stale"
+                } else {
+                    "ok"
+                }
+            }
         }
     }
 }
@@ -224,20 +248,27 @@ pub struct QueueHub {
     queue_ids: Vec<String>,
     watchers: HashMap<u64, Watcher>,
     polling: bool,
+    /// The observation status last published (a change is published even
+    /// when no figure changed, e.g. `ok` → `stale`).
+    last_status: &'static str,
 }
 
 impl QueueHub {
     /// A hub reading `registry` and, when given, polling `upstream`.
     pub fn new(cfg: BoardConfig, registry: Addr<Registry>, upstream: Option<Genesys>) -> Self {
         QueueHub {
-            cfg,
             registry,
             upstream,
-            observed: ObservationState::default(),
+            observed: ObservationState {
+                stale_after: Duration::from_secs(cfg.queue_observations_secs) * STALE_AFTER_POLLS,
+                ..ObservationState::default()
+            },
+            cfg,
             last: None,
             queue_ids: Vec::new(),
             watchers: HashMap::new(),
             polling: false,
+            last_status: "pending",
         }
     }
 
@@ -274,8 +305,10 @@ impl QueueHub {
                 let figures = agent_figures(&members.queues, members.agents.iter().map(|a| &**a));
                 act.queue_ids = figures.iter().map(|f| f.id.clone()).collect();
                 let merged = merge(figures, &act.observed.observations);
-                if act.last.as_ref() != Some(&merged) {
+                let status = act.observed.status();
+                if act.last.as_ref() != Some(&merged) || act.last_status != status {
                     act.last = Some(merged);
+                    act.last_status = status;
                     act.publish();
                 }
             })
@@ -301,6 +334,7 @@ impl QueueHub {
                             observations: obs,
                             at: Some(Utc::now()),
                             failed: false,
+                            stale_after: act.observed.stale_after,
                         };
                     }
                     Ok(Err(e)) => {
@@ -394,6 +428,30 @@ mod tests {
             routing_status: rs.map(|status| RoutingView { status, since: t }),
             version: 1,
         }
+    }
+
+    /// `ok` within the bound, `stale` past it, `unavailable` after a
+    /// failed round whatever the age, `pending` before the first answer.
+    #[test]
+    fn observations_turn_stale_past_the_bound() {
+        let at = Utc::now();
+        let mut o = ObservationState {
+            at: Some(at),
+            stale_after: Duration::from_secs(30),
+            ..ObservationState::default()
+        };
+        assert_eq!(o.status_at(at + chrono::Duration::seconds(30)), "ok");
+        assert_eq!(o.status_at(at + chrono::Duration::seconds(31)), "stale");
+        o.failed = true;
+        assert_eq!(
+            o.status_at(at + chrono::Duration::seconds(31)),
+            "unavailable"
+        );
+        let never = ObservationState {
+            stale_after: Duration::from_secs(30),
+            ..ObservationState::default()
+        };
+        assert_eq!(never.status_at(at), "pending");
     }
 
     #[test]

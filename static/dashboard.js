@@ -42,13 +42,16 @@ let TILE_H = 74;
 let ROW_H = TILE_H + GAP;
 let HEAD_H = 40;
 let MIN_TILE_W = 260;
+// Wallboard: type 1.35× at 1920×1080 (19 px names), in proportion to the
+// screen (1280×720: 1×, 3840×2160: 2.7×), and narrower tiles: six columns
+// from 1920 px wide, five at 1280.
 function computeGeometry() {
-  scale = WALL ? Math.max(1, Math.min(3, Math.min(innerWidth / 1280, innerHeight / 720) * 1.25)) : 1;
+  scale = WALL ? Math.max(1, Math.min(3, Math.min(innerWidth / 1920, innerHeight / 1080) * 1.35)) : 1;
   document.documentElement.style.setProperty('--scale', String(scale));
-  TILE_H = Math.round(74 * scale);
+  TILE_H = Math.round((WALL ? 70 : 74) * scale);
   ROW_H = TILE_H + GAP;
   HEAD_H = Math.round(40 * scale);
-  MIN_TILE_W = Math.round(260 * scale);
+  MIN_TILE_W = Math.round((WALL ? 225 : 260) * scale);
 }
 computeGeometry();
 
@@ -478,8 +481,10 @@ function flash(el) {
 
 /** Paints the tiles and headers on screen (plus overscan). */
 function paint() {
-  const top = Math.max(0, scrollY - OVERSCAN_PX);
-  const bottom = scrollY + boardH + OVERSCAN_PX;
+  // The wallboard pages: exactly what is on the page, whole rows only.
+  const over = WALL ? 0 : OVERSCAN_PX;
+  const top = Math.max(0, scrollY - over);
+  const bottom = scrollY + boardH + over;
   let ti = 0;
   let hi = 0;
   const now = Date.now();
@@ -487,7 +492,7 @@ function paint() {
     const g = groups.get(k);
     if (g.y + g.h < top) continue;
     if (g.y > bottom) break;
-    if (g.head) {
+    if (g.head && !(WALL && (g.y < top || g.y + g.head > bottom))) {
       const el = headPool[hi] || (headPool[hi] = makeHead());
       hi++;
       el.hidden = false;
@@ -499,6 +504,7 @@ function paint() {
     const r0 = Math.max(0, Math.floor((top - y0) / ROW_H));
     const r1 = Math.min(g.rows, Math.ceil((bottom - y0) / ROW_H));
     for (let r = r0; r < r1; r++) {
+      if (WALL && (y0 + r * ROW_H < top || y0 + r * ROW_H + TILE_H > bottom)) continue;
       for (let c = 0; c < cols; c++) {
         const i = r * cols + c;
         if (i >= g.ids.length) break;
@@ -643,9 +649,76 @@ function renderQueueSummary(now) {
         <div class="qa"><span>On queue <b data-fig="onQueue">${q.onQueue}</b></span><span>Idle <b data-fig="idle">${q.idle}</b></span><span>Interacting <b data-fig="interacting">${q.interacting}</b></span>${q.communicating ? `<span>Communicating <b data-fig="communicating">${q.communicating}</b></span>` : ''}<span class="${q.notResponding ? 'hot' : ''}">Not responding <b data-fig="notResponding">${q.notResponding}</b></span><span>Off queue <b data-fig="offQueue">${q.offQueue}</b></span></div>
         ${media ? `<div class="qm">${esc(media)}</div>` : ''}
       </div>`;
-    }).join('') + (f.observations === 'unavailable' ? '<p class="qnote">Waiting figures unavailable (Genesys did not answer); showing the last known.</p>' : '');
+    }).join('');
+    const note = obsNote(f);
+    const el = $('queue-note');
+    el.hidden = !note;
+    el.textContent = note;
+    el.dataset.obs = note ? f.observations : '';
+    fitQueueCards();
   } else tickLongest(box, now);
 }
+// A note under the cards while the waiting figures are not live
+// (`observations` of GET /api/v1/queues, docs/protocol.md).
+function obsNote(f) {
+  const at = f.observedAt ? new Date(f.observedAt).toLocaleTimeString() : '';
+  if (f.observations === 'unavailable') return 'Waiting figures unavailable (Genesys did not answer); showing the last known.';
+  if (f.observations === 'stale') return `Waiting figures stale: last observed at ${at}; Genesys polls are delayed.`;
+  return '';
+}
+
+// Queue cards never clip: only whole cards are shown. On the wallboard the
+// summary takes at most QSUM_SHARE of the screen's height and pages through
+// the queues with the agents; on the board it is one row of the busiest
+// queues, with a button to show them all.
+const QSUM_SHARE = 0.3;
+let qPageStart = 0;
+let qPageEnd = 0;
+let qExpanded = false;
+function fitQueueCards() {
+  const box = $('queue-cards');
+  const cards = box.children;
+  const n = cards.length;
+  if (qPageStart >= n) qPageStart = 0;
+  const start = WALL ? qPageStart : 0;
+  for (let i = 0; i < n; i++) cards[i].hidden = i < start;
+  let end = n;
+  if (WALL || !qExpanded) {
+    const first = cards[start];
+    if (first) {
+      const top = first.getBoundingClientRect().top;
+      const limit = WALL
+        ? innerHeight * QSUM_SHARE - (top - $('queue-summary').getBoundingClientRect().top) - $('queue-note').offsetHeight - 8
+        : first.getBoundingClientRect().height + 1;
+      for (let i = start + 1; i < n; i++) {
+        if (cards[i].getBoundingClientRect().bottom - top > limit) { end = i; break; }
+      }
+    }
+    for (let i = end; i < n; i++) cards[i].hidden = true;
+  }
+  qPageEnd = end;
+  const ind = $('queue-page');
+  const more = $('queue-more');
+  if (WALL) {
+    const paged = start > 0 || end < n;
+    ind.hidden = !paged;
+    if (paged) ind.textContent = `${start + 1}–${end} of ${n}`;
+    more.hidden = true;
+  } else {
+    ind.hidden = true;
+    more.hidden = !qExpanded && end >= n;
+    more.textContent = qExpanded ? 'Show fewer' : `All ${n} queues (+${n - end})`;
+    more.setAttribute('aria-expanded', String(qExpanded));
+  }
+}
+/** Wallboard: the next page of queue cards (turned with the agents' pages). */
+function nextQueuePage() {
+  const n = $('queue-cards').children.length;
+  qPageStart = qPageEnd >= n ? 0 : qPageEnd;
+  fitQueueCards();
+}
+$('queue-more').addEventListener('click', () => { qExpanded = !qExpanded; fitQueueCards(); });
+addEventListener('resize', () => fitQueueCards());
 function tickLongest(root, now) {
   for (const el of root.querySelectorAll('.lw')) {
     const ms = el.dataset.ms;
@@ -889,6 +962,13 @@ function renderDetailState() {
   $('detail-routing').textContent = onQueue(a) ? `${ROUTING_LABEL[routingOf(a)]} for ${fmtDur(now - s.r)}` : 'Off queue';
   $('detail-division').textContent = (a.division && a.division.name) || '–';
   $('detail-queues').textContent = queueIds(a).map(queueName).sort(collator.compare).join(', ') || 'None';
+  if ($('detail-id').textContent !== a.id) {
+    $('detail-id').textContent = a.id;
+    // The desktop of this agent, on the same gateway (and `?gateway=` if the board uses one).
+    const q = new URLSearchParams({ agent: a.id });
+    if (baseUrl) q.set('gateway', baseUrl);
+    $('detail-desktop').href = `desktop.html?${q}`;
+  }
 }
 function startOfToday() { const d = new Date(); d.setHours(0, 0, 0, 0); return d; }
 async function loadDetailHistory(id) {
@@ -1063,6 +1143,7 @@ function pageTick() {
   ind.textContent = `Page ${next + 1} of ${tops.length}`;
   schedule();
 }
+setInterval(() => { if (WALL) nextQueuePage(); }, PAGE_MS);
 if (WALL) {
   document.body.classList.add('wallboard');
   setInterval(pageTick, PAGE_MS);

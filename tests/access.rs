@@ -895,3 +895,112 @@ fn routes_come_only_from_the_table() {
         stray.join("\n")
     );
 }
+
+/// Every REST `GET` route of the table refuses an unknown query parameter
+/// with the JSON 400 (docs/protocol.md); the routes without a filter of
+/// their own name it. The two streams ignore unknown parameters instead
+/// (a reconnect must not fail) and are left out.
+#[actix_web::test]
+async fn rest_routes_refuse_unknown_parameters() {
+    let env = Env::start(|_| {}).await;
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for e in endpoints()
+        .iter()
+        .filter(|e| e.method == Method::GET && e.path.starts_with("/api/v1/") && !e.tickets)
+    {
+        let path = e
+            .path
+            .replace("{id}", &env.own)
+            .replace("{name}", "no-such-hook");
+        // The tag search requires its tag: give it, so only `bogus` is wrong.
+        let needed = if e.path == "/api/v1/interactions" {
+            "externalTag=t&"
+        } else {
+            ""
+        };
+        let (s, _, v) = env
+            .call(
+                Method::GET,
+                &format!("{path}?{needed}bogus=1"),
+                Some("k-admin"),
+                &[],
+                None,
+            )
+            .await;
+        checked += 1;
+        let named =
+            v["parameter"] == "bogus" || v["reason"].as_str().is_some_and(|r| r.contains("bogus"));
+        if s != 400 || v["error"] != "bad_parameter" || !named {
+            failures.push(format!("{path}?bogus=1: {s} {v}"));
+        }
+    }
+    assert!(checked >= 10, "{checked} routes");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    env.gw.stop().await;
+    env.sim.stop().await;
+}
+
+/// `GET /api/v1/queues?division=` answers as `/api/v1/agents` does: a
+/// scoped caller asking only for a foreign division gets a 403, for its
+/// own the queues of that division; an unknown division is a 400.
+#[actix_web::test]
+async fn queues_division_parameter_follows_scope() {
+    let env = Env::start(|_| {}).await;
+    let foreign_div = env.sim_user(&env.foreign).await["division"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!("/api/v1/queues?division={foreign_div}");
+    let (agents, _, _) = env
+        .call(
+            Method::GET,
+            &format!("/api/v1/agents?division={foreign_div}"),
+            Some("k-s-viewer"),
+            &[],
+            None,
+        )
+        .await;
+    let (s, _, v) = env
+        .call(Method::GET, &url, Some("k-s-viewer"), &[], None)
+        .await;
+    assert_eq!((s, agents), (403, 403), "{v}");
+    assert_eq!(v["error"], "forbidden", "{v}");
+    let (s, _, v) = env
+        .call(Method::GET, &url, Some("k-viewer"), &[], None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let foreign = v["queues"].as_array().unwrap();
+    assert!(
+        foreign
+            .iter()
+            .all(|q| q["division"]["id"] == json!(foreign_div)),
+        "{v}"
+    );
+    let own = format!("/api/v1/queues?division={}", env.div);
+    let (s, _, v) = env
+        .call(Method::GET, &own, Some("k-s-viewer"), &[], None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        v["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|q| q["division"]["id"] == json!(env.div)),
+        "{v}"
+    );
+    let (s, _, v) = env
+        .call(
+            Method::GET,
+            "/api/v1/queues?division=nope",
+            Some("k-viewer"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["parameter"], "division", "{v}");
+    env.gw.stop().await;
+    env.sim.stop().await;
+}

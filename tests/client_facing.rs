@@ -658,3 +658,47 @@ async fn parameters_are_total_and_errors_are_json() {
     }
     env.stop().await;
 }
+
+/// Each `demo` run keeps its store in a directory of its own under the
+/// temp dir, and removes it on SIGTERM: two concurrent runs on
+/// `--listen 127.0.0.1:0` never share a file, and nothing is left after.
+#[actix_web::test]
+async fn demo_runs_have_their_own_store_removed_on_exit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp_path = tmp.path().to_str().unwrap().to_owned();
+    let args = [
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--sim-listen",
+        "127.0.0.1:0",
+        "--agents",
+        "5",
+    ];
+    let (a, _, _) = spawn_bin(&args, &[("TMPDIR", &tmp_path)]);
+    let (b, _, _) = spawn_bin(&args, &[("TMPDIR", &tmp_path)]);
+    let entries = || -> Vec<String> {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let mut dirs = entries();
+    dirs.sort();
+    assert_eq!(dirs.len(), 2, "one store directory per run: {dirs:?}");
+    assert!(
+        dirs.iter().all(|d| d.starts_with("presence-gateway-demo-")),
+        "{dirs:?}"
+    );
+    assert_ne!(dirs[0], dirs[1]);
+    for d in &dirs {
+        e2e::wait_until(SECS, "the store file exists", || {
+            let p = tmp.path().join(d).join("store.db");
+            async move { p.exists() }
+        })
+        .await;
+    }
+    stop_bin(a);
+    stop_bin(b);
+    assert!(entries().is_empty(), "left behind: {:?}", entries());
+}

@@ -327,3 +327,42 @@ async fn scoped_callers_see_their_divisions_and_the_board() {
     );
     env.stop().await;
 }
+
+/// Observations older than 3 poll intervals are reported `stale`, then
+/// `ok` again once a poll answers: here every Genesys answer is delayed
+/// 9 s for 10 s (polls every 2 s, so stale after 6 s; the request timeout
+/// is 30 s, so the delayed polls do not fail).
+#[actix_web::test]
+async fn delayed_observations_turn_stale_then_ok() {
+    let env = start(vec![]).await;
+    env.ready().await;
+    wait_until(SECS, "observations ok", || async {
+        let b = get(env.gw_url("/api/v1/queues")).await;
+        (b["observations"] == "ok")
+            .then_some(())
+            .ok_or(format!("{}", b["observations"]))
+    })
+    .await;
+    let r = client()
+        .post(env.sim_url("/sim/faults"))
+        .send_json(&json!({"kind": "slow_responses", "seconds": 10, "delayMs": 9000}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let stale = wait_until(SECS, "observations stale", || async {
+        let b = get(env.gw_url("/api/v1/queues")).await;
+        (b["observations"] == "stale")
+            .then_some(b.clone())
+            .ok_or(format!("{}", b["observations"]))
+    })
+    .await;
+    assert!(stale["observedAt"].is_string(), "{stale}");
+    wait_until(Duration::from_secs(40), "observations ok again", || async {
+        let b = get(env.gw_url("/api/v1/queues")).await;
+        (b["observations"] == "ok")
+            .then_some(())
+            .ok_or(format!("{}", b["observations"]))
+    })
+    .await;
+    env.stop().await;
+}

@@ -8,6 +8,9 @@
 //! request head over 128 KiB (431) and an unparseable request line or
 //! header (400). Those are answered with an empty body and
 //! `Connection: close` (docs/protocol.md §1 "Errors").
+//!
+//! [`only_params`] is the check REST routes without a filter share: an
+//! unknown query parameter is a 400 naming it.
 
 use actix_web::error::{InternalError, JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
@@ -64,6 +67,32 @@ pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     )
 }
 
+/// Reads a REST route's query string, refusing any parameter not in
+/// `allowed` (docs/protocol.md: unknown parameters are a 400 on REST):
+/// 400 `bad_parameter` naming the first unknown one and listing what the
+/// route takes, or naming `query` when the string cannot be decoded.
+/// Returns the `(name, value)` pairs in order (names may repeat).
+pub fn only_params(qs: &str, allowed: &[&str]) -> Result<Vec<(String, String)>, super::ApiError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(qs).map_err(|e| crate::registry::FilterError {
+            param: "query".into(),
+            reason: format!("malformed query string: {e}"),
+        })?;
+    if let Some((k, _)) = pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        let expected = if allowed.is_empty() {
+            "this route takes no query parameters".to_owned()
+        } else {
+            format!("this route takes {}", allowed.join(", "))
+        };
+        return Err(crate::registry::FilterError {
+            param: k.clone(),
+            reason: format!("unknown parameter; {expected}"),
+        }
+        .into());
+    }
+    Ok(pairs)
+}
+
 /// Registers the query and path error handlers (the JSON body limit is
 /// configured with the other body limits, in [`super::guard`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -94,6 +123,25 @@ mod tests {
     }
 
     use super::*;
+
+    /// Unknown parameters are refused naming the first one; known ones
+    /// pass through in order.
+    #[actix_web::test]
+    async fn only_params_names_the_unknown_one() {
+        let ok = only_params("division=a&division=b", &["division"]).unwrap();
+        assert_eq!(ok.len(), 2);
+        assert!(only_params("", &[]).unwrap().is_empty());
+        let e = only_params("division=a&bogus=1", &["division"]).unwrap_err();
+        match e {
+            crate::http::ApiError::BadParam(f) => {
+                assert_eq!(f.param, "bogus");
+                assert!(f.reason.contains("division"), "{}", f.reason);
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = only_params("x=1", &[]).unwrap_err();
+        assert!(e.to_string().contains("takes no query parameters"), "{e}");
+    }
 
     /// Query, path and JSON extractor failures answer the JSON error.
     #[actix_web::test]

@@ -67,6 +67,7 @@ pub(crate) async fn agent_interactions(
     path: web::Path<String>,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    super::extract::only_params(req.query_string(), &[])?;
     let id = path.into_inner();
     let s = state(&st)?;
     let rec = st
@@ -114,6 +115,9 @@ pub(crate) async fn by_external_tag(
     q: web::Query<std::collections::HashMap<String, String>>,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(k) = q.keys().find(|k| *k != "externalTag") {
+        return Err(bad(k, "unknown parameter; this route takes externalTag"));
+    }
     let s = state(&st)?;
     let tag = q
         .get("externalTag")

@@ -98,7 +98,7 @@ pub fn parse_query(
 /// Refuses division ids the directory does not know (once it is synced:
 /// before that nothing is known and every division is accepted). The
 /// reason lists the known divisions the client may see.
-async fn check_divisions(
+pub(super) async fn check_divisions(
     req: &HttpRequest,
     st: &AppState,
     filter: &Filter,
@@ -187,6 +187,7 @@ pub async fn agent(
     path: web::Path<String>,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    super::extract::only_params(req.query_string(), &[])?;
     let id = path.into_inner();
     // A division-scoped caller's agent was found by the route policy.
     let checked = req.extensions().get::<CheckedAgent>().map(|c| c.0.clone());
@@ -207,7 +208,11 @@ pub async fn agent(
 }
 
 /// `GET /api/v1/presence-definitions`.
-pub async fn definitions(st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn definitions(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    super::extract::only_params(req.query_string(), &[])?;
     let defs = st.registry.send(GetDefinitions).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "definitions": defs })))
 }

@@ -66,7 +66,11 @@ pub(crate) async fn replay(
 }
 
 /// `GET /api/v1/webhooks`: subscribers and their counters (never secrets).
-pub(crate) async fn list(api: web::Data<Arc<WebhookApi>>) -> HttpResponse {
+pub(crate) async fn list(
+    req: HttpRequest,
+    api: web::Data<Arc<WebhookApi>>,
+) -> Result<HttpResponse, ApiError> {
+    super::extract::only_params(req.query_string(), &[])?;
     let subs: Vec<Value> = api
         .hooks
         .subs
@@ -83,14 +87,16 @@ pub(crate) async fn list(api: web::Data<Arc<WebhookApi>>) -> HttpResponse {
             })
         })
         .collect();
-    HttpResponse::Ok().json(json!({ "webhooks": subs }))
+    Ok(HttpResponse::Ok().json(json!({ "webhooks": subs })))
 }
 
 /// `GET /api/v1/webhooks/{name}/dead-letters`: the newest 100 dead letters.
 pub(crate) async fn dead_letters(
+    req: HttpRequest,
     name: web::Path<String>,
     api: web::Data<Arc<WebhookApi>>,
 ) -> Result<HttpResponse, ApiError> {
+    super::extract::only_params(req.query_string(), &[])?;
     let name = name.into_inner();
     if api.hooks.find(&name).is_none() {
         return Err(ApiError::Missing(format!(

@@ -5,7 +5,9 @@
 //! result per queue and media type. `oWaiting` carries `stats.count`;
 //! `oLongestWaiting` carries `stats.calculatedMetricValue` in milliseconds
 //! (which statistic the real service fills is UNCONFIRMED; the gateway
-//! reads either) and is left out when nobody waits.
+//! reads either) and is left out when nobody waits. `mediaType` predicates
+//! in the filter restrict the media types reported, as in Genesys (an
+//! unknown media type is a 400 `bad.request`).
 //!
 //! While churn runs, customers arrive in and leave queues at random. Tests
 //! set them exactly with `POST /sim/queues/{id}/waiting` and read the
@@ -42,6 +44,9 @@ const METRICS: [&str; 10] = [
 
 /// Most customers waiting in one queue while churn runs.
 const MAX_WAITING: usize = 12;
+
+/// Longest wait `POST /sim/queues/{id}/waiting` accepts, in seconds (7 days).
+pub const MAX_WAITING_SECS: u64 = 7 * 24 * 3600;
 
 /// One customer waiting in a queue.
 #[derive(Debug, Clone)]
@@ -88,16 +93,17 @@ struct Predicate {
     value: Option<String>,
 }
 
-fn queue_ids(f: &Filter, out: &mut Vec<String>) {
+/// Collects the values of every `dimension` predicate in the filter tree.
+fn values_of(f: &Filter, dimension: &str, out: &mut Vec<String>) {
     for p in &f.predicates {
-        if p.dimension.as_deref() == Some("queueId") {
+        if p.dimension.as_deref() == Some(dimension) {
             if let Some(v) = &p.value {
                 out.push(v.clone());
             }
         }
     }
     for c in &f.clauses {
-        queue_ids(c, out);
+        values_of(c, dimension, out);
     }
 }
 
@@ -133,10 +139,19 @@ async fn observations(ctx: Ctx, body: web::Bytes, sim: web::Data<Sim>) -> Reply 
         return Err(ctx.bad_request(format!("Invalid metric: {m}")));
     }
     let mut ids = Vec::new();
-    queue_ids(&filter, &mut ids);
+    values_of(&filter, "queueId", &mut ids);
     if ids.is_empty() {
         return Err(ctx.bad_request("filter must name at least one queueId"));
     }
+    let mut asked = Vec::new();
+    values_of(&filter, "mediaType", &mut asked);
+    if let Some(m) = asked.iter().find(|m| !MEDIA.contains(&m.as_str())) {
+        return Err(ctx.bad_request(format!("Invalid mediaType: {m}")));
+    }
+    let media_types: Vec<&str> = MEDIA
+        .into_iter()
+        .filter(|m| asked.is_empty() || asked.iter().any(|a| a == m))
+        .collect();
     let inner = sim.inner.lock();
     let now = Utc::now();
     let mut results = Vec::new();
@@ -144,7 +159,7 @@ async fn observations(ctx: Ctx, body: web::Bytes, sim: web::Data<Sim>) -> Reply 
         let Some(qi) = inner.org.queues.iter().position(|q| q.id == id) else {
             continue;
         };
-        for media in MEDIA {
+        for &media in &media_types {
             let (count, longest) = figures(&inner.waiting, qi, media, now);
             let mut data = Vec::new();
             for m in &metrics {
@@ -209,6 +224,8 @@ fn bad(reason: impl Into<String>) -> HttpResponse {
 /// `POST /sim/queues/{id}/waiting` `{"mediaType", "count", "waitingSecs"}`:
 /// replaces the customers waiting in one queue for one media type (the
 /// oldest entered `waitingSecs` ago, the others one second apart after).
+/// `count` is at most 1000 and `waitingSecs` at most [`MAX_WAITING_SECS`];
+/// anything else is a 400 `{"error": "bad_request", "reason"}`.
 async fn set_waiting(
     path: web::Path<String>,
     body: web::Bytes,
@@ -231,6 +248,12 @@ async fn set_waiting(
     };
     if b.count > 1_000 {
         return bad("count must be at most 1000");
+    }
+    if b.waiting_secs > MAX_WAITING_SECS {
+        return bad(format!(
+            "waitingSecs must be at most {MAX_WAITING_SECS} (7 days); got {}",
+            b.waiting_secs
+        ));
     }
     let mut inner = sim.inner.lock();
     let Some(qi) = inner.org.queues.iter().position(|q| q.id == *path) else {
