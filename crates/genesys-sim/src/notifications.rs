@@ -216,7 +216,8 @@ async fn change_subscriptions(
     mode: Mode,
 ) -> Reply {
     let items: Vec<TopicItem> = json_body(&ctx, &body)?;
-    let ignore = single(&query_pairs(&req), "ignoreErrors").is_some_and(|v| v == "true");
+    let ignore = sim.cfg.ignore_errors_honoured
+        && single(&query_pairs(&req), "ignoreErrors").is_some_and(|v| v == "true");
     let refused = sim.inner.lock().faults.refused_topics.clone();
     let (topics, rejected) = check_topics(&ctx, items, ignore, &refused)?;
     let mut inner = sim.inner.lock();
