@@ -59,6 +59,12 @@ pub mod names {
     pub const RATE_LIMITED: &str = "presence_gateway_upstream_rate_limited_total";
     /// Notification channel reconnects.
     pub const RECONNECTS: &str = "presence_gateway_upstream_reconnects_total";
+    /// Topics Genesys refuses to subscribe (dropped from their channels).
+    pub const REFUSED_TOPICS: &str = "presence_gateway_upstream_refused_topics";
+    /// Channel re-plans after a topic-count refusal.
+    pub const REPLANS: &str = "presence_gateway_upstream_replans_total";
+    /// Channel retries held back by `retry_share`.
+    pub const RETRIES_HELD: &str = "presence_gateway_upstream_retries_held_total";
     /// Reconciliations through REST after a gap.
     pub const RECONCILES: &str = "presence_gateway_upstream_reconciles_total";
     /// Upstream events received.
@@ -345,6 +351,24 @@ pub fn render(
         "counter",
         "Notification channel reconnects.",
         u(|u| &u.reconnects),
+    );
+    o.one(
+        REFUSED_TOPICS,
+        "gauge",
+        "Topics Genesys refuses to subscribe (dropped from their channels; see /readyz).",
+        u(|u| &u.refused_topics),
+    );
+    o.one(
+        REPLANS,
+        "counter",
+        "Channel re-plans after Genesys refused a channel's topic count.",
+        u(|u| &u.replans),
+    );
+    o.one(
+        RETRIES_HELD,
+        "counter",
+        "Channel retries held back because their cause used its share of the REST budget.",
+        u(|u| &u.retries_held),
     );
     o.one(
         RECONCILES,

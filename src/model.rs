@@ -301,6 +301,25 @@ pub struct UpstreamHealth {
     pub rate_limited: u64,
     pub rest_calls: u64,
     pub malformed_frames: u64,
+    /// Topics Genesys refused to subscribe (at most
+    /// [`REFUSED_TOPICS_LISTED`]); they were dropped from their channel,
+    /// which carries on for everyone else. Empty when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_topics: Vec<RefusedTopic>,
+    /// How many topics Genesys refuses in all.
+    #[serde(default)]
+    pub refused_topic_count: usize,
+}
+
+/// Most refused topics listed in a health record.
+pub const REFUSED_TOPICS_LISTED: usize = 20;
+
+/// A subscription topic Genesys refused, and its reason (`rejectionReason`
+/// of a `Rejected` entry, or the error of the refused call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedTopic {
+    pub topic: String,
+    pub reason: String,
 }
 
 impl UpstreamHealth {
@@ -317,6 +336,8 @@ impl UpstreamHealth {
             rate_limited: 0,
             rest_calls: 0,
             malformed_frames: 0,
+            refused_topics: Vec::new(),
+            refused_topic_count: 0,
         }
     }
 }

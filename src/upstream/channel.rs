@@ -56,14 +56,136 @@ pub async fn exists(rest: &Rest, id: &str) -> Result<bool, RestError> {
     }
 }
 
-/// Replaces the channel's topics (one call for up to 1 000); this also
-/// extends the channel's life by 24 h (§5.6).
-pub async fn subscribe(rest: &Rest, id: &str, topics: &[String]) -> Result<(), RestError> {
+/// A topic Genesys refused to subscribe, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The topic as the gateway spelled it.
+    pub topic: String,
+    /// Genesys's `rejectionReason` (or the error of the refused call).
+    pub reason: String,
+}
+
+/// `ChannelTopic` of a subscription answer (`genesys-api.md` §5.1).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GChannelTopic {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    rejection_reason: Option<String>,
+    #[serde(default)]
+    missing_permissions: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct GTopicListing {
+    #[serde(default = "Vec::new", deserialize_with = "super::lenient::vec")]
+    entities: Vec<GChannelTopic>,
+}
+
+/// True when Genesys refused a subscription call because of its topics
+/// (400 `notification.invalid.topic`, 403 permissions) rather than their
+/// number or the channel: those topics can be found and dropped.
+pub fn is_topic_refusal(e: &RestError) -> bool {
+    match e {
+        RestError::Status { status: 403, .. } => true,
+        RestError::Status {
+            status: 400, code, ..
+        } => code.eq_ignore_ascii_case("notification.invalid.topic"),
+        _ => false,
+    }
+}
+
+/// True for the 400 a channel answers when the topics are more than it may
+/// carry (`genesys-api.md` §5.6: the code is UNCONFIRMED, so any 400 that
+/// is not an invalid-topic refusal is read as the limit).
+pub fn is_topic_limit(e: &RestError) -> bool {
+    matches!(e, RestError::Status { status: 400, .. }) && !is_topic_refusal(e)
+}
+
+/// One `PUT` of `topics` with `ignoreErrors=true`; the topics Genesys
+/// answered `Rejected`.
+async fn put_topics(rest: &Rest, id: &str, topics: &[String]) -> Result<Vec<Refused>, RestError> {
     let body = Value::Array(topics.iter().map(|t| json!({ "id": t })).collect());
-    let path = format!("/api/v2/notifications/channels/{id}/subscriptions");
-    rest.call(Lane::Reconcile, Method::PUT, &path, Some(&body))
-        .await
-        .map(|_| ())
+    let path = format!("/api/v2/notifications/channels/{id}/subscriptions?ignoreErrors=true");
+    let resp = rest
+        .call(Lane::Reconcile, Method::PUT, &path, Some(&body))
+        .await?;
+    // Whether `state` is always echoed is open (§5.1): only an explicit
+    // `Rejected` counts as a refusal.
+    let listing: GTopicListing = resp.json().unwrap_or(GTopicListing {
+        entities: Vec::new(),
+    });
+    Ok(listing
+        .entities
+        .into_iter()
+        .filter(|t| {
+            t.state
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case("rejected"))
+        })
+        .map(|t| {
+            let mut reason = t.rejection_reason.unwrap_or_else(|| "rejected".into());
+            if !t.missing_permissions.is_empty() {
+                reason = format!("{reason} (missing {})", t.missing_permissions.join(", "));
+            }
+            Refused {
+                topic: t.id,
+                reason,
+            }
+        })
+        .collect())
+}
+
+/// Replaces the channel's topics (one call for up to 1 000; this also
+/// extends the channel's life by 24 h, §5.6) and returns the topics Genesys
+/// refused, which are not subscribed.
+///
+/// With `ignoreErrors=true` Genesys answers refused topics as `Rejected`
+/// entries (§5.1). Should it fail the whole call instead (400
+/// `notification.invalid.topic` or 403), the offending topics are found by
+/// bisection — a few `PUT`s of halves, ≈ 2·k·log₂(n) calls for k bad topics
+/// among n — and the rest are subscribed. Any other error is returned.
+pub async fn subscribe(
+    rest: &Rest,
+    id: &str,
+    topics: &[String],
+) -> Result<Vec<Refused>, RestError> {
+    match put_topics(rest, id, topics).await {
+        Ok(rejected) => Ok(rejected),
+        Err(e) if is_topic_refusal(&e) => {
+            let mut refused = Vec::new();
+            let mut stack: Vec<(Vec<String>, RestError)> = vec![(topics.to_vec(), e)];
+            while let Some((set, err)) = stack.pop() {
+                if set.len() == 1 {
+                    refused.push(Refused {
+                        topic: set[0].clone(),
+                        reason: err.to_string(),
+                    });
+                    continue;
+                }
+                let (a, b) = set.split_at(set.len() / 2);
+                for half in [a, b] {
+                    match put_topics(rest, id, half).await {
+                        Ok(r) => refused.extend(r),
+                        Err(e) if is_topic_refusal(&e) => stack.push((half.to_vec(), e)),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            let good: Vec<String> = topics
+                .iter()
+                .filter(|t| !refused.iter().any(|r| r.topic.eq_ignore_ascii_case(t)))
+                .cloned()
+                .collect();
+            let more = put_topics(rest, id, &good).await?;
+            refused.extend(more);
+            Ok(refused)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A connected channel socket.

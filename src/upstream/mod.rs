@@ -171,6 +171,9 @@ pub struct UpstreamConfig {
     /// Topics kept free on each channel for watched agents' conversations
     /// (interaction context); the presence plan uses the rest.
     pub conversation_reserve: usize,
+    /// Largest share (0.01–0.5) of `rate_per_minute` that the retries of any
+    /// one failing channel may spend; further retries wait for room.
+    pub retry_share: f64,
 }
 
 impl Default for UpstreamConfig {
@@ -196,6 +199,7 @@ impl Default for UpstreamConfig {
             reconcile_after_handover: false,
             request_timeout_secs: 30,
             conversation_reserve: 50,
+            retry_share: 0.1,
         }
     }
 }
@@ -248,6 +252,12 @@ impl UpstreamConfig {
                 "upstream.conversation_reserve must be less than upstream.topics_per_channel"
                     .into(),
             );
+        }
+        if !(0.01..=0.5).contains(&self.retry_share) {
+            return Err(format!(
+                "upstream.retry_share must be between 0.01 and 0.5 (a share of rate_per_minute), got {}",
+                self.retry_share
+            ));
         }
         if self.request_timeout_secs == 0 {
             return Err("upstream.request_timeout_secs must be at least 1".into());

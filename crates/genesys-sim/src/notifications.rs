@@ -179,7 +179,10 @@ fn check_topics(
             return Err(ctx.bad_request("Each topic needs an id"));
         };
         let verdict = match refused.get(&topic.to_ascii_lowercase()) {
-            Some(403) => Err((403, "The subscription topic requires permissions the client lacks.".to_string())),
+            Some(403) => Err((
+                403,
+                "The subscription topic requires permissions the client lacks.".to_string(),
+            )),
             Some(_) => Err((400, "The subscription topic is not valid.".to_string())),
             None => validate_topic(&topic).map_err(|r| (400, r)),
         };
