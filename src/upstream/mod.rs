@@ -174,6 +174,12 @@ pub struct UpstreamConfig {
     /// Largest share (0.01–0.5) of `rate_per_minute` that the retries of any
     /// one failing channel may spend; further retries wait for room.
     pub retry_share: f64,
+    /// Largest share (0.01–0.9) of `rate_per_minute` that client-driven
+    /// lookups (tag searches, history backfill, interaction reads) may use.
+    pub client_share: f64,
+    /// Client-driven lookups that may wait for the budget at once; more are
+    /// refused at once (`503 upstream_busy`-style errors to the caller).
+    pub client_lane_waiting: usize,
 }
 
 impl Default for UpstreamConfig {
@@ -200,6 +206,8 @@ impl Default for UpstreamConfig {
             request_timeout_secs: 30,
             conversation_reserve: 50,
             retry_share: 0.1,
+            client_share: 0.25,
+            client_lane_waiting: 64,
         }
     }
 }
@@ -258,6 +266,15 @@ impl UpstreamConfig {
                 "upstream.retry_share must be between 0.01 and 0.5 (a share of rate_per_minute), got {}",
                 self.retry_share
             ));
+        }
+        if !(0.01..=0.9).contains(&self.client_share) {
+            return Err(format!(
+                "upstream.client_share must be between 0.01 and 0.9 (a share of rate_per_minute), got {}",
+                self.client_share
+            ));
+        }
+        if self.client_lane_waiting == 0 {
+            return Err("upstream.client_lane_waiting must be at least 1".into());
         }
         if self.request_timeout_secs == 0 {
             return Err("upstream.request_timeout_secs must be at least 1".into());
