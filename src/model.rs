@@ -348,14 +348,29 @@ impl UpstreamHealth {
 #[rtype(result = "()")]
 pub enum UpstreamEvent {
     /// A complete picture: the directory and the state read with it. The
-    /// registry replaces its directory (users gone are removed), keeps newer
-    /// state it already has (by `modified`/`since`) and emits the differences.
+    /// registry replaces its directory (users gone are removed); the read's
+    /// state replaces what it holds, except state an event brought after
+    /// `read_at`, and it emits the differences.
     Sync {
         reason: SyncReason,
         users: Vec<UserRecord>,
         definitions: Vec<PresenceDefinition>,
         queues: Vec<Queue>,
+        /// When the read was sent (the gateway's clock).
+        read_at: DateTime<Utc>,
     },
+    /// Presence and routing status of some agents, re-read through the bulk
+    /// endpoints by the anti-entropy sweep; applied like a sync's state
+    /// (differences go out `reconciled`), nobody is added or removed.
+    Sweep {
+        /// `(user id, presence, routing status)`; `None` where the read had none.
+        users: Vec<(String, Option<PresenceState>, Option<RoutingState>)>,
+        /// When the read was sent (the gateway's clock).
+        read_at: DateTime<Utc>,
+    },
+    /// The presence definitions, re-read because an event named one the
+    /// gateway did not know (a definition created at runtime).
+    Definitions(Vec<PresenceDefinition>),
     /// One presence change.
     Presence {
         user_id: String,

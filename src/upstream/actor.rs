@@ -331,6 +331,7 @@ impl Upstream {
         };
         let page_size = self.cfg.page_size;
         let started = Instant::now();
+        let read_at = Utc::now();
         let calls_before = self.stats.rest_calls.load(Ordering::Relaxed);
         ctx.spawn(
             async move {
@@ -351,7 +352,7 @@ impl Upstream {
                             elapsed_ms = started.elapsed().as_millis() as u64,
                             "directory read complete"
                         );
-                        act.on_synced(reason, definitions, users, ctx)
+                        act.on_synced(reason, definitions, users, read_at, ctx)
                     }
                     Err(e) => act.on_sync_failed(reason, e, ctx),
                 }
@@ -367,6 +368,7 @@ impl Upstream {
         reason: SyncReason,
         definitions: Vec<PresenceDefinition>,
         mut users: Vec<UserRecord>,
+        read_at: DateTime<Utc>,
         ctx: &mut Context<Self>,
     ) {
         self.sync_attempt = 0;
@@ -388,6 +390,7 @@ impl Upstream {
                 users,
                 definitions,
                 queues: self.queues.clone(),
+                read_at,
             },
         );
         let first = !self.synced;

@@ -284,6 +284,7 @@ pub fn sync(reason: SyncReason, users: Vec<UserRecord>) -> UpstreamEvent {
                 division: None,
             })
             .collect(),
+        read_at: chrono::Utc::now(),
     }
 }
 
