@@ -216,3 +216,209 @@ async fn persistent_failures_back_off_and_reuse_the_channel() {
     assert!(during < 60, "{during} requests during and after the outage");
     env.stop().await;
 }
+
+/// Load of one counter of the gateway's upstream stats.
+fn counter(v: &std::sync::atomic::AtomicU64) -> u64 {
+    v.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A 3-second stall that no watchdog sees (pings only after 30 s of
+/// silence) loses the changes made in it; the anti-entropy sweep corrects
+/// every agent within its bound, with no reconnect and no reconciliation,
+/// and the corrections go out as `reconciled` changes.
+#[actix_web::test]
+async fn silent_loss_heals_within_the_sweep_bound() {
+    let env = Env::start(200, |_, c| {
+        c.upstream.ping_after_secs = 30.0;
+        c.upstream.pong_timeout_secs = 30.0;
+        c.upstream.sweep_period_secs = 6;
+    })
+    .await;
+    env.ready().await;
+    env.converged("start-up").await;
+    let body = ready_body(&env).await.unwrap();
+    let bound = body["upstream"]["sweepPassSecs"].as_f64().unwrap();
+    assert!(bound > 0.0 && bound <= 6.0, "{body}");
+    let reconciles = counter(&env.gw.upstream_stats.reconciles);
+    let url = env.gw_url("/api/v1/ws").replacen("http", "ws", 1);
+    let mut ws = client().ws(url).connect().await.expect("ws").1;
+    env.fault(json!({"kind": "heartbeat_stall", "seconds": 3.0}))
+        .await;
+    env.change(0, 20, "BREAK").await;
+    env.change(100, 15, "MEAL").await;
+    assert!(env.diff().await.is_err(), "the stall lost the changes");
+    // Within one pass plus a step (and the simulator's stall), every agent is right.
+    let deadline = Duration::from_secs_f64(bound * 2.0 + 3.0);
+    wait_until(deadline, "healed by the sweep", || env.diff()).await;
+    assert_eq!(counter(&env.gw.upstream_stats.reconnects), 0);
+    assert_eq!(counter(&env.gw.upstream_stats.reconciles), reconciles);
+    assert!(counter(&env.gw.upstream_stats.sweep_steps) >= 1);
+    // The corrections reached clients as `reconciled` changes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut whole = e2e::ws_text::Reassembler::default();
+    let mut reconciled = 0;
+    while reconciled < 35 {
+        use futures_util::StreamExt;
+        let frame = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("reconciled deltas in time")
+            .expect("frame")
+            .expect("ok");
+        if let Some(t) = whole.push(&frame) {
+            let m: Value = serde_json::from_slice(&t).unwrap();
+            if m["type"] == "delta" {
+                reconciled += m["changes"]
+                    .as_array()
+                    .map(|c| c.iter().filter(|c| c["origin"] == "reconciled").count())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    env.stop().await;
+}
+
+/// Genesys restarts with older state (`rewind`: every user another presence
+/// and routing dated hours back, no events, sockets dropped): the gateway
+/// converges to the truth, and an agent it showed INTERACTING before is
+/// writable without `force` (no phantom INTERACTING).
+#[actix_web::test]
+async fn after_a_rewind_genesys_is_the_truth() {
+    let env = Env::start(60, |_, _| {}).await;
+    env.ready().await;
+    env.converged("start-up").await;
+    let id = user_ids(&env).await[5].clone();
+    e2e::post(
+        env.sim_url(&format!("/sim/users/{id}/presence")),
+        json!({"systemPresence": "ON_QUEUE"}),
+    )
+    .await;
+    {
+        let mut inner = env.sim.sim.inner.lock();
+        let u = inner.user_idx(&id).unwrap();
+        inner.set_routing(
+            u,
+            presence_gateway::simulator::spelling::RoutingStatus::Interacting,
+        );
+    }
+    wait_until(Duration::from_secs(10), "INTERACTING seen", || async {
+        let a = get(env.gw_url(&format!("/api/v1/agents/{id}"))).await;
+        if a["routingStatus"]["status"] == "INTERACTING" {
+            Ok(())
+        } else {
+            Err(a.to_string())
+        }
+    })
+    .await;
+    env.change(10, 20, "ON_QUEUE").await;
+    env.converged("before the rewind").await;
+    let r = env.fault(json!({"kind": "rewind", "hours": 3})).await;
+    assert_eq!(r["affected"], 60);
+    env.converged("after the rewind").await;
+    let truth = get(env.sim_url("/sim/state")).await;
+    let now = truth["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == id.as_str())
+        .unwrap()["presence"]["systemPresence"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let to = if now == "AVAILABLE" {
+        "MEAL"
+    } else {
+        "AVAILABLE"
+    };
+    let mut r = client()
+        .patch(env.gw_url(&format!("/api/v1/agents/{id}/presence")))
+        .send_json(&json!({"presence": to}))
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(r.status(), 200, "no phantom INTERACTING: {body}");
+    env.stop().await;
+}
+
+/// With Genesys's clock 5 s behind (and presence events without
+/// `modifiedDate`, stamped at arrival by the gateway), a change lost in a
+/// silent stall is still corrected by the later REST read: its older
+/// `modifiedDate` is never compared with the gateway's own clock.
+#[actix_web::test]
+async fn skewed_genesys_clock_never_rejects_rest_truth() {
+    for offset in [-5.0, 5.0] {
+        let env = Env::start(50, |_, c| {
+            c.upstream.ping_after_secs = 30.0;
+            c.upstream.pong_timeout_secs = 30.0;
+            c.upstream.sweep_period_secs = 5;
+            c.upstream.topic_strategy = TopicStrategy::Combined;
+        })
+        .await;
+        env.ready().await;
+        env.converged("start-up").await;
+        env.fault(json!({"kind": "clock_offset", "seconds": offset}))
+            .await;
+        env.change(0, 10, "BREAK").await;
+        env.converged("undated events applied").await;
+        env.fault(json!({"kind": "heartbeat_stall", "seconds": 1.0}))
+            .await;
+        env.change(0, 10, "AVAILABLE").await;
+        env.change(20, 5, "ON_QUEUE").await;
+        wait_until(
+            Duration::from_secs(20),
+            "REST truth applied despite the skew",
+            || env.diff(),
+        )
+        .await;
+        env.stop().await;
+    }
+}
+
+/// A secondary presence created at runtime: the first event naming it
+/// makes the gateway re-read the definitions once (single flight), after
+/// which the agents show its label and it can be written.
+#[actix_web::test]
+async fn unknown_definition_is_learnt_from_its_first_event() {
+    let env = Env::start(30, |_, _| {}).await;
+    env.ready().await;
+    env.converged("start-up").await;
+    let added = env
+        .fault(json!({"kind": "add_definition", "systemPresence": "BUSY", "label": "Escalations"}))
+        .await;
+    let def = added["id"].as_str().unwrap().to_string();
+    let ids = user_ids(&env).await;
+    for id in &ids[0..3] {
+        e2e::post(
+            env.sim_url(&format!("/sim/users/{id}/presence")),
+            json!({"definitionId": def}),
+        )
+        .await;
+    }
+    wait_until(Duration::from_secs(10), "the new label", || async {
+        for id in &ids[0..3] {
+            let a = get(env.gw_url(&format!("/api/v1/agents/{id}"))).await;
+            if a["presence"]["label"] != "Escalations" {
+                return Err(a.to_string());
+            }
+        }
+        Ok(())
+    })
+    .await;
+    assert_eq!(counter(&env.gw.upstream_stats.definition_rereads), 1);
+    let defs = get(env.gw_url("/api/v1/presence-definitions")).await;
+    assert!(
+        defs["definitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == def.as_str()),
+        "{defs}"
+    );
+    let mut r = client()
+        .patch(env.gw_url(&format!("/api/v1/agents/{}/presence", ids[5])))
+        .send_json(&json!({"presence": def}))
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(r.status(), 200, "writable: {body}");
+    env.stop().await;
+}

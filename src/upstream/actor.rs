@@ -54,6 +54,12 @@ pub struct UpstreamStats {
     pub replans: AtomicU64,
     /// Channel retries held back because their cause had used its share of the budget.
     pub retries_held: AtomicU64,
+    /// Anti-entropy sweep steps done (each re-reads up to 100 agents).
+    pub sweep_steps: AtomicU64,
+    /// Full sweeps over every agent completed.
+    pub sweeps: AtomicU64,
+    /// Definition re-reads after an event named an unknown definition.
+    pub definition_rereads: AtomicU64,
     /// Unix ms of the last frame of any kind; 0 = never.
     pub last_frame_ms: AtomicI64,
     /// Unix ms of the last presence/routing event; 0 = never.
@@ -149,8 +155,20 @@ pub struct Upstream {
     excluded_users: std::collections::HashSet<String>,
     /// Users per channel learned from a topic-count refusal (below the configured one).
     learned_per_channel: Option<usize>,
-    /// Every user id of the last directory read, in its order (for re-plans).
+    /// Every user id of the last directory read, in its order (for re-plans
+    /// and the sweep).
     all_users: Vec<String>,
+    /// Where the sweep goes on in `all_users`.
+    sweep_cursor: usize,
+    /// A sweep step is scheduled or running.
+    sweep_scheduled: bool,
+    /// Definition ids known (shared with the socket readers, which report an
+    /// unknown one).
+    known_definitions: KnownDefinitions,
+    /// A definition re-read is running (single flight).
+    definitions_rereading: bool,
+    /// When the definitions were last re-read for an unknown id.
+    definitions_reread_at: Option<Instant>,
     last_health: Option<UpstreamHealth>,
     last_health_sent: Instant,
     last_directory_refresh: Instant,
@@ -171,6 +189,15 @@ pub struct Upstream {
 
 /// Writes in flight, shared with the socket readers (same arbiter).
 pub type PendingWrites = Rc<RefCell<HashMap<String, String>>>;
+
+/// Presence definition ids known from the last read, shared with the
+/// socket readers (same arbiter).
+pub type KnownDefinitions = Rc<RefCell<std::collections::HashSet<String>>>;
+
+/// A socket reader saw a presence definition id the gateway does not know.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnknownDefinition(pub String);
 
 impl Upstream {
     /// Creates the actor; call `.start()` on an actix arbiter.
@@ -204,6 +231,11 @@ impl Upstream {
             excluded_users: Default::default(),
             learned_per_channel: None,
             all_users: Vec::new(),
+            sweep_cursor: 0,
+            sweep_scheduled: false,
+            known_definitions: Rc::default(),
+            definitions_rereading: false,
+            definitions_reread_at: None,
             last_health: None,
             last_health_sent: Instant::now(),
             last_directory_refresh: Instant::now(),
@@ -381,7 +413,7 @@ impl Upstream {
                 u.queue_ids = q.clone();
             }
         }
-        self.definitions = definitions.clone();
+        self.set_definitions(definitions.clone());
         let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
         self.emit(
             ctx,
@@ -404,6 +436,9 @@ impl Upstream {
         }
         self.all_users = ids;
         self.replan(ctx);
+        if !self.sweep_scheduled {
+            self.schedule_sweep(ctx);
+        }
         for user_id in std::mem::take(&mut self.deferred_watches) {
             ctx.notify(crate::interactions::WatchConversations {
                 user_id,
@@ -414,6 +449,61 @@ impl Upstream {
             self.read_membership(ctx);
         }
         self.push_health(ctx, true);
+    }
+
+    fn set_definitions(&mut self, definitions: Vec<PresenceDefinition>) {
+        *self.known_definitions.borrow_mut() = definitions.iter().map(|d| d.id.clone()).collect();
+        self.definitions = definitions;
+    }
+
+    // ---- anti-entropy sweep ------------------------------------------------
+
+    /// Schedules the next sweep step (see [`UpstreamConfig::sweep_step_secs`]).
+    fn schedule_sweep(&mut self, ctx: &mut Context<Self>) {
+        self.sweep_scheduled = true;
+        let wait = Duration::from_secs_f64(self.cfg.sweep_step_secs(self.all_users.len()));
+        ctx.run_later(wait, |act, ctx| act.sweep_step(ctx));
+    }
+
+    /// Re-reads the next 100 agents' presence and routing status through the
+    /// bulk endpoints and sends what was read to the registry, which applies
+    /// the differences as `reconciled` changes. A step is skipped (not lost)
+    /// while a full directory read runs.
+    fn sweep_step(&mut self, ctx: &mut Context<Self>) {
+        if self.stop.is_cancelled() {
+            return;
+        }
+        if self.sync_running || self.all_users.is_empty() {
+            self.schedule_sweep(ctx);
+            return;
+        }
+        if self.sweep_cursor >= self.all_users.len() {
+            self.sweep_cursor = 0;
+        }
+        let end = (self.sweep_cursor + super::SWEEP_STEP).min(self.all_users.len());
+        let ids = self.all_users[self.sweep_cursor..end].to_vec();
+        let rest = self.rest();
+        let read_at = Utc::now();
+        ctx.spawn(
+            async move { directory::read_states(&rest, Lane::Directory, &ids).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    match res {
+                        Ok(users) => {
+                            act.stats.sweep_steps.fetch_add(1, Ordering::Relaxed);
+                            act.sweep_cursor = end;
+                            if end >= act.all_users.len() {
+                                act.stats.sweeps.fetch_add(1, Ordering::Relaxed);
+                            }
+                            act.emit(ctx, UpstreamEvent::Sweep { users, read_at });
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "sweep step failed; retried at the next step");
+                        }
+                    }
+                    act.schedule_sweep(ctx);
+                }),
+        );
     }
 
     fn on_sync_failed(&mut self, reason: SyncReason, e: RestError, ctx: &mut Context<Self>) {
@@ -769,6 +859,7 @@ impl Upstream {
             stop,
         )
         .with_pending_writes(self.pending_writes.clone())
+        .with_known_definitions(self.known_definitions.clone(), ctx.address().recipient())
         .with_interactions(self.interactions.clone().map(|a| a.recipient()));
         ctx.spawn(
             reader
@@ -903,6 +994,11 @@ impl Upstream {
                 })
                 .collect(),
             refused_topic_count: self.refused.len(),
+            sweep_pass_secs: if self.all_users.is_empty() {
+                0.0
+            } else {
+                self.cfg.sweep_pass_secs(self.all_users.len())
+            },
         }
     }
 
@@ -1063,6 +1159,47 @@ impl Handler<SocketClosing> for Upstream {
                             }
                             act.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                             act.schedule_reopen(i, &e, ctx);
+                        }
+                    }
+                }),
+        );
+    }
+}
+
+/// An event named a definition the gateway does not know (created at
+/// runtime): re-read the definitions once (single flight, at most once in
+/// 10 s), then the registry re-labels and accepts writes of it.
+impl Handler<UnknownDefinition> for Upstream {
+    type Result = ();
+
+    fn handle(&mut self, msg: UnknownDefinition, ctx: &mut Context<Self>) {
+        if self.definitions_rereading
+            || self.known_definitions.borrow().contains(&msg.0)
+            || self
+                .definitions_reread_at
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+        {
+            return;
+        }
+        self.definitions_rereading = true;
+        self.definitions_reread_at = Some(Instant::now());
+        self.stats
+            .definition_rereads
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(definition = %msg.0, "an event named an unknown presence definition; re-reading the definitions");
+        let rest = self.rest();
+        ctx.spawn(
+            async move { directory::read_definitions(&rest, Lane::Reconcile).await }
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    act.definitions_rereading = false;
+                    match res {
+                        Ok(defs) => {
+                            act.set_definitions(defs.clone());
+                            act.emit(ctx, UpstreamEvent::Definitions(defs));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "re-reading the presence definitions failed")
                         }
                     }
                 }),

@@ -255,6 +255,11 @@ pub struct Reader {
     pub pending_writes: super::actor::PendingWrites,
     /// Where conversation events of watched agents go.
     pub interactions: Option<Recipient<crate::interactions::ConversationSeen>>,
+    /// Known definition ids and where to report an unknown one.
+    pub known_definitions: Option<(
+        super::actor::KnownDefinitions,
+        Recipient<super::actor::UnknownDefinition>,
+    )>,
 }
 
 impl Reader {
@@ -293,7 +298,19 @@ impl Reader {
             stop,
             pending_writes: Default::default(),
             interactions: None,
+            known_definitions: None,
         }
+    }
+
+    /// Reports presence definition ids not in `known` to `unknown` (the
+    /// actor re-reads the definitions).
+    pub fn with_known_definitions(
+        mut self,
+        known: super::actor::KnownDefinitions,
+        unknown: Recipient<super::actor::UnknownDefinition>,
+    ) -> Reader {
+        self.known_definitions = Some((known, unknown));
+        self
     }
 
     /// Reads the socket until it drops; returns why.
@@ -368,6 +385,11 @@ impl Reader {
                                 self.stats.mark_event(events.len() as u64);
                             }
                             for mut ev in events {
+                                if let (UpstreamEvent::Presence { state, .. }, Some((known, unknown))) = (&ev, &self.known_definitions) {
+                                    if !known.borrow().is_empty() && !known.borrow().contains(&state.definition_id) {
+                                        let _ = unknown.try_send(super::actor::UnknownDefinition(state.definition_id.clone()));
+                                    }
+                                }
                                 if let UpstreamEvent::Presence { user_id, state, origin } = &mut ev {
                                     if self.pending_writes.borrow().get(user_id.as_str()) == Some(&state.definition_id) {
                                         *origin = Origin::Write;

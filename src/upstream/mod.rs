@@ -180,6 +180,13 @@ pub struct UpstreamConfig {
     /// Client-driven lookups that may wait for the budget at once; more are
     /// refused at once (`503 upstream_busy`-style errors to the caller).
     pub client_lane_waiting: usize,
+    /// Target seconds for one anti-entropy sweep over every agent: presence
+    /// and routing status re-read through the bulk endpoints (3 calls per
+    /// 100 agents), differences sent as `reconciled` changes. Larger orgs
+    /// take longer, as `sweep_share` allows (docs/operations.md).
+    pub sweep_period_secs: u64,
+    /// Largest share (0.01–0.5) of `rate_per_minute` the sweep may use.
+    pub sweep_share: f64,
 }
 
 impl Default for UpstreamConfig {
@@ -208,11 +215,36 @@ impl Default for UpstreamConfig {
             retry_share: 0.1,
             client_share: 0.25,
             client_lane_waiting: 64,
+            sweep_period_secs: 60,
+            sweep_share: 0.2,
         }
     }
 }
 
+/// Agents re-read per sweep step (three REST calls: two bulk presence
+/// reads of 50 ids, one routing read of 100 ids).
+pub const SWEEP_STEP: usize = 100;
+/// REST calls per sweep step.
+pub const SWEEP_STEP_CALLS: u32 = 3;
+
 impl UpstreamConfig {
+    /// Seconds between sweep steps for `agents` agents: the target period
+    /// spread over the steps, but never faster than `sweep_share` of the
+    /// budget allows.
+    pub fn sweep_step_secs(&self, agents: usize) -> f64 {
+        let steps = agents.div_ceil(SWEEP_STEP).max(1) as f64;
+        let by_period = self.sweep_period_secs as f64 / steps;
+        let calls_per_sec = f64::from(self.rate_per_minute) * self.sweep_share / 60.0;
+        let by_budget = f64::from(SWEEP_STEP_CALLS) / calls_per_sec;
+        by_period.max(by_budget)
+    }
+
+    /// Seconds for one sweep over `agents` agents; a state silently lost or
+    /// wrong is corrected within this plus one step.
+    pub fn sweep_pass_secs(&self, agents: usize) -> f64 {
+        agents.div_ceil(SWEEP_STEP).max(1) as f64 * self.sweep_step_secs(agents)
+    }
+
     /// Checks the settings, naming the field at fault.
     pub fn validate(&self) -> Result<(), String> {
         if self.rate_per_minute < 2 {
@@ -275,6 +307,18 @@ impl UpstreamConfig {
         }
         if self.client_lane_waiting == 0 {
             return Err("upstream.client_lane_waiting must be at least 1".into());
+        }
+        if !(5..=86_400).contains(&self.sweep_period_secs) {
+            return Err(format!(
+                "upstream.sweep_period_secs must be 5 to 86400 (seconds for one pass over every agent), got {}",
+                self.sweep_period_secs
+            ));
+        }
+        if !(0.01..=0.5).contains(&self.sweep_share) {
+            return Err(format!(
+                "upstream.sweep_share must be between 0.01 and 0.5 (a share of rate_per_minute), got {}",
+                self.sweep_share
+            ));
         }
         if self.request_timeout_secs == 0 {
             return Err("upstream.request_timeout_secs must be at least 1".into());
