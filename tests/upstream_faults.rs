@@ -76,7 +76,7 @@ async fn refused_topics_are_dropped_never_fatal() {
         let url = env
             .gw_url(&format!("/api/v1/ws?agent={watched}&interactions=1"))
             .replacen("http", "ws", 1);
-        let _viewer = client().ws(url).connect().await.expect("ws").1;
+        let mut viewer = client().ws(url).connect().await.expect("ws").1;
         let body = wait_until(
             Duration::from_secs(20),
             "both refusals reported while ready",
@@ -97,6 +97,27 @@ async fn refused_topics_are_dropped_never_fatal() {
         )
         .await;
         assert_eq!(body["upstream"]["refusedTopicCount"], 2, "{body}");
+        // The viewer's stream says so in its `status`, and stays connected.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let mut whole = e2e::ws_text::Reassembler::default();
+        loop {
+            use futures_util::StreamExt;
+            let frame = tokio::time::timeout_at(deadline, viewer.next())
+                .await
+                .expect("a status naming the refused topics")
+                .expect("frame")
+                .expect("ok");
+            let Some(t) = whole.push(&frame) else { continue };
+            let m: Value = serde_json::from_slice(&t).unwrap();
+            if m["type"] == "status"
+                && m["refusedTopics"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|r| r["topic"] == conv_topic.as_str()))
+            {
+                assert_eq!(m["state"], "connected", "{m}");
+                break;
+            }
+        }
         assert_eq!(body["upstream"]["state"], "connected", "{body}");
         assert_eq!(
             metric(&env, "presence_gateway_upstream_refused_topics").await,

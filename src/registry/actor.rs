@@ -534,7 +534,9 @@ impl Registry {
             }
             UpstreamEvent::QueueList { queues } => self.dir.set_queues(queues),
             UpstreamEvent::Health(h) => {
-                let changed = h.state != self.health.state || h.detail != self.health.detail;
+                let changed = h.state != self.health.state
+                    || h.detail != self.health.detail
+                    || h.refused_topics != self.health.refused_topics;
                 self.health = h;
                 if changed {
                     self.broadcast_status();
