@@ -65,6 +65,14 @@ pub mod names {
     pub const REPLANS: &str = "presence_gateway_upstream_replans_total";
     /// Channel retries held back by `retry_share`.
     pub const RETRIES_HELD: &str = "presence_gateway_upstream_retries_held_total";
+    /// Anti-entropy sweep steps (up to 100 agents re-read each).
+    pub const SWEEP_STEPS: &str = "presence_gateway_upstream_sweep_steps_total";
+    /// Full anti-entropy sweeps over every agent.
+    pub const SWEEPS: &str = "presence_gateway_upstream_sweeps_total";
+    /// Presence definition re-reads after an event named an unknown one.
+    pub const DEFINITION_REREADS: &str = "presence_gateway_upstream_definition_rereads_total";
+    /// Agents re-read because a frame about them could not be used.
+    pub const AGENT_REREADS: &str = "presence_gateway_upstream_agent_rereads_total";
     /// Reconciliations through REST after a gap.
     pub const RECONCILES: &str = "presence_gateway_upstream_reconciles_total";
     /// Upstream events received.
@@ -369,6 +377,30 @@ pub fn render(
         "counter",
         "Channel retries held back because their cause used its share of the REST budget.",
         u(|u| &u.retries_held),
+    );
+    o.one(
+        SWEEP_STEPS,
+        "counter",
+        "Anti-entropy sweep steps (up to 100 agents re-read through the bulk endpoints each).",
+        u(|u| &u.sweep_steps),
+    );
+    o.one(
+        SWEEPS,
+        "counter",
+        "Full anti-entropy sweeps over every agent.",
+        u(|u| &u.sweeps),
+    );
+    o.one(
+        DEFINITION_REREADS,
+        "counter",
+        "Presence definition re-reads after an event named an unknown definition.",
+        u(|u| &u.definition_rereads),
+    );
+    o.one(
+        AGENT_REREADS,
+        "counter",
+        "Agents re-read through REST because a notification frame about them could not be used.",
+        u(|u| &u.agent_rereads),
     );
     o.one(
         RECONCILES,

@@ -309,11 +309,11 @@ pub struct UpstreamHealth {
     /// How many topics Genesys refuses in all.
     #[serde(default)]
     pub refused_topic_count: usize,
-    /// Seconds one anti-entropy sweep takes over every agent: any state
-    /// silently lost or wrong is corrected within about this long (0 before
-    /// the first directory read).
+    /// Seconds within which the anti-entropy sweep corrects any state
+    /// silently lost or wrong (one pass plus one step; 0 before the first
+    /// directory read).
     #[serde(default)]
-    pub sweep_pass_secs: f64,
+    pub staleness_bound_secs: f64,
 }
 
 /// Most refused topics listed in a health record.
@@ -343,7 +343,7 @@ impl UpstreamHealth {
             malformed_frames: 0,
             refused_topics: Vec::new(),
             refused_topic_count: 0,
-            sweep_pass_secs: 0.0,
+            staleness_bound_secs: 0.0,
         }
     }
 }

@@ -107,7 +107,9 @@ async fn refused_topics_are_dropped_never_fatal() {
                 .expect("a status naming the refused topics")
                 .expect("frame")
                 .expect("ok");
-            let Some(t) = whole.push(&frame) else { continue };
+            let Some(t) = whole.push(&frame) else {
+                continue;
+            };
             let m: Value = serde_json::from_slice(&t).unwrap();
             if m["type"] == "status"
                 && m["refusedTopics"]
@@ -253,12 +255,13 @@ async fn silent_loss_heals_within_the_sweep_bound() {
         c.upstream.ping_after_secs = 30.0;
         c.upstream.pong_timeout_secs = 30.0;
         c.upstream.sweep_period_secs = 6;
+        c.upstream.sweep_share = 0.5;
     })
     .await;
     env.ready().await;
     env.converged("start-up").await;
     let body = ready_body(&env).await.unwrap();
-    let bound = body["upstream"]["sweepPassSecs"].as_f64().unwrap();
+    let bound = body["upstream"]["stalenessBoundSecs"].as_f64().unwrap();
     assert!(bound > 0.0 && bound <= 6.0, "{body}");
     let reconciles = counter(&env.gw.upstream_stats.reconciles);
     let url = env.gw_url("/api/v1/ws").replacen("http", "ws", 1);
@@ -268,8 +271,9 @@ async fn silent_loss_heals_within_the_sweep_bound() {
     env.change(0, 20, "BREAK").await;
     env.change(100, 15, "MEAL").await;
     assert!(env.diff().await.is_err(), "the stall lost the changes");
-    // Within one pass plus a step (and the simulator's stall), every agent is right.
-    let deadline = Duration::from_secs_f64(bound * 2.0 + 3.0);
+    // Within the bound (counted from the end of the stall, plus polling
+    // slack), every agent is right.
+    let deadline = Duration::from_secs_f64(bound + 3.0 + 2.0);
     wait_until(deadline, "healed by the sweep", || env.diff()).await;
     assert_eq!(counter(&env.gw.upstream_stats.reconnects), 0);
     assert_eq!(counter(&env.gw.upstream_stats.reconciles), reconciles);
@@ -441,5 +445,29 @@ async fn unknown_definition_is_learnt_from_its_first_event() {
         .unwrap();
     let body: Value = r.json().await.unwrap_or(Value::Null);
     assert_eq!(r.status(), 200, "writable: {body}");
+    env.stop().await;
+}
+
+/// A frame about an agent that cannot be used (presence without a
+/// definition id, an unknown routing status) is skipped and counted, and
+/// that agent alone is re-read at once — long before the sweep would come.
+#[actix_web::test]
+async fn unusable_frame_triggers_a_targeted_reread() {
+    let env = Env::start(40, |_, c| c.upstream.sweep_period_secs = 3_600).await;
+    env.ready().await;
+    env.converged("start-up").await;
+    let ids = user_ids(&env).await;
+    let truth = get(env.sim_url("/sim/state")).await;
+    let now = truth["users"][9]["presence"]["systemPresence"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let to = if now == "BREAK" { "MEAL" } else { "BREAK" };
+    env.fault(json!({"kind": "bad_event", "userId": ids[9], "systemPresence": to}))
+        .await;
+    wait_until(Duration::from_secs(10), "re-read agent", || env.diff()).await;
+    assert!(counter(&env.gw.upstream_stats.malformed_frames) >= 1);
+    assert_eq!(counter(&env.gw.upstream_stats.agent_rereads), 1);
+    assert_eq!(counter(&env.gw.upstream_stats.sweeps), 0, "not the sweep");
     env.stop().await;
 }

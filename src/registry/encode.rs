@@ -277,9 +277,9 @@ struct StatusJson<'a> {
     /// Topics Genesys refused (dropped from their channels); left out when none.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     refused_topics: &'a [crate::model::RefusedTopic],
-    /// Seconds one anti-entropy sweep takes: the staleness bound.
+    /// The staleness bound in seconds (the anti-entropy sweep).
     #[serde(skip_serializing_if = "is_zero")]
-    sweep_pass_secs: f64,
+    staleness_bound_secs: f64,
 }
 
 fn is_zero(v: &f64) -> bool {
@@ -304,7 +304,7 @@ pub fn status_frame(epoch: u64, seq: u64, synced: bool, h: &UpstreamHealth) -> F
         last_event_age_ms: age(h.last_event_at),
         last_frame_age_ms: age(h.last_frame_at),
         refused_topics: &h.refused_topics,
-        sweep_pass_secs: h.sweep_pass_secs,
+        staleness_bound_secs: h.staleness_bound_secs,
     })
     .unwrap();
     Frame::new("status", None, json)

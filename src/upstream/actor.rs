@@ -60,6 +60,8 @@ pub struct UpstreamStats {
     pub sweeps: AtomicU64,
     /// Definition re-reads after an event named an unknown definition.
     pub definition_rereads: AtomicU64,
+    /// Agents re-read because a frame about them could not be used.
+    pub agent_rereads: AtomicU64,
     /// Unix ms of the last frame of any kind; 0 = never.
     pub last_frame_ms: AtomicI64,
     /// Unix ms of the last presence/routing event; 0 = never.
@@ -144,6 +146,8 @@ pub struct Upstream {
     sync_running: bool,
     sync_pending: Option<SyncReason>,
     sync_attempt: u32,
+    /// When the retried directory reads of the last minute start (for `retry_share`).
+    sync_retries: std::collections::VecDeque<Instant>,
     /// Set when Genesys refuses us (auth) or the circuit is open.
     degraded: Option<String>,
     /// Set while a channel keeps failing to open (the cause, with its attempt).
@@ -167,6 +171,10 @@ pub struct Upstream {
     known_definitions: KnownDefinitions,
     /// A definition re-read is running (single flight).
     definitions_rereading: bool,
+    /// Agents whose frames could not be used, waiting for a targeted re-read.
+    reread_pending: std::collections::BTreeSet<String>,
+    /// A targeted re-read is running (single flight; the pending ones follow).
+    reread_running: bool,
     /// When the definitions were last re-read for an unknown id.
     definitions_reread_at: Option<Instant>,
     last_health: Option<UpstreamHealth>,
@@ -190,9 +198,21 @@ pub struct Upstream {
 /// Writes in flight, shared with the socket readers (same arbiter).
 pub type PendingWrites = Rc<RefCell<HashMap<String, String>>>;
 
+/// A subscription refused with a 400 that is not an invalid-topic refusal
+/// is read as Genesys's topic-count limit (and the plan shrunk) only when
+/// the channel carried at least this many topics; a refusal of fewer is a
+/// failure like any other (backoff), so one odd answer cannot split the
+/// plan into tiny channels.
+const MIN_TOPICS_FOR_LIMIT: usize = 100;
+
 /// Presence definition ids known from the last read, shared with the
 /// socket readers (same arbiter).
 pub type KnownDefinitions = Rc<RefCell<std::collections::HashSet<String>>>;
+
+/// A socket reader could not use a frame about this agent: re-read it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReReadAgent(pub String);
 
 /// A socket reader saw a presence definition id the gateway does not know.
 #[derive(Message)]
@@ -225,6 +245,7 @@ impl Upstream {
             sync_running: false,
             sync_pending: None,
             sync_attempt: 0,
+            sync_retries: Default::default(),
             degraded: None,
             channel_trouble: None,
             refused: Default::default(),
@@ -235,6 +256,8 @@ impl Upstream {
             sweep_scheduled: false,
             known_definitions: Rc::default(),
             definitions_rereading: false,
+            reread_pending: Default::default(),
+            reread_running: false,
             definitions_reread_at: None,
             last_health: None,
             last_health_sent: Instant::now(),
@@ -508,11 +531,35 @@ impl Upstream {
 
     fn on_sync_failed(&mut self, reason: SyncReason, e: RestError, ctx: &mut Context<Self>) {
         self.sync_attempt += 1;
-        let wait = backoff(
+        let mut wait = backoff(
             self.sync_attempt,
             self.cfg.backoff_initial_ms.max(1000),
             self.cfg.backoff_max_ms,
         );
+        // Retried reads may spend at most `retry_share` of the budget: a
+        // read costs about one call per page plus the definitions.
+        let cost = (self.all_users.len().div_ceil(self.cfg.page_size) + 3) as f64;
+        let allowed = ((self.cfg.retry_share * f64::from(self.cfg.rate_per_minute)) / cost)
+            .floor()
+            .max(1.0) as usize;
+        let minute = Duration::from_secs(60);
+        while self
+            .sync_retries
+            .front()
+            .is_some_and(|t| t.elapsed() >= minute)
+        {
+            self.sync_retries.pop_front();
+        }
+        if self.sync_retries.len() >= allowed {
+            if let Some(oldest) = self.sync_retries.front() {
+                let room = minute.saturating_sub(oldest.elapsed());
+                if room > wait {
+                    wait = room;
+                    self.stats.retries_held.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.sync_retries.push_back(Instant::now() + wait);
         tracing::error!(?reason, error = %e, retry_in_ms = wait.as_millis() as u64, "reading the directory from Genesys failed");
         if matches!(e, RestError::Auth(_) | RestError::Unavailable(_)) || self.sync_attempt >= 3 {
             self.degraded = Some(e.to_string());
@@ -722,7 +769,7 @@ impl Upstream {
                         if matches!(e, RestError::Auth(_)) {
                             act.degraded = Some(e.to_string());
                         }
-                        if channel::is_topic_limit(&e) && topic_count > 1 {
+                        if channel::is_topic_limit(&e) && topic_count >= MIN_TOPICS_FOR_LIMIT {
                             act.shrink_plan(i, &e, ctx);
                         } else {
                             act.shards[i].dirty = true;
@@ -860,6 +907,7 @@ impl Upstream {
         )
         .with_pending_writes(self.pending_writes.clone())
         .with_known_definitions(self.known_definitions.clone(), ctx.address().recipient())
+        .with_reread(ctx.address().recipient())
         .with_interactions(self.interactions.clone().map(|a| a.recipient()));
         ctx.spawn(
             reader
@@ -929,7 +977,7 @@ impl Upstream {
                                 stop.cancel();
                             }
                             act.shards[i].generation += 1;
-                            if channel::is_topic_limit(&e) && topic_count > 1 {
+                            if channel::is_topic_limit(&e) && topic_count >= MIN_TOPICS_FOR_LIMIT {
                                 act.shrink_plan(i, &e, ctx);
                             } else {
                                 act.schedule_reopen(i, &e.to_string(), ctx);
@@ -994,10 +1042,10 @@ impl Upstream {
                 })
                 .collect(),
             refused_topic_count: self.refused.len(),
-            sweep_pass_secs: if self.all_users.is_empty() {
+            staleness_bound_secs: if self.all_users.is_empty() {
                 0.0
             } else {
-                self.cfg.sweep_pass_secs(self.all_users.len())
+                self.cfg.staleness_bound_secs(self.all_users.len())
             },
         }
     }
@@ -1202,6 +1250,56 @@ impl Handler<UnknownDefinition> for Upstream {
                             tracing::warn!(error = %e, "re-reading the presence definitions failed")
                         }
                     }
+                }),
+        );
+    }
+}
+
+/// A frame about an agent could not be used: re-read that agent's presence
+/// and routing status through REST (up to 100 at once, one read at a time;
+/// ids asked for meanwhile go in the next), on the reconciliation lane.
+impl Handler<ReReadAgent> for Upstream {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReReadAgent, ctx: &mut Context<Self>) {
+        if !self.known_users.contains(&msg.0.to_ascii_lowercase()) {
+            return;
+        }
+        if let Some(id) = self
+            .all_users
+            .iter()
+            .find(|u| u.eq_ignore_ascii_case(&msg.0))
+        {
+            self.reread_pending.insert(id.clone());
+        }
+        self.run_reread(ctx);
+    }
+}
+
+impl Upstream {
+    fn run_reread(&mut self, ctx: &mut Context<Self>) {
+        if self.reread_running || self.reread_pending.is_empty() {
+            return;
+        }
+        self.reread_running = true;
+        let ids: Vec<String> = std::iter::from_fn(|| self.reread_pending.pop_first())
+            .take(super::SWEEP_STEP)
+            .collect();
+        self.stats
+            .agent_rereads
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+        let rest = self.rest();
+        let read_at = Utc::now();
+        ctx.spawn(
+            async move { directory::read_states(&rest, Lane::Reconcile, &ids).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    act.reread_running = false;
+                    match res {
+                        Ok(users) => act.emit(ctx, UpstreamEvent::Sweep { users, read_at }),
+                        Err(e) => tracing::warn!(error = %e, "re-reading agents after unusable frames failed; the sweep will"),
+                    }
+                    act.run_reread(ctx);
                 }),
         );
     }

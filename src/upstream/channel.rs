@@ -255,6 +255,8 @@ pub struct Reader {
     pub pending_writes: super::actor::PendingWrites,
     /// Where conversation events of watched agents go.
     pub interactions: Option<Recipient<crate::interactions::ConversationSeen>>,
+    /// Where to ask for a targeted re-read of an agent whose frame was unusable.
+    pub reread: Option<Recipient<super::actor::ReReadAgent>>,
     /// Known definition ids and where to report an unknown one.
     pub known_definitions: Option<(
         super::actor::KnownDefinitions,
@@ -299,7 +301,14 @@ impl Reader {
             pending_writes: Default::default(),
             interactions: None,
             known_definitions: None,
+            reread: None,
         }
+    }
+
+    /// Asks `r` to re-read an agent whose frame could not be used.
+    pub fn with_reread(mut self, r: Recipient<super::actor::ReReadAgent>) -> Reader {
+        self.reread = Some(r);
+        self
     }
 
     /// Reports presence definition ids not in `known` to `unknown` (the
@@ -419,6 +428,13 @@ impl Reader {
                             self.stats.malformed_frames.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(shard = self.shard, why, "skipped a malformed notification frame");
                         }
+                        Parsed::Unusable { user_id, why } => {
+                            self.stats.malformed_frames.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(shard = self.shard, why, "skipped an unusable notification frame; re-reading its agent");
+                            if let Some(r) = &self.reread {
+                                let _ = r.try_send(super::actor::ReReadAgent(user_id));
+                            }
+                        }
                     }
                 }
             }
@@ -444,6 +460,12 @@ pub enum Parsed {
     /// A topic the gateway does not use.
     Ignored,
     Malformed(String),
+    /// A frame about one agent that cannot be used (missing or unknown
+    /// fields): skipped, and that agent is re-read through REST.
+    Unusable {
+        user_id: String,
+        why: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -504,10 +526,14 @@ pub fn parse_frame(text: &Bytes) -> Parsed {
     };
     // Keep the id as Genesys spelled it in the topic.
     let user_id = topic["v2.users.".len().."v2.users.".len() + user_lower.len()].to_string();
-    let Some(body) = frame.event_body else {
-        return Parsed::Malformed(format!("{topic}: no eventBody"));
+    let unusable = |why: String| Parsed::Unusable {
+        user_id: user_id.clone(),
+        why,
     };
-    let bad = |e: serde_json::Error| Parsed::Malformed(format!("{topic}: {e}"));
+    let Some(body) = frame.event_body else {
+        return unusable(format!("{topic}: no eventBody"));
+    };
+    let bad = |e: serde_json::Error| unusable(format!("{topic}: {e}"));
     match kind {
         "presence" => {
             let b: PresenceBody = match serde_json::from_value(body) {
@@ -521,7 +547,7 @@ pub fn parse_frame(text: &Bytes) -> Parsed {
                     b.modified_date,
                 )
             }) else {
-                return Parsed::Malformed(format!("{topic}: no presenceDefinition.id"));
+                return unusable(format!("{topic}: no presenceDefinition.id"));
             };
             Parsed::Events(vec![UpstreamEvent::Presence {
                 user_id,
@@ -538,7 +564,7 @@ pub fn parse_frame(text: &Bytes) -> Parsed {
                 .routing_status
                 .and_then(|r| routing_state(r.status.as_deref(), r.start_time))
             else {
-                return Parsed::Malformed(format!("{topic}: no valid routingStatus"));
+                return unusable(format!("{topic}: no valid routingStatus"));
             };
             Parsed::Events(vec![UpstreamEvent::Routing {
                 user_id,
@@ -570,13 +596,13 @@ pub fn parse_frame(text: &Bytes) -> Parsed {
                 .and_then(|r| routing_state(r.status.as_deref(), r.start_time))
             {
                 out.push(UpstreamEvent::Routing {
-                    user_id,
+                    user_id: user_id.clone(),
                     state,
                     origin: Origin::Event,
                 });
             }
             if out.is_empty() {
-                return Parsed::Malformed(format!("{topic}: neither presence nor routingStatus"));
+                return unusable(format!("{topic}: neither presence nor routingStatus"));
             }
             Parsed::Events(out)
         }
@@ -663,7 +689,15 @@ mod tests {
             r#"{"topicName":"v2.users.a.presence","eventBody":{"presenceDefinition":{}}}"#,
             r#"{"topicName":"v2.users.a.routingStatus","eventBody":{"routingStatus":{"status":"DANCING"}}}"#,
         ] {
-            assert!(matches!(parse(f), Parsed::Malformed(_)), "{f}");
+            assert!(
+                matches!(parse(f), Parsed::Malformed(_) | Parsed::Unusable { .. }),
+                "{f}"
+            );
         }
+        // A frame about one agent names it, for a targeted re-read.
+        assert!(matches!(
+            parse(r#"{"topicName":"v2.users.a.routingStatus","eventBody":{"routingStatus":{"status":"DANCING"}}}"#),
+            Parsed::Unusable { user_id, .. } if user_id == "a"
+        ));
     }
 }

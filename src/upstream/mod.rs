@@ -180,10 +180,12 @@ pub struct UpstreamConfig {
     /// Client-driven lookups that may wait for the budget at once; more are
     /// refused at once (`503 upstream_busy`-style errors to the caller).
     pub client_lane_waiting: usize,
-    /// Target seconds for one anti-entropy sweep over every agent: presence
-    /// and routing status re-read through the bulk endpoints (3 calls per
-    /// 100 agents), differences sent as `reconciled` changes. Larger orgs
-    /// take longer, as `sweep_share` allows (docs/operations.md).
+    /// Target staleness bound in seconds: the anti-entropy sweep re-reads
+    /// every agent's presence and routing status through the bulk endpoints
+    /// (3 calls per 100 agents) so that a silently lost or wrong state is
+    /// corrected within this long (one pass plus one step), differences sent
+    /// as `reconciled` changes. Larger orgs take longer, as `sweep_share`
+    /// allows (docs/operations.md).
     pub sweep_period_secs: u64,
     /// Largest share (0.01–0.5) of `rate_per_minute` the sweep may use.
     pub sweep_share: f64,
@@ -228,21 +230,23 @@ pub const SWEEP_STEP: usize = 100;
 pub const SWEEP_STEP_CALLS: u32 = 3;
 
 impl UpstreamConfig {
-    /// Seconds between sweep steps for `agents` agents: the target period
-    /// spread over the steps, but never faster than `sweep_share` of the
-    /// budget allows.
+    /// Seconds between sweep steps for `agents` agents: chosen so that one
+    /// pass plus one step (the staleness bound) fits `sweep_period_secs`,
+    /// but never faster than `sweep_share` of the budget allows.
     pub fn sweep_step_secs(&self, agents: usize) -> f64 {
         let steps = agents.div_ceil(SWEEP_STEP).max(1) as f64;
-        let by_period = self.sweep_period_secs as f64 / steps;
+        let by_period = self.sweep_period_secs as f64 / (steps + 1.0);
         let calls_per_sec = f64::from(self.rate_per_minute) * self.sweep_share / 60.0;
         let by_budget = f64::from(SWEEP_STEP_CALLS) / calls_per_sec;
         by_period.max(by_budget)
     }
 
-    /// Seconds for one sweep over `agents` agents; a state silently lost or
-    /// wrong is corrected within this plus one step.
-    pub fn sweep_pass_secs(&self, agents: usize) -> f64 {
-        agents.div_ceil(SWEEP_STEP).max(1) as f64 * self.sweep_step_secs(agents)
+    /// The staleness bound for `agents` agents, in seconds: a state silently
+    /// lost or wrong is corrected within one sweep pass plus one step
+    /// (`sweep_period_secs` while the budget share allows it, longer for
+    /// large orgs; docs/operations.md).
+    pub fn staleness_bound_secs(&self, agents: usize) -> f64 {
+        (agents.div_ceil(SWEEP_STEP).max(1) + 1) as f64 * self.sweep_step_secs(agents)
     }
 
     /// Checks the settings, naming the field at fault.

@@ -130,6 +130,8 @@ struct FaultBody {
     system_presence: Option<String>,
     /// `add_definition`: its `en_US` label.
     label: Option<String>,
+    /// `bad_event`: the user whose change goes out as an unusable event.
+    user_id: Option<String>,
 }
 
 /// `POST /sim/faults`: `{"kind": …, "count"/"seconds": …}`.
@@ -157,6 +159,9 @@ struct FaultBody {
 ///   (may be negative): Genesys's clock ahead of or behind the gateway's.
 /// - `add_definition`: a new secondary presence definition under
 ///   `systemPresence` with `label`; the answer carries its `id`.
+/// - `bad_event`: user `userId` really changes to `systemPresence`, but the
+///   events that say so are unusable (presence without a definition id,
+///   routing status `DANCING`).
 async fn faults(body: web::Bytes, sim: web::Data<Sim>) -> HttpResponse {
     let b: FaultBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -312,9 +317,31 @@ async fn faults(body: web::Bytes, sim: web::Data<Sim>) -> HttpResponse {
             extra.insert("id".into(), json!(id));
             1
         }
+        "bad_event" => {
+            let Some(u) = b.user_id.as_deref().and_then(|id| inner.user_idx(id)) else {
+                return bad("bad_event needs \"userId\": a user of /sim/state");
+            };
+            let Some(sp) = b.system_presence.as_deref().and_then(SystemPresence::parse) else {
+                return bad("bad_event needs \"systemPresence\", e.g. BREAK");
+            };
+            let def = inner.org.primary_def(sp);
+            let now = chrono::Utc::now() + inner.faults.clock_offset;
+            let user = &mut inner.org.users[u];
+            user.presence_def = def;
+            user.presence_modified = now;
+            let id = user.id.clone();
+            let body = json!({
+                "id": id,
+                "presence": {"presenceDefinition": {"systemPresence": sp.upper_snake()}},
+                "routingStatus": {"status": "DANCING"},
+            });
+            inner.emit(&format!("v2.users.{id}.activity"), body.clone());
+            inner.emit(&format!("v2.users.{id}.presence"), body["presence"].clone());
+            1
+        }
         other => {
             return bad(format!(
-                "unknown fault kind {other:?}; use one of drop_sockets, socket_closing, heartbeat_stall, rate_limit, service_unavailable, expire_tokens, evict_channels, slow_responses, refuse_topic, rewind, clock_offset, add_definition"
+                "unknown fault kind {other:?}; use one of drop_sockets, socket_closing, heartbeat_stall, rate_limit, service_unavailable, expire_tokens, evict_channels, slow_responses, refuse_topic, rewind, clock_offset, add_definition, bad_event"
             ))
         }
     };
