@@ -301,6 +301,30 @@ pub struct UpstreamHealth {
     pub rate_limited: u64,
     pub rest_calls: u64,
     pub malformed_frames: u64,
+    /// Topics Genesys refused to subscribe (at most
+    /// [`REFUSED_TOPICS_LISTED`]); they were dropped from their channel,
+    /// which carries on for everyone else. Empty when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_topics: Vec<RefusedTopic>,
+    /// How many topics Genesys refuses in all.
+    #[serde(default)]
+    pub refused_topic_count: usize,
+    /// Seconds within which the anti-entropy sweep corrects any state
+    /// silently lost or wrong (one pass plus one step; 0 before the first
+    /// directory read).
+    #[serde(default)]
+    pub staleness_bound_secs: f64,
+}
+
+/// Most refused topics listed in a health record.
+pub const REFUSED_TOPICS_LISTED: usize = 20;
+
+/// A subscription topic Genesys refused, and its reason (`rejectionReason`
+/// of a `Rejected` entry, or the error of the refused call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedTopic {
+    pub topic: String,
+    pub reason: String,
 }
 
 impl UpstreamHealth {
@@ -317,6 +341,9 @@ impl UpstreamHealth {
             rate_limited: 0,
             rest_calls: 0,
             malformed_frames: 0,
+            refused_topics: Vec::new(),
+            refused_topic_count: 0,
+            staleness_bound_secs: 0.0,
         }
     }
 }
@@ -327,14 +354,29 @@ impl UpstreamHealth {
 #[rtype(result = "()")]
 pub enum UpstreamEvent {
     /// A complete picture: the directory and the state read with it. The
-    /// registry replaces its directory (users gone are removed), keeps newer
-    /// state it already has (by `modified`/`since`) and emits the differences.
+    /// registry replaces its directory (users gone are removed); the read's
+    /// state replaces what it holds, except state an event brought after
+    /// `read_at`, and it emits the differences.
     Sync {
         reason: SyncReason,
         users: Vec<UserRecord>,
         definitions: Vec<PresenceDefinition>,
         queues: Vec<Queue>,
+        /// When the read was sent (the gateway's clock).
+        read_at: DateTime<Utc>,
     },
+    /// Presence and routing status of some agents, re-read through the bulk
+    /// endpoints by the anti-entropy sweep; applied like a sync's state
+    /// (differences go out `reconciled`), nobody is added or removed.
+    Sweep {
+        /// `(user id, presence, routing status)`; `None` where the read had none.
+        users: Vec<(String, Option<PresenceState>, Option<RoutingState>)>,
+        /// When the read was sent (the gateway's clock).
+        read_at: DateTime<Utc>,
+    },
+    /// The presence definitions, re-read because an event named one the
+    /// gateway did not know (a definition created at runtime).
+    Definitions(Vec<PresenceDefinition>),
     /// One presence change.
     Presence {
         user_id: String,

@@ -53,6 +53,20 @@ pub mod names {
     pub const RATE_LIMITED: &str = "presence_gateway_upstream_rate_limited_total";
     /// Notification channel reconnects.
     pub const RECONNECTS: &str = "presence_gateway_upstream_reconnects_total";
+    /// Topics Genesys refuses to subscribe (dropped from their channels).
+    pub const REFUSED_TOPICS: &str = "presence_gateway_upstream_refused_topics";
+    /// Channel re-plans after a topic-count refusal.
+    pub const REPLANS: &str = "presence_gateway_upstream_replans_total";
+    /// Channel retries held back by `retry_share`.
+    pub const RETRIES_HELD: &str = "presence_gateway_upstream_retries_held_total";
+    /// Anti-entropy sweep steps (up to 100 agents re-read each).
+    pub const SWEEP_STEPS: &str = "presence_gateway_upstream_sweep_steps_total";
+    /// Full anti-entropy sweeps over every agent.
+    pub const SWEEPS: &str = "presence_gateway_upstream_sweeps_total";
+    /// Presence definition re-reads after an event named an unknown one.
+    pub const DEFINITION_REREADS: &str = "presence_gateway_upstream_definition_rereads_total";
+    /// Agents re-read because a frame about them could not be used.
+    pub const AGENT_REREADS: &str = "presence_gateway_upstream_agent_rereads_total";
     /// Reconciliations through REST after a gap.
     pub const RECONCILES: &str = "presence_gateway_upstream_reconciles_total";
     /// Upstream events received.

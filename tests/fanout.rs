@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use presence_gateway::model::{RoutingStatus, SyncReason, SystemPresence};
+use presence_gateway::model::{RoutingStatus, SyncReason, SystemPresence, UpstreamEvent};
 use presence_gateway::registry::RegistryConfig;
 use presence_gateway::session::{DisconnectReason, SessionConfig};
 use serde_json::Value;
@@ -496,10 +496,11 @@ async fn malformed_client_messages_get_errors() {
 }
 
 /// A reconcile sync emits only the differences (changed, added, removed),
-/// marked `reconciled`, and keeps state newer than the sync's.
+/// marked `reconciled`, and keeps state an event brought after the read was sent.
 #[actix_web::test]
 async fn reconcile_sync_emits_only_differences() {
     let gw = ready_gateway(5, RegistryConfig::default(), SessionConfig::default()).await;
+    let read_at = chrono::Utc::now() - chrono::Duration::milliseconds(1);
     feed_batch(&gw, presence("u0003", SystemPresence::Break, 30)).await;
     let c = ws_client(&gw, "/api/v1/ws", true).await;
     c.wait("snapshot", |m| m.count > 0).await;
@@ -509,10 +510,14 @@ async fn reconcile_sync_emits_only_differences() {
     truth[1].presence.as_mut().unwrap().system_presence = SystemPresence::Meal;
     truth[1].presence.as_mut().unwrap().definition_id = "def-lunch".into();
     truth[1].presence.as_mut().unwrap().modified = t(20);
-    // u0002 left; u0007 joined; u0003's sync state (t 0) is older than ours (t 30).
+    // u0002 left; u0007 joined; u0003's event arrived after the read was sent.
     truth.remove(2);
     truth.push(user(7));
-    gw.feed(sync(SyncReason::Reconcile, truth));
+    let mut ev = sync(SyncReason::Reconcile, truth);
+    if let UpstreamEvent::Sync { read_at: r, .. } = &mut ev {
+        *r = read_at;
+    }
+    gw.feed(ev);
 
     c.wait("delta", |m| !m.of("delta").is_empty()).await;
     let d = c.m().of("delta")[0].data.clone();

@@ -5,7 +5,7 @@
 //! start ─▶ read directory ─▶ Sync{Initial} ─▶ plan topics ─▶ open shards ─▶ reconcile ─▶ Connected
 //!                                                              ▲    │ drop / evicted / stall
 //!                                       backoff (jittered) ────┘    ▼
-//!                                                     Down{attempt} ─▶ reopen ─▶ reconcile
+//!                                                     Down (attempt n) ─▶ reopen ─▶ reconcile
 //! ```
 //!
 //! Each shard is one channel with ≤ 1 000 topics. A shard is `Down`,
@@ -49,6 +49,20 @@ pub struct UpstreamStats {
     pub reconciles: AtomicU64,
     pub malformed_frames: AtomicU64,
     pub events: AtomicU64,
+    /// Topics Genesys refuses to subscribe right now (dropped from their channel).
+    pub refused_topics: AtomicU64,
+    /// Channel re-plans after Genesys refused a channel's topic count.
+    pub replans: AtomicU64,
+    /// Channel retries held back because their cause had used its share of the budget.
+    pub retries_held: AtomicU64,
+    /// Anti-entropy sweep steps done (each re-reads up to 100 agents).
+    pub sweep_steps: AtomicU64,
+    /// Full sweeps over every agent completed.
+    pub sweeps: AtomicU64,
+    /// Definition re-reads after an event named an unknown definition.
+    pub definition_rereads: AtomicU64,
+    /// Agents re-read because a frame about them could not be used.
+    pub agent_rereads: AtomicU64,
     /// Unix ms of the last frame of any kind; 0 = never.
     pub last_frame_ms: AtomicI64,
     /// Unix ms of the last presence/routing event; 0 = never.
@@ -78,8 +92,8 @@ impl UpstreamStats {
 /// One channel's place in the state machine.
 #[derive(Debug)]
 enum ShardState {
-    /// Not connected; the next attempt is scheduled.
-    Down { attempt: u32 },
+    /// Not connected; the next attempt is scheduled (`Shard::attempts` counts them).
+    Down,
     /// Creating/checking the channel, subscribing, connecting.
     Opening,
     /// Socket connected and subscribed.
@@ -100,6 +114,13 @@ struct Shard {
     renewed_at: Instant,
     /// Conversation topics of watched agents carried by this channel.
     extra: Vec<String>,
+    /// Consecutive failed opens (or drops soon after opening); grows the backoff.
+    attempts: u32,
+    /// When the current socket came up.
+    up_since: Option<Instant>,
+    /// When the recent opens started (the last minute): retries of this
+    /// shard may spend at most `retry_share` of the REST budget.
+    opens: std::collections::VecDeque<Instant>,
 }
 
 /// The upstream actor.
@@ -126,8 +147,37 @@ pub struct Upstream {
     sync_running: bool,
     sync_pending: Option<SyncReason>,
     sync_attempt: u32,
+    /// When the retried directory reads of the last minute start (for `retry_share`).
+    sync_retries: std::collections::VecDeque<Instant>,
     /// Set when Genesys refuses us (auth) or the circuit is open.
     degraded: Option<String>,
+    /// Set while a channel keeps failing to open (the cause, with its attempt).
+    channel_trouble: Option<String>,
+    /// Topics Genesys refused, with its reason; never subscribed again until
+    /// the next directory refresh.
+    refused: std::collections::BTreeMap<String, String>,
+    /// Users whose presence topic was refused (left to the sweep).
+    excluded_users: std::collections::HashSet<String>,
+    /// Users per channel learned from a topic-count refusal (below the configured one).
+    learned_per_channel: Option<usize>,
+    /// Every user id of the last directory read, in its order (for re-plans
+    /// and the sweep).
+    all_users: Vec<String>,
+    /// Where the sweep goes on in `all_users`.
+    sweep_cursor: usize,
+    /// A sweep step is scheduled or running.
+    sweep_scheduled: bool,
+    /// Definition ids known (shared with the socket readers, which report an
+    /// unknown one).
+    known_definitions: KnownDefinitions,
+    /// A definition re-read is running (single flight).
+    definitions_rereading: bool,
+    /// Agents whose frames could not be used, waiting for a targeted re-read.
+    reread_pending: std::collections::BTreeSet<String>,
+    /// A targeted re-read is running (single flight; the pending ones follow).
+    reread_running: bool,
+    /// When the definitions were last re-read for an unknown id.
+    definitions_reread_at: Option<Instant>,
     last_health: Option<UpstreamHealth>,
     last_health_sent: Instant,
     last_directory_refresh: Instant,
@@ -161,6 +211,27 @@ pub struct ConversationSink {
 /// Writes in flight, shared with the socket readers (same arbiter).
 pub type PendingWrites = Rc<RefCell<HashMap<String, String>>>;
 
+/// A subscription refused with a 400 that is not an invalid-topic refusal
+/// is read as Genesys's topic-count limit (and the plan shrunk) only when
+/// the channel carried at least this many topics; a refusal of fewer is a
+/// failure like any other (backoff), so one odd answer cannot split the
+/// plan into tiny channels.
+const MIN_TOPICS_FOR_LIMIT: usize = 100;
+
+/// Presence definition ids known from the last read, shared with the
+/// socket readers (same arbiter).
+pub type KnownDefinitions = Rc<RefCell<std::collections::HashSet<String>>>;
+
+/// A socket reader could not use a frame about this agent: re-read it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReReadAgent(pub String);
+
+/// A socket reader saw a presence definition id the gateway does not know.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnknownDefinition(pub String);
+
 impl Upstream {
     /// Creates the actor; call `.start()` on an actix arbiter.
     pub fn new(
@@ -187,7 +258,20 @@ impl Upstream {
             sync_running: false,
             sync_pending: None,
             sync_attempt: 0,
+            sync_retries: Default::default(),
             degraded: None,
+            channel_trouble: None,
+            refused: Default::default(),
+            excluded_users: Default::default(),
+            learned_per_channel: None,
+            all_users: Vec::new(),
+            sweep_cursor: 0,
+            sweep_scheduled: false,
+            known_definitions: Rc::default(),
+            definitions_rereading: false,
+            reread_pending: Default::default(),
+            reread_running: false,
+            definitions_reread_at: None,
             last_health: None,
             last_health_sent: Instant::now(),
             last_directory_refresh: Instant::now(),
@@ -252,6 +336,9 @@ impl Upstream {
 
     /// Adds a topic to shard `i`'s reserved room and re-subscribes it.
     pub(super) fn add_extra(&mut self, i: usize, topic: String, ctx: &mut Context<Self>) {
+        if self.refused.contains_key(&topic) {
+            return; // Genesys refused it before; asking again would only fail again
+        }
         self.shards[i].extra.push(topic);
         self.topics_changed(i, ctx);
     }
@@ -313,6 +400,7 @@ impl Upstream {
         };
         let page_size = self.cfg.page_size;
         let started = Instant::now();
+        let read_at = Utc::now();
         let calls_before = self.stats.rest_calls.load(Ordering::Relaxed);
         ctx.spawn(
             async move {
@@ -333,7 +421,7 @@ impl Upstream {
                             elapsed_ms = started.elapsed().as_millis() as u64,
                             "directory read complete"
                         );
-                        act.on_synced(reason, definitions, users, ctx)
+                        act.on_synced(reason, definitions, users, read_at, ctx)
                     }
                     Err(e) => act.on_sync_failed(reason, e, ctx),
                 }
@@ -349,6 +437,7 @@ impl Upstream {
         reason: SyncReason,
         definitions: Vec<PresenceDefinition>,
         mut users: Vec<UserRecord>,
+        read_at: DateTime<Utc>,
         ctx: &mut Context<Self>,
     ) {
         self.sync_attempt = 0;
@@ -361,7 +450,7 @@ impl Upstream {
                 u.queue_ids = q.clone();
             }
         }
-        self.definitions = definitions.clone();
+        self.set_definitions(definitions.clone());
         let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
         self.emit(
             ctx,
@@ -370,12 +459,23 @@ impl Upstream {
                 users,
                 definitions,
                 queues: self.queues.clone(),
+                read_at,
             },
         );
         let first = !self.synced;
         self.synced = true;
         self.known_users = ids.iter().map(|i| i.to_ascii_lowercase()).collect();
-        self.replan(&ids, ctx);
+        if reason == SyncReason::DirectoryRefresh && !self.refused.is_empty() {
+            // Permissions may have been granted since: try the refused topics again.
+            self.refused.clear();
+            self.excluded_users.clear();
+            self.stats.refused_topics.store(0, Ordering::Relaxed);
+        }
+        self.all_users = ids;
+        self.replan(ctx);
+        if !self.sweep_scheduled {
+            self.schedule_sweep(ctx);
+        }
         for user_id in std::mem::take(&mut self.deferred_watches) {
             ctx.notify(super::conversations::WatchConversations {
                 user_id,
@@ -388,13 +488,92 @@ impl Upstream {
         self.push_health(ctx, true);
     }
 
+    fn set_definitions(&mut self, definitions: Vec<PresenceDefinition>) {
+        *self.known_definitions.borrow_mut() = definitions.iter().map(|d| d.id.clone()).collect();
+        self.definitions = definitions;
+    }
+
+    // ---- anti-entropy sweep ------------------------------------------------
+
+    /// Schedules the next sweep step (see [`UpstreamConfig::sweep_step_secs`]).
+    fn schedule_sweep(&mut self, ctx: &mut Context<Self>) {
+        self.sweep_scheduled = true;
+        let wait = Duration::from_secs_f64(self.cfg.sweep_step_secs(self.all_users.len()));
+        ctx.run_later(wait, |act, ctx| act.sweep_step(ctx));
+    }
+
+    /// Re-reads the next 100 agents' presence and routing status through the
+    /// bulk endpoints and sends what was read to the registry, which applies
+    /// the differences as `reconciled` changes. A step is skipped (not lost)
+    /// while a full directory read runs.
+    fn sweep_step(&mut self, ctx: &mut Context<Self>) {
+        if self.stop.is_cancelled() {
+            return;
+        }
+        if self.sync_running || self.all_users.is_empty() {
+            self.schedule_sweep(ctx);
+            return;
+        }
+        if self.sweep_cursor >= self.all_users.len() {
+            self.sweep_cursor = 0;
+        }
+        let end = (self.sweep_cursor + super::SWEEP_STEP).min(self.all_users.len());
+        let ids = self.all_users[self.sweep_cursor..end].to_vec();
+        let rest = self.rest();
+        let read_at = Utc::now();
+        ctx.spawn(
+            async move { directory::read_states(&rest, Lane::Directory, &ids).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    match res {
+                        Ok(users) => {
+                            act.stats.sweep_steps.fetch_add(1, Ordering::Relaxed);
+                            act.sweep_cursor = end;
+                            if end >= act.all_users.len() {
+                                act.stats.sweeps.fetch_add(1, Ordering::Relaxed);
+                            }
+                            act.emit(ctx, UpstreamEvent::Sweep { users, read_at });
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "sweep step failed; retried at the next step");
+                        }
+                    }
+                    act.schedule_sweep(ctx);
+                }),
+        );
+    }
+
     fn on_sync_failed(&mut self, reason: SyncReason, e: RestError, ctx: &mut Context<Self>) {
         self.sync_attempt += 1;
-        let wait = backoff(
+        let mut wait = backoff(
             self.sync_attempt,
             self.cfg.backoff_initial_ms.max(1000),
             self.cfg.backoff_max_ms,
         );
+        // Retried reads may spend at most `retry_share` of the budget: a
+        // read costs about one call per page plus the definitions.
+        let cost = (self.all_users.len().div_ceil(self.cfg.page_size) + 3) as f64;
+        let allowed = ((self.cfg.retry_share * f64::from(self.cfg.rate_per_minute)) / cost)
+            .floor()
+            .max(1.0) as usize;
+        let minute = Duration::from_secs(60);
+        while self
+            .sync_retries
+            .front()
+            .is_some_and(|t| t.elapsed() >= minute)
+        {
+            self.sync_retries.pop_front();
+        }
+        if self.sync_retries.len() >= allowed {
+            if let Some(oldest) = self.sync_retries.front() {
+                let room = minute.saturating_sub(oldest.elapsed());
+                if room > wait {
+                    wait = room;
+                    self.stats.retries_held.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.sync_retries.push_back(Instant::now() + wait);
         tracing::error!(?reason, error = %e, retry_in_ms = wait.as_millis() as u64, "reading the directory from Genesys failed");
         if matches!(e, RestError::Auth(_) | RestError::Unavailable(_)) || self.sync_attempt >= 3 {
             self.degraded = Some(e.to_string());
@@ -439,11 +618,24 @@ impl Upstream {
 
     // ---- topic plan and shards ------------------------------------------
 
-    fn replan(&mut self, users: &[String], ctx: &mut Context<Self>) {
+    /// Users per channel: the configured room, or less once Genesys refused a count.
+    fn per_channel(&self) -> usize {
+        let configured = self.cfg.topics_per_channel - self.cfg.conversation_reserve;
+        self.learned_per_channel
+            .map_or(configured, |l| l.min(configured))
+    }
+
+    fn replan(&mut self, ctx: &mut Context<Self>) {
+        let users: Vec<String> = self
+            .all_users
+            .iter()
+            .filter(|u| !self.excluded_users.contains(*u))
+            .cloned()
+            .collect();
         let (plan, changed) = topics::replan(
             &self.plan,
-            users,
-            self.cfg.topics_per_channel - self.cfg.conversation_reserve,
+            &users,
+            self.per_channel(),
             self.cfg.max_channels,
         );
         if !plan.uncovered.is_empty() {
@@ -458,12 +650,15 @@ impl Upstream {
             self.shards.push(Shard {
                 users: Vec::new(),
                 channel: None,
-                state: ShardState::Down { attempt: 0 },
+                state: ShardState::Down,
                 generation: 0,
                 dirty: true,
                 reader_stop: None,
                 renewed_at: Instant::now(),
                 extra: Vec::new(),
+                attempts: 0,
+                up_since: None,
+                opens: Default::default(),
             });
         }
         for i in changed {
@@ -472,7 +667,7 @@ impl Upstream {
             shard.dirty = true;
             match shard.state {
                 ShardState::Up => self.resubscribe(i, ctx),
-                ShardState::Down { .. } => self.open_shard(i, ctx),
+                ShardState::Down => self.open_shard(i, ctx),
                 ShardState::Opening => {} // picks up `dirty` when it completes
             }
         }
@@ -501,26 +696,47 @@ impl Upstream {
         let shard = &mut self.shards[i];
         shard.generation += 1;
         shard.state = ShardState::Opening;
+        shard.opens.push_back(Instant::now());
         let generation = shard.generation;
         let existing = shard.channel.clone();
         let dirty = shard.dirty;
         let topics = self.topics_of(i);
+        let topic_count = topics.len();
+        let sent = topics.clone();
         let rest = self.rest();
         ctx.spawn(
             async move {
+                // The channel, once created or found, is kept even when a
+                // later step fails: the retry reuses it instead of POSTing another.
                 let (info, fresh) = match existing {
-                    Some(info) if channel::exists(&rest, &info.id).await? => (info, false),
-                    _ => (channel::create(&rest).await?, true),
+                    Some(info) => match channel::exists(&rest, &info.id).await {
+                        Ok(true) => (info, false),
+                        Ok(false) => match channel::create(&rest).await {
+                            Ok(c) => (c, true),
+                            Err(e) => return Err((None, e)),
+                        },
+                        Err(e) => return Err((Some(info), e)),
+                    },
+                    None => match channel::create(&rest).await {
+                        Ok(c) => (c, true),
+                        Err(e) => return Err((None, e)),
+                    },
                 };
-                let socket = channel::connect(&rest, &info.connect_uri)
-                    .await
-                    .map_err(RestError::Transport)?;
+                let socket = match channel::connect(&rest, &info.connect_uri).await {
+                    Ok(s) => s,
+                    Err(e) => return Err((Some(info), RestError::Transport(e))),
+                };
                 // Subscribe after the socket is up: nothing subscribed goes
                 // undelivered, and the reconciliation after covers the rest.
-                if fresh || dirty {
-                    channel::subscribe(&rest, &info.id, &topics).await?;
-                }
-                Ok::<_, RestError>((info, socket, fresh || dirty))
+                let refused = if fresh || dirty {
+                    match channel::subscribe(&rest, &info.id, &topics).await {
+                        Ok(r) => r,
+                        Err(e) => return Err((Some(info), e)),
+                    }
+                } else {
+                    Vec::new()
+                };
+                Ok((info, socket, fresh || dirty, refused))
             }
             .into_actor(self)
             .map(move |res, act, ctx| {
@@ -528,15 +744,23 @@ impl Upstream {
                     return; // superseded
                 }
                 match res {
-                    Ok((info, socket, subscribed)) => {
+                    Ok((info, socket, subscribed, refused)) => {
                         let shard = &mut act.shards[i];
                         shard.state = ShardState::Up;
+                        shard.up_since = Some(Instant::now());
                         if subscribed {
-                            shard.dirty = false;
                             shard.renewed_at = Instant::now();
                         }
                         tracing::info!(shard = i, channel = %info.id, topics = shard.users.len(), "channel up");
+                        // A re-plan while this shard was opening changed its topics.
+                        let current = act.topics_of(i);
+                        let shard = &mut act.shards[i];
+                        if subscribed || !shard.dirty {
+                            shard.dirty = current != sent;
+                        }
                         shard.channel = Some(info);
+                        act.channel_trouble = None;
+                        act.on_refused(i, refused, ctx);
                         act.start_reader(i, generation, socket, ctx);
                         if act.shards[i].dirty {
                             act.resubscribe(i, ctx);
@@ -552,15 +776,19 @@ impl Upstream {
                             act.request_sync(SyncReason::Reconcile, ctx);
                         }
                     }
-                    Err(e) => {
-                        let attempt = match act.shards[i].state {
-                            ShardState::Down { attempt } => attempt,
-                            _ => 0,
-                        } + 1;
+                    Err((info, e)) => {
+                        if info.is_some() {
+                            act.shards[i].channel = info;
+                        }
                         if matches!(e, RestError::Auth(_)) {
                             act.degraded = Some(e.to_string());
                         }
-                        act.schedule_reopen(i, attempt, &e.to_string(), ctx);
+                        if channel::is_topic_limit(&e) && topic_count >= MIN_TOPICS_FOR_LIMIT {
+                            act.shrink_plan(i, &e, ctx);
+                        } else {
+                            act.shards[i].dirty = true;
+                            act.schedule_reopen(i, &e.to_string(), ctx);
+                        }
                     }
                 }
                 act.push_health(ctx, true);
@@ -568,14 +796,85 @@ impl Upstream {
         );
     }
 
-    fn schedule_reopen(&mut self, i: usize, attempt: u32, why: &str, ctx: &mut Context<Self>) {
-        let wait = backoff(
+    /// Drops the topics Genesys refused on shard `i`: a refused presence
+    /// topic takes its user off the plan (the sweep keeps that agent
+    /// right), a refused conversation topic leaves the reserved room. The
+    /// channel and everyone else's topics stay.
+    fn on_refused(&mut self, i: usize, refused: Vec<channel::Refused>, ctx: &mut Context<Self>) {
+        if refused.is_empty() {
+            return;
+        }
+        let strategy = self.cfg.topic_strategy;
+        for r in refused {
+            tracing::warn!(shard = i, topic = %r.topic, reason = %r.reason, "Genesys refused a topic; dropped from the channel");
+            let shard = &mut self.shards[i];
+            if let Some(pos) = shard
+                .users
+                .iter()
+                .position(|u| topics::user_topic(strategy, u).eq_ignore_ascii_case(&r.topic))
+            {
+                let user = shard.users.remove(pos);
+                if let Some(p) = self.plan.shards.get_mut(i) {
+                    p.retain(|u| *u != user);
+                }
+                self.excluded_users.insert(user);
+            }
+            shard.extra.retain(|t| !t.eq_ignore_ascii_case(&r.topic));
+            self.refused.insert(r.topic, r.reason);
+        }
+        self.stats
+            .refused_topics
+            .store(self.refused.len() as u64, Ordering::Relaxed);
+        self.push_health(ctx, true);
+    }
+
+    /// Genesys refused shard `i`'s topic count: learn a smaller count
+    /// (half of what was refused) and re-plan every shard with it.
+    fn shrink_plan(&mut self, i: usize, e: &RestError, ctx: &mut Context<Self>) {
+        let refused_at = self.shards[i].users.len();
+        let smaller = (refused_at / 2).max(1);
+        self.learned_per_channel =
+            Some(self.learned_per_channel.map_or(smaller, |l| l.min(smaller)));
+        self.stats.replans.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(shard = i, refused_at, per_channel = self.per_channel(), error = %e, "Genesys refused the channel's topic count; re-planning smaller channels");
+        self.shards[i].state = ShardState::Down;
+        self.plan = Plan::default();
+        for s in &mut self.shards {
+            s.users.clear();
+        }
+        self.replan(ctx);
+    }
+
+    /// Schedules the next open of shard `i` after a jittered, capped
+    /// exponential backoff that grows with every consecutive failure, and
+    /// never sooner than the shard's share of the REST budget allows
+    /// (`retry_share`: an open costs up to three calls).
+    fn schedule_reopen(&mut self, i: usize, why: &str, ctx: &mut Context<Self>) {
+        let rate = f64::from(self.cfg.rate_per_minute);
+        let allowed = ((self.cfg.retry_share * rate) / 3.0).floor().max(1.0) as usize;
+        let shard = &mut self.shards[i];
+        shard.attempts += 1;
+        let attempt = shard.attempts;
+        let mut wait = backoff(
             attempt,
             self.cfg.backoff_initial_ms,
             self.cfg.backoff_max_ms,
         );
-        // One line per 10 s during an outage (retries come every ~0.4 s),
-        // saying how many were held back.
+        let minute = Duration::from_secs(60);
+        while shard.opens.front().is_some_and(|t| t.elapsed() >= minute) {
+            shard.opens.pop_front();
+        }
+        if shard.opens.len() >= allowed {
+            if let Some(oldest) = shard.opens.front() {
+                let room = minute.saturating_sub(oldest.elapsed());
+                if room > wait {
+                    wait = room;
+                    self.stats.retries_held.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        // One line per 10 s during an outage (retries can come every
+        // ~0.4 s), saying how many were held back.
         static RECONNECT_LOG: crate::telemetry::LogLimiter =
             crate::telemetry::LogLimiter::new(std::time::Duration::from_secs(10));
         if let Some(suppressed) = RECONNECT_LOG.allow() {
@@ -588,12 +887,19 @@ impl Upstream {
                 "channel down; reconnecting ({suppressed} similar lines suppressed)"
             );
         }
-        let shard = &mut self.shards[i];
-        shard.state = ShardState::Down { attempt };
+        shard.state = ShardState::Down;
+        shard.up_since = None;
         let generation = shard.generation;
+        if attempt >= 3 {
+            self.channel_trouble = Some(format!(
+                "channel {} keeps failing: {why} (attempt {attempt}, next in {} ms)",
+                i + 1,
+                wait.as_millis()
+            ));
+        }
         ctx.run_later(wait, move |act, ctx| {
             if act.shards[i].generation == generation
-                && matches!(act.shards[i].state, ShardState::Down { .. })
+                && matches!(act.shards[i].state, ShardState::Down)
             {
                 act.open_shard(i, ctx);
             }
@@ -621,6 +927,8 @@ impl Upstream {
             stop,
         )
         .with_pending_writes(self.pending_writes.clone())
+        .with_known_definitions(self.known_definitions.clone(), ctx.address().recipient())
+        .with_reread(ctx.address().recipient())
         .with_interactions(self.interactions.as_ref().map(|s| s.seen.clone()));
         ctx.spawn(
             reader
@@ -648,7 +956,15 @@ impl Upstream {
         if matches!(cause, DropCause::ChannelRevoked(_)) {
             self.shards[i].channel = None;
         }
-        self.schedule_reopen(i, 1, &cause.to_string(), ctx);
+        // A socket that stayed up a while starts the backoff afresh; one that
+        // drops right after opening keeps growing it.
+        if self.shards[i]
+            .up_since
+            .is_some_and(|t| t.elapsed() >= Duration::from_secs(30))
+        {
+            self.shards[i].attempts = 0;
+        }
+        self.schedule_reopen(i, &cause.to_string(), ctx);
         self.push_health(ctx, true);
     }
 
@@ -662,13 +978,18 @@ impl Upstream {
         let rest = self.rest();
         self.shards[i].dirty = false;
         self.shards[i].renewed_at = Instant::now();
+        let topic_count = topics.len();
         ctx.spawn(
             async move { channel::subscribe(&rest, &info.id, &topics).await }
                 .into_actor(self)
                 .map(move |res, act, ctx| {
-                    if let Err(e) = res {
-                        tracing::warn!(shard = i, error = %e, "re-subscribing failed; reopening the channel");
-                        if act.shards[i].generation == generation {
+                    if act.shards[i].generation != generation {
+                        return;
+                    }
+                    match res {
+                        Ok(refused) => act.on_refused(i, refused, ctx),
+                        Err(e) => {
+                            tracing::warn!(shard = i, error = %e, "re-subscribing failed; reopening the channel");
                             act.shards[i].dirty = true;
                             if e.is_not_found() {
                                 act.shards[i].channel = None;
@@ -677,7 +998,11 @@ impl Upstream {
                                 stop.cancel();
                             }
                             act.shards[i].generation += 1;
-                            act.schedule_reopen(i, 1, &e.to_string(), ctx);
+                            if channel::is_topic_limit(&e) && topic_count >= MIN_TOPICS_FOR_LIMIT {
+                                act.shrink_plan(i, &e, ctx);
+                            } else {
+                                act.schedule_reopen(i, &e.to_string(), ctx);
+                            }
                         }
                     }
                 }),
@@ -692,7 +1017,11 @@ impl Upstream {
             .iter()
             .filter(|s| matches!(s.state, ShardState::Up))
             .count();
-        let state = if let Some(_reason) = &self.degraded {
+        let degraded = self
+            .degraded
+            .clone()
+            .or_else(|| self.channel_trouble.clone());
+        let state = if degraded.is_some() {
             UpstreamState::Degraded
         } else if !self.synced {
             UpstreamState::Starting
@@ -702,7 +1031,7 @@ impl Upstream {
             UpstreamState::Reconnecting
         };
         let detail = match state {
-            UpstreamState::Degraded => self.degraded.clone(),
+            UpstreamState::Degraded => degraded,
             UpstreamState::Reconnecting if up < self.shards.len() => Some(format!(
                 "{} of {} channels connected",
                 up,
@@ -724,16 +1053,33 @@ impl Upstream {
             rate_limited: s.rate_limited.load(Ordering::Relaxed),
             rest_calls: s.rest_calls.load(Ordering::Relaxed),
             malformed_frames: s.malformed_frames.load(Ordering::Relaxed),
+            refused_topics: self
+                .refused
+                .iter()
+                .take(crate::model::REFUSED_TOPICS_LISTED)
+                .map(|(topic, reason)| crate::model::RefusedTopic {
+                    topic: topic.clone(),
+                    reason: reason.clone(),
+                })
+                .collect(),
+            refused_topic_count: self.refused.len(),
+            staleness_bound_secs: if self.all_users.is_empty() {
+                0.0
+            } else {
+                self.cfg.staleness_bound_secs(self.all_users.len())
+            },
         }
     }
 
     /// Sends the health record when its state changed, or every 5 s.
     fn push_health(&mut self, ctx: &mut Context<Self>, force_check: bool) {
         let h = self.health();
-        let changed = self
-            .last_health
-            .as_ref()
-            .is_none_or(|p| p.state != h.state || p.detail != h.detail || p.channels != h.channels);
+        let changed = self.last_health.as_ref().is_none_or(|p| {
+            p.state != h.state
+                || p.detail != h.detail
+                || p.channels != h.channels
+                || p.refused_topics != h.refused_topics
+        });
         if changed || (!force_check && self.last_health_sent.elapsed() >= Duration::from_secs(5)) {
             if changed {
                 tracing::info!(state = ?h.state, detail = ?h.detail, channels = h.channels, "upstream health");
@@ -881,9 +1227,100 @@ impl Handler<SocketClosing> for Upstream {
                                 stop.cancel();
                             }
                             act.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                            act.schedule_reopen(i, 1, &e, ctx);
+                            act.schedule_reopen(i, &e, ctx);
                         }
                     }
+                }),
+        );
+    }
+}
+
+/// An event named a definition the gateway does not know (created at
+/// runtime): re-read the definitions once (single flight, at most once in
+/// 10 s), then the registry re-labels and accepts writes of it.
+impl Handler<UnknownDefinition> for Upstream {
+    type Result = ();
+
+    fn handle(&mut self, msg: UnknownDefinition, ctx: &mut Context<Self>) {
+        if self.definitions_rereading
+            || self.known_definitions.borrow().contains(&msg.0)
+            || self
+                .definitions_reread_at
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+        {
+            return;
+        }
+        self.definitions_rereading = true;
+        self.definitions_reread_at = Some(Instant::now());
+        self.stats
+            .definition_rereads
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(definition = %msg.0, "an event named an unknown presence definition; re-reading the definitions");
+        let rest = self.rest();
+        ctx.spawn(
+            async move { directory::read_definitions(&rest, Lane::Reconcile).await }
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    act.definitions_rereading = false;
+                    match res {
+                        Ok(defs) => {
+                            act.set_definitions(defs.clone());
+                            act.emit(ctx, UpstreamEvent::Definitions(defs));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "re-reading the presence definitions failed")
+                        }
+                    }
+                }),
+        );
+    }
+}
+
+/// A frame about an agent could not be used: re-read that agent's presence
+/// and routing status through REST (up to 100 at once, one read at a time;
+/// ids asked for meanwhile go in the next), on the reconciliation lane.
+impl Handler<ReReadAgent> for Upstream {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReReadAgent, ctx: &mut Context<Self>) {
+        if !self.known_users.contains(&msg.0.to_ascii_lowercase()) {
+            return;
+        }
+        if let Some(id) = self
+            .all_users
+            .iter()
+            .find(|u| u.eq_ignore_ascii_case(&msg.0))
+        {
+            self.reread_pending.insert(id.clone());
+        }
+        self.run_reread(ctx);
+    }
+}
+
+impl Upstream {
+    fn run_reread(&mut self, ctx: &mut Context<Self>) {
+        if self.reread_running || self.reread_pending.is_empty() {
+            return;
+        }
+        self.reread_running = true;
+        let ids: Vec<String> = std::iter::from_fn(|| self.reread_pending.pop_first())
+            .take(super::SWEEP_STEP)
+            .collect();
+        self.stats
+            .agent_rereads
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+        let rest = self.rest();
+        let read_at = Utc::now();
+        ctx.spawn(
+            async move { directory::read_states(&rest, Lane::Reconcile, &ids).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    act.reread_running = false;
+                    match res {
+                        Ok(users) => act.emit(ctx, UpstreamEvent::Sweep { users, read_at }),
+                        Err(e) => tracing::warn!(error = %e, "re-reading agents after unusable frames failed; the sweep will"),
+                    }
+                    act.run_reread(ctx);
                 }),
         );
     }

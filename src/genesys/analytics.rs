@@ -78,7 +78,7 @@ impl Handler<QueryUserDetails> for Upstream {
             });
             let a: Answer = rest
                 .call(
-                    Lane::Directory,
+                    Lane::Client,
                     Method::POST,
                     "/api/v2/analytics/users/details/query",
                     Some(&body),

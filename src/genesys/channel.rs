@@ -56,14 +56,136 @@ pub async fn exists(rest: &Rest, id: &str) -> Result<bool, RestError> {
     }
 }
 
-/// Replaces the channel's topics (one call for up to 1 000); this also
-/// extends the channel's life by 24 h (§5.6).
-pub async fn subscribe(rest: &Rest, id: &str, topics: &[String]) -> Result<(), RestError> {
+/// A topic Genesys refused to subscribe, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The topic as the gateway spelled it.
+    pub topic: String,
+    /// Genesys's `rejectionReason` (or the error of the refused call).
+    pub reason: String,
+}
+
+/// `ChannelTopic` of a subscription answer (`genesys-api.md` §5.1).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GChannelTopic {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    rejection_reason: Option<String>,
+    #[serde(default)]
+    missing_permissions: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct GTopicListing {
+    #[serde(default = "Vec::new", deserialize_with = "super::lenient::vec")]
+    entities: Vec<GChannelTopic>,
+}
+
+/// True when Genesys refused a subscription call because of its topics
+/// (400 `notification.invalid.topic`, 403 permissions) rather than their
+/// number or the channel: those topics can be found and dropped.
+pub fn is_topic_refusal(e: &RestError) -> bool {
+    match e {
+        RestError::Status { status: 403, .. } => true,
+        RestError::Status {
+            status: 400, code, ..
+        } => code.eq_ignore_ascii_case("notification.invalid.topic"),
+        _ => false,
+    }
+}
+
+/// True for the 400 a channel answers when the topics are more than it may
+/// carry (`genesys-api.md` §5.6: the code is UNCONFIRMED, so any 400 that
+/// is not an invalid-topic refusal is read as the limit).
+pub fn is_topic_limit(e: &RestError) -> bool {
+    matches!(e, RestError::Status { status: 400, .. }) && !is_topic_refusal(e)
+}
+
+/// One `PUT` of `topics` with `ignoreErrors=true`; the topics Genesys
+/// answered `Rejected`.
+async fn put_topics(rest: &Rest, id: &str, topics: &[String]) -> Result<Vec<Refused>, RestError> {
     let body = Value::Array(topics.iter().map(|t| json!({ "id": t })).collect());
-    let path = format!("/api/v2/notifications/channels/{id}/subscriptions");
-    rest.call(Lane::Reconcile, Method::PUT, &path, Some(&body))
-        .await
-        .map(|_| ())
+    let path = format!("/api/v2/notifications/channels/{id}/subscriptions?ignoreErrors=true");
+    let resp = rest
+        .call(Lane::Reconcile, Method::PUT, &path, Some(&body))
+        .await?;
+    // Whether `state` is always echoed is open (§5.1): only an explicit
+    // `Rejected` counts as a refusal.
+    let listing: GTopicListing = resp.json().unwrap_or(GTopicListing {
+        entities: Vec::new(),
+    });
+    Ok(listing
+        .entities
+        .into_iter()
+        .filter(|t| {
+            t.state
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case("rejected"))
+        })
+        .map(|t| {
+            let mut reason = t.rejection_reason.unwrap_or_else(|| "rejected".into());
+            if !t.missing_permissions.is_empty() {
+                reason = format!("{reason} (missing {})", t.missing_permissions.join(", "));
+            }
+            Refused {
+                topic: t.id,
+                reason,
+            }
+        })
+        .collect())
+}
+
+/// Replaces the channel's topics (one call for up to 1 000; this also
+/// extends the channel's life by 24 h, §5.6) and returns the topics Genesys
+/// refused, which are not subscribed.
+///
+/// With `ignoreErrors=true` Genesys answers refused topics as `Rejected`
+/// entries (§5.1). Should it fail the whole call instead (400
+/// `notification.invalid.topic` or 403), the offending topics are found by
+/// bisection — a few `PUT`s of halves, ≈ 2·k·log₂(n) calls for k bad topics
+/// among n — and the rest are subscribed. Any other error is returned.
+pub async fn subscribe(
+    rest: &Rest,
+    id: &str,
+    topics: &[String],
+) -> Result<Vec<Refused>, RestError> {
+    match put_topics(rest, id, topics).await {
+        Ok(rejected) => Ok(rejected),
+        Err(e) if is_topic_refusal(&e) => {
+            let mut refused = Vec::new();
+            let mut stack: Vec<(Vec<String>, RestError)> = vec![(topics.to_vec(), e)];
+            while let Some((set, err)) = stack.pop() {
+                if set.len() == 1 {
+                    refused.push(Refused {
+                        topic: set[0].clone(),
+                        reason: err.to_string(),
+                    });
+                    continue;
+                }
+                let (a, b) = set.split_at(set.len() / 2);
+                for half in [a, b] {
+                    match put_topics(rest, id, half).await {
+                        Ok(r) => refused.extend(r),
+                        Err(e) if is_topic_refusal(&e) => stack.push((half.to_vec(), e)),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            let good: Vec<String> = topics
+                .iter()
+                .filter(|t| !refused.iter().any(|r| r.topic.eq_ignore_ascii_case(t)))
+                .cloned()
+                .collect();
+            let more = put_topics(rest, id, &good).await?;
+            refused.extend(more);
+            Ok(refused)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A connected channel socket.
@@ -133,6 +255,13 @@ pub struct Reader {
     pub pending_writes: super::actor::PendingWrites,
     /// Where conversation events of watched agents go.
     pub interactions: Option<Recipient<crate::model::ConversationSeen>>,
+    /// Where to ask for a targeted re-read of an agent whose frame was unusable.
+    pub reread: Option<Recipient<super::actor::ReReadAgent>>,
+    /// Known definition ids and where to report an unknown one.
+    pub known_definitions: Option<(
+        super::actor::KnownDefinitions,
+        Recipient<super::actor::UnknownDefinition>,
+    )>,
 }
 
 impl Reader {
@@ -171,7 +300,26 @@ impl Reader {
             stop,
             pending_writes: Default::default(),
             interactions: None,
+            known_definitions: None,
+            reread: None,
         }
+    }
+
+    /// Asks `r` to re-read an agent whose frame could not be used.
+    pub fn with_reread(mut self, r: Recipient<super::actor::ReReadAgent>) -> Reader {
+        self.reread = Some(r);
+        self
+    }
+
+    /// Reports presence definition ids not in `known` to `unknown` (the
+    /// actor re-reads the definitions).
+    pub fn with_known_definitions(
+        mut self,
+        known: super::actor::KnownDefinitions,
+        unknown: Recipient<super::actor::UnknownDefinition>,
+    ) -> Reader {
+        self.known_definitions = Some((known, unknown));
+        self
     }
 
     /// Reads the socket until it drops; returns why.
@@ -246,6 +394,11 @@ impl Reader {
                                 self.stats.mark_event(events.len() as u64);
                             }
                             for mut ev in events {
+                                if let (UpstreamEvent::Presence { state, .. }, Some((known, unknown))) = (&ev, &self.known_definitions) {
+                                    if !known.borrow().is_empty() && !known.borrow().contains(&state.definition_id) {
+                                        let _ = unknown.try_send(super::actor::UnknownDefinition(state.definition_id.clone()));
+                                    }
+                                }
                                 if let UpstreamEvent::Presence { user_id, state, origin } = &mut ev {
                                     if self.pending_writes.borrow().get(user_id.as_str()) == Some(&state.definition_id) {
                                         *origin = Origin::Write;
@@ -275,6 +428,13 @@ impl Reader {
                             self.stats.malformed_frames.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(shard = self.shard, why, "skipped a malformed notification frame");
                         }
+                        Parsed::Unusable { user_id, why } => {
+                            self.stats.malformed_frames.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(shard = self.shard, why, "skipped an unusable notification frame; re-reading its agent");
+                            if let Some(r) = &self.reread {
+                                let _ = r.try_send(super::actor::ReReadAgent(user_id));
+                            }
+                        }
                     }
                 }
             }
@@ -300,6 +460,12 @@ pub enum Parsed {
     /// A topic the gateway does not use.
     Ignored,
     Malformed(String),
+    /// A frame about one agent that cannot be used (missing or unknown
+    /// fields): skipped, and that agent is re-read through REST.
+    Unusable {
+        user_id: String,
+        why: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -360,10 +526,14 @@ pub fn parse_frame(text: &Bytes) -> Parsed {
     };
     // Keep the id as Genesys spelled it in the topic.
     let user_id = topic["v2.users.".len().."v2.users.".len() + user_lower.len()].to_string();
-    let Some(body) = frame.event_body else {
-        return Parsed::Malformed(format!("{topic}: no eventBody"));
+    let unusable = |why: String| Parsed::Unusable {
+        user_id: user_id.clone(),
+        why,
     };
-    let bad = |e: serde_json::Error| Parsed::Malformed(format!("{topic}: {e}"));
+    let Some(body) = frame.event_body else {
+        return unusable(format!("{topic}: no eventBody"));
+    };
+    let bad = |e: serde_json::Error| unusable(format!("{topic}: {e}"));
     match kind {
         "presence" => {
             let b: PresenceBody = match serde_json::from_value(body) {
@@ -377,7 +547,7 @@ pub fn parse_frame(text: &Bytes) -> Parsed {
                     b.modified_date,
                 )
             }) else {
-                return Parsed::Malformed(format!("{topic}: no presenceDefinition.id"));
+                return unusable(format!("{topic}: no presenceDefinition.id"));
             };
             Parsed::Events(vec![UpstreamEvent::Presence {
                 user_id,
@@ -394,7 +564,7 @@ pub fn parse_frame(text: &Bytes) -> Parsed {
                 .routing_status
                 .and_then(|r| routing_state(r.status.as_deref(), r.start_time))
             else {
-                return Parsed::Malformed(format!("{topic}: no valid routingStatus"));
+                return unusable(format!("{topic}: no valid routingStatus"));
             };
             Parsed::Events(vec![UpstreamEvent::Routing {
                 user_id,
@@ -426,13 +596,13 @@ pub fn parse_frame(text: &Bytes) -> Parsed {
                 .and_then(|r| routing_state(r.status.as_deref(), r.start_time))
             {
                 out.push(UpstreamEvent::Routing {
-                    user_id,
+                    user_id: user_id.clone(),
                     state,
                     origin: Origin::Event,
                 });
             }
             if out.is_empty() {
-                return Parsed::Malformed(format!("{topic}: neither presence nor routingStatus"));
+                return unusable(format!("{topic}: neither presence nor routingStatus"));
             }
             Parsed::Events(out)
         }
@@ -519,7 +689,15 @@ mod tests {
             r#"{"topicName":"v2.users.a.presence","eventBody":{"presenceDefinition":{}}}"#,
             r#"{"topicName":"v2.users.a.routingStatus","eventBody":{"routingStatus":{"status":"DANCING"}}}"#,
         ] {
-            assert!(matches!(parse(f), Parsed::Malformed(_)), "{f}");
+            assert!(
+                matches!(parse(f), Parsed::Malformed(_) | Parsed::Unusable { .. }),
+                "{f}"
+            );
         }
+        // A frame about one agent names it, for a targeted re-read.
+        assert!(matches!(
+            parse(r#"{"topicName":"v2.users.a.routingStatus","eventBody":{"routingStatus":{"status":"DANCING"}}}"#),
+            Parsed::Unusable { user_id, .. } if user_id == "a"
+        ));
     }
 }

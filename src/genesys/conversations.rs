@@ -51,7 +51,7 @@ async fn read_wrapup_codes(rest: &Rest) -> Result<HashMap<String, String>, RestE
     loop {
         let v: Value = rest
             .get_json(
-                Lane::Reconcile,
+                Lane::Client,
                 &format!("/api/v2/routing/wrapupcodes?pageSize=500&pageNumber={page}"),
             )
             .await?;
@@ -91,7 +91,7 @@ pub async fn fetch_active(rest: &Rest, user_id: &str) -> Result<Vec<Interaction>
     });
     let resp = rest
         .call(
-            Lane::Reconcile,
+            Lane::Client,
             Method::POST,
             "/api/v2/analytics/conversations/details/query",
             Some(&query),
@@ -110,7 +110,7 @@ pub async fn fetch_active(rest: &Rest, user_id: &str) -> Result<Vec<Interaction>
     let mut out = Vec::new();
     for id in open {
         match rest
-            .get_json::<Value>(Lane::Reconcile, &format!("/api/v2/conversations/{id}"))
+            .get_json::<Value>(Lane::Client, &format!("/api/v2/conversations/{id}"))
             .await
         {
             Ok(conv) => out.extend(from_conversation(user_id, &conv)),
@@ -324,7 +324,7 @@ impl Handler<CompleteInteraction> for Upstream {
                 }
                 if m.need_start || out.queue_name.is_none() {
                     let path = format!("/api/v2/conversations/{}", m.conversation_id);
-                    match rest.get_json::<Value>(Lane::Reconcile, &path).await {
+                    match rest.get_json::<Value>(Lane::Client, &path).await {
                         Ok(conv) => {
                             out.start_time = conv["startTime"].as_str().map(str::to_string);
                             if out.queue_name.is_none() {
@@ -406,7 +406,7 @@ impl Handler<FindByExternalTag> for Upstream {
                         "paging": {"pageSize": 100, "pageNumber": 1},
                     });
                     let result = rest
-                        .call(Lane::Reconcile, Method::POST, "/api/v2/analytics/conversations/details/query", Some(&query))
+                        .call(Lane::Client, Method::POST, "/api/v2/analytics/conversations/details/query", Some(&query))
                         .await
                         .and_then(|r| r.json::<Value>())
                         .map(|v| json!({"externalTag": m.tag, "conversations": v.get("conversations").cloned().unwrap_or(json!([]))}))

@@ -300,6 +300,65 @@ async fn fill_missing(rest: &Rest, lane: Lane, users: &mut [UserRecord]) -> Resu
     Ok(())
 }
 
+/// Presence and routing status of `ids` (at most 100) for the anti-entropy
+/// sweep: presence through the bulk endpoint (50 ids a call,
+/// `GET /api/v2/users/presences/purecloud/bulk?id=`), routing status through
+/// an `id` list (100 a call, `GET /api/v2/users?id=…&expand=routingStatus`;
+/// the expand is best effort, so a user without it gets `None`). Three calls
+/// for 100 agents.
+pub async fn read_states(
+    rest: &Rest,
+    lane: Lane,
+    ids: &[String],
+) -> Result<Vec<(String, Option<PresenceState>, Option<RoutingState>)>, RestError> {
+    let index: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let mut out: Vec<(String, Option<PresenceState>, Option<RoutingState>)> =
+        ids.iter().map(|id| (id.clone(), None, None)).collect();
+    for chunk in ids.chunks(50) {
+        let items: Vec<super::lenient::Lenient<GUserPresence>> = rest
+            .get_json(
+                lane,
+                &format!(
+                    "/api/v2/users/presences/purecloud/bulk?id={}",
+                    chunk.join(",")
+                ),
+            )
+            .await?;
+        for p in super::lenient::Lenient::keep(items) {
+            let Some(i) = p.user_id.as_deref().and_then(|id| index.get(id)) else {
+                continue;
+            };
+            if let Some(def) = &p.presence_definition {
+                out[*i].1 = presence_state(def, p.message.as_deref(), p.modified_date);
+            }
+        }
+    }
+    for chunk in ids.chunks(100) {
+        let page: Page<GUser> = rest
+            .get_json(
+                lane,
+                &format!(
+                    "/api/v2/users?id={}&expand=routingStatus&pageSize=100",
+                    chunk.join(",")
+                ),
+            )
+            .await?;
+        for u in page.entities {
+            let Some(i) = index.get(u.id.as_str()) else {
+                continue;
+            };
+            if let Some(r) = &u.routing_status {
+                out[*i].2 = routing_state(r.status.as_deref(), r.start_time);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The org's presence definitions, deactivated ones included (agents may
 /// still sit on one): the current API first, the legacy one as fallback.
 ///

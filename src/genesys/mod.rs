@@ -173,6 +173,24 @@ pub struct UpstreamConfig {
     /// Topics kept free on each channel for watched agents' conversations
     /// (interaction context); the presence plan uses the rest.
     pub conversation_reserve: usize,
+    /// Largest share (0.01–0.5) of `rate_per_minute` that the retries of any
+    /// one failing channel may spend; further retries wait for room.
+    pub retry_share: f64,
+    /// Largest share (0.01–0.9) of `rate_per_minute` that client-driven
+    /// lookups (tag searches, history backfill, interaction reads) may use.
+    pub client_share: f64,
+    /// Client-driven lookups that may wait for the budget at once; more are
+    /// refused at once (`503 upstream_busy`-style errors to the caller).
+    pub client_lane_waiting: usize,
+    /// Target staleness bound in seconds: the anti-entropy sweep re-reads
+    /// every agent's presence and routing status through the bulk endpoints
+    /// (3 calls per 100 agents) so that a silently lost or wrong state is
+    /// corrected within this long (one pass plus one step), differences sent
+    /// as `reconciled` changes. Larger orgs take longer, as `sweep_share`
+    /// allows (docs/operations.md).
+    pub sweep_period_secs: u64,
+    /// Largest share (0.01–0.5) of `rate_per_minute` the sweep may use.
+    pub sweep_share: f64,
 }
 
 impl Default for UpstreamConfig {
@@ -198,11 +216,41 @@ impl Default for UpstreamConfig {
             reconcile_after_handover: false,
             request_timeout_secs: 30,
             conversation_reserve: 50,
+            retry_share: 0.1,
+            client_share: 0.25,
+            client_lane_waiting: 64,
+            sweep_period_secs: 60,
+            sweep_share: 0.2,
         }
     }
 }
 
+/// Agents re-read per sweep step (three REST calls: two bulk presence
+/// reads of 50 ids, one routing read of 100 ids).
+pub const SWEEP_STEP: usize = 100;
+/// REST calls per sweep step.
+pub const SWEEP_STEP_CALLS: u32 = 3;
+
 impl UpstreamConfig {
+    /// Seconds between sweep steps for `agents` agents: chosen so that one
+    /// pass plus one step (the staleness bound) fits `sweep_period_secs`,
+    /// but never faster than `sweep_share` of the budget allows.
+    pub fn sweep_step_secs(&self, agents: usize) -> f64 {
+        let steps = agents.div_ceil(SWEEP_STEP).max(1) as f64;
+        let by_period = self.sweep_period_secs as f64 / (steps + 1.0);
+        let calls_per_sec = f64::from(self.rate_per_minute) * self.sweep_share / 60.0;
+        let by_budget = f64::from(SWEEP_STEP_CALLS) / calls_per_sec;
+        by_period.max(by_budget)
+    }
+
+    /// The staleness bound for `agents` agents, in seconds: a state silently
+    /// lost or wrong is corrected within one sweep pass plus one step
+    /// (`sweep_period_secs` while the budget share allows it, longer for
+    /// large orgs; docs/operations.md).
+    pub fn staleness_bound_secs(&self, agents: usize) -> f64 {
+        (agents.div_ceil(SWEEP_STEP).max(1) + 1) as f64 * self.sweep_step_secs(agents)
+    }
+
     /// Checks the settings, naming the field at fault.
     pub fn validate(&self) -> Result<(), String> {
         if self.rate_per_minute < 2 {
@@ -250,6 +298,33 @@ impl UpstreamConfig {
                 "upstream.conversation_reserve must be less than upstream.topics_per_channel"
                     .into(),
             );
+        }
+        if !(0.01..=0.5).contains(&self.retry_share) {
+            return Err(format!(
+                "upstream.retry_share must be between 0.01 and 0.5 (a share of rate_per_minute), got {}",
+                self.retry_share
+            ));
+        }
+        if !(0.01..=0.9).contains(&self.client_share) {
+            return Err(format!(
+                "upstream.client_share must be between 0.01 and 0.9 (a share of rate_per_minute), got {}",
+                self.client_share
+            ));
+        }
+        if self.client_lane_waiting == 0 {
+            return Err("upstream.client_lane_waiting must be at least 1".into());
+        }
+        if !(5..=86_400).contains(&self.sweep_period_secs) {
+            return Err(format!(
+                "upstream.sweep_period_secs must be 5 to 86400 (seconds for one pass over every agent), got {}",
+                self.sweep_period_secs
+            ));
+        }
+        if !(0.01..=0.5).contains(&self.sweep_share) {
+            return Err(format!(
+                "upstream.sweep_share must be between 0.01 and 0.5 (a share of rate_per_minute), got {}",
+                self.sweep_share
+            ));
         }
         if self.request_timeout_secs == 0 {
             return Err("upstream.request_timeout_secs must be at least 1".into());

@@ -33,9 +33,17 @@ pub enum Lane {
     Write = 0,
     /// Reconciliation, start-up and channel upkeep.
     Reconcile = 1,
-    /// Periodic directory refresh and queue membership.
+    /// Periodic directory refresh, queue membership and the anti-entropy sweep.
     Directory = 2,
+    /// Lookups driven by clients (tag searches, history backfill,
+    /// interaction reads): lowest, with a bounded queue
+    /// (`client_lane_waiting`) and at most `client_share` of the budget, so
+    /// no viewer can hold back reconnects, reconciliation or the sweep.
+    Client = 3,
 }
+
+/// Lanes in priority order.
+const LANES: usize = 4;
 
 /// Why a REST call failed, after retries.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -59,6 +67,9 @@ pub enum RestError {
     /// The request could not be sent or read.
     #[error("request to Genesys failed: {0}")]
     Transport(String),
+    /// The client lane is full: too many client-driven lookups are waiting.
+    #[error("too many lookups waiting for Genesys ({0}); try again shortly")]
+    Busy(usize),
 }
 
 impl RestError {
@@ -96,9 +107,15 @@ struct ErrorBody {
 /// (`Retry-After`, exhausted `inin-ratelimit-*`) as a block-until.
 struct Budget {
     limiter: DefaultDirectRateLimiter,
-    waiters: RefCell<[VecDeque<oneshot::Sender<()>>; 3]>,
+    waiters: RefCell<[VecDeque<oneshot::Sender<()>>; LANES]>,
     wake: Notify,
     blocked_until: Cell<Option<Instant>>,
+    /// When the client lane's permits of the last minute were handed out.
+    client_recent: RefCell<VecDeque<Instant>>,
+    /// Client-lane permits a minute at most.
+    client_cap: usize,
+    /// Client-lane waiters at most.
+    client_waiting: usize,
 }
 
 impl Budget {
@@ -113,9 +130,13 @@ impl Budget {
             .allow_burst(burst);
         Budget {
             limiter: RateLimiter::direct(quota),
-            waiters: RefCell::new([VecDeque::new(), VecDeque::new(), VecDeque::new()]),
+            waiters: RefCell::new(Default::default()),
             wake: Notify::new(),
             blocked_until: Cell::new(None),
+            client_recent: RefCell::new(VecDeque::new()),
+            client_cap: ((f64::from(cfg.rate_per_minute) * cfg.client_share).floor() as usize)
+                .max(1),
+            client_waiting: cfg.client_lane_waiting,
         }
     }
 
@@ -126,16 +147,65 @@ impl Budget {
         }
     }
 
-    async fn acquire(&self, lane: Lane) {
+    async fn acquire(&self, lane: Lane) -> Result<(), RestError> {
         let (tx, rx) = oneshot::channel();
-        self.waiters.borrow_mut()[lane as usize].push_back(tx);
+        {
+            let mut w = self.waiters.borrow_mut();
+            let q = &mut w[lane as usize];
+            if lane == Lane::Client && q.len() >= self.client_waiting {
+                return Err(RestError::Busy(q.len()));
+            }
+            q.push_back(tx);
+        }
         self.wake.notify_one();
         let _ = rx.await;
+        Ok(())
     }
 
+    /// Client-lane permits handed out in the last minute.
+    fn client_used(&self) -> usize {
+        let mut r = self.client_recent.borrow_mut();
+        while r
+            .front()
+            .is_some_and(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            r.pop_front();
+        }
+        r.len()
+    }
+
+    /// The next waiter by lane; the client lane only while under its share.
     fn pop(&self) -> Option<oneshot::Sender<()>> {
+        let client_open = self.client_used() < self.client_cap;
         let mut w = self.waiters.borrow_mut();
-        w.iter_mut().find_map(|q| q.pop_front())
+        for (i, q) in w.iter_mut().enumerate() {
+            if i == Lane::Client as usize && !client_open {
+                continue;
+            }
+            if let Some(tx) = q.pop_front() {
+                if i == Lane::Client as usize {
+                    self.client_recent.borrow_mut().push_back(Instant::now());
+                }
+                return Some(tx);
+            }
+        }
+        None
+    }
+
+    /// When only capped client waiters remain: the time until the cap frees.
+    fn client_wait(&self) -> Option<Duration> {
+        let w = self.waiters.borrow();
+        let others = w
+            .iter()
+            .enumerate()
+            .any(|(i, q)| i != Lane::Client as usize && !q.is_empty());
+        if others || w[Lane::Client as usize].is_empty() || self.client_used() < self.client_cap {
+            return None;
+        }
+        self.client_recent
+            .borrow()
+            .front()
+            .map(|t| Duration::from_secs(60).saturating_sub(t.elapsed()))
     }
 
     fn has_waiters(&self) -> bool {
@@ -147,6 +217,12 @@ impl Budget {
         loop {
             while !self.has_waiters() {
                 self.wake.notified().await;
+            }
+            if let Some(d) = self.client_wait() {
+                // Only client lookups wait and they used their share: wait for
+                // room, or for another lane's request.
+                let _ = tokio::time::timeout(d, self.wake.notified()).await;
+                continue;
             }
             if let Some(until) = self.blocked_until.get() {
                 let now = Instant::now();
@@ -290,7 +366,7 @@ impl Rest {
                     )));
                 }
             }
-            inner.budget.acquire(lane).await;
+            inner.budget.acquire(lane).await?;
             let auth = inner.auth.header(&inner.client).await?;
             inner.stats.rest_calls.fetch_add(1, Ordering::Relaxed);
             let req = inner
@@ -454,6 +530,33 @@ pub fn backoff(attempt: u32, initial_ms: u64, max_ms: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The client lane refuses beyond `client_lane_waiting` waiters (other
+    /// lanes never do), and reconnect/reconciliation requests are served
+    /// before client lookups that queued first.
+    #[tokio::test]
+    async fn client_lane_is_bounded_and_last() {
+        let cfg = UpstreamConfig {
+            client_lane_waiting: 2,
+            ..UpstreamConfig::default()
+        };
+        let budget = Rc::new(Budget::new(&cfg));
+        let mut c1 = Box::pin(budget.acquire(Lane::Client));
+        let mut c2 = Box::pin(budget.acquire(Lane::Client));
+        assert!(futures_util::poll!(&mut c1).is_pending());
+        assert!(futures_util::poll!(&mut c2).is_pending());
+        assert!(matches!(
+            budget.acquire(Lane::Client).await,
+            Err(RestError::Busy(2))
+        ));
+        let mut r = Box::pin(budget.acquire(Lane::Reconcile));
+        assert!(futures_util::poll!(&mut r).is_pending());
+        // One permit: it goes to the reconciliation, not to the earlier client.
+        let tx = budget.pop().expect("a waiter");
+        tx.send(()).unwrap();
+        assert!(futures_util::poll!(&mut r).is_ready());
+        assert!(futures_util::poll!(&mut c1).is_pending());
+    }
 
     /// Backoff grows exponentially, stays within [d/2, d] and is capped.
     #[test]

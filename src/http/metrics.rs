@@ -217,6 +217,48 @@ pub fn render(
         u(|u| &u.reconnects),
     );
     o.one(
+        REFUSED_TOPICS,
+        "gauge",
+        "Topics Genesys refuses to subscribe (dropped from their channels; see /readyz).",
+        u(|u| &u.refused_topics),
+    );
+    o.one(
+        REPLANS,
+        "counter",
+        "Channel re-plans after Genesys refused a channel's topic count.",
+        u(|u| &u.replans),
+    );
+    o.one(
+        RETRIES_HELD,
+        "counter",
+        "Channel retries held back because their cause used its share of the REST budget.",
+        u(|u| &u.retries_held),
+    );
+    o.one(
+        SWEEP_STEPS,
+        "counter",
+        "Anti-entropy sweep steps (up to 100 agents re-read through the bulk endpoints each).",
+        u(|u| &u.sweep_steps),
+    );
+    o.one(
+        SWEEPS,
+        "counter",
+        "Full anti-entropy sweeps over every agent.",
+        u(|u| &u.sweeps),
+    );
+    o.one(
+        DEFINITION_REREADS,
+        "counter",
+        "Presence definition re-reads after an event named an unknown definition.",
+        u(|u| &u.definition_rereads),
+    );
+    o.one(
+        AGENT_REREADS,
+        "counter",
+        "Agents re-read through REST because a notification frame about them could not be used.",
+        u(|u| &u.agent_rereads),
+    );
+    o.one(
         RECONCILES,
         "counter",
         "Reconciliations through REST after a gap.",

@@ -322,11 +322,12 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: 200 once the initial sync is in and the upstream is connected.
+/// `GET /readyz`: 200 once the initial sync is in and the upstream is
+/// connected, with the upstream health record (refused topics included).
 pub async fn readyz(st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let r = st.registry.send(GetReadiness).await?;
     r.check().map_err(ApiError::NotReady)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
+    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready", "upstream": r.health})))
 }
 
 /// Any other path.

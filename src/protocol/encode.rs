@@ -274,6 +274,16 @@ struct StatusJson<'a> {
     last_event_at: Option<String>,
     last_event_age_ms: Option<i64>,
     last_frame_age_ms: Option<i64>,
+    /// Topics Genesys refused (dropped from their channels); left out when none.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    refused_topics: &'a [crate::model::RefusedTopic],
+    /// The staleness bound in seconds (the anti-entropy sweep).
+    #[serde(skip_serializing_if = "is_zero")]
+    staleness_bound_secs: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Encodes a `status` message from the latest upstream health. `synced`
@@ -293,6 +303,8 @@ pub fn status_frame(epoch: u64, seq: u64, synced: bool, h: &UpstreamHealth) -> F
         last_event_at: h.last_event_at.map(iso),
         last_event_age_ms: age(h.last_event_at),
         last_frame_age_ms: age(h.last_frame_at),
+        refused_topics: &h.refused_topics,
+        staleness_bound_secs: h.staleness_bound_secs,
     })
     .unwrap();
     Frame::new("status", None, json)

@@ -540,9 +540,12 @@ impl Registry {
                 users,
                 definitions,
                 queues,
+                read_at,
             } => {
                 let was_synced = self.dir.synced;
-                let changes = self.dir.sync(reason, &users, &definitions, &queues);
+                let changes = self
+                    .dir
+                    .sync(reason, &users, &definitions, &queues, read_at);
                 tracing::info!(
                     ?reason,
                     users = users.len(),
@@ -557,6 +560,24 @@ impl Registry {
                     self.snapshot_cache = None;
                     self.broadcast_status();
                 }
+            }
+            UpstreamEvent::Sweep { users, read_at } => {
+                let mut n = 0;
+                for (id, p, r) in &users {
+                    if let Some(c) = self.dir.rest_truth(id, p.as_ref(), r.as_ref(), read_at) {
+                        n += 1;
+                        self.push(c, ctx);
+                    }
+                }
+                if n > 0 {
+                    tracing::info!(read = users.len(), corrected = n, "sweep corrected agents");
+                }
+            }
+            UpstreamEvent::Definitions(defs) => {
+                for c in self.dir.set_definitions(&defs) {
+                    self.push(c, ctx);
+                }
+                self.snapshot_cache = None;
             }
             UpstreamEvent::Presence {
                 user_id,
@@ -583,7 +604,9 @@ impl Registry {
             }
             UpstreamEvent::QueueList { queues } => self.dir.set_queues(queues),
             UpstreamEvent::Health(h) => {
-                let changed = h.state != self.health.state || h.detail != self.health.detail;
+                let changed = h.state != self.health.state
+                    || h.detail != self.health.detail
+                    || h.refused_topics != self.health.refused_topics;
                 self.health = h;
                 if changed {
                     self.broadcast_status();

@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use crate::model::{
     Origin, PresenceDefinition, PresenceState, Queue, RoutingState, SyncReason, UserRecord,
 };
@@ -51,10 +53,42 @@ pub struct Directory {
     pub dropped: DropCounters,
     /// True once an `Initial` sync was applied.
     pub synced: bool,
-    /// Agents whose presence came from an event without `modifiedDate`
-    /// (stamped at arrival): the next REST read replaces it.
-    arrival_stamped: std::collections::HashSet<String>,
+    /// Where each agent's held presence and routing status came from, and
+    /// when they were applied (see [`Held`]).
+    provenance: HashMap<String, [Held; 2]>,
 }
+
+/// Where a held presence or routing status came from, and when the gateway
+/// applied it (its own clock, never compared with Genesys's).
+///
+/// Ordering rules (issue 15, "Genesys is the truth after a gap"):
+/// - events order against events by Genesys's dates only when both carry
+///   one (`modifiedDate`, `startTime`); an event without a date is ordered
+///   by arrival, i.e. it wins;
+/// - a REST read (sync or sweep) overrides whatever is held, whatever its
+///   dates, unless an event was applied after the read was sent;
+/// - an event applied after a REST read wins over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// The kind of source.
+    pub source: Source,
+    /// When the gateway applied it (gateway clock).
+    pub at: DateTime<Utc>,
+}
+
+/// The kind of source of a held state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A REST read (sync or sweep).
+    Rest,
+    /// A live event carrying Genesys's date.
+    DatedEvent,
+    /// A live event without a date (stamped at arrival).
+    ArrivalEvent,
+}
+
+const PRESENCE: usize = 0;
+const ROUTING: usize = 1;
 
 impl Directory {
     /// Number of agents.
@@ -93,6 +127,146 @@ impl Directory {
     /// The queues, as the upstream listed them.
     pub fn queues(&self) -> &[Queue] {
         &self.queues
+    }
+
+    /// Where `id`'s held presence (`PRESENCE`) or routing (`ROUTING`) came from.
+    fn held(&self, id: &str, which: usize) -> Option<Held> {
+        self.provenance.get(id).map(|p| p[which])
+    }
+
+    fn set_held(&mut self, id: &str, which: usize, source: Source) {
+        let now = Utc::now();
+        let entry = self.provenance.entry(id.to_string()).or_insert(
+            [Held {
+                source: Source::Rest,
+                at: now,
+            }; 2],
+        );
+        entry[which] = Held { source, at: now };
+    }
+
+    /// True when a REST read sent at `read_at` may replace what is held:
+    /// nothing was applied from an event after the read was sent.
+    fn rest_may_replace(&self, id: &str, which: usize, read_at: DateTime<Utc>) -> bool {
+        match self.held(id, which) {
+            Some(h) if h.source != Source::Rest => h.at <= read_at,
+            _ => true,
+        }
+    }
+
+    /// Whether a definition id is known (an unknown one in an event means
+    /// the definitions changed: the upstream re-reads them).
+    pub fn knows_definition(&self, id: &str) -> bool {
+        self.definitions.contains_key(id)
+    }
+
+    /// Replaces the definitions (after a re-read) and re-labels every agent
+    /// whose label changed; returns those changes (`reconciled`).
+    pub fn set_definitions(&mut self, definitions: &[PresenceDefinition]) -> Vec<Change> {
+        self.definitions = definitions
+            .iter()
+            .map(|d| (d.id.clone(), d.clone()))
+            .collect();
+        self.definition_list = definitions.to_vec();
+        let mut ids: Vec<String> = self.agents.keys().cloned().collect();
+        ids.sort_unstable();
+        let mut changes = Vec::new();
+        for id in ids {
+            let Some(cur) = self.agents.get(&id).map(|e| e.view.clone()) else {
+                continue;
+            };
+            let Some(p) = &cur.presence else { continue };
+            let Some(d) = self.definitions.get(&p.definition_id) else {
+                continue;
+            };
+            if d.label != p.label {
+                let mut next = (*cur).clone();
+                if let Some(np) = next.presence.as_mut() {
+                    np.label = d.label.clone();
+                }
+                changes.extend(self.replace(next, Origin::Reconciled));
+            }
+        }
+        changes
+    }
+
+    /// Applies what a REST read sent at `read_at` found for one agent
+    /// (the anti-entropy sweep): it replaces what is held unless an event
+    /// was applied after the read was sent; equal content (whatever the
+    /// dates) is no change. Returns the change (`reconciled`), if any.
+    pub fn rest_truth(
+        &mut self,
+        user_id: &str,
+        presence: Option<&PresenceState>,
+        routing: Option<&RoutingState>,
+        read_at: DateTime<Utc>,
+    ) -> Option<Change> {
+        let Some(cur) = self.agents.get(user_id).map(|e| e.view.clone()) else {
+            self.dropped.unknown_user += 1;
+            return None;
+        };
+        let mut next = (*cur).clone();
+        next.presence = self.merge_presence(user_id, cur.presence.clone(), presence, read_at);
+        next.routing_status =
+            self.merge_routing(user_id, cur.routing_status.clone(), routing, read_at);
+        self.replace(next, Origin::Reconciled)
+    }
+
+    /// The presence after a REST read (see [`Held`]); records its provenance.
+    fn merge_presence(
+        &mut self,
+        id: &str,
+        held: Option<PresenceView>,
+        read: Option<&PresenceState>,
+        read_at: DateTime<Utc>,
+    ) -> Option<PresenceView> {
+        let Some(read) = read else { return held };
+        if !self.rest_may_replace(id, PRESENCE, read_at) {
+            return held.map(|h| self.relabel(h));
+        }
+        self.set_held(id, PRESENCE, Source::Rest);
+        let fresh = self.presence_view(read);
+        match held {
+            // Same content: keep the held view (no change just for a date).
+            Some(h)
+                if h.definition_id == fresh.definition_id
+                    && h.system_presence == fresh.system_presence
+                    && h.message == fresh.message =>
+            {
+                Some(self.relabel(h))
+            }
+            _ => Some(fresh),
+        }
+    }
+
+    /// The routing status after a REST read (see [`Held`]).
+    fn merge_routing(
+        &mut self,
+        id: &str,
+        held: Option<RoutingView>,
+        read: Option<&RoutingState>,
+        read_at: DateTime<Utc>,
+    ) -> Option<RoutingView> {
+        let Some(read) = read else { return held };
+        if !self.rest_may_replace(id, ROUTING, read_at) {
+            return held;
+        }
+        self.set_held(id, ROUTING, Source::Rest);
+        match held {
+            Some(h) if h.status == read.status => Some(h),
+            _ => Some(RoutingView {
+                status: read.status,
+                since: read.since,
+            }),
+        }
+    }
+
+    /// Re-resolves a view's label (definitions may have changed).
+    fn relabel(&self, mut h: PresenceView) -> PresenceView {
+        if let Some(d) = self.definitions.get(&h.definition_id) {
+            h.label = d.label.clone();
+        }
+        h
     }
 
     /// Resolves a presence state to its view (label from the definitions).
@@ -153,9 +327,14 @@ impl Directory {
         };
         let next_p = self.presence_view(state);
         if let Some(p) = &cur.presence {
-            // Order by Genesys's modifiedDate (genesys-api.md): older is stale;
-            // the same instant with the same content is a duplicate.
-            if state.modified < p.since {
+            // Events order against events by Genesys's modifiedDate when both
+            // carry one (older is stale); an undated event is ordered by
+            // arrival, and an event after a REST read wins over it.
+            let dated_pair = !state.arrival
+                && self
+                    .held(user_id, PRESENCE)
+                    .is_some_and(|h| h.source == Source::DatedEvent);
+            if dated_pair && state.modified < p.since {
                 self.dropped.stale += 1;
                 return None;
             }
@@ -164,11 +343,15 @@ impl Directory {
                 return None;
             }
         }
-        if state.arrival {
-            self.arrival_stamped.insert(user_id.to_string());
-        } else {
-            self.arrival_stamped.remove(user_id);
-        }
+        self.set_held(
+            user_id,
+            PRESENCE,
+            if state.arrival {
+                Source::ArrivalEvent
+            } else {
+                Source::DatedEvent
+            },
+        );
         let mut next = (*cur).clone();
         next.presence = Some(next_p);
         self.replace(next, origin)
@@ -190,8 +373,11 @@ impl Directory {
             since: state.since,
         };
         if let Some(r) = &cur.routing_status {
-            // Order by Genesys's startTime.
-            if state.since < r.since {
+            // Order by Genesys's startTime against other events only.
+            let dated_pair = self
+                .held(user_id, ROUTING)
+                .is_some_and(|h| h.source == Source::DatedEvent);
+            if dated_pair && state.since < r.since {
                 self.dropped.stale += 1;
                 return None;
             }
@@ -200,6 +386,7 @@ impl Directory {
                 return None;
             }
         }
+        self.set_held(user_id, ROUTING, Source::DatedEvent);
         let mut next = (*cur).clone();
         next.routing_status = Some(next_r);
         self.replace(next, origin)
@@ -218,16 +405,19 @@ impl Directory {
         self.replace(next, Origin::Event)
     }
 
-    /// Applies a complete picture: replaces the directory and definitions,
-    /// keeps state already held when it is newer than the sync's, and
-    /// returns only the differences. Every change is marked `reconciled`
-    /// (it was found by a REST read, not a live event).
+    /// Applies a complete picture read through REST from `read_at` (the
+    /// gateway's clock when the read was sent): replaces the directory and
+    /// definitions; the read's presence and routing replace what is held,
+    /// whatever the dates, except state applied from an event after the
+    /// read was sent (see [`Held`]). Returns only the differences, each
+    /// marked `reconciled` (found by a REST read, not a live event).
     pub fn sync(
         &mut self,
         reason: SyncReason,
         users: &[UserRecord],
         definitions: &[PresenceDefinition],
         queues: &[Queue],
+        read_at: DateTime<Utc>,
     ) -> Vec<Change> {
         self.definitions = definitions
             .iter()
@@ -244,40 +434,18 @@ impl Directory {
             let mut queues = u.queue_ids.clone();
             queues.sort();
             queues.dedup();
-            // Presence: the sync's unless what we hold is newer.
-            let held_p = cur.as_ref().and_then(|c| c.presence.clone());
-            let presence = match (&u.presence, held_p) {
-                // An arrival-stamped presence has no Genesys time to compare:
-                // the REST read, later than its event, wins.
-                (Some(s), Some(h))
-                    if h.since > s.modified && !self.arrival_stamped.contains(&u.id) =>
-                {
-                    // Keep ours, but re-resolve the label (definitions may have changed).
-                    let mut h = h;
-                    if let Some(d) = self.definitions.get(&h.definition_id) {
-                        h.label = d.label.clone();
-                    }
-                    Some(h)
-                }
-                (Some(s), _) => Some(self.presence_view(s)),
-                (None, held) => held,
-            };
-            if let Some(s) = &u.presence {
-                if s.arrival {
-                    self.arrival_stamped.insert(u.id.clone());
-                } else {
-                    self.arrival_stamped.remove(&u.id);
-                }
-            }
-            let held_r = cur.as_ref().and_then(|c| c.routing_status.clone());
-            let routing_status = match (&u.routing, held_r) {
-                (Some(s), Some(h)) if h.since > s.since => Some(h),
-                (Some(s), _) => Some(RoutingView {
-                    status: s.status,
-                    since: s.since,
-                }),
-                (None, held) => held,
-            };
+            let presence = self.merge_presence(
+                &u.id,
+                cur.as_ref().and_then(|c| c.presence.clone()),
+                u.presence.as_ref(),
+                read_at,
+            );
+            let routing_status = self.merge_routing(
+                &u.id,
+                cur.as_ref().and_then(|c| c.routing_status.clone()),
+                u.routing.as_ref(),
+                read_at,
+            );
             let next = AgentView {
                 id: u.id.clone(),
                 name: u.name.clone(),
@@ -296,6 +464,7 @@ impl Directory {
             .cloned()
             .collect();
         for id in gone {
+            self.provenance.remove(&id);
             if let Some(e) = self.agents.remove(&id) {
                 self.counts.change(Some(&e.view), None);
                 changes.push(Change {
@@ -371,7 +540,7 @@ mod tests {
 
     fn synced(users: &[UserRecord]) -> Directory {
         let mut d = Directory::default();
-        let changes = d.sync(SyncReason::Initial, users, &defs(), &[]);
+        let changes = d.sync(SyncReason::Initial, users, &defs(), &[], Utc::now());
         assert_eq!(changes.len(), users.len());
         d
     }
@@ -386,7 +555,7 @@ mod tests {
     fn initial_sync_adds_agents() {
         let mut d = Directory::default();
         let users = [user("a", "d1", &["q2", "q1", "q1"]), user("b", "d2", &[])];
-        let changes = d.sync(SyncReason::Reconcile, &users, &defs(), &[]);
+        let changes = d.sync(SyncReason::Reconcile, &users, &defs(), &[], Utc::now());
         assert!(!d.synced, "a reconcile before the initial sync");
         assert_eq!(changes.len(), 2);
         assert!(changes
@@ -397,7 +566,7 @@ mod tests {
         assert_eq!(a.queues, ["q1", "q2"], "sorted, deduplicated");
         assert_eq!(a.presence.as_ref().unwrap().label, "Org Available");
         assert_eq!(all(&d).agents, 2);
-        d.sync(SyncReason::Initial, &users, &defs(), &[]);
+        d.sync(SyncReason::Initial, &users, &defs(), &[], Utc::now());
         assert!(d.synced);
     }
 
@@ -455,15 +624,23 @@ mod tests {
         assert_eq!(all(&d).routing.get(&RoutingStatus::Interacting), Some(&1));
     }
 
-    /// A sync keeps state newer than its own, reports only differences,
-    /// and removes agents it no longer lists (a change with no `after`).
+    /// A sync whose read was sent before an event arrived keeps the event's
+    /// state, reports only differences, and removes agents it no longer
+    /// lists (a change with no `after`).
     #[test]
     fn sync_keeps_newer_state_and_removes_the_departed() {
         let mut d = synced(&[user("a", "d1", &[]), user("b", "d1", &[])]);
         d.presence("a", &pstate(SystemPresence::Busy, 100), Origin::Event)
             .unwrap();
         // The sync read `a` before its event (Available at t=0) and lost `b`.
-        let changes = d.sync(SyncReason::Reconcile, &[user("a", "d1", &[])], &defs(), &[]);
+        let changes = d.sync(
+            SyncReason::Reconcile,
+            &[user("a", "d1", &[])],
+            &defs(),
+            &[],
+            // The read was sent before `a`'s event arrived.
+            Utc::now() - chrono::Duration::seconds(60),
+        );
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].id, "b");
         assert!(changes[0].after.is_none());
@@ -524,8 +701,8 @@ mod tests {
 
     /// Presence events without `modifiedDate` order by arrival, and a later
     /// REST read replaces them even when its `modifiedDate` is older than the
-    /// arrival stamp (Genesys's clock and ours differ); a dated event is not
-    /// replaced by an older REST read.
+    /// arrival stamp (Genesys's clock and ours differ); an event applied
+    /// after a REST read was sent is kept against it.
     #[test]
     fn arrival_stamped_presence_yields_to_a_later_rest_read() {
         let now = Utc::now();
@@ -535,7 +712,7 @@ mod tests {
             now - Duration::seconds(60),
             false,
         );
-        d.sync(SyncReason::Initial, &[record(start)], &[], &[]);
+        d.sync(SyncReason::Initial, &[record(start)], &[], &[], Utc::now());
         // Two undated events: the later arrival wins.
         assert!(d
             .presence(
@@ -547,26 +724,70 @@ mod tests {
         assert!(d
             .presence(
                 "u1",
-                &state(
-                    SystemPresence::OnQueue,
-                    now + Duration::milliseconds(5),
-                    true
-                ),
+                &state(SystemPresence::OnQueue, now - Duration::seconds(30), true),
                 Origin::Event
             )
             .is_some());
         assert_eq!(held(&d), SystemPresence::OnQueue);
         // A REST read whose Genesys time is behind our arrival stamp still wins.
         let rest = state(SystemPresence::Meal, now - Duration::seconds(5), false);
-        d.sync(SyncReason::Reconcile, &[record(rest.clone())], &[], &[]);
+        d.sync(
+            SyncReason::Reconcile,
+            &[record(rest.clone())],
+            &[],
+            &[],
+            Utc::now(),
+        );
         assert_eq!(held(&d), SystemPresence::Meal);
-        // A dated event newer than a REST read is kept against it.
+        // An event applied after the read was sent is kept against it.
+        let read_at = Utc::now() - Duration::seconds(1);
         d.presence(
             "u1",
-            &state(SystemPresence::Busy, now, false),
+            &state(SystemPresence::Busy, now - Duration::hours(1), false),
             Origin::Event,
         );
-        d.sync(SyncReason::Reconcile, &[record(rest)], &[], &[]);
+        d.sync(SyncReason::Reconcile, &[record(rest)], &[], &[], read_at);
         assert_eq!(held(&d), SystemPresence::Busy);
+    }
+
+    /// After a gap a REST read wins whatever its dates (Genesys restarted
+    /// with older state); dated events then order against each other.
+    #[test]
+    fn rest_truth_wins_whatever_its_dates() {
+        let now = Utc::now();
+        let mut d = Directory::default();
+        d.sync(
+            SyncReason::Initial,
+            &[record(state(SystemPresence::Available, now, false))],
+            &[],
+            &[],
+            Utc::now(),
+        );
+        d.presence(
+            "u1",
+            &state(SystemPresence::OnQueue, now + Duration::seconds(5), false),
+            Origin::Event,
+        );
+        let rewound = state(SystemPresence::Break, now - Duration::hours(3), false);
+        let c = d.rest_truth("u1", Some(&rewound), None, Utc::now());
+        assert_eq!(c.map(|c| c.origin), Some(Origin::Reconciled));
+        assert_eq!(held(&d), SystemPresence::Break);
+        // Same content again, another date: no change.
+        let again = state(SystemPresence::Break, now - Duration::hours(2), false);
+        assert!(d.rest_truth("u1", Some(&again), None, Utc::now()).is_none());
+        // Dated events: the older of two is stale.
+        d.presence(
+            "u1",
+            &state(SystemPresence::Meal, now, false),
+            Origin::Event,
+        );
+        assert!(d
+            .presence(
+                "u1",
+                &state(SystemPresence::Away, now - Duration::seconds(1), false),
+                Origin::Event
+            )
+            .is_none());
+        assert_eq!(held(&d), SystemPresence::Meal);
     }
 }

@@ -259,6 +259,7 @@ pub fn sync(reason: SyncReason, users: Vec<UserRecord>) -> UpstreamEvent {
                 division: None,
             })
             .collect(),
+        read_at: chrono::Utc::now(),
     }
 }
 

@@ -120,6 +120,18 @@ struct FaultBody {
     seconds: Option<f64>,
     /// Delay per response for `slow_responses` (default 2 000 ms).
     delay_ms: Option<u64>,
+    /// `refuse_topic`: the topic to refuse.
+    topic: Option<String>,
+    /// `refuse_topic`: 400 (default) or 403.
+    status: Option<u16>,
+    /// `rewind`: how far back the restored state is dated (default 3 h).
+    hours: Option<f64>,
+    /// `add_definition`: the system presence of the new secondary definition.
+    system_presence: Option<String>,
+    /// `add_definition`: its `en_US` label.
+    label: Option<String>,
+    /// `bad_event`: the user whose change goes out as an unusable event.
+    user_id: Option<String>,
 }
 
 /// `POST /sim/faults`: `{"kind": …, "count"/"seconds": …}`.
@@ -137,6 +149,19 @@ struct FaultBody {
 ///   replaced by newer ones.
 /// - `slow_responses`: the next `count` requests (or those for `seconds`)
 ///   are delayed by `delayMs`.
+/// - `refuse_topic`: subscribing `topic` is refused with `status` (400
+///   `notification.invalid.topic`, the default, or 403 `missing.permissions`),
+///   or answered `Rejected` under `ignoreErrors=true`; `count: 0` lifts it.
+/// - `rewind`: Genesys restarted with older state: every user gets another
+///   presence and routing status dated `hours` (default 3) in the past,
+///   without events, and every socket drops.
+/// - `clock_offset`: every date stamped from now on is shifted by `seconds`
+///   (may be negative): Genesys's clock ahead of or behind the gateway's.
+/// - `add_definition`: a new secondary presence definition under
+///   `systemPresence` with `label`; the answer carries its `id`.
+/// - `bad_event`: user `userId` really changes to `systemPresence`, but the
+///   events that say so are unusable (presence without a definition id,
+///   routing status `DANCING`).
 async fn faults(body: web::Bytes, sim: web::Data<Sim>) -> HttpResponse {
     let b: FaultBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -146,8 +171,8 @@ async fn faults(body: web::Bytes, sim: web::Data<Sim>) -> HttpResponse {
             ))
         }
     };
-    if b.seconds.is_some_and(|s| !(s.is_finite() && s >= 0.0)) {
-        return bad("seconds must be a number ≥ 0");
+    if b.seconds.is_some_and(|s| !s.is_finite()) {
+        return bad("seconds must be a finite number");
     }
     let window = |default_count: Option<u64>| FaultBudget {
         remaining: b.count.or(if b.seconds.is_none() {
@@ -160,7 +185,11 @@ async fn faults(body: web::Bytes, sim: web::Data<Sim>) -> HttpResponse {
             .map(|s| Instant::now() + Duration::from_secs_f64(s)),
         delay: Duration::from_millis(b.delay_ms.unwrap_or(2_000)),
     };
+    if b.kind != "clock_offset" && b.seconds.is_some_and(|s| s < 0.0) {
+        return bad("seconds must be a number ≥ 0");
+    }
     let mut inner = sim.inner.lock();
+    let mut extra = serde_json::Map::new();
     let limit = b.count.map(|c| c as usize).unwrap_or(usize::MAX);
     let affected = match b.kind.as_str() {
         "drop_sockets" => {
@@ -240,11 +269,86 @@ async fn faults(body: web::Bytes, sim: web::Data<Sim>) -> HttpResponse {
             }
             ids.len()
         }
+        "refuse_topic" => {
+            let Some(topic) = b.topic.as_deref().filter(|t| !t.is_empty()) else {
+                return bad("refuse_topic needs \"topic\": the subscription topic to refuse");
+            };
+            let status = b.status.unwrap_or(400);
+            if status != 400 && status != 403 {
+                return bad("refuse_topic: status must be 400 or 403");
+            }
+            let key = topic.to_ascii_lowercase();
+            if b.count == Some(0) {
+                inner.faults.refused_topics.remove(&key);
+                0
+            } else {
+                inner.faults.refused_topics.insert(key, status);
+                1
+            }
+        }
+        "rewind" => {
+            let hours = b.hours.unwrap_or(3.0);
+            if !(hours.is_finite() && hours > 0.0) {
+                return bad("rewind: hours must be a number > 0");
+            }
+            inner.rewind(hours)
+        }
+        "clock_offset" => {
+            let secs = b.seconds.unwrap_or(0.0);
+            inner.faults.clock_offset = chrono::Duration::milliseconds((secs * 1000.0) as i64);
+            0
+        }
+        "add_definition" => {
+            let sp = match b.system_presence.as_deref().map(SystemPresence::parse) {
+                Some(Some(sp)) => sp,
+                _ => return bad("add_definition needs \"systemPresence\": one of AVAILABLE, AWAY, BUSY, OFFLINE, IDLE, ON_QUEUE, MEAL, TRAINING, MEETING, BREAK"),
+            };
+            let Some(label) = b.label.clone().filter(|l| !l.trim().is_empty()) else {
+                return bad("add_definition needs a non-empty \"label\"");
+            };
+            let id = crate::org::uuid_from(&mut inner.rng);
+            inner.org.definitions.push(crate::org::SimDefinition {
+                id: id.clone(),
+                system_presence: sp,
+                labels: std::collections::BTreeMap::from([("en_US".to_string(), label)]),
+                primary: false,
+                deactivated: false,
+            });
+            extra.insert("id".into(), json!(id));
+            1
+        }
+        "bad_event" => {
+            let Some(u) = b.user_id.as_deref().and_then(|id| inner.user_idx(id)) else {
+                return bad("bad_event needs \"userId\": a user of /sim/state");
+            };
+            let Some(sp) = b.system_presence.as_deref().and_then(SystemPresence::parse) else {
+                return bad("bad_event needs \"systemPresence\", e.g. BREAK");
+            };
+            let def = inner.org.primary_def(sp);
+            let now = chrono::Utc::now() + inner.faults.clock_offset;
+            let user = &mut inner.org.users[u];
+            user.presence_def = def;
+            user.presence_modified = now;
+            let id = user.id.clone();
+            let body = json!({
+                "id": id,
+                "presence": {"presenceDefinition": {"systemPresence": sp.upper_snake()}},
+                "routingStatus": {"status": "DANCING"},
+            });
+            inner.emit(&format!("v2.users.{id}.activity"), body.clone());
+            inner.emit(&format!("v2.users.{id}.presence"), body["presence"].clone());
+            1
+        }
         other => {
             return bad(format!(
-                "unknown fault kind {other:?}; use one of drop_sockets, socket_closing, heartbeat_stall, rate_limit, service_unavailable, expire_tokens, evict_channels, slow_responses"
+                "unknown fault kind {other:?}; use one of drop_sockets, socket_closing, heartbeat_stall, rate_limit, service_unavailable, expire_tokens, evict_channels, slow_responses, refuse_topic, rewind, clock_offset, add_definition, bad_event"
             ))
         }
     };
-    HttpResponse::Ok().json(json!({"kind": b.kind, "affected": affected}))
+    let mut out = serde_json::Map::from_iter([
+        ("kind".to_string(), json!(b.kind)),
+        ("affected".to_string(), json!(affected)),
+    ]);
+    out.extend(extra);
+    HttpResponse::Ok().json(out)
 }

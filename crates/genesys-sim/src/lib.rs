@@ -74,6 +74,11 @@ pub struct SimConfig {
     /// Count each part of a combined topic toward the limit (UNCONFIRMED; default counts one).
     #[arg(long, default_value_t = false)]
     pub combined_topics_count_expanded: bool,
+    /// Honour `ignoreErrors=true` on subscription calls: refused topics come back
+    /// as `Rejected` entries instead of failing the call (UNCONFIRMED, inferred
+    /// from the parameter's description; `false` fails the whole call).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub ignore_errors_honoured: bool,
     /// Close a channel's socket when the token that created it expires (UNCONFIRMED; default yes).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub token_expiry_closes_channels: bool,

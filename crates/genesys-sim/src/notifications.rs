@@ -162,10 +162,15 @@ enum Mode {
 
 /// Validates the topics of a subscription call. With `ignoreErrors` invalid
 /// topics are left out and reported `Rejected` instead of failing the call.
+///
+/// Topics refused by a `refuse_topic` fault get its status (400
+/// `notification.invalid.topic`, 403 `missing.permissions`) or, with
+/// `ignoreErrors`, a `Rejected` entry naming the missing permission.
 fn check_topics(
     ctx: &Ctx,
     items: Vec<TopicItem>,
     ignore_errors: bool,
+    refused: &std::collections::HashMap<String, u16>,
 ) -> Result<(Vec<String>, Vec<Value>), GError> {
     let mut ok = Vec::new();
     let mut rejected = Vec::new();
@@ -173,12 +178,27 @@ fn check_topics(
         let Some(topic) = item.id else {
             return Err(ctx.bad_request("Each topic needs an id"));
         };
-        match validate_topic(&topic) {
+        let verdict = match refused.get(&topic.to_ascii_lowercase()) {
+            Some(403) => Err((
+                403,
+                "The subscription topic requires permissions the client lacks.".to_string(),
+            )),
+            Some(_) => Err((400, "The subscription topic is not valid.".to_string())),
+            None => validate_topic(&topic).map_err(|r| (400, r)),
+        };
+        match verdict {
             Ok(()) => ok.push(topic),
-            Err(reason) if ignore_errors => {
+            Err((403, reason)) if ignore_errors => rejected.push(json!({
+                "id": topic, "state": "Rejected", "rejectionReason": reason,
+                "missingPermissions": ["conversation:communication:view"]
+            })),
+            Err((403, reason)) => {
+                return Err(ctx.err(403, "missing.permissions", format!("{reason} [{topic}]")))
+            }
+            Err((_, reason)) if ignore_errors => {
                 rejected.push(json!({"id": topic, "state": "Rejected", "rejectionReason": reason}))
             }
-            Err(reason) => {
+            Err((_, reason)) => {
                 return Err(ctx.err(
                     400,
                     "notification.invalid.topic",
@@ -199,8 +219,10 @@ async fn change_subscriptions(
     mode: Mode,
 ) -> Reply {
     let items: Vec<TopicItem> = json_body(&ctx, &body)?;
-    let ignore = single(&query_pairs(&req), "ignoreErrors").is_some_and(|v| v == "true");
-    let (topics, rejected) = check_topics(&ctx, items, ignore)?;
+    let ignore = sim.cfg.ignore_errors_honoured
+        && single(&query_pairs(&req), "ignoreErrors").is_some_and(|v| v == "true");
+    let refused = sim.inner.lock().faults.refused_topics.clone();
+    let (topics, rejected) = check_topics(&ctx, items, ignore, &refused)?;
     let mut inner = sim.inner.lock();
     inner.stats.subscription_requests += 1;
     let ch = inner

@@ -109,6 +109,13 @@ pub struct Faults {
     /// While set and in the future, no frame leaves any socket (heartbeats,
     /// pongs and events are all swallowed; events are lost).
     pub stall_until: Option<Instant>,
+    /// `refuse_topic`: lower-cased topic → the status its subscription gets
+    /// (400 `notification.invalid.topic` or 403 `missing.permissions`), or a
+    /// `Rejected` entry under `ignoreErrors=true`.
+    pub refused_topics: HashMap<String, u16>,
+    /// `clock_offset`: added to every date the simulator stamps from now on
+    /// (`modifiedDate`, `startTime`): a Genesys clock ahead of or behind the gateway's.
+    pub clock_offset: chrono::Duration,
 }
 
 impl Faults {
@@ -431,7 +438,7 @@ impl SimInner {
     /// on leaving. Emits presence, routing status and activity events.
     /// Returns false when nothing changed (same definition and message).
     pub fn set_presence(&mut self, u: usize, def: usize, message: Option<String>) -> bool {
-        let now = Utc::now();
+        let now = Utc::now() + self.faults.clock_offset;
         let was_on_queue = self.is_on_queue(u);
         let user = &mut self.org.users[u];
         let message_changed = message.as_ref().is_some_and(|m| *m != user.message);
@@ -481,6 +488,55 @@ impl SimInner {
         true
     }
 
+    /// `rewind`: Genesys restarted with older state. Every user gets another
+    /// primary presence (and the routing status that goes with it) dated
+    /// `hours` in the past, without any event; every socket drops.
+    /// Returns the number of users changed.
+    pub fn rewind(&mut self, hours: f64) -> usize {
+        let base = Utc::now() + self.faults.clock_offset
+            - chrono::Duration::milliseconds((hours * 3_600_000.0) as i64);
+        let choices = [
+            SystemPresence::Available,
+            SystemPresence::Break,
+            SystemPresence::Meal,
+            SystemPresence::OnQueue,
+            SystemPresence::Away,
+        ];
+        let n = self.org.users.len();
+        for u in 0..n {
+            let cur = self.org.definitions[self.org.users[u].presence_def].system_presence;
+            let pick = self.rng.random_range(0..choices.len());
+            let sp = if choices[pick] == cur {
+                choices[(pick + 1) % choices.len()]
+            } else {
+                choices[pick]
+            };
+            let def = self.org.primary_def(sp);
+            let at = base - chrono::Duration::seconds(self.rng.random_range(0..600));
+            let routing = if sp == SystemPresence::OnQueue {
+                if self.org.users[u].conversations.is_empty() {
+                    RoutingStatus::Idle
+                } else {
+                    RoutingStatus::Interacting
+                }
+            } else {
+                RoutingStatus::OffQueue
+            };
+            let user = &mut self.org.users[u];
+            user.presence_def = def;
+            user.message = String::new();
+            user.presence_modified = at;
+            user.routing = routing;
+            user.routing_since = at;
+        }
+        for ch in self.channels.values_mut() {
+            if let Some(slot) = ch.socket.take() {
+                let _ = slot.tx.try_send(SocketCmd::Abort);
+            }
+        }
+        n
+    }
+
     pub fn is_on_queue(&self, u: usize) -> bool {
         let user = &self.org.users[u];
         self.org.definitions[user.presence_def].system_presence == SystemPresence::OnQueue
@@ -502,7 +558,7 @@ impl SimInner {
             return false;
         }
         user.routing = status;
-        user.routing_since = monotonic(user.routing_since, Utc::now());
+        user.routing_since = monotonic(user.routing_since, Utc::now() + self.faults.clock_offset);
         let at = user.routing_since;
         push_history(&mut self.routing_history[u], at, status.as_str(), None);
         true
