@@ -72,10 +72,13 @@ struct Env {
 
 impl Env {
     async fn start(tweak: impl FnOnce(&mut Config)) -> Env {
+        // The matrix reads interaction context through REST a few hundred
+        // times: a budget large enough that access, not pacing, is tested.
         let sim_cfg = SimConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             agents: 30,
             heartbeat_secs: 0.5,
+            rate_limit_per_minute: 20_000,
             ..SimConfig::default()
         };
         let sim = simulator::start(sim_cfg.clone())
@@ -97,6 +100,8 @@ impl Env {
         cfg.server.workers = 1;
         cfg.server.allowed_origins = vec![ORIGIN.into()];
         cfg.store.path = ":memory:".into();
+        cfg.upstream.rate_per_minute = 20_000;
+        cfg.upstream.client_share = 0.9;
         cfg.interactions.redact_customer = true;
         cfg.auth.api_keys = CALLERS
             .iter()
