@@ -177,7 +177,9 @@ pub struct UpstreamConfig {
     /// one failing channel may spend; further retries wait for room.
     pub retry_share: f64,
     /// Largest share (0.01–0.9) of `rate_per_minute` that client-driven
-    /// lookups (tag searches, history backfill, interaction reads) may use.
+    /// lookups (tag searches, history backfill, interaction reads) may use
+    /// while writes, reconnects or reconciliation want the budget (any of
+    /// them in the last 10 s); in a quiet budget they may use the rest.
     pub client_share: f64,
     /// Client-driven lookups that may wait for the budget at once; more are
     /// refused at once (`503 upstream_busy`-style errors to the caller).
@@ -217,7 +219,7 @@ impl Default for UpstreamConfig {
             request_timeout_secs: 30,
             conversation_reserve: 50,
             retry_share: 0.1,
-            client_share: 0.25,
+            client_share: 0.5,
             client_lane_waiting: 64,
             sweep_period_secs: 60,
             sweep_share: 0.2,

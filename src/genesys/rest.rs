@@ -116,7 +116,14 @@ struct Budget {
     client_cap: usize,
     /// Client-lane waiters at most.
     client_waiting: usize,
+    /// When a write, reconnect or reconciliation last asked for a permit.
+    critical_at: Cell<Option<Instant>>,
 }
+
+/// The client lane's share is enforced while a write, reconnect or
+/// reconciliation asked for a permit this recently; in a quiet budget
+/// clients may use what nobody else wants.
+const CONTENTION_WINDOW: Duration = Duration::from_secs(10);
 
 impl Budget {
     fn new(cfg: &UpstreamConfig) -> Budget {
@@ -137,6 +144,7 @@ impl Budget {
             client_cap: ((f64::from(cfg.rate_per_minute) * cfg.client_share).floor() as usize)
                 .max(1),
             client_waiting: cfg.client_lane_waiting,
+            critical_at: Cell::new(None),
         }
     }
 
@@ -157,9 +165,22 @@ impl Budget {
             }
             q.push_back(tx);
         }
+        if lane <= Lane::Reconcile {
+            self.critical_at.set(Some(Instant::now()));
+        }
         self.wake.notify_one();
         let _ = rx.await;
         Ok(())
+    }
+
+    /// True while the client lane may take a permit: under its share, or
+    /// no write/reconnect/reconciliation asked for one recently.
+    fn client_open(&self) -> bool {
+        self.client_used() < self.client_cap
+            || self
+                .critical_at
+                .get()
+                .is_none_or(|t| t.elapsed() >= CONTENTION_WINDOW)
     }
 
     /// Client-lane permits handed out in the last minute.
@@ -176,7 +197,7 @@ impl Budget {
 
     /// The next waiter by lane; the client lane only while under its share.
     fn pop(&self) -> Option<oneshot::Sender<()>> {
-        let client_open = self.client_used() < self.client_cap;
+        let client_open = self.client_open();
         let mut w = self.waiters.borrow_mut();
         for (i, q) in w.iter_mut().enumerate() {
             if i == Lane::Client as usize && !client_open {
@@ -199,13 +220,22 @@ impl Budget {
             .iter()
             .enumerate()
             .any(|(i, q)| i != Lane::Client as usize && !q.is_empty());
-        if others || w[Lane::Client as usize].is_empty() || self.client_used() < self.client_cap {
+        if others || w[Lane::Client as usize].is_empty() || self.client_open() {
             return None;
         }
-        self.client_recent
+        let room = self
+            .client_recent
             .borrow()
             .front()
-            .map(|t| Duration::from_secs(60).saturating_sub(t.elapsed()))
+            .map(|t| Duration::from_secs(60).saturating_sub(t.elapsed()));
+        let calm = self
+            .critical_at
+            .get()
+            .map(|t| CONTENTION_WINDOW.saturating_sub(t.elapsed()));
+        match (room, calm) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn has_waiters(&self) -> bool {
