@@ -24,6 +24,11 @@ pub enum ApiError {
     /// Not ready to serve (no initial sync yet, or upstream not connected).
     #[error("{0}")]
     NotReady(String),
+    /// Too many client-driven lookups (tag searches, interaction reads) are
+    /// waiting for the Genesys budget; the caller should retry (503 with
+    /// `Retry-After`).
+    #[error("{0}")]
+    UpstreamBusy(String),
     /// The gateway-wide connection limit is reached.
     #[error("the gateway serves its maximum of {0} stream clients; retry later")]
     TooManyConnections(usize),
@@ -63,6 +68,7 @@ impl ApiError {
             ApiError::BadParam(_) => "bad_parameter",
             ApiError::AgentNotFound(_) => "agent_not_found",
             ApiError::NotReady(_) => "not_ready",
+            ApiError::UpstreamBusy(_) => "upstream_busy",
             ApiError::TooManyConnections(_) => "too_many_connections",
             ApiError::TooManyFromIp(..) => "too_many_connections_from_ip",
             ApiError::Handshake(_) => "bad_handshake",
@@ -108,7 +114,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadParam(_) | ApiError::Handshake(_) => StatusCode::BAD_REQUEST,
             ApiError::AgentNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::NotReady(_) | ApiError::TooManyConnections(_) => {
+            ApiError::NotReady(_) | ApiError::UpstreamBusy(_) | ApiError::TooManyConnections(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::TooManyFromIp(..) => StatusCode::TOO_MANY_REQUESTS,
@@ -139,7 +145,9 @@ impl ResponseError for ApiError {
         let mut b = HttpResponse::build(self.status_code());
         if matches!(
             self,
-            ApiError::TooManyConnections(_) | ApiError::TooManyFromIp(..)
+            ApiError::TooManyConnections(_)
+                | ApiError::TooManyFromIp(..)
+                | ApiError::UpstreamBusy(_)
         ) {
             b.insert_header(("Retry-After", "5"));
         }

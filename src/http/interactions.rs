@@ -93,7 +93,12 @@ pub(crate) async fn agent_interactions(
             s.upstream
                 .active_interactions(id.clone())
                 .await?
-                .map_err(|e| ApiError::NotReady(format!("Genesys: {e}")))?,
+                .map_err(|e| match e {
+                    crate::genesys::rest::RestError::Busy(_) => {
+                        ApiError::UpstreamBusy(format!("Genesys: {e}"))
+                    }
+                    e => ApiError::NotReady(format!("Genesys: {e}")),
+                })?,
             "rest",
         ),
     };
@@ -136,7 +141,17 @@ pub(crate) async fn by_external_tag(
             s.cfg.tag_search_hours,
         )
         .await?
-        .map_err(|e| ApiError::NotReady(format!("Genesys: {e}")))?;
+        .map_err(|e| {
+            // The tag cache shares answers as text; the client lane's
+            // refusal is the one a caller should simply retry.
+            let busy = crate::genesys::rest::RestError::Busy(0).to_string();
+            let prefix = busy.split(" (").next().unwrap_or(&busy);
+            if e.starts_with(prefix) {
+                ApiError::UpstreamBusy(format!("Genesys: {e}"))
+            } else {
+                ApiError::NotReady(format!("Genesys: {e}"))
+            }
+        })?;
     let mut v = v;
     if let Some(divisions) = &principal.divisions {
         let visible = st

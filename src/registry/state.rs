@@ -227,11 +227,15 @@ impl Directory {
         self.set_held(id, PRESENCE, Source::Rest);
         let fresh = self.presence_view(read);
         match held {
-            // Same content: keep the held view (no change just for a date).
+            // Same content and about the same start: keep the held view (no
+            // change just for the few ms between Genesys's date and an
+            // arrival stamp). A start far off means a round trip the events
+            // missed (X → Y → X): Genesys's date is the truth.
             Some(h)
                 if h.definition_id == fresh.definition_id
                     && h.system_presence == fresh.system_presence
-                    && h.message == fresh.message =>
+                    && h.message == fresh.message
+                    && close_enough(h.since, fresh.since) =>
             {
                 Some(self.relabel(h))
             }
@@ -253,7 +257,7 @@ impl Directory {
         }
         self.set_held(id, ROUTING, Source::Rest);
         match held {
-            Some(h) if h.status == read.status => Some(h),
+            Some(h) if h.status == read.status && close_enough(h.since, read.since) => Some(h),
             _ => Some(RoutingView {
                 status: read.status,
                 since: read.since,
@@ -480,6 +484,16 @@ impl Directory {
         }
         changes
     }
+}
+
+/// How far a held start time may be from Genesys's before a REST read
+/// corrects it: larger than any delivery delay or clock skew between an
+/// arrival stamp and Genesys's date, smaller than a time in state anyone
+/// reads on a board.
+const SINCE_TOLERANCE_SECS: i64 = 60;
+
+fn close_enough(a: DateTime<Utc>, b: DateTime<Utc>) -> bool {
+    (a - b).num_seconds().abs() <= SINCE_TOLERANCE_SECS
 }
 
 #[cfg(test)]
@@ -750,6 +764,38 @@ mod tests {
         assert_eq!(held(&d), SystemPresence::Busy);
     }
 
+    /// A round trip the events missed (X → Y → X) leaves the state right but
+    /// the start old: a REST read corrects a start more than the tolerance
+    /// off, and leaves one a few seconds off alone.
+    #[test]
+    fn rest_corrects_a_start_far_off() {
+        let now = Utc::now();
+        let mut d = Directory::default();
+        let old = state(SystemPresence::OnQueue, now - Duration::hours(2), false);
+        d.sync(SyncReason::Initial, &[record(old)], &[], &[], now);
+        let near = state(
+            SystemPresence::OnQueue,
+            now - Duration::hours(2) + Duration::seconds(3),
+            false,
+        );
+        let changes = d.sync(SyncReason::Reconcile, &[record(near)], &[], &[], Utc::now());
+        assert!(
+            changes.is_empty(),
+            "a few seconds off is no change: {changes:?}"
+        );
+        let recent = state(SystemPresence::OnQueue, now - Duration::minutes(1), false);
+        let changes = d.sync(
+            SyncReason::Reconcile,
+            &[record(recent)],
+            &[],
+            &[],
+            Utc::now(),
+        );
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        let since = d.get("u1").unwrap().view.presence.as_ref().unwrap().since;
+        assert_eq!(since, now - Duration::minutes(1));
+    }
+
     /// After a gap a REST read wins whatever its dates (Genesys restarted
     /// with older state); dated events then order against each other.
     #[test]
@@ -772,8 +818,13 @@ mod tests {
         let c = d.rest_truth("u1", Some(&rewound), None, Utc::now());
         assert_eq!(c.map(|c| c.origin), Some(Origin::Reconciled));
         assert_eq!(held(&d), SystemPresence::Break);
-        // Same content again, another date: no change.
-        let again = state(SystemPresence::Break, now - Duration::hours(2), false);
+        // Same content again, a date within the tolerance: no change (a
+        // date hours off is corrected: `rest_corrects_a_start_far_off`).
+        let again = state(
+            SystemPresence::Break,
+            now - Duration::hours(3) + Duration::seconds(2),
+            false,
+        );
         assert!(d.rest_truth("u1", Some(&again), None, Utc::now()).is_none());
         // Dated events: the older of two is stale.
         d.presence(
