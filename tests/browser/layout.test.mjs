@@ -73,7 +73,7 @@ describe('board layout with 500 agents', () => {
     // Two consecutive pages, each read with its indicator in one go.
     const onPage = async (n) => {
       let f;
-      await eventually(async () => { f = await wallFacts(wall); return f.page.startsWith(`Page ${n} `) && f.tiles >= 30; }, { timeoutMs: 10000, what: `page ${n} painted` });
+      await eventually(async () => { f = await wallFacts(wall); return f.page.startsWith(`Page ${n} `) && f.tiles >= 30 && f.cut === 0; }, { timeoutMs: 10000, what: `page ${n} painted in whole rows` });
       return f;
     };
     const p2 = await onPage(2);
@@ -91,8 +91,9 @@ describe('board layout with 500 agents', () => {
     for (const [width, height, minTiles] of [[1280, 720, 15], [3840, 2160, 30]]) {
       const wall = await newPage(browser, { width, height });
       await wall.goto(`${demo.gateway}/?view=wallboard&group=`);
-      await eventually(async () => (await wallFacts(wall)).tiles >= minTiles && (await wallFacts(wall)).cards > 0, { timeoutMs: 30000, what: `${minTiles} tiles at ${width}` });
-      const f = await wallFacts(wall);
+      // As at 1920: wait (with a deadline) for the first layout to settle.
+      let f;
+      await eventually(async () => { f = await wallFacts(wall); return f.tiles >= minTiles && f.cards > 0 && f.cut === 0; }, { timeoutMs: 30000, what: `${minTiles} whole tiles at ${width}` });
       assert.equal(f.cut, 0, `no tile cut at ${width}`);
       assert.deepEqual(f.cardsCut, [], `no card clipped at ${width}`);
       assert.deepEqual(f.textCut, [], `no card text cut at ${width}`);
