@@ -16,8 +16,8 @@ use crate::history::History;
 use crate::http::interactions::InteractionsState;
 use crate::http::{self, AppState};
 use crate::interactions::Interactions;
+use crate::registry::JournalLink;
 use crate::registry::Registry;
-use crate::registry::SetJournal;
 use crate::store::journal::{Journal, Prune};
 use crate::store::Store;
 use crate::webhooks::{WebhookApi, Webhooks};
@@ -87,14 +87,17 @@ impl Gateway {
     }
 }
 
-/// Starts everything on the current actix system. The configuration must
-/// already be validated ([`Config::load`] does).
+/// Starts everything on the current actix system, bottom-up: the store and
+/// the journal, the registry (handing its changes to the journal), the
+/// Genesys floor (feeding the registry and the interaction hub), the
+/// features on the floor's handle, and the HTTP server over all of them.
+/// Each part is built once, from the parts below it. The configuration
+/// must already be validated ([`Config::load`] does).
 pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
-    let store = Store::start(cfg.store.clone())
-        .map_err(|e| std::io::Error::other(format!("{e} ({})", cfg.store.path.display())))?;
-    let registry = Registry::new(cfg.registry.clone()).start();
-    let mut state = AppState::new(registry.clone(), cfg.session.clone());
-    state.security = Arc::new(
+    let store_error = |e: &dyn std::fmt::Display| {
+        std::io::Error::other(format!("{e} ({})", cfg.store.path.display()))
+    };
+    let security = Arc::new(
         crate::auth::Security::new(
             &cfg.auth,
             &cfg.server.allowed_origins,
@@ -104,9 +107,31 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         .map_err(std::io::Error::other)?,
     );
     let stop = CancellationToken::new();
+
+    // Storage: the store (audit, idempotency keys, leases) and the journal
+    // (presence history, webhook outbox) sharing its file.
+    let store = Store::start(cfg.store.clone()).map_err(|e| store_error(&e))?;
+    let webhooks = Arc::new(Webhooks::new(&cfg.webhooks));
+    let journal = Journal::start(
+        cfg.store.clone(),
+        cfg.history.retention_days,
+        webhooks.clone(),
+    )
+    .map_err(|e| store_error(&e))?;
+
+    // The registry, handing every applied change to the journal.
+    let registry = Registry::new(cfg.registry.clone())
+        .with_journal(JournalLink {
+            recipient: journal.clone().recipient(),
+            backlog: cfg.history.backlog_batches,
+        })
+        .start();
+
+    // The Genesys floor: normalised events to the registry, conversation
+    // events to the interaction hub. The hub's address exists before the
+    // hub, so the floor starts first with its sink, and the hub then starts
+    // on the floor's handle.
     let upstream_stats = Arc::new(UpstreamStats::default());
-    // The hub's address exists before the hub, so the upstream (below it)
-    // starts first with its sink, and the hub then starts with the upstream.
     let hub_ctx = actix::Context::<Interactions>::new();
     let hub = actix::AsyncContext::address(&hub_ctx);
     let upstream = Upstream::new(
@@ -127,57 +152,57 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         genesys.conversation_watch(),
         genesys.interaction_completion(),
     ));
-    state.interactions = Some(InteractionsState {
-        hub,
-        upstream: genesys.clone(),
-        cfg: cfg.interactions.clone(),
-    });
+
+    // Features, on the floor's handle, the registry and the storage.
     let writes = Arc::new(Writes {
         registry: registry.clone(),
         upstream: genesys.clone(),
         store: store.clone(),
         cfg: cfg.writes.clone(),
     });
-    state.writes = Some(writes.clone());
-    state.ops.upstream = Some(upstream_stats.clone());
-    state.board = Arc::new(cfg.board.clone());
-    state.queues = Some(
-        crate::queues::QueueHub::new(cfg.board.clone(), registry.clone(), Some(genesys.clone()))
-            .start(),
+    let features = http::Features {
+        writes: writes.clone(),
+        interactions: InteractionsState {
+            hub,
+            upstream: genesys.clone(),
+            cfg: cfg.interactions.clone(),
+        },
+        history: Arc::new(History {
+            journal: journal.clone(),
+            upstream: genesys.clone(),
+            registry: registry.clone(),
+            cfg: cfg.history.clone(),
+        }),
+        webhooks: Arc::new(WebhookApi {
+            hooks: webhooks.clone(),
+            journal: journal.clone(),
+        }),
+        queues: crate::queues::QueueHub::new(
+            cfg.board.clone(),
+            registry.clone(),
+            Some(genesys.clone()),
+        )
+        .start(),
+        upstream: upstream_stats.clone(),
+    };
+    let state = AppState::full(
+        registry.clone(),
+        cfg.session.clone(),
+        security,
+        Arc::new(cfg.board.clone()),
+        features,
     );
+
+    // Background loops.
     actix_web::rt::spawn(crate::writes::lease_loop(writes, stop.clone()));
+    crate::webhooks::start(webhooks.clone(), journal.clone(), stop.clone());
+    actix_web::rt::spawn(prune_loop(journal.clone(), stop.clone()));
+
+    // The HTTP server over all of it.
     let workers = match cfg.server.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    // History and webhooks: the journal shares the store's file; the
-    // registry hands it every applied change (registry::tap).
-    let webhooks = Arc::new(Webhooks::new(&cfg.webhooks));
-    let journal = Journal::start(
-        cfg.store.clone(),
-        cfg.history.retention_days,
-        webhooks.clone(),
-    )
-    .map_err(|e| std::io::Error::other(format!("{e} ({})", cfg.store.path.display())))?;
-    registry
-        .send(SetJournal {
-            recipient: journal.clone().recipient(),
-            backlog: cfg.history.backlog_batches,
-        })
-        .await
-        .map_err(std::io::Error::other)?;
-    state.history = Some(Arc::new(History {
-        journal: journal.clone(),
-        upstream: genesys.clone(),
-        registry: registry.clone(),
-        cfg: cfg.history.clone(),
-    }));
-    state.webhooks = Some(Arc::new(WebhookApi {
-        hooks: webhooks.clone(),
-        journal: journal.clone(),
-    }));
-    crate::webhooks::start(webhooks.clone(), journal.clone(), stop.clone());
-    actix_web::rt::spawn(prune_loop(journal.clone(), stop.clone()));
     let (server, addr) =
         http::start_with_workers(state.clone(), cfg.server.listen, workers).await?;
     Ok(Gateway {

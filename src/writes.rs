@@ -11,13 +11,20 @@
 //! the caller hears back.
 //!
 //! Actor round trips of one `PATCH` (domain code here, HTTP in
-//! [`crate::http::writes`]): the registry once for the agent and the
-//! definitions ([`GetWriteContext`]; the agent is skipped when the access
-//! check passed its record on), the store once to begin an
-//! `Idempotency-Key` (only with one), the upstream once (which hands the
-//! confirmed presence to the registry and waits for the journal), the
-//! store once for lease + audit + idempotent answer ([`CommitWrite`], one
-//! transaction), the registry once for the agent after the change.
+//! [`crate::http::writes`]), at most six:
+//! 1. the registry once for the agent and the definitions
+//!    ([`GetWriteContext`]): by the route policy for a division-scoped
+//!    caller (passed on as [`Known`], not read again), else here;
+//! 2. the store once to begin an `Idempotency-Key` (only with one);
+//! 3. the upstream once, which
+//! 4. hands the confirmed presence to the registry and waits for the
+//!    journal to commit it;
+//! 5. the registry once for the agent after the change;
+//! 6. the store once for lease + audit + idempotent answer
+//!    ([`CommitWrite`], one transaction).
+//!
+//! A bulk write reads every named agent and the definitions in one
+//! registry round trip.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,9 +39,7 @@ use crate::genesys::rest::RestError;
 use crate::genesys::writes::PresenceWrite;
 use crate::genesys::Genesys;
 use crate::model::{PresenceDefinition, RoutingStatus, SystemPresence};
-use crate::registry::{
-    AgentIdsIn, AgentRecord, GetAgent, GetDefinitions, GetWriteContext, Registry,
-};
+use crate::registry::{AgentIdsIn, AgentRecord, GetAgent, GetWriteContext, Registry};
 use crate::store::{
     AppendAudit, AuditRecord, BeginIdempotent, CommitWrite, FinishIdempotent, Idempotent, Lease,
     ListLeases, PutLease, QueryAudit, Store,
@@ -306,11 +311,17 @@ impl Writes {
             tracing::error!(error = %e, agent = %a.agent_id, "could not write the audit record");
         }
     }
+}
 
-    async fn definitions(&self) -> Result<Vec<PresenceDefinition>, WriteError> {
-        let defs = self.registry.send(GetDefinitions).await.map_err(internal)?;
-        ready(defs)
-    }
+/// What the route policy already read for a write: the agent and, on write
+/// routes, the org's presence definitions (one registry round trip that the
+/// write path then skips).
+#[derive(Debug, Clone)]
+pub struct Known {
+    /// The agent's record.
+    pub agent: AgentRecord,
+    /// The definitions, when the policy read them with the agent.
+    pub definitions: Option<Vec<PresenceDefinition>>,
 }
 
 /// The definitions, or 503 while the gateway has not read them yet.
@@ -365,8 +376,8 @@ impl Writes {
             .await
     }
 
-    /// [`Self::change`] with the agent's record when the caller already
-    /// read it (the access check's [`AgentRecord`]), and the request's
+    /// [`Self::change`] with what the caller already read ([`Known`]: the
+    /// access check's agent record and definitions), and the request's
     /// `Idempotency-Key` (already begun) whose answer is committed with the
     /// lease and the audit record, in one store round trip.
     pub async fn change_checked(
@@ -375,7 +386,7 @@ impl Writes {
         agent_id: String,
         change: PresenceChange,
         expected_version: Option<Option<u64>>,
-        checked: Option<AgentRecord>,
+        checked: Option<Known>,
         idempotency_key: Option<String>,
     ) -> Result<Value, WriteError> {
         let mut attempt = Attempt {
@@ -442,19 +453,32 @@ impl Writes {
         attempt: &mut Attempt,
         change: &PresenceChange,
         expected_version: Option<Option<u64>>,
-        checked: Option<AgentRecord>,
+        checked: Option<Known>,
     ) -> Result<(Value, Option<String>), WriteError> {
-        // One registry round trip for the agent (unless the access check
-        // passed its record on) and the definitions.
-        let checked = checked.filter(|r| r.agent.id == attempt.agent_id);
-        let (found, defs) = self
-            .registry
-            .send(GetWriteContext {
-                id: checked.is_none().then(|| attempt.agent_id.clone()),
-            })
-            .await
-            .map_err(internal)?;
-        let rec = checked.or(found);
+        // One registry round trip for the agent and the definitions, unless
+        // the route policy already read both.
+        let (rec, defs) = match checked.filter(|k| k.agent.agent.id == attempt.agent_id) {
+            Some(Known {
+                agent,
+                definitions: Some(defs),
+            }) => (Some(agent), defs),
+            known => {
+                let mut ctx = self
+                    .registry
+                    .send(GetWriteContext {
+                        ids: match known {
+                            Some(_) => Vec::new(),
+                            None => vec![attempt.agent_id.clone()],
+                        },
+                    })
+                    .await
+                    .map_err(internal)?;
+                let rec = known
+                    .map(|k| k.agent)
+                    .or_else(|| ctx.agents.pop().flatten());
+                (rec, ctx.definitions)
+            }
+        };
         let rec = rec.ok_or_else(|| {
             WriteError::new(
                 404,
@@ -591,7 +615,7 @@ impl Writes {
         body: &[u8],
         expected: Result<Option<Option<u64>>, WriteError>,
         key: Result<Option<String>, WriteError>,
-        checked: Option<AgentRecord>,
+        checked: Option<Known>,
     ) -> Result<PatchOutcome, WriteError> {
         let change: PresenceChange = match serde_json::from_slice(body) {
             Ok(c) => c,
@@ -674,7 +698,16 @@ impl Writes {
                 ),
             ));
         }
-        let defs = self.definitions().await?;
+        // Every named agent and the definitions, in one round trip.
+        let ctx = self
+            .registry
+            .send(GetWriteContext {
+                ids: b.changes.iter().map(|c| c.agent.clone()).collect(),
+            })
+            .await
+            .map_err(internal)?;
+        let defs = ready(ctx.definitions)?;
+        let mut found = ctx.agents.into_iter();
         let mut results: Vec<Value> = vec![Value::Null; b.changes.len()];
         let mut ready: Vec<(usize, PresenceWrite, Attempt)> = Vec::new();
         for (i, item) in b.changes.iter().enumerate() {
@@ -686,14 +719,9 @@ impl Writes {
                 reason: b.reason.clone(),
                 lease: None,
             };
+            let rec = found.next().flatten();
             let checked: Result<PresenceWrite, WriteError> = async {
-                let rec = self
-                    .registry
-                    .send(GetAgent {
-                        id: item.agent.clone(),
-                    })
-                    .await
-                    .map_err(internal)?
+                let rec = rec
                     // A foreign agent looks the same as an unknown one.
                     .filter(|r| principal.sees(&r.agent.division.id))
                     .ok_or_else(|| {

@@ -59,6 +59,16 @@ pub enum ApiError {
     /// A refused or failed presence write (`crate::writes`).
     #[error("{0}")]
     Write(#[from] crate::writes::WriteError),
+    /// A request refused by the HTTP layer itself: a JSON body an
+    /// extractor cannot read (400 `bad_body`, 413 `payload_too_large`,
+    /// 415 `unsupported_media_type`), or an answer actix-web wrote without
+    /// a JSON body (a 405, say), whose `code` is the status's name.
+    #[error("{reason}")]
+    Http {
+        status: StatusCode,
+        code: &'static str,
+        reason: String,
+    },
 }
 
 impl ApiError {
@@ -79,7 +89,53 @@ impl ApiError {
             ApiError::BadInput { .. } => "bad_parameter",
             ApiError::Missing(_) => "not_found",
             ApiError::Store(_) => "store_failed",
+            ApiError::Http { code, .. } => code,
         }
+    }
+
+    /// An [`ApiError::Http`] for a status answered without a JSON body;
+    /// `code` is the status's name in snake case (`method_not_allowed`).
+    pub fn http(status: StatusCode, reason: impl Into<String>) -> ApiError {
+        ApiError::Http {
+            status,
+            code: status_code_name(status),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The snake-case name of an HTTP status, as the `error` code of an
+/// answer the HTTP layer wrote (RFC 9110 §15 reason phrases).
+fn status_code_name(s: StatusCode) -> &'static str {
+    match s.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        406 => "not_acceptable",
+        408 => "request_timeout",
+        409 => "conflict",
+        411 => "length_required",
+        412 => "precondition_failed",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        416 => "range_not_satisfiable",
+        417 => "expectation_failed",
+        422 => "unprocessable_entity",
+        426 => "upgrade_required",
+        428 => "precondition_required",
+        429 => "too_many_requests",
+        431 => "request_header_fields_too_large",
+        500 => "internal_server_error",
+        501 => "not_implemented",
+        502 => "bad_gateway",
+        503 => "service_unavailable",
+        504 => "gateway_timeout",
+        505 => "http_version_not_supported",
+        _ if s.is_client_error() => "client_error",
+        _ => "server_error",
     }
 }
 
@@ -126,6 +182,7 @@ impl ResponseError for ApiError {
             ApiError::Write(w) => {
                 StatusCode::from_u16(w.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
+            ApiError::Http { status, .. } => *status,
         }
     }
 

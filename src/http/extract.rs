@@ -13,15 +13,14 @@
 //! unknown query parameter is a 400 naming it.
 
 use actix_web::error::{InternalError, JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, ResponseError};
 
-/// The JSON error response for an extractor failure.
-fn refuse(
-    err: impl Into<actix_web::Error>,
-    mut status: HttpResponseBuilder,
-    body: serde_json::Value,
-) -> actix_web::Error {
-    InternalError::from_response(err.into(), status.json(body)).into()
+use super::ApiError;
+
+/// The JSON error response ([`ApiError`]) for an extractor failure.
+fn refuse(err: impl Into<actix_web::Error>, e: ApiError) -> actix_web::Error {
+    InternalError::from_response(err.into(), e.error_response()).into()
 }
 
 /// `web::Query` failures: 400 `bad_parameter` naming the query.
@@ -29,8 +28,10 @@ pub fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error 
     let reason = format!("the query string cannot be read: {err}");
     refuse(
         err,
-        HttpResponse::BadRequest(),
-        serde_json::json!({"error": "bad_parameter", "parameter": "query", "reason": reason}),
+        ApiError::BadInput {
+            param: "query".into(),
+            reason,
+        },
     )
 }
 
@@ -39,8 +40,10 @@ pub fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
     let reason = format!("a path segment cannot be read: {err}");
     refuse(
         err,
-        HttpResponse::BadRequest(),
-        serde_json::json!({"error": "bad_parameter", "parameter": "path", "reason": reason}),
+        ApiError::BadInput {
+            param: "path".into(),
+            reason,
+        },
     )
 }
 
@@ -50,21 +53,18 @@ pub fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
 /// `JsonConfig::default().limit(n).error_handler(json_error)`.
 pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     let reason = err.to_string();
-    let (status, code) = match &err {
+    let e = match &err {
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            (HttpResponse::PayloadTooLarge(), "payload_too_large")
+            ApiError::http(StatusCode::PAYLOAD_TOO_LARGE, reason)
         }
-        JsonPayloadError::ContentType => (
-            HttpResponse::UnsupportedMediaType(),
-            "unsupported_media_type",
-        ),
-        _ => (HttpResponse::BadRequest(), "bad_body"),
+        JsonPayloadError::ContentType => ApiError::http(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason),
+        _ => ApiError::Http {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_body",
+            reason,
+        },
     };
-    refuse(
-        err,
-        status,
-        serde_json::json!({"error": code, "reason": reason}),
-    )
+    refuse(err, e)
 }
 
 /// Reads a REST route's query string, refusing any parameter not in
@@ -102,7 +102,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[cfg(test)]
 mod tests {
-    use actix_web::{test, App};
+    use actix_web::{test, web, App, HttpResponse};
 
     #[derive(serde::Deserialize)]
     struct Q {

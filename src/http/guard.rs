@@ -225,18 +225,12 @@ async fn json_errors(
     } else {
         reason
     };
-    let code = status
-        .canonical_reason()
-        .unwrap_or("error")
-        .to_ascii_lowercase()
-        .replace([' ', '-'], "_");
-    let mut b = HttpResponse::build(status);
+    let mut resp = ApiError::http(status, reason).error_response();
     for (k, v) in headers.iter() {
         if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
-            b.append_header((k.clone(), v.clone()));
+            resp.headers_mut().append(k.clone(), v.clone());
         }
     }
-    let resp = b.json(serde_json::json!({"error": code, "reason": reason}));
     Ok(ServiceResponse::new(req, resp))
 }
 

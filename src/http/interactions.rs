@@ -42,7 +42,7 @@ pub fn wanted(query: &str, st: &AppState, filter: &Filter) -> Result<Option<Watc
                     "interaction context needs an agent filter of 1 to 50 agents (?agent=ID)",
                 ));
             }
-            let Some(i) = &st.interactions else {
+            let Some(i) = st.interactions() else {
                 return Err(bad(
                     "interactions",
                     "this gateway serves no interaction context",
@@ -55,8 +55,7 @@ pub fn wanted(query: &str, st: &AppState, filter: &Filter) -> Result<Option<Watc
 }
 
 fn state(st: &AppState) -> Result<&InteractionsState, ApiError> {
-    st.interactions
-        .as_ref()
+    st.interactions()
         .ok_or_else(|| ApiError::NotReady("this gateway serves no interaction context".into()))
 }
 

@@ -375,7 +375,7 @@ fn render_webhooks(out: &mut String, hooks: &crate::webhooks::Webhooks) {
 /// `GET /metrics`.
 pub(crate) async fn metrics(st: web::Data<AppState>) -> HttpResponse {
     let r = st.registry.send(GetStats).await.unwrap_or_default();
-    if let Some(w) = &st.webhooks {
+    if let Some(w) = st.webhooks() {
         // The aggregate outcome series is derived from the per-subscriber counters.
         let sum = |f: fn(&crate::webhooks::WebhookStats) -> &AtomicU64| {
             w.hooks.stats().map(|(_, s)| ld(f(s))).sum::<u64>()
@@ -394,7 +394,7 @@ pub(crate) async fn metrics(st: web::Data<AppState>) -> HttpResponse {
             .store(sum(|s| &s.dead_lettered), Ordering::Relaxed);
     }
     let mut body = render(&st.metrics, &r, &st.ops, &st.security.metrics);
-    if let Some(w) = &st.webhooks {
+    if let Some(w) = st.webhooks() {
         render_webhooks(&mut body, &w.hooks);
     }
     HttpResponse::Ok()

@@ -32,7 +32,28 @@ pub use routes::{parse_query, ParsedQuery, QueryMode};
 use crate::registry::Registry;
 use crate::session::{ConnLimits, SessionConfig, SessionMetrics};
 
-/// What every handler shares. Cheap to clone.
+/// The parts of a full gateway above the registry and the sessions, built
+/// bottom-up by `app::start` (store → journal → registry → Genesys floor →
+/// features) and mounted all at once with [`AppState::full`]. A
+/// registry-only gateway ([`AppState::core`], used by tests that drive the
+/// registry directly) mounts none and answers their routes 404.
+pub struct Features {
+    /// The guarded write path.
+    pub writes: Arc<crate::writes::Writes>,
+    /// Interaction context (hub, Genesys handle, settings).
+    pub interactions: crate::http::interactions::InteractionsState,
+    /// Presence history and summaries.
+    pub history: Arc<crate::history::History>,
+    /// Webhook replay and counters.
+    pub webhooks: Arc<crate::webhooks::WebhookApi>,
+    /// The queue hub (observations, `queues` stream messages).
+    pub queues: Addr<crate::queues::QueueHub>,
+    /// The upstream's counters (for `/metrics`).
+    pub upstream: Arc<crate::genesys::UpstreamStats>,
+}
+
+/// What every handler shares. Cheap to clone. Built once, by
+/// [`AppState::core`] or [`AppState::full`]; nothing is filled in later.
 #[derive(Clone)]
 pub struct AppState {
     /// The registry actor.
@@ -43,42 +64,72 @@ pub struct AppState {
     pub limits: Arc<ConnLimits>,
     /// Session counters.
     pub metrics: Arc<SessionMetrics>,
-    /// The guarded write path; `None` serves read-only.
-    pub writes: Option<Arc<crate::writes::Writes>>,
-    /// Interaction context (hub, upstream, settings); `None` serves none.
-    pub interactions: Option<crate::http::interactions::InteractionsState>,
     /// Authentication, origins, body limits, drain flag (`crate::auth`).
     pub security: Arc<crate::auth::Security>,
     /// What `/metrics` reads besides the registry and sessions.
     pub ops: crate::http::metrics::OpsHandles,
-    /// Presence history and summaries; `None` without a journal.
-    pub history: Option<Arc<crate::history::History>>,
-    /// Webhook replay and counters; `None` without a journal.
-    pub webhooks: Option<Arc<crate::webhooks::WebhookApi>>,
-    /// The queue hub (observations, `queues` stream messages); `None`:
-    /// `/api/v1/queues` serves member figures only and streams none.
-    pub queues: Option<Addr<crate::queues::QueueHub>>,
     /// `[board]` settings served on `/api/v1/board`.
     pub board: Arc<crate::board::BoardConfig>,
+    /// Writes, interactions, history, webhooks and queues; `None` in a
+    /// registry-only gateway (their routes are not mounted).
+    pub features: Option<Arc<Features>>,
 }
 
 impl AppState {
-    /// State for a registry and a session config.
-    pub fn new(registry: Addr<Registry>, session: SessionConfig) -> AppState {
+    /// A registry-only gateway: snapshot, agents, streams, health, with
+    /// default security (auth off) and no features.
+    pub fn core(registry: Addr<Registry>, session: SessionConfig) -> AppState {
         AppState {
             limits: ConnLimits::new(session.max_connections, session.max_connections_per_ip),
             registry,
             session: Arc::new(session),
             metrics: Arc::new(SessionMetrics::default()),
-            writes: None,
-            interactions: None,
             security: Arc::new(crate::auth::Security::default()),
             ops: crate::http::metrics::OpsHandles::default(),
-            history: None,
-            webhooks: None,
-            queues: None,
             board: Arc::new(crate::board::BoardConfig::default()),
+            features: None,
         }
+    }
+
+    /// A full gateway: the core with `security`, `board` and every feature.
+    pub fn full(
+        registry: Addr<Registry>,
+        session: SessionConfig,
+        security: Arc<crate::auth::Security>,
+        board: Arc<crate::board::BoardConfig>,
+        features: Features,
+    ) -> AppState {
+        let core = AppState::core(registry, session);
+        AppState {
+            security,
+            board,
+            ops: crate::http::metrics::OpsHandles {
+                upstream: Some(features.upstream.clone()),
+                ..core.ops
+            },
+            features: Some(Arc::new(features)),
+            ..core
+        }
+    }
+
+    /// The write path, when mounted.
+    pub fn writes(&self) -> Option<&Arc<crate::writes::Writes>> {
+        self.features.as_deref().map(|f| &f.writes)
+    }
+
+    /// Interaction context, when mounted.
+    pub fn interactions(&self) -> Option<&crate::http::interactions::InteractionsState> {
+        self.features.as_deref().map(|f| &f.interactions)
+    }
+
+    /// Webhook replay and counters, when mounted.
+    pub fn webhooks(&self) -> Option<&Arc<crate::webhooks::WebhookApi>> {
+        self.features.as_deref().map(|f| &f.webhooks)
+    }
+
+    /// The queue hub, when mounted.
+    pub fn queues(&self) -> Option<&Addr<crate::queues::QueueHub>> {
+        self.features.as_deref().map(|f| &f.queues)
     }
 }
 
@@ -87,14 +138,10 @@ impl AppState {
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
     extract::configure(cfg);
     guard::configure(cfg, &state.security);
-    if let Some(w) = state.writes.clone() {
-        cfg.app_data(web::Data::new(w));
-    }
-    if let Some(h) = state.history.clone() {
-        cfg.app_data(web::Data::new(h));
-    }
-    if let Some(w) = state.webhooks.clone() {
-        cfg.app_data(web::Data::new(w));
+    if let Some(f) = state.features.as_deref() {
+        cfg.app_data(web::Data::new(f.writes.clone()))
+            .app_data(web::Data::new(f.history.clone()))
+            .app_data(web::Data::new(f.webhooks.clone()));
     }
     table::register(cfg, &state);
     cfg.app_data(web::Data::new(state))

@@ -34,7 +34,7 @@ pub async fn list(
     let filter = crate::auth::scope_filter(&principal, filter)?;
     let members = st.registry.send(GetQueueMembers).await?;
     let figures = queues::agent_figures(&members.queues, members.agents.iter().map(|a| &**a));
-    let observed = match &st.queues {
+    let observed = match st.queues() {
         Some(hub) => hub.send(GetObservations).await?,
         None => ObservationState::default(),
     };

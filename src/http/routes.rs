@@ -242,7 +242,7 @@ fn session_params(
         since,
         interactions,
         queues: wants_queues(req.query_string())
-            .then(|| st.queues.clone())
+            .then(|| st.queues().cloned())
             .flatten(),
         guard,
         scope: principal.divisions.is_some().then_some(principal),

@@ -23,7 +23,7 @@ use actix_web::{web, HttpMessage, ResponseError, Route};
 
 use super::{assets, interactions, queues, routes, AppState};
 use crate::auth::{AuthError, Principal, Role};
-use crate::registry::GetAgent;
+use crate::registry::{GetAgent, GetWriteContext};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,10 +322,9 @@ impl Endpoint {
     fn served(&self, st: &AppState) -> bool {
         match self.part {
             Part::Core => true,
-            Part::Writes => st.writes.is_some(),
-            Part::Interactions => st.interactions.is_some(),
-            Part::History => st.history.is_some(),
-            Part::Webhooks => st.webhooks.is_some(),
+            Part::Writes | Part::Interactions | Part::History | Part::Webhooks => {
+                st.features.is_some()
+            }
         }
     }
 }
@@ -386,9 +385,14 @@ pub fn allowed_methods(path: &str) -> Vec<Method> {
 }
 
 /// The agent a [`Scope::AgentPath`] route names, as the policy found it
-/// (set for division-scoped callers, whose lookup is part of the check).
+/// (set for division-scoped callers, whose lookup is part of the check),
+/// with the org's presence definitions on write routes: the write path
+/// uses both and reads neither again.
 #[derive(Clone)]
-pub struct CheckedAgent(pub crate::registry::AgentRecord);
+pub struct CheckedAgent(
+    pub crate::registry::AgentRecord,
+    pub Option<Vec<crate::model::PresenceDefinition>>,
+);
 
 /// The per-route middleware: authenticates (401), checks the role (403)
 /// and the scope rule (404 for a foreign agent, 403 for a scoped caller on
@@ -467,14 +471,28 @@ async fn check(
                 .load::<AgentId>()
                 .map(|a| a.id)
                 .map_err(|_| AuthError::HiddenAgent(req.match_info().as_str().to_owned()))?;
-            let rec = state
-                .registry
-                .send(GetAgent { id: id.clone() })
-                .await
-                .map_err(|_| AuthError::Forbidden("registry unavailable".into()))?;
+            let unavailable = |_| AuthError::Forbidden("registry unavailable".into());
+            // A write route reads the definitions in the same round trip.
+            let (rec, definitions) = if e.part == Part::Writes {
+                let mut ctx = state
+                    .registry
+                    .send(GetWriteContext {
+                        ids: vec![id.clone()],
+                    })
+                    .await
+                    .map_err(unavailable)?;
+                (ctx.agents.pop().flatten(), Some(ctx.definitions))
+            } else {
+                let rec = state
+                    .registry
+                    .send(GetAgent { id: id.clone() })
+                    .await
+                    .map_err(unavailable)?;
+                (rec, None)
+            };
             match rec {
                 Some(r) if p.sees(&r.agent.division.id) => {
-                    req.extensions_mut().insert(CheckedAgent(r));
+                    req.extensions_mut().insert(CheckedAgent(r, definitions));
                     Ok(())
                 }
                 // Unknown and foreign agents look the same.

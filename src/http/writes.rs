@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::table::CheckedAgent;
 use super::ApiError;
 use crate::auth::Principal;
-use crate::writes::{PatchOutcome, WriteError, Writes};
+use crate::writes::{Known, PatchOutcome, WriteError, Writes};
 
 /// `PATCH /api/v1/agents/{id}/presence`.
 pub(crate) async fn patch_presence(
@@ -28,7 +28,10 @@ pub(crate) async fn patch_presence(
     let expected = if_match(&req);
     let key = idempotency_key(&req, &actor);
     // The agent the access check read (division-scoped callers), passed on.
-    let checked = req.extensions().get::<CheckedAgent>().map(|c| c.0.clone());
+    let checked = req.extensions().get::<CheckedAgent>().map(|c| Known {
+        agent: c.0.clone(),
+        definitions: c.1.clone(),
+    });
     match w
         .patch(actor, agent_id, &body, expected, key, checked)
         .await?

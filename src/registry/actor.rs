@@ -5,7 +5,7 @@
 //! evicts that session as a slow consumer; the registry never waits).
 //!
 //! Messages (defined here, one handler each; the journal tap's
-//! `SetJournal` / `JournalBatch` live in `tap.rs`): [`UpstreamEvent`] from the
+//! `JournalLink` / `JournalBatch` live in `tap.rs`): [`UpstreamEvent`] from the
 //! upstream actor; [`Subscribe`] / [`Unsubscribe`] from sessions;
 //! [`GetSnapshot`], [`GetAgent`], [`GetDefinitions`], [`GetReadiness`],
 //! [`GetStats`] from the HTTP API. Outgoing: [`Deliver`] to sessions.
@@ -25,7 +25,7 @@ use super::config::RegistryConfig;
 use super::encode::{snapshot_json, status_frame, Batch, Frame};
 use super::filter::{Cursor, Filter};
 use super::state::{Directory, DropCounters};
-use super::tap::{SetJournal, Tap, TapStats};
+use super::tap::{JournalLink, Tap, TapStats};
 
 /// Registry → session: something to send to the client.
 #[derive(Debug, Message)]
@@ -162,27 +162,44 @@ pub struct QueueMembers {
     pub agents: Vec<Arc<AgentView>>,
 }
 
-/// Write path → registry: an agent (when `id` is set) and the org's
-/// presence definitions, in one round trip.
+/// Write path (and the route policy of write routes) → registry: the
+/// agents a write names and the org's presence definitions, in one round
+/// trip.
 #[derive(Message)]
-#[rtype(result = "(Option<AgentRecord>, Vec<PresenceDefinition>)")]
+#[rtype(result = "WriteContext")]
 pub struct GetWriteContext {
-    /// The agent to read; `None` when the caller already has its record.
-    pub id: Option<String>,
+    /// The agents to read, in order; empty when the caller already has
+    /// their records.
+    pub ids: Vec<String>,
+}
+
+/// Reply to [`GetWriteContext`].
+#[derive(Debug, Clone, Default, MessageResponse)]
+pub struct WriteContext {
+    /// One entry per asked id, in order; `None` for an unknown agent.
+    pub agents: Vec<Option<AgentRecord>>,
+    /// The org's presence definitions (empty before the first sync).
+    pub definitions: Vec<PresenceDefinition>,
 }
 
 impl Handler<GetWriteContext> for Registry {
-    type Result = MessageResult<GetWriteContext>;
+    type Result = WriteContext;
 
-    fn handle(&mut self, m: GetWriteContext, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, m: GetWriteContext, _: &mut Self::Context) -> WriteContext {
         self.flush();
-        let rec = m.id.and_then(|id| {
-            self.dir.get(&id).map(|e| AgentRecord {
-                agent: e.view.clone(),
-                previous: e.previous.clone(),
-            })
-        });
-        MessageResult((rec, self.dir.definitions().to_vec()))
+        WriteContext {
+            agents: m
+                .ids
+                .iter()
+                .map(|id| {
+                    self.dir.get(id).map(|e| AgentRecord {
+                        agent: e.view.clone(),
+                        previous: e.previous.clone(),
+                    })
+                })
+                .collect(),
+            definitions: self.dir.definitions().to_vec(),
+        }
     }
 }
 
@@ -302,6 +319,13 @@ impl Registry {
             stats: RegistryStats::default(),
             tap: Tap::default(),
         }
+    }
+
+    /// The same registry, handing every applied change to `journal`
+    /// (history, webhooks) from its first batch on.
+    pub fn with_journal(mut self, journal: JournalLink) -> Registry {
+        self.tap.set(journal);
+        self
     }
 
     /// Queues one change for the current batch, folding it into an earlier
@@ -615,14 +639,6 @@ impl Registry {
                 }
             }
         }
-    }
-}
-
-impl Handler<SetJournal> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: SetJournal, _: &mut Self::Context) {
-        self.tap.set(msg);
     }
 }
 

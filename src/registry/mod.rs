@@ -25,10 +25,10 @@ pub use actor::{
     AgentIdsIn, AgentRecord, CloseAll, CloseSome, Deliver, FlushJournal, GetAgent, GetDefinitions,
     GetDivisions, GetQueueMembers, GetReadiness, GetSnapshot, GetStats, GetTapStats,
     GetWriteContext, QueueMembers, Readiness, Registry, RegistryStats, Start, Subscribe,
-    Subscribed, Unsubscribe,
+    Subscribed, Unsubscribe, WriteContext,
 };
 pub use agent::{AgentView, Change};
 pub use config::RegistryConfig;
 pub use encode::{Batch, Frame};
 pub use filter::{Cursor, Filter, FilterError};
-pub use tap::{JournalBatch, SetJournal, TapStats};
+pub use tap::{JournalBatch, JournalLink, TapStats};

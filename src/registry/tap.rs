@@ -43,10 +43,9 @@ pub struct JournalBatch {
     pub changes: Vec<Change>,
 }
 
-/// Wiring → registry: where to hand changes (replaces any previous one).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetJournal {
+/// Where the registry hands its changes, given before it starts
+/// ([`super::Registry::with_journal`]).
+pub struct JournalLink {
     /// The journal's mailbox.
     pub recipient: Recipient<JournalBatch>,
     /// Batches kept while the journal's mailbox is full (≥ 1).
@@ -67,7 +66,7 @@ pub struct TapStats {
 /// The tap's state, owned by the registry actor.
 #[derive(Default)]
 pub struct Tap {
-    /// The journal; `None` until [`SetJournal`] (then nothing is recorded).
+    /// The journal; `None` in a registry without one (nothing is recorded).
     recipient: Option<Recipient<JournalBatch>>,
     /// Largest backlog.
     max_backlog: usize,
@@ -81,7 +80,7 @@ pub struct Tap {
 
 impl Tap {
     /// Connects the journal.
-    pub fn set(&mut self, m: SetJournal) {
+    pub fn set(&mut self, m: JournalLink) {
         self.recipient = Some(m.recipient);
         self.max_backlog = m.backlog.max(1);
     }

@@ -87,7 +87,7 @@ impl Gateway {
 /// Starts a registry and a 2-worker HTTP server on 127.0.0.1:0.
 pub async fn start_gateway(reg: RegistryConfig, sess: SessionConfig) -> Gateway {
     let registry = Registry::new(reg).start();
-    let state = AppState::new(registry.clone(), sess);
+    let state = AppState::core(registry.clone(), sess);
     let (handle, addr) = http::start_with_workers(state.clone(), "127.0.0.1:0".parse().unwrap(), 2)
         .await
         .expect("bind 127.0.0.1:0");
@@ -104,7 +104,7 @@ pub async fn start_gateway(reg: RegistryConfig, sess: SessionConfig) -> Gateway 
 /// into the gateway's outbox quickly instead of into kernel buffers.
 pub async fn start_gateway_small_sndbuf(reg: RegistryConfig, sess: SessionConfig) -> Gateway {
     let registry = Registry::new(reg).start();
-    let state = AppState::new(registry.clone(), sess);
+    let state = AppState::core(registry.clone(), sess);
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_send_buffer_size(8192).unwrap();
     sock.set_reuseaddr(true).unwrap();
