@@ -884,3 +884,167 @@ impl Handler<CloseSome> for Registry {
         self.subs.len()
     }
 }
+
+/// The registry's timing under paused tokio time (no waiting): changes in
+/// one batch window go out as one numbered delta, and the replay buffer
+/// ages out so that a resume older than `replay_max_age_secs` gets a
+/// snapshot.
+#[cfg(test)]
+mod paused_time {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::model::{
+        Division, PresenceDefinition, PresenceState, SyncReason, SystemPresence, UserRecord,
+    };
+
+    /// Records `(seq, changes)` of every delta it is handed.
+    struct Probe(Arc<Mutex<Vec<(u64, usize)>>>);
+    impl Actor for Probe {
+        type Context = Context<Self>;
+    }
+    impl Handler<Deliver> for Probe {
+        type Result = ();
+        fn handle(&mut self, d: Deliver, _: &mut Context<Self>) {
+            if let Deliver::Delta { batch, .. } = d {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push((batch.seq, batch.changes.len()));
+            }
+        }
+    }
+
+    fn presence(sp: SystemPresence, secs: i64) -> PresenceState {
+        PresenceState {
+            definition_id: format!("def-{sp:?}"),
+            system_presence: sp,
+            message: String::new(),
+            modified: Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap(),
+            arrival: false,
+        }
+    }
+
+    fn user(id: &str) -> UserRecord {
+        UserRecord {
+            id: id.into(),
+            name: id.into(),
+            division: Division {
+                id: "d".into(),
+                name: "d".into(),
+            },
+            queue_ids: Vec::new(),
+            presence: Some(presence(SystemPresence::Available, 0)),
+            routing: None,
+        }
+    }
+
+    /// Lets every ready actor run (paused time does not move).
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[test]
+    fn one_delta_per_window_and_the_replay_buffer_ages() {
+        let rt = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap()
+        };
+        actix::System::with_tokio_rt(rt).block_on(async {
+            let cfg = RegistryConfig {
+                batch_window_ms: 50,
+                replay_max_age_secs: 60,
+                status_interval_secs: 1,
+                ..RegistryConfig::default()
+            };
+            let registry = Registry::new(cfg).start();
+            let definitions = [SystemPresence::Available, SystemPresence::Busy]
+                .map(|sp| PresenceDefinition {
+                    id: format!("def-{sp:?}"),
+                    system_presence: sp,
+                    label: format!("{sp:?}"),
+                    language_labels: Default::default(),
+                    primary: true,
+                    deactivated: false,
+                })
+                .to_vec();
+            registry
+                .send(UpstreamEvent::Sync {
+                    reason: SyncReason::Initial,
+                    users: vec![user("a"), user("b")],
+                    definitions,
+                    queues: Vec::new(),
+                    read_at: Utc::now(),
+                })
+                .await
+                .unwrap();
+            tokio::time::advance(Duration::from_millis(60)).await;
+            settle().await;
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let subscribed = registry
+                .send(Subscribe {
+                    id: 1,
+                    filter: None,
+                    since: None,
+                    recipient: Probe(seen.clone()).start().recipient(),
+                    evicted: Arc::default(),
+                })
+                .await
+                .unwrap();
+            let before = Cursor {
+                epoch: subscribed.epoch,
+                seq: subscribed.seq,
+            };
+
+            // Two agents change within one window: nothing before it ends,
+            // one delta with both after.
+            for id in ["a", "b"] {
+                registry
+                    .send(UpstreamEvent::Presence {
+                        user_id: id.into(),
+                        state: presence(SystemPresence::Busy, 10),
+                        origin: Origin::Event,
+                    })
+                    .await
+                    .unwrap();
+            }
+            tokio::time::advance(Duration::from_millis(40)).await;
+            settle().await;
+            assert!(
+                seen.lock().unwrap().is_empty(),
+                "sent before the window ended"
+            );
+            tokio::time::advance(Duration::from_millis(20)).await;
+            settle().await;
+            assert_eq!(*seen.lock().unwrap(), [(before.seq + 1, 2)]);
+
+            let resume = |since| Subscribe {
+                id: 2,
+                filter: None,
+                since: Some(since),
+                recipient: Probe(Arc::default()).start().recipient(),
+                evicted: Arc::default(),
+            };
+            // Within the replay age the gap is replayed...
+            let r = registry.send(resume(before)).await.unwrap();
+            assert!(
+                matches!(&r.start, Start::Replay(b) if b.len() == 1),
+                "{:?}",
+                r.start
+            );
+            // ...past it (the status tick trims the buffer), a snapshot.
+            tokio::time::advance(Duration::from_secs(61)).await;
+            settle().await;
+            let r = registry.send(resume(before)).await.unwrap();
+            assert!(matches!(r.start, Start::Snapshot(_)), "{:?}", r.start);
+        });
+    }
+}
