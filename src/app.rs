@@ -147,11 +147,7 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
     })
     .start();
     let genesys = Genesys::new(upstream.clone());
-    hub_ctx.run(Interactions::new(
-        cfg.interactions.clone(),
-        genesys.conversation_watch(),
-        genesys.interaction_completion(),
-    ));
+    hub_ctx.run(Interactions::new(cfg.interactions.clone(), genesys.clone()));
 
     // Features, on the floor's handle, the registry and the storage.
     let writes = Arc::new(Writes {

@@ -17,7 +17,9 @@ use actix::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::genesys::conversations::{CompleteInteraction, WatchConversations};
+use futures_util::future::LocalBoxFuture;
+
+use crate::genesys::Genesys;
 pub use crate::model::{
     Completion, ConversationSeen, ConversationsReset, Customer, Interaction, QueueRef,
 };
@@ -86,14 +88,52 @@ pub struct GetInteractions {
     pub user_id: String,
 }
 
+/// What the hub asks of the Genesys floor ([`Genesys`] in the gateway; a
+/// probe in tests): watch or release an agent's conversations, and
+/// complete what events leave out of an interaction.
+pub trait ConversationFloor: 'static {
+    /// Subscribes (`watch`) or releases an agent's conversations topic;
+    /// `false` when the floor could not take the request (busy or gone).
+    fn watch_conversations(&self, user_id: &str, watch: bool) -> bool;
+
+    /// Queue name, wrap-up code name and (with `need_start`) start time
+    /// of a conversation; `None` when the floor is gone.
+    fn complete_interaction(
+        &self,
+        conversation_id: String,
+        queue_id: Option<String>,
+        wrapup_code_id: Option<String>,
+        need_start: bool,
+    ) -> LocalBoxFuture<'static, Option<Completion>>;
+}
+
+impl ConversationFloor for Genesys {
+    fn watch_conversations(&self, user_id: &str, watch: bool) -> bool {
+        Genesys::watch_conversations(self, user_id, watch)
+    }
+
+    fn complete_interaction(
+        &self,
+        conversation_id: String,
+        queue_id: Option<String>,
+        wrapup_code_id: Option<String>,
+        need_start: bool,
+    ) -> LocalBoxFuture<'static, Option<Completion>> {
+        let g = self.clone();
+        Box::pin(async move {
+            g.complete_interaction(conversation_id, queue_id, wrapup_code_id, need_start)
+                .await
+                .ok()
+        })
+    }
+}
+
 /// The interaction hub.
 pub struct Interactions {
     cfg: InteractionsConfig,
-    /// The upstream, asked to subscribe or release conversation topics.
-    upstream: Recipient<WatchConversations>,
-    /// The upstream, asked for what events leave out of an interaction
-    /// (queue name, wrap-up code name, start time) from cached REST reads.
-    completer: Recipient<CompleteInteraction>,
+    /// The Genesys floor: watches conversation topics and completes
+    /// interactions from cached REST reads.
+    floor: Box<dyn ConversationFloor>,
     /// agent → sessions watching it.
     watchers: HashMap<String, HashMap<u64, Recipient<Deliver>>>,
     /// session → agents it watches.
@@ -109,19 +149,14 @@ pub struct Interactions {
 }
 
 impl Interactions {
-    /// A hub that asks `upstream` (the Genesys floor) to watch agents'
-    /// conversations and `completer` (the same floor) to complete what
-    /// events leave out. Start it with the upstream's conversation sink
-    /// pointing at its address (`app` does, via `Context::new`).
-    pub fn new(
-        cfg: InteractionsConfig,
-        upstream: Recipient<WatchConversations>,
-        completer: Recipient<CompleteInteraction>,
-    ) -> Interactions {
+    /// A hub that asks `floor` (the Genesys floor) to watch agents'
+    /// conversations and to complete what events leave out. Start it with
+    /// the floor's conversation sink pointing at its address (`app` does,
+    /// via `Context::new`).
+    pub fn new(cfg: InteractionsConfig, floor: impl ConversationFloor) -> Interactions {
         Interactions {
             cfg,
-            upstream,
-            completer,
+            floor: Box::new(floor),
             watchers: HashMap::new(),
             sessions: HashMap::new(),
             contexts: HashMap::new(),
@@ -170,42 +205,37 @@ impl Interactions {
         if !self.asked.insert(key) {
             return;
         }
-        let msg = CompleteInteraction {
-            conversation_id: i.conversation_id.clone(),
-            queue_id: i.queue.id.clone(),
-            wrapup_code_id: i.wrapup_code_id.clone(),
-            need_start: i.start_time.is_none(),
-        };
+        let asked = self.floor.complete_interaction(
+            i.conversation_id.clone(),
+            i.queue.id.clone(),
+            i.wrapup_code_id.clone(),
+            i.start_time.is_none(),
+        );
         let user_id = user_id.to_string();
         let conv = i.conversation_id.clone();
-        ctx.spawn(
-            self.completer
-                .send(msg)
-                .into_actor(self)
-                .map(move |res, act, _| {
-                    let Ok(c) = res else { return };
-                    let known = act.completions.entry(conv.clone()).or_default();
-                    if c.queue_name.is_some() {
-                        known.queue_id.clone_from(&c.queue_id);
-                        known.queue_name.clone_from(&c.queue_name);
-                    }
-                    if c.start_time.is_some() {
-                        known.start_time.clone_from(&c.start_time);
-                    }
-                    if c.wrapup.is_some() {
-                        known.wrapup.clone_from(&c.wrapup);
-                    }
-                    let known = known.clone();
-                    let changed = act
-                        .contexts
-                        .get_mut(&user_id)
-                        .and_then(|m| m.get_mut(&conv))
-                        .is_some_and(|i| i.complete(&known));
-                    if changed {
-                        act.publish(&user_id);
-                    }
-                }),
-        );
+        ctx.spawn(asked.into_actor(self).map(move |res, act, _| {
+            let Some(c) = res else { return };
+            let known = act.completions.entry(conv.clone()).or_default();
+            if c.queue_name.is_some() {
+                known.queue_id.clone_from(&c.queue_id);
+                known.queue_name.clone_from(&c.queue_name);
+            }
+            if c.start_time.is_some() {
+                known.start_time.clone_from(&c.start_time);
+            }
+            if c.wrapup.is_some() {
+                known.wrapup.clone_from(&c.wrapup);
+            }
+            let known = known.clone();
+            let changed = act
+                .contexts
+                .get_mut(&user_id)
+                .and_then(|m| m.get_mut(&conv))
+                .is_some_and(|i| i.complete(&known));
+            if changed {
+                act.publish(&user_id);
+            }
+        }));
     }
 
     fn set_upstream_watch(&mut self, user_id: &str, watch: bool) {
@@ -220,14 +250,7 @@ impl Interactions {
         if !watch {
             self.contexts.remove(user_id);
         }
-        if self
-            .upstream
-            .try_send(WatchConversations {
-                user_id: user_id.to_string(),
-                watch,
-            })
-            .is_err()
-        {
+        if !self.floor.watch_conversations(user_id, watch) {
             tracing::warn!(
                 agent = user_id,
                 watch,
@@ -364,24 +387,23 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
-    /// Records what the hub asks of the upstream.
-    struct UpstreamProbe(Arc<Mutex<Vec<(String, bool)>>>);
+    /// Records what the hub asks of the floor.
+    struct FloorProbe(Arc<Mutex<Vec<(String, bool)>>>);
 
-    impl Actor for UpstreamProbe {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<WatchConversations> for UpstreamProbe {
-        type Result = ();
-        fn handle(&mut self, m: WatchConversations, _: &mut Context<Self>) {
-            self.0.lock().unwrap().push((m.user_id, m.watch));
+    impl ConversationFloor for FloorProbe {
+        fn watch_conversations(&self, user_id: &str, watch: bool) -> bool {
+            self.0.lock().unwrap().push((user_id.to_owned(), watch));
+            true
         }
-    }
 
-    impl Handler<CompleteInteraction> for UpstreamProbe {
-        type Result = MessageResult<CompleteInteraction>;
-        fn handle(&mut self, _: CompleteInteraction, _: &mut Context<Self>) -> Self::Result {
-            MessageResult(Completion::default())
+        fn complete_interaction(
+            &self,
+            _: String,
+            _: Option<String>,
+            _: Option<String>,
+            _: bool,
+        ) -> LocalBoxFuture<'static, Option<Completion>> {
+            Box::pin(async { Some(Completion::default()) })
         }
     }
 
@@ -418,13 +440,12 @@ mod tests {
         };
         actix::System::with_tokio_rt(rt).block_on(async {
             let asked = Arc::new(Mutex::new(Vec::new()));
-            let upstream = UpstreamProbe(asked.clone()).start();
+
             let cfg = InteractionsConfig {
                 release_grace_secs: 60,
                 ..InteractionsConfig::default()
             };
-            let hub =
-                Interactions::new(cfg, upstream.clone().recipient(), upstream.recipient()).start();
+            let hub = Interactions::new(cfg, FloorProbe(asked.clone())).start();
             let session = Session.start().recipient();
             let watch = |id| Watch {
                 session_id: id,

@@ -274,7 +274,7 @@ pub struct WatchConversations {
 
 /// Interaction hub → upstream: complete an interaction from cached REST
 /// reads (queue names, wrap-up code names, the conversation's start time).
-/// The hub holds it as a recipient ([`super::Genesys::interaction_completion`]).
+/// Sent by [`super::Genesys::complete_interaction`].
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Completion")]
 pub struct CompleteInteraction {

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use actix::{Addr, MailboxError, Recipient};
+use actix::{Addr, MailboxError};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -19,7 +19,7 @@ use super::conversations::{
 use super::queue_observations::{Observations, QueryQueueObservations};
 use super::rest::RestError;
 use super::writes::{PresenceWrite, WriteBulk, WriteConfirmed, WritePresence};
-use crate::model::Interaction;
+use crate::model::{Completion, Interaction};
 
 /// The Genesys floor, as the features see it. Cheap to clone.
 #[derive(Clone)]
@@ -94,16 +94,36 @@ impl Genesys {
             .await
     }
 
-    /// Where the interaction hub asks to watch or release an agent's
-    /// conversations topic.
-    pub fn conversation_watch(&self) -> Recipient<WatchConversations> {
-        self.upstream.clone().recipient()
+    /// Subscribes (`watch`) or releases an agent's conversations topic
+    /// (`v2.users.{id}.conversations`). Never waits: `false` when the
+    /// upstream's mailbox is full or the actor is gone (nothing changed).
+    pub fn watch_conversations(&self, user_id: &str, watch: bool) -> bool {
+        self.upstream
+            .try_send(WatchConversations {
+                user_id: user_id.to_owned(),
+                watch,
+            })
+            .is_ok()
     }
 
-    /// Where the interaction hub asks for what events leave out of an
-    /// interaction (queue name, wrap-up code name, start time), answered
-    /// from the floor's caches and REST reads on the reconcile lane.
-    pub fn interaction_completion(&self) -> Recipient<CompleteInteraction> {
-        self.upstream.clone().recipient()
+    /// What events leave out of an interaction (queue name, wrap-up code
+    /// name, start time), from the floor's caches and REST reads on the
+    /// reconcile lane; `need_start` reads the conversation for its start
+    /// time. What cannot be read stays `None`.
+    pub async fn complete_interaction(
+        &self,
+        conversation_id: String,
+        queue_id: Option<String>,
+        wrapup_code_id: Option<String>,
+        need_start: bool,
+    ) -> Result<Completion, MailboxError> {
+        self.upstream
+            .send(CompleteInteraction {
+                conversation_id,
+                queue_id,
+                wrapup_code_id,
+                need_start,
+            })
+            .await
     }
 }
