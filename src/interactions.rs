@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use serde::Deserialize;
-use serde_json::Value;
 
 use futures_util::future::LocalBoxFuture;
 
@@ -168,23 +167,14 @@ impl Interactions {
 
     /// The `interaction` message for one agent.
     fn frame(&self, user_id: &str) -> Frame {
-        let list: Vec<Value> = self
-            .contexts
-            .get(user_id)
-            .map(|m| {
-                m.values()
-                    .map(|i| {
-                        let mut v = serde_json::to_value(i).unwrap_or(Value::Null);
-                        if self.cfg.redact_customer {
-                            v["customer"] =
-                                serde_json::json!({"name": null, "ani": null, "redacted": true});
-                        }
-                        v
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        crate::protocol::encode::interaction_frame(user_id, list)
+        crate::protocol::context::interaction_frame(
+            user_id,
+            self.contexts
+                .get(user_id)
+                .into_iter()
+                .flat_map(|m| m.values()),
+            self.cfg.redact_customer,
+        )
     }
 
     fn publish(&self, user_id: &str) {

@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::board::BoardConfig;
 use crate::genesys::queue_observations::{Observations, Waiting};
 use crate::genesys::Genesys;
-use crate::model::{iso, Division, Queue, RoutingStatus, SystemPresence};
+use crate::model::{Division, Queue, RoutingStatus, SystemPresence};
 use crate::registry::{AgentView, Deliver, Frame, GetQueueMembers, Registry};
 
 /// Live figures of one queue. Agent counts are of the queue's members;
@@ -143,24 +143,10 @@ pub fn visible(figures: &[QueueFigures], divisions: Option<&[String]>) -> Vec<Qu
         .collect()
 }
 
-/// The JSON body of `GET /api/v1/queues` and of the `queues` stream
-/// message (`stream` adds `"type":"queues"`): `{"observedAt": ISO | null,
-/// "observations": "ok" | "pending" | "stale" | "unavailable", "queues":
-/// [...]}` (see [`ObservationState::status`]).
-pub fn body(
-    figures: &[QueueFigures],
-    observed: &ObservationState,
-    stream: bool,
-) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "observedAt": observed.at.map(iso),
-        "observations": observed.status(),
-        "queues": figures,
-    });
-    if stream {
-        v["type"] = "queues".into();
-    }
-    v
+/// The JSON body of `GET /api/v1/queues` (shaped by
+/// [`crate::protocol::context::queues_body`]).
+pub fn body(figures: &[QueueFigures], observed: &ObservationState) -> serde_json::Value {
+    crate::protocol::context::queues_body(figures, observed.at, observed.status(), false)
 }
 
 /// What the hub knows of Genesys's queue observations.
@@ -273,11 +259,11 @@ impl QueueHub {
     }
 
     fn frame(&self, figures: &[QueueFigures], divisions: Option<&[String]>) -> Frame {
-        crate::protocol::encode::queues_frame(&body(
+        crate::protocol::context::queues_frame(
             &visible(figures, divisions),
-            &self.observed,
-            true,
-        ))
+            self.observed.at,
+            self.observed.status(),
+        )
     }
 
     fn publish(&mut self) {

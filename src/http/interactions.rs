@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use actix::Addr;
 use actix_web::{web, HttpResponse};
-use serde_json::json;
 
 use super::{ApiError, AppState};
 use crate::genesys::Genesys;
@@ -101,15 +100,14 @@ pub(crate) async fn agent_interactions(
             "rest",
         ),
     };
-    let mut v = serde_json::to_value(&list).unwrap_or(json!([]));
-    if s.cfg.redact_customer {
-        if let Some(a) = v.as_array_mut() {
-            for i in a {
-                i["customer"] = json!({"name": null, "ani": null, "redacted": true});
-            }
-        }
-    }
-    Ok(HttpResponse::Ok().json(json!({"agentId": id, "source": source, "interactions": v})))
+    Ok(
+        HttpResponse::Ok().json(crate::protocol::context::agent_interactions_body(
+            &id,
+            source,
+            &list,
+            s.cfg.redact_customer,
+        )),
+    )
 }
 
 /// `GET /api/v1/interactions?externalTag=…`: one upstream query per tag and

@@ -44,7 +44,7 @@ pub async fn list(
     } else {
         merged
     };
-    Ok(HttpResponse::Ok().json(queues::body(&shown, &observed, false)))
+    Ok(HttpResponse::Ok().json(queues::body(&shown, &observed)))
 }
 
 /// `GET /api/v1/board`: the `[board]` settings (thresholds, desktop

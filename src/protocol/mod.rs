@@ -4,9 +4,11 @@
 //! only [`crate::model`]: the agent view and its change encoding
 //! ([`agent`]), the counts ([`counts`]), snapshot/delta/status/error frames
 //! and delta batches ([`encode`]), and the subscription filter and resume
-//! cursor clients send ([`filter`]).
+//! cursor clients send ([`filter`]), the interaction and queue messages
+//! and their REST twins ([`context`]).
 
 pub mod agent;
+pub mod context;
 pub mod counts;
 pub mod encode;
 pub mod filter;
