@@ -4,8 +4,9 @@
 //! # Layout
 //!
 //! Laid out the way data flows (docs/architecture.md; `tests/architecture.rs`
-//! fails on an import cycle between top-level modules or on the Genesys
-//! floor importing anything above the leaves):
+//! fails on an arrow pointing sideways or up its layer table, on an import
+//! cycle between top-level modules, or on the Genesys floor importing
+//! anything above the leaves):
 //!
 //! ```text
 //! src/                    layers, bottom up (no import cycles; docs/architecture.md lists the known departures)
@@ -35,6 +36,7 @@
 //!     agent.rs            AgentView, Change and its wire encoding
 //!     counts.rs           live counts and their JSON
 //!     filter.rs           client filters and resume cursors
+//!     context.rs          interaction and queue bodies (stream messages and their REST twins), customer redaction
 //!   registry/             the presence map and its numbering (one actor)
 //!     mod.rs              re-exports (also protocol's encode/filter/agent/counts under their old `registry::` names)
 //!     actor.rs            messages, batching, epoch/seq, replay ring, fan-out, write context, journal flush
@@ -62,7 +64,7 @@
 //!   queues.rs             the queue hub: member figures from the registry + Genesys observations, `queues` messages
 //!   board.rs              `[board]` settings: thresholds, desktop presences, queue figure pacing
 //!   http/                 the HTTP API: thin handlers, one ApiError
-//!     mod.rs              AppState, server start
+//!     mod.rs              AppState (core, or full with Features), server start
 //!     table.rs            the one route table: route → handler → role, scope rule, part; route policy
 //!     guard.rs            app-wide edge middleware, authentication, the Principal extractor, tickets
 //!     error.rs            ApiError, the one error answer; feature errors convert into it

@@ -245,3 +245,58 @@ fn the_checker_sees_groups_and_cycles() {
         Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
     );
 }
+
+/// The layers of `src/`, bottom up (docs/architecture.md "Layers"). A
+/// module may import modules of lower layers only: not its own layer's
+/// siblings, not anything above. A top-level module missing from this
+/// table fails the test, so a new one is placed on purpose.
+const LAYERS: &[&[&str]] = &[
+    // leaves
+    &["model", "telemetry", "validate"],
+    // the Genesys floor; the wire vocabulary clients see
+    &["genesys", "protocol"],
+    // the presence map
+    &["registry"],
+    // storage; credentials and scope
+    &["store", "auth"],
+    // settings the features share
+    &["board"],
+    // features
+    &["writes", "history", "webhooks", "interactions", "queues"],
+    // one actor per stream client
+    &["session"],
+    // the HTTP API
+    &["http"],
+    // the drain; the whole configuration
+    &["shutdown", "config"],
+    // wiring
+    &["app"],
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|l| l.contains(&module))
+}
+
+#[test]
+fn every_arrow_points_down_the_layers() {
+    let g = src_graph();
+    let mut wrong = Vec::new();
+    for (module, deps) in &g {
+        let Some(from) = layer_of(module) else {
+            wrong.push(format!("{module} is in no layer (add it to LAYERS)"));
+            continue;
+        };
+        for (dep, at) in deps {
+            match layer_of(dep) {
+                Some(to) if to < from => {}
+                Some(_) => wrong.push(format!("{module} -> {dep} ({at}) points sideways or up")),
+                None => wrong.push(format!("{dep} is in no layer (add it to LAYERS)")),
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "arrows against the layers:\n  {}",
+        wrong.join("\n  ")
+    );
+}
