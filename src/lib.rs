@@ -9,7 +9,7 @@
 //! anything above the leaves):
 //!
 //! ```text
-//! src/                    layers, bottom up (no import cycles; docs/architecture.md lists the known departures)
+//! src/                    layers, bottom up (docs/architecture.md "Layers"; known departures at its end)
 //!   lib.rs                the crate root: the module map, `pub use genesys_sim as simulator`
 //!   model.rs              leaf: normalised vocabulary, UpstreamEvent, Interaction + Completion, conversation events
 //!   telemetry.rs          leaf: metric names, histograms, webhook outcome counters
@@ -94,7 +94,6 @@
 //!   src/control.rs        the /sim control API: state, stats, presence, churn, faults
 //! crates/loadgen/         the benchmark load generator (its own workspace member)
 //!   src/main.rs           WS/SSE clients, latency from modifiedDate, reconnect storms, JSON reports
-//! crates/loadgen/         the benchmark load generator (its own workspace member)
 //! tests/                  integration tests; common/ (wait_until, client), support/, e2e/,
 //!                         architecture.rs (layering), browser/, sdk/
 //! ```

@@ -300,3 +300,118 @@ fn every_arrow_points_down_the_layers() {
         wrong.join("\n  ")
     );
 }
+
+/// The file tree of docs/architecture.md ("Where to look"): the code block
+/// that starts with `src/`.
+fn docs_tree() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/architecture.md")).expect("read the docs");
+    let start = doc
+        .find("```\nsrc/")
+        .expect("a tree block starting with src/")
+        + 4;
+    let end = start + doc[start..].find("```").expect("the block's end");
+    doc[start..end].lines().map(str::to_owned).collect()
+}
+
+/// The same tree as `src/lib.rs` opens with (its ```text block).
+fn crate_map() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).expect("read src/lib.rs");
+    let mut out = Vec::new();
+    let mut inside = false;
+    for l in lib.lines() {
+        let l = l.strip_prefix("//!").unwrap_or(l);
+        let l = l.strip_prefix(' ').unwrap_or(l);
+        match (inside, l.trim()) {
+            (false, "```text") => inside = true,
+            (true, "```") => break,
+            (true, _) => out.push(l.to_owned()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Every path the tree names (`dir/` lines open a directory for the lines
+/// indented under them; `a.rs, b.rs` names two files; continuation lines
+/// are skipped).
+fn named_paths(tree: &[String]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut dirs: Vec<(usize, String)> = Vec::new();
+    for line in tree {
+        let indent = line.len() - line.trim_start().len();
+        let text = line.trim_start();
+        if text.is_empty() || indent >= 20 {
+            continue;
+        }
+        let names = text.split("  ").next().unwrap_or("");
+        while dirs.last().is_some_and(|(i, _)| *i >= indent) {
+            dirs.pop();
+        }
+        let parent = dirs.last().map(|(_, p)| p.clone()).unwrap_or_default();
+        for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let path = format!("{parent}{name}");
+            if name.ends_with('/') {
+                dirs.push((indent, path.clone()));
+            }
+            out.insert(path);
+        }
+    }
+    out
+}
+
+/// The `.rs` files of the gateway (`src/`) and of the member crates
+/// (`crates/*/src/`), relative to the workspace root.
+fn source_files() -> BTreeSet<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![root.join("src")];
+    for c in std::fs::read_dir(root.join("crates")).expect("read crates/") {
+        dirs.push(c.expect("dir entry").path().join("src"));
+    }
+    let mut files = Vec::new();
+    for d in dirs {
+        rs_files(&d, &mut files);
+    }
+    files
+        .iter()
+        .map(|f| {
+            f.strip_prefix(root)
+                .expect("under the root")
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
+        .collect()
+}
+
+/// docs/architecture.md draws the tree as built: every source file has its
+/// line, every `.rs` line names a file that exists, and `src/lib.rs` opens
+/// with the same map.
+#[test]
+fn the_documented_tree_is_the_tree() {
+    let tree = docs_tree();
+    let map = crate_map();
+    if let Some((d, m)) = tree.iter().zip(&map).find(|(d, m)| d != m) {
+        panic!(
+            "src/lib.rs's map differs from docs/architecture.md's tree:\n  docs: {d}\n  lib:  {m}"
+        );
+    }
+    assert_eq!(
+        tree.len(),
+        map.len(),
+        "src/lib.rs's map and docs/architecture.md's tree differ in length"
+    );
+    let named = named_paths(&tree);
+    let files = source_files();
+    let undocumented: Vec<&String> = files.difference(&named).collect();
+    assert!(
+        undocumented.is_empty(),
+        "files without a line in docs/architecture.md's tree: {undocumented:?}"
+    );
+    let stale: Vec<&String> = named
+        .iter()
+        .filter(|p| p.ends_with(".rs") && !files.contains(*p))
+        .filter(|p| !p.starts_with("tests/"))
+        .collect();
+    assert!(stale.is_empty(), "tree lines naming no file: {stale:?}");
+}
