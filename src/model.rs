@@ -349,9 +349,14 @@ impl UpstreamHealth {
 }
 
 /// Everything the upstream actor tells the registry. Nothing else crosses
-/// between them (design.md "Beyond one machine").
+/// between them (design.md "Beyond one machine"). The registry answers
+/// every event at once with `None`, except the gateway's own write (a
+/// `Presence` with [`Origin::Write`]): that answer waits until the journal
+/// has committed the change and carries the agent as clients now see it
+/// (its JSON, as `GET /api/v1/agents/{id}` answers; `None` when the agent is
+/// not in the directory).
 #[derive(Debug, Clone, PartialEq, actix::Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Option<String>")]
 pub enum UpstreamEvent {
     /// A complete picture: the directory and the state read with it. The
     /// registry replaces its directory (users gone are removed); the read's

@@ -12,14 +12,16 @@
 //!
 //! Actor round trips of one `PATCH` (domain code here, HTTP in
 //! [`crate::http::writes`]), at most six:
-//! 1. the registry once for the agent and the definitions
-//!    ([`GetWriteContext`]): by the route policy for a division-scoped
-//!    caller (passed on as [`Known`], not read again), else here;
-//! 2. the store once to begin an `Idempotency-Key` (only with one);
-//! 3. the upstream once, which
-//! 4. hands the confirmed presence to the registry and waits for the
-//!    journal to commit it;
-//! 5. the registry once for the agent after the change;
+//! 1. for a division-scoped caller, the route policy's read of the agent
+//!    (its access check; the record is passed on as [`Known`]);
+//! 2. the registry once for the agent and the definitions
+//!    ([`GetWriteContext`]), after the body arrived, so that `If-Match`
+//!    and the transition policy judge the agent as it is now;
+//! 3. the store once to begin an `Idempotency-Key` (only with one);
+//! 4. the upstream once, which
+//! 5. hands the confirmed presence to the registry, whose answer comes
+//!    once the journal has committed it and carries the agent after the
+//!    change;
 //! 6. the store once for lease + audit + idempotent answer
 //!    ([`CommitWrite`], one transaction).
 //!
@@ -299,6 +301,27 @@ struct Attempt {
 }
 
 impl Writes {
+    /// Records a write the route policy refused because `actor` may not see
+    /// `agent_id` (404 `agent_not_found`, the answer an unknown agent gets):
+    /// refused attempts are audited whoever refused them. The body was
+    /// never read, so the target presence is empty.
+    pub async fn audit_hidden_agent(&self, actor: String, agent_id: String) {
+        let attempt = Attempt {
+            actor,
+            agent_id,
+            from: None,
+            to: String::new(),
+            reason: None,
+            lease: None,
+        };
+        let err = WriteError::new(
+            404,
+            "agent_not_found",
+            format!("no agent with id {:?}", attempt.agent_id),
+        );
+        self.audit(&attempt, &Err(err), 404).await;
+    }
+
     async fn audit(&self, a: &Attempt, result: &Result<Option<String>, WriteError>, status: u16) {
         let rec = audit_record(a, result, status);
         if let Err(e) = self
@@ -313,15 +336,14 @@ impl Writes {
     }
 }
 
-/// What the route policy already read for a write: the agent and, on write
-/// routes, the org's presence definitions (one registry round trip that the
-/// write path then skips).
+/// What the route policy already read for a write: the agent whose
+/// division decided access. The write path reads the agent again after
+/// the body arrived (a record read before it can be seconds old) and uses
+/// this one only if the agent left the directory meanwhile.
 #[derive(Debug, Clone)]
 pub struct Known {
     /// The agent's record.
     pub agent: AgentRecord,
-    /// The definitions, when the policy read them with the agent.
-    pub definitions: Option<Vec<PresenceDefinition>>,
 }
 
 /// The definitions, or 503 while the gateway has not read them yet.
@@ -455,30 +477,22 @@ impl Writes {
         expected_version: Option<Option<u64>>,
         checked: Option<Known>,
     ) -> Result<(Value, Option<String>), WriteError> {
-        // One registry round trip for the agent and the definitions, unless
-        // the route policy already read both.
-        let (rec, defs) = match checked.filter(|k| k.agent.agent.id == attempt.agent_id) {
-            Some(Known {
-                agent,
-                definitions: Some(defs),
-            }) => (Some(agent), defs),
-            known => {
-                let mut ctx = self
-                    .registry
-                    .send(GetWriteContext {
-                        ids: match known {
-                            Some(_) => Vec::new(),
-                            None => vec![attempt.agent_id.clone()],
-                        },
-                    })
-                    .await
-                    .map_err(internal)?;
-                let rec = known
-                    .map(|k| k.agent)
-                    .or_else(|| ctx.agents.pop().flatten());
-                (rec, ctx.definitions)
-            }
-        };
+        // One registry round trip for the agent and the definitions, read
+        // after the body arrived: `If-Match` and the transition policy are
+        // judged on the agent as it is now, not as the route policy saw it
+        // before the body was sent (that record decides access only).
+        let known = checked.filter(|k| k.agent.agent.id == attempt.agent_id);
+        let mut ctx = self
+            .registry
+            .send(GetWriteContext {
+                ids: vec![attempt.agent_id.clone()],
+            })
+            .await
+            .map_err(internal)?;
+        let defs = ctx.definitions;
+        // The policy found the agent: it is still there unless it left the
+        // directory meanwhile (then the policy's record stands for it).
+        let rec = ctx.agents.pop().flatten().or(known.map(|k| k.agent));
         let rec = rec.ok_or_else(|| {
             WriteError::new(
                 404,
@@ -570,15 +584,10 @@ impl Writes {
             agent_id: agent.id.clone(),
             lease: lease_row,
         });
-        let now = self
-            .registry
-            .send(GetAgent {
-                id: agent.id.clone(),
-            })
-            .await
-            .map_err(internal)?;
-        let mut body = match now {
-            Some(r) => serde_json::to_value(&*r.agent).map_err(internal)?,
+        // The agent after the change came back with the registry's answer
+        // to the upstream's hand-over (no further round trip).
+        let mut body = match confirmed.agent_json.as_deref() {
+            Some(json) => serde_json::from_str(json).map_err(internal)?,
             None => Value::Null,
         };
         if let Some(o) = body.as_object_mut() {
@@ -798,14 +807,14 @@ impl Writes {
     pub async fn audit_log(&self, principal: &Principal, query: &str) -> Result<Value, WriteError> {
         let q: AuditQuery = serde_urlencoded::from_str(query).map_err(|e| {
         WriteError::new(400, "bad_parameter", format!("{e}; parameters: agent, actor, result, from, to (RFC 3339), limit (1–1000), offset"))
+            .with(json!({"parameter": "query"}))
     })?;
         let limit = q.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
-            return Err(WriteError::new(
-                400,
-                "bad_parameter",
-                "limit must be 1 to 1000",
-            ));
+            return Err(
+                WriteError::new(400, "bad_parameter", "limit must be 1 to 1000")
+                    .with(json!({"parameter": "limit"})),
+            );
         }
         let offset = q.offset.unwrap_or(0);
         // A division-scoped caller sees the records of its divisions' agents.

@@ -575,6 +575,16 @@ async fn division_scope_is_applied_at_the_data() {
         all.iter().any(|r| r["agentId"] == json!(env.foreign)),
         "{all:?}"
     );
+    // The scoped supervisor's PATCH at the foreign agent, refused by the
+    // route policy, is audited like any refused write (visible to the
+    // unscoped admin only).
+    assert!(
+        all.iter().any(|r| r["agentId"] == json!(env.foreign)
+            && r["actor"] == "scoped-supervisor"
+            && r["result"] == "agent_not_found"
+            && r["status"] == 404),
+        "{all:?}"
+    );
     let mine = env.audit("k-s-admin").await;
     assert!(!mine.is_empty());
     assert!(
@@ -1006,6 +1016,107 @@ async fn queues_division_parameter_follows_scope() {
         .await;
     assert_eq!(s, 400, "{v}");
     assert_eq!(v["parameter"], "division", "{v}");
+    env.gw.stop().await;
+    env.sim.stop().await;
+}
+
+/// A division-scoped supervisor's `If-Match` is judged on the agent as it
+/// is when the body has arrived, not as the route policy read it when the
+/// headers came: the agent changes between the two, and the write is
+/// refused with 412 (Genesys untouched).
+#[actix_web::test]
+async fn if_match_is_judged_after_the_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::start(|_| {}).await;
+    let agent = format!("/api/v1/agents/{}", env.own);
+    let (s, h, v) = env
+        .call(Method::GET, &agent, Some("k-s-supervisor"), &[], None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let etag = h.get("etag").unwrap().to_str().unwrap().to_owned();
+    let version = v["version"].as_u64().unwrap();
+    let body = json!({"presence": "MEETING"}).to_string();
+    let mut tcp = tokio::net::TcpStream::connect(env.gw.addr).await.unwrap();
+    let head = format!(
+        "PATCH {agent}/presence HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer k-s-supervisor\r\n\
+         Content-Type: application/json\r\nIf-Match: {etag}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        env.gw.addr,
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // While the body is held back, the agent changes in Genesys and the
+    // gateway sees it.
+    let posted = e2e::post(
+        format!("{}/sim/users/{}/presence", env.sim.base_url(), env.own),
+        json!({"systemPresence": "BREAK"}),
+    )
+    .await;
+    assert!(posted.is_object(), "{posted}");
+    wait_until(
+        Duration::from_secs(20),
+        "the gateway sees the change",
+        || {
+            let url = env.url(&agent);
+            async move {
+                let mut r = client()
+                    .get(url)
+                    .insert_header(("Authorization", "Bearer k-admin"))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let v: Value = r.json().await.map_err(|e| e.to_string())?;
+                (v["version"].as_u64() > Some(version))
+                    .then_some(())
+                    .ok_or_else(|| format!("version {}", v["version"]))
+            }
+        },
+    )
+    .await;
+    tcp.write_all(body.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 412"), "{answer}");
+    assert!(answer.contains("precondition_failed"), "{answer}");
+    assert_eq!(
+        env.sim_user(&env.own).await["presence"]["systemPresence"],
+        "BREAK",
+        "Genesys was not written"
+    );
+    env.gw.stop().await;
+    env.sim.stop().await;
+}
+
+/// Answers the HTTP layer writes itself are the API's JSON errors: a write
+/// body sent as another media type is 415, a method the path does not
+/// serve is 405 naming the ones it does.
+#[actix_web::test]
+async fn media_type_and_method_errors_are_json() {
+    let env = Env::start(|_| {}).await;
+    let p = format!("/api/v1/agents/{}/presence", env.own);
+    let mut resp = env
+        .http
+        .patch(env.url(&p))
+        .insert_header(("Authorization", "Bearer k-supervisor"))
+        .insert_header(("Content-Type", "text/plain"))
+        .send_body(r#"{"presence": "MEETING"}"#)
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 415);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"], "unsupported_media_type", "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("application/json"),
+        "{v}"
+    );
+    let (s, h, v) = env
+        .call(Method::DELETE, "/api/v1/agents", Some("k-admin"), &[], None)
+        .await;
+    assert_eq!(s, 405, "{v}");
+    assert_eq!(v["error"], "method_not_allowed", "{v}");
+    let allow = h.get("allow").unwrap().to_str().unwrap();
+    assert!(allow.contains("GET"), "{allow}");
+    assert!(v["reason"].as_str().unwrap().contains(allow), "{v}");
     env.gw.stop().await;
     env.sim.stop().await;
 }

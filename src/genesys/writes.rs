@@ -38,6 +38,9 @@ pub struct WriteConfirmed {
     pub user_id: String,
     pub presence: PresenceState,
     pub correlation_id: Option<String>,
+    /// The agent's JSON after the change, as the registry answered the
+    /// hand-over (`None` when the registry does not hold the agent).
+    pub agent_json: Option<String>,
 }
 
 /// Sets one user's presence.
@@ -118,17 +121,20 @@ impl Handler<WritePresence> for Upstream {
                             "Genesys confirmed the write without a presence".into(),
                         )
                     })?;
-                let _ = registry
+                let agent_json = registry
                     .send(UpstreamEvent::Presence {
                         user_id: w.user_id.clone(),
                         state: presence.clone(),
                         origin: Origin::Write,
                     })
-                    .await;
+                    .await
+                    .ok()
+                    .flatten();
                 Ok(WriteConfirmed {
                     user_id: w.user_id,
                     presence,
                     correlation_id: resp.correlation_id,
+                    agent_json,
                 })
             }
             .into_actor(self),
@@ -228,17 +234,20 @@ impl Handler<WriteBulk> for Upstream {
                 }
                 let mut out = Vec::with_capacity(confirmed.len());
                 for (user_id, presence) in confirmed {
-                    let _ = registry
+                    let agent_json = registry
                         .send(UpstreamEvent::Presence {
                             user_id: user_id.clone(),
                             state: presence.clone(),
                             origin: Origin::Write,
                         })
-                        .await;
+                        .await
+                        .ok()
+                        .flatten();
                     out.push(WriteConfirmed {
                         user_id,
                         presence,
                         correlation_id: resp.correlation_id.clone(),
+                        agent_json,
                     });
                 }
                 Ok(out)

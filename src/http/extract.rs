@@ -67,6 +67,33 @@ pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     refuse(err, e)
 }
 
+/// Checks that a request body is declared as JSON: a `Content-Type` other
+/// than `application/json` (or a `+json` type) is 415
+/// `unsupported_media_type`; a body without one is read as JSON.
+pub fn json_content_type(req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(v) = req.headers().get(actix_web::http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = v
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        return Ok(());
+    }
+    Err(ApiError::http(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!(
+            "the body is sent as {:?}; send JSON with Content-Type: application/json",
+            v.to_str().unwrap_or("(not text)")
+        ),
+    ))
+}
+
 /// Reads a REST route's query string, refusing any parameter not in
 /// `allowed` (docs/protocol.md: unknown parameters are a 400 on REST):
 /// 400 `bad_parameter` naming the first unknown one and listing what the

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::{header, Method};
+use actix_web::http::{header, Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
@@ -220,10 +220,16 @@ async fn json_errors(
         _ => Default::default(),
     };
     let reason = String::from_utf8_lossy(&text).trim().to_owned();
-    let reason = if reason.is_empty() {
-        status.canonical_reason().unwrap_or("error").to_owned()
-    } else {
-        reason
+    let allow = headers.get(header::ALLOW).and_then(|v| v.to_str().ok());
+    let reason = match (status, allow) {
+        // Say what to use instead.
+        (StatusCode::METHOD_NOT_ALLOWED, Some(allow)) => format!(
+            "{} is not allowed on {}; use {allow}",
+            req.method(),
+            req.path()
+        ),
+        _ if reason.is_empty() => status.canonical_reason().unwrap_or("error").to_owned(),
+        _ => reason,
     };
     let mut resp = ApiError::http(status, reason).error_response();
     for (k, v) in headers.iter() {

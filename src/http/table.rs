@@ -23,7 +23,7 @@ use actix_web::{web, HttpMessage, ResponseError, Route};
 
 use super::{assets, interactions, queues, routes, AppState};
 use crate::auth::{AuthError, Principal, Role};
-use crate::registry::{GetAgent, GetWriteContext};
+use crate::registry::GetAgent;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,14 +385,9 @@ pub fn allowed_methods(path: &str) -> Vec<Method> {
 }
 
 /// The agent a [`Scope::AgentPath`] route names, as the policy found it
-/// (set for division-scoped callers, whose lookup is part of the check),
-/// with the org's presence definitions on write routes: the write path
-/// uses both and reads neither again.
+/// (set for division-scoped callers, whose lookup is part of the check).
 #[derive(Clone)]
-pub struct CheckedAgent(
-    pub crate::registry::AgentRecord,
-    pub Option<Vec<crate::model::PresenceDefinition>>,
-);
+pub struct CheckedAgent(pub crate::registry::AgentRecord);
 
 /// The per-route middleware: authenticates (401), checks the role (403)
 /// and the scope rule (404 for a foreign agent, 403 for a scoped caller on
@@ -423,80 +418,86 @@ async fn policy(
             return Ok(refuse(req, err));
         }
     };
-    if let Err(err) = check(e, role, &principal, &req, &state).await {
-        if !matches!(err, AuthError::HiddenAgent(_)) {
-            sec.metrics
-                .forbidden
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match check(e, role, &principal, &req, &state).await {
+        Ok(()) => {}
+        Err(Some(err)) => {
+            match &err {
+                // A write at an agent the caller may not see is refused
+                // here, and audited like any refused write.
+                AuthError::HiddenAgent(id) if e.part == Part::Writes => {
+                    if let Some(w) = state.writes() {
+                        let actor = super::writes::actor_of(req.request(), &principal);
+                        w.audit_hidden_agent(actor, id.clone()).await;
+                    }
+                }
+                AuthError::HiddenAgent(_) => {}
+                _ => {
+                    sec.metrics
+                        .forbidden
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            return Ok(refuse(req, err));
         }
-        return Ok(refuse(req, err));
+        // The registry did not answer (the gateway is stopping): 500
+        // `registry_unavailable`, not a refusal.
+        Err(None) => {
+            return Ok(req.into_response(super::ApiError::RegistryUnavailable.error_response()))
+        }
     }
     req.extensions_mut().insert(principal);
     next.call(req).await
 }
 
+/// `Err(Some(_))`: refused; `Err(None)`: the registry did not answer.
 async fn check(
     e: &Endpoint,
     role: Role,
     p: &Principal,
     req: &ServiceRequest,
     state: &AppState,
-) -> Result<(), AuthError> {
+) -> Result<(), Option<AuthError>> {
     if p.role < role {
-        return Err(AuthError::Forbidden(format!(
+        return Err(Some(AuthError::Forbidden(format!(
             "{} {} needs role {} or above; {:?} is {}",
             req.method(),
             e.path,
             role.as_str(),
             p.name,
             p.role.as_str()
-        )));
+        ))));
     }
     let Some(divisions) = &p.divisions else {
         return Ok(());
     };
     match e.scope {
         Scope::None | Scope::Filtered => Ok(()),
-        Scope::Unscoped => Err(AuthError::Forbidden(format!(
+        Scope::Unscoped => Err(Some(AuthError::Forbidden(format!(
             "{} {} acts on every division; {:?} is limited to divisions {}",
             req.method(),
             e.path,
             p.name,
             divisions.join(",")
-        ))),
+        )))),
         Scope::AgentPath => {
             // The same decoding as the handler's `web::Path<String>`.
             let id: String = req
                 .match_info()
                 .load::<AgentId>()
                 .map(|a| a.id)
-                .map_err(|_| AuthError::HiddenAgent(req.match_info().as_str().to_owned()))?;
-            let unavailable = |_| AuthError::Forbidden("registry unavailable".into());
-            // A write route reads the definitions in the same round trip.
-            let (rec, definitions) = if e.part == Part::Writes {
-                let mut ctx = state
-                    .registry
-                    .send(GetWriteContext {
-                        ids: vec![id.clone()],
-                    })
-                    .await
-                    .map_err(unavailable)?;
-                (ctx.agents.pop().flatten(), Some(ctx.definitions))
-            } else {
-                let rec = state
-                    .registry
-                    .send(GetAgent { id: id.clone() })
-                    .await
-                    .map_err(unavailable)?;
-                (rec, None)
-            };
+                .map_err(|_| Some(AuthError::HiddenAgent(req.match_info().as_str().to_owned())))?;
+            let rec = state
+                .registry
+                .send(GetAgent { id: id.clone() })
+                .await
+                .map_err(|_| None)?;
             match rec {
                 Some(r) if p.sees(&r.agent.division.id) => {
-                    req.extensions_mut().insert(CheckedAgent(r, definitions));
+                    req.extensions_mut().insert(CheckedAgent(r));
                     Ok(())
                 }
                 // Unknown and foreign agents look the same.
-                _ => Err(AuthError::HiddenAgent(id)),
+                _ => Err(Some(AuthError::HiddenAgent(id))),
             }
         }
     }

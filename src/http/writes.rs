@@ -23,15 +23,16 @@ pub(crate) async fn patch_presence(
     body: web::Bytes,
     w: web::Data<Arc<Writes>>,
 ) -> Result<HttpResponse, ApiError> {
+    super::extract::json_content_type(&req)?;
     let agent_id = path.into_inner();
     let actor = actor_of(&req, &principal);
     let expected = if_match(&req);
     let key = idempotency_key(&req, &actor);
     // The agent the access check read (division-scoped callers), passed on.
-    let checked = req.extensions().get::<CheckedAgent>().map(|c| Known {
-        agent: c.0.clone(),
-        definitions: c.1.clone(),
-    });
+    let checked = req
+        .extensions()
+        .get::<CheckedAgent>()
+        .map(|c| Known { agent: c.0.clone() });
     match w
         .patch(actor, agent_id, &body, expected, key, checked)
         .await?
@@ -59,6 +60,7 @@ pub(crate) async fn bulk(
     body: web::Bytes,
     w: web::Data<Arc<Writes>>,
 ) -> Result<HttpResponse, ApiError> {
+    super::extract::json_content_type(&req)?;
     let actor = actor_of(&req, &principal);
     Ok(HttpResponse::Ok().json(w.bulk(actor, &principal, &body).await?))
 }
@@ -95,7 +97,7 @@ fn if_match(req: &HttpRequest) -> Result<Option<Option<u64>>, WriteError> {
 
 /// The audit log's actor: the credential's name, or `anonymous@<ip>` when
 /// auth is off.
-fn actor_of(req: &HttpRequest, p: &Principal) -> String {
+pub(crate) fn actor_of(req: &HttpRequest, p: &Principal) -> String {
     if !p.anonymous {
         return p.name.clone();
     }

@@ -341,8 +341,8 @@ pub fn interaction_frame(agent_id: &str, interactions: Vec<serde_json::Value>) -
     Frame::new("interaction", None, json.to_string())
 }
 
-/// Encodes a `queues` message: the queue hub's figures as
-/// `crate::queues::body` shapes them (with `"type": "queues"`).
+/// Encodes a `queues` message: the body as
+/// [`super::context::queues_body`] shapes it (with `"type": "queues"`).
 pub fn queues_frame(body: &serde_json::Value) -> Frame {
     Frame::new("queues", None, body.to_string())
 }

@@ -491,18 +491,29 @@ impl Actor for Registry {
 impl Handler<UpstreamEvent> for Registry {
     /// Resolves at once, except for the gateway's own writes: those wait
     /// until the journal has committed them, because the caller is about
-    /// to be told the write is done (the mailbox is not blocked meanwhile).
+    /// to be told the write is done (the mailbox is not blocked meanwhile),
+    /// and carry the agent's JSON after the change.
     type Result = Applied;
 
     fn handle(&mut self, ev: UpstreamEvent, ctx: &mut Self::Context) -> Applied {
         if let UpstreamEvent::Presence {
+            user_id,
             origin: Origin::Write,
             ..
         } = &ev
         {
+            let user_id = user_id.clone();
             self.apply(ev, ctx);
             self.flush();
-            return Applied(Some(self.tap.barrier(self.epoch, self.seq)));
+            let agent = self
+                .dir
+                .get(&user_id)
+                .and_then(|e| serde_json::to_string(&*e.view).ok());
+            let committed = self.tap.barrier(self.epoch, self.seq);
+            return Applied(Some(Box::pin(async move {
+                committed.await;
+                agent
+            })));
         }
         self.apply(ev, ctx);
         Applied(None)
@@ -531,23 +542,28 @@ impl Handler<FlushJournal> for Registry {
     }
 }
 
-/// Reply to an [`UpstreamEvent`]: at once (the hot path allocates and
-/// spawns nothing), or when the journal has committed a write.
-pub struct Applied(Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>>);
+/// Reply to an [`UpstreamEvent`]: `None` at once (the hot path allocates
+/// and spawns nothing), or, for a write, the agent's JSON once the journal
+/// has committed it.
+pub struct Applied(Option<std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>>>>>);
 
 impl actix::dev::MessageResponse<Registry, UpstreamEvent> for Applied {
-    fn handle(self, _: &mut Context<Registry>, tx: Option<actix::dev::OneshotSender<()>>) {
+    fn handle(
+        self,
+        _: &mut Context<Registry>,
+        tx: Option<actix::dev::OneshotSender<Option<String>>>,
+    ) {
         match self.0 {
             None => {
                 if let Some(tx) = tx {
-                    let _ = tx.send(());
+                    let _ = tx.send(None);
                 }
             }
             Some(wait) => {
                 actix::spawn(async move {
-                    wait.await;
+                    let agent = wait.await;
                     if let Some(tx) = tx {
-                        let _ = tx.send(());
+                        let _ = tx.send(agent);
                     }
                 });
             }
