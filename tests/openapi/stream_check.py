@@ -1,0 +1,137 @@
+"""Real stream messages against docs/stream.schema.json.
+
+Collects messages from a running gateway (the demo: simulator churn gives
+deltas) over SSE and WebSocket -- snapshot, status, delta, interaction,
+queues, the error answer to a malformed client message, and the WebSocket
+close codes of a client close (1000) and of repeated malformed messages
+(1008) -- and validates every message against the schema (jsonschema_rs,
+which Schemathesis already installs). Each message type must be seen at
+least once within its deadline.
+
+Usage: GATEWAY_URL=http://127.0.0.1:PORT SCHEMA=docs/stream.schema.json python stream_check.py
+"""
+
+import json
+import os
+import sys
+import time
+
+import jsonschema_rs
+import requests
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+GW = os.environ["GATEWAY_URL"].rstrip("/")
+SCHEMA = json.load(open(os.environ["SCHEMA"], encoding="utf-8"))
+VALIDATOR = jsonschema_rs.validator_for(SCHEMA)
+CLOSE_CODES = set(SCHEMA["$defs"]["closeCode"]["enum"])
+
+seen = {}
+problems = []
+
+
+def check(msg, where):
+    errors = [f"{e.instance_path}: {e.message}" for e in VALIDATOR.iter_errors(msg)]
+    kind = msg.get("type") if isinstance(msg, dict) else None
+    if errors:
+        problems.append(f"{where}: {kind} does not match the schema: {errors[:3]}")
+    seen[kind] = seen.get(kind, 0) + 1
+
+
+def sse(path, want, deadline_s=30):
+    """Reads SSE events from `path` until every type in `want` was seen."""
+    found = set()
+    end = time.monotonic() + deadline_s
+    with requests.get(GW + path, stream=True, timeout=(5, deadline_s)) as r:
+        if r.status_code != 200:
+            problems.append(f"GET {path}: {r.status_code} {r.text[:200]}")
+            return
+        event, data = None, []
+        for raw in r.iter_lines(decode_unicode=True):
+            if raw == "":
+                if data:
+                    msg = json.loads("\n".join(data))
+                    if msg.get("type") != event:
+                        problems.append(f"SSE event {event!r} carries type {msg.get('type')!r}")
+                    check(msg, f"SSE {path}")
+                    found.add(msg.get("type"))
+                event, data = None, []
+                if want <= found or time.monotonic() > end:
+                    break
+                continue
+            if raw.startswith("event:"):
+                event = raw[6:].strip()
+            elif raw.startswith("data:"):
+                data.append(raw[5:].lstrip())
+    missing = want - found
+    if missing:
+        problems.append(f"SSE {path}: no {sorted(missing)} within {deadline_s} s")
+
+
+def ws_messages(path, want, deadline_s=30):
+    """Reads WebSocket messages until every type in `want` was seen."""
+    found = set()
+    end = time.monotonic() + deadline_s
+    with connect(GW.replace("http", "ws", 1) + path, max_size=None) as ws:
+        while not want <= found and time.monotonic() < end:
+            msg = json.loads(ws.recv(timeout=max(0.1, end - time.monotonic())))
+            check(msg, f"WS {path}")
+            found.add(msg.get("type"))
+        # A malformed message: an `error`, the socket stays open.
+        ws.send("this is not JSON")
+        while time.monotonic() < end:
+            msg = json.loads(ws.recv(timeout=max(0.1, end - time.monotonic())))
+            check(msg, f"WS {path}")
+            if msg.get("type") == "error":
+                found.add("error")
+                break
+        ws.close()  # we close: the gateway answers 1000
+        code = ws.close_code
+        record_close(code, 1000, "client close")
+    missing = want - found
+    if missing:
+        problems.append(f"WS {path}: no {sorted(missing)} within {deadline_s} s")
+
+
+def record_close(code, expected, what):
+    if code not in CLOSE_CODES:
+        problems.append(f"{what}: close code {code} is not in the schema's closeCode")
+    elif code != expected:
+        problems.append(f"{what}: close code {code}, expected {expected}")
+    else:
+        seen[f"close {code}"] = seen.get(f"close {code}", 0) + 1
+
+
+def ws_malformed_close(deadline_s=30):
+    """More than session.max_malformed_per_minute (10) bad messages: 1008."""
+    with connect(GW.replace("http", "ws", 1) + "/api/v1/ws", max_size=None) as ws:
+        end = time.monotonic() + deadline_s
+        try:
+            for _ in range(12):
+                ws.send("{")
+            while time.monotonic() < end:
+                msg = json.loads(ws.recv(timeout=max(0.1, end - time.monotonic())))
+                check(msg, "WS malformed")
+        except ConnectionClosed:
+            pass
+        code = ws.close_code
+        record_close(code, 1008, "malformed messages")
+
+
+def main():
+    agents = requests.get(GW + "/api/v1/agents", timeout=10).json()["agents"]
+    agent = agents[0]["id"]
+    sse("/api/v1/stream", {"snapshot", "status", "delta"})
+    sse(f"/api/v1/stream?agent={agent}&interactions=1&queues=1", {"snapshot", "status", "interaction", "queues"})
+    ws_messages("/api/v1/ws", {"snapshot", "status", "delta"})
+    ws_messages(f"/api/v1/ws?agent={agent}&interactions=1", {"snapshot", "interaction"})
+    ws_malformed_close()
+    print("stream messages seen:", ", ".join(f"{k}×{v}" for k, v in sorted(seen.items(), key=str)))
+    for p in problems:
+        print("FAIL", p)
+    print("stream schema check:", "ok" if not problems else f"{len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
