@@ -142,9 +142,11 @@ async fn description_matches_the_route_table_with_auth_on() {
         if e.access == Access::Metrics {
             assert_eq!(op["x-required-role"], "admin", "{what}");
         }
-        // Every error status an operation lists is the one JSON error.
+        // Every error status an operation lists is the one JSON error,
+        // except 431, which the HTTP/1 parser answers (empty body).
+        assert!(op["responses"]["431"]["content"].is_null(), "{what}: 431");
         for (code, resp) in op["responses"].as_object().expect("responses") {
-            if code.starts_with('4') || code.starts_with('5') {
+            if (code.starts_with('4') || code.starts_with('5')) && code != "431" {
                 assert_eq!(
                     resp["content"]["application/json"]["schema"]["$ref"],
                     "#/components/schemas/Error",

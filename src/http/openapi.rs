@@ -186,6 +186,10 @@ fn build(facts: &Facts) -> Value {
             "413",
             err("`payload_too_large`: a body over `server.max_body_bytes`"),
         ));
+        refusals.push((
+            "431",
+            json!({"description": "more than 96 header fields or a request head over 128 KiB: answered by the HTTP/1 parser (actix-http) before any of the gateway's code runs, with an empty body and `Connection: close` (it has no hook for its error answers)"}),
+        ));
         let part = match e.part {
             Part::Core => "core",
             Part::Writes => "writes",
@@ -218,7 +222,7 @@ fn build(facts: &Facts) -> Value {
         "info": {
             "title": "presence-gateway",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "One Genesys Cloud connection fanned out to dashboards. This description is generated from the gateway's route table (src/http/table.rs and src/http/openapi.rs). Concepts (numbering, resume, filters, leases, history sources) are in docs/protocol.md, docs/writes.md and docs/history.md; the stream messages are described by docs/stream.schema.json. Every GET also answers HEAD (same headers, no body); OPTIONS is answered on every path with the methods it serves. Errors are always `{\"error\": \"<code>\", \"reason\": \"<what to fix>\"}`.",
+            "description": "One Genesys Cloud connection fanned out to dashboards. This description is generated from the gateway's route table (src/http/table.rs and src/http/openapi.rs). Concepts (numbering, resume, filters, leases, history sources) are in docs/protocol.md, docs/writes.md and docs/history.md; the stream messages are described by docs/stream.schema.json. Every GET also answers HEAD (same headers, no body); OPTIONS is answered on every path with the methods it serves. Errors are always `{\"error\": \"<code>\", \"reason\": \"<what to fix>\"}`, except the two answers of the HTTP/1 parser, which come before any of the gateway's code and have an empty body and `Connection: close`: 431 (too many or too large headers, listed on every operation) and 400 for a request line or header that is not valid HTTP.",
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}
         },
         "paths": paths,

@@ -137,12 +137,15 @@ record() { # NAME STATUS
 st_run() { # NAME BASE [HEADER]
     local name="$1" base="$2" hdr=()
     [ $# -ge 3 ] && hdr=(-H "$3")
-    (cd "$here" && SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$here" "$venv/bin/st" run "$base/api/v1/openapi.json" \
+    # Run from the scratch directory: Schemathesis and Hypothesis keep
+    # their caches in the working directory.
+    (cd "$work" && SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$here" PYTHONDONTWRITEBYTECODE=1 \
+        "$venv/bin/st" --config-file "$here/schemathesis.toml" run "$base/api/v1/openapi.json" \
         --checks all --seed "$seed" --max-examples "$examples" \
         --generation-database none --request-timeout 10 --workers 1 \
         --no-color --output-truncate true "${hdr[@]}") >"$work/st-$name.log" 2>&1
     local s=$?
-    grep -E '^(Failures|Test cases|  [❌✅⚠])|^=+ .* in [0-9.]+s' "$work/st-$name.log" | sed "s/^/  [$name] /"
+    grep -E '^(Failures|  [❌✅⚠])| generated|^=+ .* in [0-9.]+s' "$work/st-$name.log" | sed "s/^/  [$name] /"
     if [ "$s" -ne 0 ]; then
         sed -n '/= \(FAILURES\|ERRORS\) =/,/= SUMMARY =/p' "$work/st-$name.log" | cut -c1-400 | head -n 300
     fi
@@ -160,7 +163,7 @@ mkdir -p "$work/pkg"
 if (cd "$work" && "$venv/bin/openapi-python-client" generate --path openapi.json \
         --output-path "$work/pkg/presence_gateway_client" --meta none >"$work/gen.log" 2>&1); then
     CLIENT_DIR="$work/pkg" GATEWAY_URL="$open_gw" AUTH_GATEWAY_URL="$auth_gw" \
-        SUPERVISOR_KEY="$supervisor_key" "$venv/bin/python" "$here/client_check.py"
+        SUPERVISOR_KEY="$supervisor_key" PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" "$here/client_check.py"
     record "generated client (openapi-python-client)" $?
 else
     cat "$work/gen.log"
