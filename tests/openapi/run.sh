@@ -14,8 +14,10 @@
 #      and client_check.py uses it to list the agents and change a presence
 #      (If-Match from the ETag).
 #   3. stream_check.py collects real stream messages (SSE and WebSocket:
-#      snapshot, delta, status, interaction, error, close codes) and
-#      validates each against docs/stream.schema.json.
+#      snapshot, delta, status, interaction, queues, error, close codes
+#      1000, 1008 and, with SIGTERM to the demo, the drain's restarting
+#      status, 1001 and the SSE close message) and validates each against
+#      docs/stream.schema.json.
 #
 # Installs the pinned packages into a venv ($CARGO_TARGET_DIR or target/,
 # under openapi-venv; override with OPENAPI_VENV); builds nothing: runs
@@ -171,7 +173,8 @@ else
 fi
 
 # Real stream messages against docs/stream.schema.json.
-GATEWAY_URL="$open_gw" SIM_URL="$sim" SCHEMA="$root/docs/stream.schema.json" \
+# Last: it ends with SIGTERM to the demo (the drain's messages and codes).
+GATEWAY_URL="$open_gw" GATEWAY_PID="${pids[0]}" SCHEMA="$root/docs/stream.schema.json" \
     "$venv/bin/python" "$here/stream_check.py"
 record "stream messages against docs/stream.schema.json" $?
 

@@ -2,17 +2,20 @@
 
 Collects messages from a running gateway (the demo: simulator churn gives
 deltas) over SSE and WebSocket -- snapshot, status, delta, interaction,
-queues, the error answer to a malformed client message, and the WebSocket
+queues, the error answer to a malformed client message, the WebSocket
 close codes of a client close (1000) and of repeated malformed messages
-(1008) -- and validates every message against the schema (jsonschema_rs,
+(1008), and finally the drain: SIGTERM to the gateway ($GATEWAY_PID) with
+streams open gives the `restarting` status, WebSocket 1001 and the SSE
+`close` message -- and validates every message against the schema (jsonschema_rs,
 which Schemathesis already installs). Each message type must be seen at
 least once within its deadline.
 
-Usage: GATEWAY_URL=http://127.0.0.1:PORT SCHEMA=docs/stream.schema.json python stream_check.py
+Usage: GATEWAY_URL=http://127.0.0.1:PORT GATEWAY_PID=… SCHEMA=docs/stream.schema.json python stream_check.py
 """
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -118,6 +121,47 @@ def ws_malformed_close(deadline_s=30):
         record_close(code, 1008, "malformed messages")
 
 
+def drain(pid, deadline_s=30):
+    """SIGTERM to the gateway with a WebSocket and an SSE stream open: each
+    gets the `restarting` status, then WebSocket close 1001 and the SSE
+    `close` message (code 1001)."""
+    ws = connect(GW.replace("http", "ws", 1) + "/api/v1/ws", max_size=None)
+    sse_resp = requests.get(GW + "/api/v1/stream", stream=True, timeout=(5, deadline_s))
+    lines = sse_resp.iter_lines(decode_unicode=True)
+    for raw in lines:  # up to the first complete event: the stream is open
+        if raw == "":
+            break
+    first = json.loads(ws.recv(timeout=deadline_s))
+    check(first, "WS before drain")
+    os.kill(pid, signal.SIGTERM)
+    states = []
+    try:
+        while True:
+            msg = json.loads(ws.recv(timeout=deadline_s))
+            check(msg, "WS drain")
+            if msg.get("type") == "status":
+                states.append(msg["state"])
+    except ConnectionClosed:
+        pass
+    record_close(ws.close_code, 1001, "WebSocket drain")
+    if "restarting" not in states:
+        problems.append(f"WebSocket drain: no restarting status ({states})")
+    data, closed = [], None
+    try:
+        for raw in lines:
+            if raw.startswith("data:"):
+                data.append(raw[5:].lstrip())
+            elif raw == "" and data:
+                msg = json.loads("\n".join(data))
+                data = []
+                check(msg, "SSE drain")
+                if msg.get("type") == "close":
+                    closed = msg.get("code")
+    except requests.exceptions.RequestException:
+        pass
+    record_close(closed, 1001, "SSE drain (close message)")
+
+
 def main():
     agents = requests.get(GW + "/api/v1/agents", timeout=10).json()["agents"]
     agent = agents[0]["id"]
@@ -126,6 +170,8 @@ def main():
     ws_messages("/api/v1/ws", {"snapshot", "status", "delta"})
     ws_messages(f"/api/v1/ws?agent={agent}&interactions=1", {"snapshot", "interaction"})
     ws_malformed_close()
+    # Last: this stops the gateway.
+    drain(int(os.environ["GATEWAY_PID"]))
     print("stream messages seen:", ", ".join(f"{k}×{v}" for k, v in sorted(seen.items(), key=str)))
     for p in problems:
         print("FAIL", p)
