@@ -15,7 +15,7 @@
 #      (If-Match from the ETag).
 #   3. stream_check.py collects real stream messages (SSE and WebSocket:
 #      snapshot, delta, status, interaction, queues, error, close codes
-#      1000, 1008 and, with SIGTERM to the demo, the drain's restarting
+#      1000, 1002, 1008 and, with SIGTERM to the demo, the drain's restarting
 #      status, 1001 and the SSE close message) and validates each against
 #      docs/stream.schema.json.
 #

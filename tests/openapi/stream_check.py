@@ -3,8 +3,8 @@
 Collects messages from a running gateway (the demo: simulator churn gives
 deltas) over SSE and WebSocket -- snapshot, status, delta, interaction,
 queues, the error answer to a malformed client message, the WebSocket
-close codes of a client close (1000) and of repeated malformed messages
-(1008), and finally the drain: SIGTERM to the gateway ($GATEWAY_PID) with
+close codes of a client close (1000), of repeated malformed messages
+(1008) and of an oversized message (1002), and finally the drain: SIGTERM to the gateway ($GATEWAY_PID) with
 streams open gives the `restarting` status, WebSocket 1001 and the SSE
 `close` message -- and validates every message against the schema (jsonschema_rs,
 which Schemathesis already installs). Each message type must be seen at
@@ -121,6 +121,20 @@ def ws_malformed_close(deadline_s=30):
         record_close(code, 1008, "malformed messages")
 
 
+def ws_oversized_close(deadline_s=30):
+    """A message over session.max_client_message_bytes (16 KiB): 1002."""
+    with connect(GW.replace("http", "ws", 1) + "/api/v1/ws", max_size=None) as ws:
+        end = time.monotonic() + deadline_s
+        try:
+            ws.send('{"type":"subscribe","filter":{"agent":"' + "x" * 20000 + '"}}')
+            while time.monotonic() < end:
+                msg = json.loads(ws.recv(timeout=max(0.1, end - time.monotonic())))
+                check(msg, "WS oversized")
+        except ConnectionClosed:
+            pass
+        record_close(ws.close_code, 1002, "oversized message")
+
+
 def drain(pid, deadline_s=30):
     """SIGTERM to the gateway with a WebSocket and an SSE stream open: each
     gets the `restarting` status, then WebSocket close 1001 and the SSE
@@ -170,6 +184,7 @@ def main():
     ws_messages("/api/v1/ws", {"snapshot", "status", "delta"})
     ws_messages(f"/api/v1/ws?agent={agent}&interactions=1", {"snapshot", "interaction"})
     ws_malformed_close()
+    ws_oversized_close()
     # Last: this stops the gateway.
     drain(int(os.environ["GATEWAY_PID"]))
     print("stream messages seen:", ", ".join(f"{k}×{v}" for k, v in sorted(seen.items(), key=str)))
