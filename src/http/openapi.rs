@@ -294,6 +294,25 @@ fn time_param(name: &str, required: bool, dates: bool) -> Value {
         "schema": schema})
 }
 
+/// Links from the snapshot to the routes of one agent (its first agent's
+/// id): what a client does next, and what a stateful fuzzer follows.
+fn agent_links() -> Value {
+    let mut links = Map::new();
+    for op in [
+        "getAgent",
+        "patchPresence",
+        "agentHistory",
+        "agentSummary",
+        "agentInteractions",
+    ] {
+        links.insert(
+            op.to_owned(),
+            json!({"operationId": op, "parameters": {"id": "$response.body#/agents/0/id"}}),
+        );
+    }
+    Value::Object(links)
+}
+
 fn agent_id() -> Value {
     json!({"$ref": "#/components/parameters/AgentId"})
 }
@@ -314,7 +333,9 @@ pub fn operation(method: &Method, path: &str, facts: &Facts) -> Option<Value> {
             "description": "docs/protocol.md §1, §2 (Agent, Counts), §4 (filters). `synced` is false until the first directory read.",
             "parameters": filter_params(facts),
             "responses": {
-                "200": ok_json("the snapshot", "Snapshot"),
+                "200": {"description": "the snapshot",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Snapshot"}}},
+                    "links": agent_links()},
                 "400": bad_param(),
             }
         }),
@@ -511,7 +532,12 @@ pub fn operation(method: &Method, path: &str, facts: &Facts) -> Option<Value> {
         ("GET", "/api/v1/webhooks") => json!({
             "operationId": "listWebhooks", "tags": ["webhooks"],
             "summary": "Webhook subscribers and their counters",
-            "responses": {"200": ok_json("the subscribers", "Webhooks"), "400": bad_param()}
+            "responses": {"200": {"description": "the subscribers",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Webhooks"}}},
+                    "links": {
+                        "replayWebhook": {"operationId": "replayWebhook", "parameters": {"name": "$response.body#/webhooks/0/name"}},
+                        "webhookDeadLetters": {"operationId": "webhookDeadLetters", "parameters": {"name": "$response.body#/webhooks/0/name"}}}},
+                "400": bad_param()}
         }),
         ("POST", "/api/v1/webhooks/{name}/replay") => json!({
             "operationId": "replayWebhook", "tags": ["webhooks"],

@@ -5,7 +5,8 @@
 #   1. Schemathesis (PyPI, pinned in requirements.txt) fuzzes every
 #      operation of the description against the demo (auth off), then
 #      against a gateway with auth on (same simulator) with a viewer key and
-#      with a supervisor key: all checks (no 5xx, status codes, content
+#      with a supervisor key, and its admin-only routes with an admin key
+#      (with a webhook subscriber): all checks (no 5xx, status codes, content
 #      types, headers and bodies as described, auth enforced, …), a fixed
 #      seed and a bounded number of examples. Per-operation settings are in
 #      tests/openapi/schemathesis.toml; hooks.py keeps an upgraded WebSocket
@@ -96,6 +97,9 @@ supervisor_key="supervisor-$RANDOM$RANDOM-key"
 admin_key="admin-$RANDOM$RANDOM-key"
 sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 cat >"$work/auth.toml" <<EOF
+# A subscriber that never answers (nothing listens on port 9): its
+# deliveries fail, so replay and dead letters have something to show.
+webhooks = [{ name = "fuzz", url = "http://127.0.0.1:9/hook", secret = "fuzz-secret-0123456789", max_attempts = 1 }]
 [server]
 listen = "127.0.0.1:0"
 [genesys]
@@ -136,9 +140,10 @@ record() { # NAME STATUS
 }
 
 # Schemathesis: every operation, all checks, fixed seed, bounded examples.
-st_run() { # NAME BASE [HEADER]
+st_run() { # NAME BASE [HEADER [MORE ARGS…]]
     local name="$1" base="$2" hdr=()
     [ $# -ge 3 ] && hdr=(-H "$3")
+    [ $# -ge 4 ] && hdr+=("${@:4}")
     # Run from the scratch directory: Schemathesis and Hypothesis keep
     # their caches in the working directory.
     (cd "$work" && SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$here" PYTHONDONTWRITEBYTECODE=1 \
@@ -156,6 +161,9 @@ st_run() { # NAME BASE [HEADER]
 st_run auth-off "$open_gw"
 st_run viewer "$auth_gw" "Authorization: Bearer $viewer_key"
 st_run supervisor "$auth_gw" "Authorization: Bearer $supervisor_key"
+# The admin-only routes (audit, webhooks: viewer and supervisor get 403)
+# once more with the admin key, against a gateway with a subscriber.
+st_run admin "$auth_gw" "Authorization: Bearer $admin_key" --include-path-regex '^/api/v1/(audit|webhooks)'
 
 # A client generated from the served description.
 # From the auth-on gateway: its description has the security schemes and
