@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit and integration tests (real sockets, the
-# real simulator), browser tests of the pages in headless Chromium, and the
-# check of the simulator with Genesys's own client library. Prints one
+# real simulator), browser tests of the pages in headless Chromium, the
+# check of the simulator with Genesys's own client library, and the OpenAPI
+# description held to the running gateway (Schemathesis, a generated
+# client, stream messages against docs/stream.schema.json). Prints one
 # closing line "N passed, N failed" over all of them; exits non-zero on any
 # failure.
 set -uo pipefail
@@ -41,6 +43,15 @@ if [ -x tests/sdk/run.sh ]; then
   tests/sdk/run.sh 2>&1 | tee "$logs/sdk.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$logs/sdk.log" | tail -1)
+  p=$(echo "$line" | awk '{print $1}'); f=$(echo "$line" | awk '{print $3}')
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+fi
+
+if [ -x tests/openapi/run.sh ]; then
+  section "OpenAPI description: Schemathesis, a generated client, stream messages"
+  tests/openapi/run.sh 2>&1 | tee "$logs/openapi.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$logs/openapi.log" | tail -1)
   p=$(echo "$line" | awk '{print $1}'); f=$(echo "$line" | awk '{print $3}')
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
 fi

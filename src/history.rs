@@ -380,6 +380,11 @@ pub async fn page(h: &History, agent: String, query: &str) -> Result<HistoryPage
         Some("routing") => Some(Kind::Routing),
         Some(k) => return Err(bad("kind", format!("{k:?}: expected presence or routing"))),
     };
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(f) => return Err(bad("format", format!("{f:?}: expected csv or json"))),
+    };
     let limit = q.limit.unwrap_or(h.cfg.page_size);
     if limit == 0 || limit > h.cfg.max_page_size {
         return Err(bad(
@@ -422,7 +427,7 @@ pub async fn page(h: &History, agent: String, query: &str) -> Result<HistoryPage
         next,
         coverage_start: m.coverage_start,
         warnings: m.warnings,
-        csv: q.format.as_deref() == Some("csv"),
+        csv,
         records: page,
     })
 }

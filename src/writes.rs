@@ -212,6 +212,9 @@ pub struct PresenceChange {
     pub presence: String,
     pub message: Option<String>,
     pub reason: Option<String>,
+    /// Whole seconds; `277.0` is accepted as 277 (a JSON Schema integer,
+    /// as the OpenAPI description states it).
+    #[serde(default, deserialize_with = "whole_seconds")]
     pub lease_seconds: Option<u64>,
     /// Override the transition policy.
     #[serde(default)]
@@ -845,6 +848,23 @@ impl Writes {
             .map_err(internal)?
             .map_err(internal)?;
         Ok(json!({"total": total, "limit": limit, "offset": offset, "records": records}))
+    }
+}
+
+/// `leaseSeconds`: a non-negative whole number (`900` or `900.0`) or null.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(u) = n.as_u64() {
+        return Ok(Some(u));
+    }
+    match n.as_f64() {
+        Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= u64::MAX as f64 => Ok(Some(f as u64)),
+        _ => Err(D::Error::custom(format!(
+            "leaseSeconds {n} is not a whole number of seconds ≥ 0"
+        ))),
     }
 }
 

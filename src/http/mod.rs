@@ -12,6 +12,7 @@ pub mod guard;
 pub mod history;
 pub mod interactions;
 pub mod metrics;
+pub mod openapi;
 pub mod queues;
 mod routes;
 pub mod table;

@@ -241,7 +241,7 @@ fn session_params(
         filter: opt(filter),
         since,
         interactions,
-        queues: wants_queues(req.query_string())
+        queues: wants_queues(req.query_string())?
             .then(|| st.queues().cloned())
             .flatten(),
         guard,
@@ -250,9 +250,27 @@ fn session_params(
 }
 
 /// True when the stream query asks for `queues` messages (`queues=1` or
-/// `queues=true`).
-fn wants_queues(qs: &str) -> bool {
-    form_urlencoded::parse(qs.as_bytes()).any(|(k, v)| k == "queues" && (v == "1" || v == "true"))
+/// `queues=true`; `0`, `false` or absent: no). Any other value is a 400
+/// naming `queues`, like a bad `interactions` value: it would never work.
+fn wants_queues(qs: &str) -> Result<bool, ApiError> {
+    let mut on = false;
+    for (k, v) in form_urlencoded::parse(qs.as_bytes()) {
+        if k != "queues" {
+            continue;
+        }
+        on = match &*v {
+            "1" | "true" => true,
+            "0" | "false" => false,
+            _ => {
+                return Err(FilterError {
+                    param: "queues".into(),
+                    reason: format!("invalid `queues` {v:?}: must be 1, true, 0 or false"),
+                }
+                .into())
+            }
+        };
+    }
+    Ok(on)
 }
 
 /// `GET /api/v1/stream`: Server-Sent Events. Resume with the

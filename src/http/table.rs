@@ -217,6 +217,14 @@ pub fn endpoints() -> &'static [Endpoint] {
             ),
             ep(
                 Method::GET,
+                super::openapi::PATH,
+                Access::Public,
+                Scope::None,
+                Part::Core,
+                |r| r.to(super::openapi::serve),
+            ),
+            ep(
+                Method::GET,
                 "/metrics",
                 Access::Metrics,
                 Scope::None,
