@@ -19,7 +19,7 @@ use crate::interactions::Interactions;
 use crate::registry::Registry;
 use crate::registry::SetJournal;
 use crate::store::journal::{Journal, Prune};
-use crate::store::Store;
+use crate::store::{Store, StoreHealth};
 use crate::webhooks::{WebhookApi, Webhooks};
 use crate::writes::Writes;
 
@@ -90,8 +90,9 @@ impl Gateway {
 /// Starts everything on the current actix system. The configuration must
 /// already be validated ([`Config::load`] does).
 pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
-    let store = Store::start(cfg.store.clone())
-        .map_err(|e| std::io::Error::other(format!("{e} ({})", cfg.store.path.display())))?;
+    let store_health = Arc::new(StoreHealth::default());
+    let store = Store::start(cfg.store.clone(), store_health.clone())
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     let registry = Registry::new(cfg.registry.clone()).start();
     let mut state = AppState::new(registry.clone(), cfg.session.clone());
     state.security = Arc::new(
@@ -132,20 +133,29 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         upstream: genesys.clone(),
         cfg: cfg.interactions.clone(),
     });
-    let writes = Arc::new(Writes {
-        registry: registry.clone(),
-        upstream: genesys.clone(),
-        store: store.clone(),
-        cfg: cfg.writes.clone(),
-    });
+    let writes = Arc::new(Writes::new(
+        registry.clone(),
+        genesys.clone(),
+        store.clone(),
+        cfg.writes.clone(),
+        store_health.clone(),
+    ));
     state.writes = Some(writes.clone());
     state.ops.upstream = Some(upstream_stats.clone());
+    state.ops.store = Some(store_health.clone());
     state.board = Arc::new(cfg.board.clone());
     state.queues = Some(
         crate::queues::QueueHub::new(cfg.board.clone(), registry.clone(), Some(genesys.clone()))
             .start(),
     );
-    actix_web::rt::spawn(crate::writes::lease_loop(writes, stop.clone()));
+    actix_web::rt::spawn(crate::writes::lease_loop(writes.clone(), stop.clone()));
+    actix_web::rt::spawn(crate::writes::record_loop(writes.clone(), stop.clone()));
+    actix_web::rt::spawn(crate::writes::settle_keys(writes, stop.clone()));
+    actix_web::rt::spawn(crate::store::probe_loop(
+        store.clone(),
+        std::time::Duration::from_secs(cfg.store.probe_secs),
+        stop.clone(),
+    ));
     let workers = match cfg.server.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -157,8 +167,9 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         cfg.store.clone(),
         cfg.history.retention_days,
         webhooks.clone(),
+        store_health.clone(),
     )
-    .map_err(|e| std::io::Error::other(format!("{e} ({})", cfg.store.path.display())))?;
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
     registry
         .send(SetJournal {
             recipient: journal.clone().recipient(),

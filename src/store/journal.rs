@@ -29,7 +29,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{StoreConfig, StoreError};
+use super::{Backoff, Op, StoreConfig, StoreError, StoreHealth};
 use crate::model::{iso, Origin};
 use crate::registry::{AgentView, JournalBatch};
 
@@ -235,73 +235,58 @@ pub struct Journal {
     retention_days: u32,
     /// Subscribers (filters, counters, wake-ups).
     hooks: Arc<dyn OutboxRouting>,
+    /// Shared store health (journal and outbox writes feed it).
+    health: Arc<StoreHealth>,
     /// Last recorded state per (agent, kind); `None` = known to have none.
     last: HashMap<(String, Kind), Option<StateRef>>,
 }
 
-const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS journal (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        event_id TEXT NOT NULL UNIQUE,
-        agent_id TEXT NOT NULL, kind TEXT NOT NULL, origin TEXT NOT NULL,
-        at_ms INTEGER NOT NULL, observed_ms INTEGER NOT NULL,
-        prev_state TEXT, prev_definition_id TEXT, prev_label TEXT, prev_since_ms INTEGER,
-        state TEXT NOT NULL, definition_id TEXT, label TEXT,
-        prev_duration_ms INTEGER, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,
-        body TEXT NOT NULL);
-    CREATE INDEX IF NOT EXISTS journal_agent ON journal(agent_id, kind, at_ms);
-    CREATE INDEX IF NOT EXISTS journal_observed ON journal(observed_ms);
-    CREATE TABLE IF NOT EXISTS webhook_outbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        subscriber TEXT NOT NULL, agent_id TEXT NOT NULL,
-        journal_id INTEGER NOT NULL,
-        status TEXT NOT NULL DEFAULT 'pending',
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_ms INTEGER NOT NULL, created_ms INTEGER NOT NULL,
-        last_error TEXT);
-    CREATE INDEX IF NOT EXISTS outbox_heads ON webhook_outbox(subscriber, status, agent_id, id);
-";
-
 impl Journal {
-    /// Opens (creating) the journal tables in the store's file.
+    /// Opens the journal's connection to the store's file (the schema is
+    /// [`super::migrate`]'s).
     pub fn open(
         store: &StoreConfig,
         retention_days: u32,
         hooks: Arc<dyn OutboxRouting>,
+        health: Arc<StoreHealth>,
     ) -> Result<Journal, StoreError> {
-        let conn = if store.path == std::path::Path::new(":memory:") {
-            Connection::open_in_memory()?
-        } else {
-            if let Some(dir) = store.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError(format!("{}: {e}", dir.display())))?;
-            }
-            Connection::open(&store.path)?
-        };
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
-        )?;
-        conn.execute_batch(SCHEMA)?;
+        let conn = store.connect()?;
         Ok(Journal {
             conn,
             retention_days,
             hooks,
+            health,
             last: HashMap::new(),
         })
     }
 
-    /// Starts the journal on its own thread (one: order matters).
+    /// Starts the journal on its own thread (one: order matters). Webhook
+    /// claims a previous run held are released first: this process is the
+    /// file's only user, so nothing else is delivering them.
     pub fn start(
         store: StoreConfig,
         retention_days: u32,
         hooks: Arc<dyn OutboxRouting>,
+        health: Arc<StoreHealth>,
     ) -> Result<Addr<Journal>, StoreError> {
         // Open once here so a bad path fails start-up with its reason.
-        drop(Journal::open(&store, retention_days, hooks.clone())?);
+        let first = Journal::open(&store, retention_days, hooks.clone(), health.clone())?;
+        let released = first.conn.execute(
+            "UPDATE webhook_outbox SET claimed = 0, next_ms = ?1 WHERE claimed = 1",
+            params![Utc::now().timestamp_millis()],
+        )?;
+        if released > 0 {
+            tracing::info!(
+                rows = released,
+                "webhook deliveries in flight when the previous run stopped are due again"
+            );
+        }
+        drop(first);
         Ok(SyncArbiter::start(1, move || {
             // unwrap: the same config opened a moment ago; failing now means
             // the disk vanished, and the journal cannot run without it.
-            Journal::open(&store, retention_days, hooks.clone()).expect("reopen the journal")
+            Journal::open(&store, retention_days, hooks.clone(), health.clone())
+                .expect("reopen the journal")
         }))
     }
 
@@ -447,23 +432,46 @@ impl Handler<JournalBatch> for Journal {
         if b.changes.is_empty() {
             return; // a barrier: everything before it is committed
         }
-        match self.record(&b) {
-            Ok(woken) => {
-                for (i, n) in woken.into_iter().enumerate() {
-                    if n > 0 {
-                        self.hooks.queued(i, n as u64, false);
-                    }
-                }
-            }
-            Err(e) => {
-                // The batch is lost to history; the next change of each
-                // agent is recorded against the last state on disk.
+        // A failed write is retried with backoff on this thread (the
+        // registry's tap keeps later batches meanwhile, bounded), then given up.
+        let mut backoff = Backoff::new(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(2),
+        );
+        loop {
+            let r = self.record(&b);
+            if r.is_err() {
+                // Reload the last states from disk: the failed transaction
+                // left the cache ahead of it.
                 self.last.clear();
-                tracing::error!(error = %e, seq = b.seq, changes = b.changes.len(), "journal write failed");
+            }
+            match self.health.observe(Op::Journal, r) {
+                Ok(woken) => {
+                    for (i, n) in woken.into_iter().enumerate() {
+                        if n > 0 {
+                            self.hooks.queued(i, n as u64, false);
+                        }
+                    }
+                    return;
+                }
+                Err(e) if backoff.failures() < JOURNAL_RETRIES => {
+                    let wait = backoff.fail();
+                    tracing::warn!(error = %e, seq = b.seq, retry_in_ms = wait.as_millis() as u64, "journal write failed; retrying");
+                    std::thread::sleep(wait);
+                }
+                Err(e) => {
+                    // The batch is lost to history; the next change of each
+                    // agent is recorded against the last state on disk.
+                    tracing::error!(error = %e, seq = b.seq, changes = b.changes.len(), "journal write failed; batch given up");
+                    return;
+                }
             }
         }
     }
 }
+
+/// Retries of one journal batch before it is given up (about 4 s in all).
+const JOURNAL_RETRIES: u32 = 5;
 
 /// Prunes records older than the retention (and old dead letters).
 #[derive(Message)]
@@ -583,12 +591,15 @@ pub struct Due {
     pub agent_id: String,
     pub event_id: String,
     pub body: String,
-    /// Attempts made before this one.
+    /// Attempts made before this one (this one is `attempts + 1`, already recorded).
     pub attempts: u32,
 }
 
-/// Worker → journal: the next deliverable rows of a subscriber, at most one
-/// per agent (the oldest pending one), due by `now`, at most `limit`.
+/// Worker → journal: claims the next deliverable rows of a subscriber, at
+/// most one per agent (the oldest pending one), due by `now`, at most
+/// `limit`. Claiming counts the attempt and holds the row for `claim_ms`
+/// (it is not handed out again meanwhile, should its outcome never be
+/// recorded), in one transaction: no attempt is sent that was not recorded.
 #[derive(Message)]
 #[rtype(result = "Result<Claimed, StoreError>")]
 pub struct ClaimDue {
@@ -597,6 +608,8 @@ pub struct ClaimDue {
     pub now_ms: i64,
     /// Agents with a delivery in flight (skipped).
     pub busy: Vec<String>,
+    /// How long a claim holds its row (ms).
+    pub claim_ms: i64,
 }
 
 /// Reply to [`ClaimDue`].
@@ -644,17 +657,32 @@ impl Handler<ClaimDue> for Journal {
                 out.due.push(due);
             }
         }
+        drop(stmt);
         out.pending = self.conn.query_row(
             "SELECT COUNT(*) FROM webhook_outbox WHERE subscriber = ?1 AND status = 'pending'",
             params![q.subscriber],
             |r| r.get::<_, i64>(0),
         )? as u64;
+        if !out.due.is_empty() {
+            let claimed = (|| {
+                let tx = self.conn.unchecked_transaction()?;
+                for d in &out.due {
+                    tx.execute(
+                        "UPDATE webhook_outbox SET attempts = attempts + 1, claimed = 1, next_ms = ?2 WHERE id = ?1",
+                        params![d.outbox_id, q.now_ms + q.claim_ms],
+                    )?;
+                }
+                tx.commit()
+            })()
+            .map_err(StoreError::from);
+            self.health.observe(Op::Outbox, claimed)?;
+        }
         Ok(out)
     }
 }
 
 /// Worker → journal: the outcome of one attempt.
-#[derive(Message)]
+#[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<(), StoreError>")]
 pub enum Outcome {
     /// 2xx: the row is done (deleted; the journal keeps the event).
@@ -673,6 +701,13 @@ impl Handler<Outcome> for Journal {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, o: Outcome, _: &mut SyncContext<Self>) -> Self::Result {
+        let r = self.outcome(o);
+        self.health.observe(Op::Outbox, r)
+    }
+}
+
+impl Journal {
+    fn outcome(&mut self, o: Outcome) -> Result<(), StoreError> {
         match o {
             Outcome::Delivered { outbox_id } => {
                 self.conn.execute(
@@ -688,7 +723,7 @@ impl Handler<Outcome> for Journal {
                 error,
             } => {
                 self.conn.execute(
-                    "UPDATE webhook_outbox SET attempts = ?2, next_ms = ?3, last_error = ?4,
+                    "UPDATE webhook_outbox SET attempts = ?2, next_ms = ?3, last_error = ?4, claimed = 0,
                      status = CASE WHEN ?5 THEN 'dead' ELSE 'pending' END WHERE id = ?1",
                     params![outbox_id, attempts, next_ms, error, dead],
                 )?;

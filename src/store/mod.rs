@@ -6,14 +6,20 @@
 //! [`Store`] is an actix `SyncActor` on its own thread (SQLite calls block);
 //! everything else talks to it through messages.
 
+pub mod health;
 pub mod journal;
+pub mod migrate;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
+
+pub use health::{Backoff, Op, StoreHealth};
 
 /// Store settings (`[store]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +31,12 @@ pub struct StoreConfig {
     pub audit_retention_days: u32,
     /// Hours an `Idempotency-Key` is remembered.
     pub idempotency_hours: u32,
+    /// Milliseconds a write waits for a lock another connection holds
+    /// (`PRAGMA busy_timeout`) before it fails with "database is locked".
+    pub busy_timeout_ms: u64,
+    /// Seconds between health probes: a one-row write and a check that the
+    /// file at `path` is still the one opened (not deleted or replaced).
+    pub probe_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -33,6 +45,8 @@ impl Default for StoreConfig {
             path: PathBuf::from("presence-gateway.db"),
             audit_retention_days: 90,
             idempotency_hours: 24,
+            busy_timeout_ms: 5_000,
+            probe_secs: 5,
         }
     }
 }
@@ -50,7 +64,50 @@ impl StoreConfig {
                 "store.audit_retention_days and store.idempotency_hours must be at least 1".into(),
             );
         }
+        if !(1..=600_000).contains(&self.busy_timeout_ms) || !(1..=3_600).contains(&self.probe_secs)
+        {
+            return Err(
+                "store.busy_timeout_ms must be 1 to 600000 and store.probe_secs 1 to 3600".into(),
+            );
+        }
         Ok(())
+    }
+
+    /// Opens a connection to the store's file (creating the file and its
+    /// directory), with WAL, `synchronous=FULL` and the busy timeout, and
+    /// brings the schema up to date ([`migrate`]). The error names the path.
+    pub fn connect(&self) -> Result<Connection, StoreError> {
+        let named = |e: &dyn std::fmt::Display| {
+            StoreError(format!("cannot open {}: {e}", self.path.display()))
+        };
+        let conn = if self.path == Path::new(":memory:") {
+            Connection::open_in_memory().map_err(|e| named(&e))?
+        } else {
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| named(&e))?;
+            }
+            Connection::open(&self.path).map_err(|e| named(&e))?
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout={};",
+            self.busy_timeout_ms
+        ))
+        .map_err(|e| named(&e))?;
+        migrate::migrate(&conn).map_err(|e| named(&e))?;
+        Ok(conn)
+    }
+
+    /// `(device, inode)` of the file at `path` now; `None` for `:memory:`.
+    pub fn file_id(&self) -> Option<Result<(u64, u64), String>> {
+        use std::os::unix::fs::MetadataExt;
+        if self.path == Path::new(":memory:") {
+            return None;
+        }
+        Some(
+            std::fs::metadata(&self.path)
+                .map(|m| (m.dev(), m.ino()))
+                .map_err(|e| e.to_string()),
+        )
     }
 }
 
@@ -115,57 +172,132 @@ pub enum Idempotent {
     Done(u16, String),
     /// The key was used with a different request.
     Mismatch,
+    /// A previous run of the gateway stopped while this key's request ran;
+    /// it is being settled against Genesys ([`SettleKey`]).
+    Recovering,
+}
+
+/// An idempotency key a previous process left in flight (it stopped
+/// between claiming the key and recording the answer).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InFlightKey {
+    pub key: String,
+    /// `<agent id>\n<request JSON>` (see [`crate::writes`]).
+    pub fingerprint: String,
+    /// When the key was claimed.
+    pub created: DateTime<Utc>,
 }
 
 pub struct Store {
     conn: Connection,
     cfg: StoreConfig,
+    health: Arc<StoreHealth>,
+    /// `(device, inode)` of the file when opened (`None`: `:memory:`).
+    file_id: Option<(u64, u64)>,
+    /// Keys left in flight by the previous process, until settled
+    /// ([`SettleKey`]); `BeginWrite` answers [`Idempotent::Recovering`] for them.
+    recovering: HashMap<String, InFlightKey>,
 }
 
 impl Store {
-    /// Opens (creating) the database and its schema.
-    pub fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
-        let conn = if cfg.path == Path::new(":memory:") {
-            Connection::open_in_memory()?
-        } else {
-            if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError(format!("{}: {e}", dir.display())))?;
+    /// Opens (creating) the database and brings its schema up to date.
+    pub fn open(cfg: StoreConfig, health: Arc<StoreHealth>) -> Result<Store, StoreError> {
+        let conn = cfg.connect()?;
+        let file_id = match cfg.file_id() {
+            None => None,
+            Some(Ok(id)) => Some(id),
+            Some(Err(e)) => {
+                return Err(StoreError(format!(
+                    "cannot open {}: {e}",
+                    cfg.path.display()
+                )))
             }
-            Connection::open(&cfg.path)?
         };
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=FULL;
-             PRAGMA busy_timeout=5000;
-             CREATE TABLE IF NOT EXISTS audit (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT,
-                 at TEXT NOT NULL, actor TEXT NOT NULL, agent_id TEXT NOT NULL,
-                 from_presence TEXT, to_presence TEXT NOT NULL, reason TEXT,
-                 result TEXT NOT NULL, status INTEGER NOT NULL,
-                 correlation_id TEXT, detail TEXT);
-             CREATE INDEX IF NOT EXISTS audit_agent ON audit(agent_id, at);
-             CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
-             CREATE TABLE IF NOT EXISTS idempotency (
-                 key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, created TEXT NOT NULL,
-                 status INTEGER, body TEXT);
-             CREATE TABLE IF NOT EXISTS leases (
-                 agent_id TEXT PRIMARY KEY, definition_id TEXT NOT NULL,
-                 expires_at TEXT NOT NULL, fallback_definition_id TEXT NOT NULL, actor TEXT NOT NULL);",
-        )?;
-        Ok(Store { conn, cfg })
+        Ok(Store {
+            conn,
+            cfg,
+            health,
+            file_id,
+            recovering: HashMap::new(),
+        })
     }
 
-    /// Starts the store on its own thread.
-    pub fn start(cfg: StoreConfig) -> Result<Addr<Store>, StoreError> {
-        // Open once here so a bad path fails start-up with its reason.
-        let probe = Store::open(cfg.clone())?;
+    /// Starts the store on its own thread. Opens the file first, here, so
+    /// that a bad path fails start-up with its reason, and takes over what
+    /// a previous process left unfinished: its keys in flight (settled
+    /// later, [`InFlightKeys`]) and its audit records still `pending`
+    /// (marked `interrupted`).
+    pub fn start(cfg: StoreConfig, health: Arc<StoreHealth>) -> Result<Addr<Store>, StoreError> {
+        let probe = Store::open(cfg.clone(), health.clone())?;
+        let recovering = probe.take_over()?;
+        if !recovering.is_empty() {
+            tracing::warn!(
+                keys = recovering.len(),
+                "idempotency keys left in flight by the previous run; settling them after the first sync"
+            );
+        }
         drop(probe);
         Ok(SyncArbiter::start(1, move || {
             // unwrap: the same config opened a moment ago; failing now means
             // the disk vanished, and the store cannot run without it
-            Store::open(cfg.clone()).expect("reopen the store database")
+            let mut s =
+                Store::open(cfg.clone(), health.clone()).expect("reopen the store database");
+            s.recovering = recovering.clone();
+            s
         }))
+    }
+
+    /// Start-up: the keys in flight, and `pending` audit records marked `interrupted`.
+    fn take_over(&self) -> Result<HashMap<String, InFlightKey>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, fingerprint, created FROM idempotency WHERE status IS NULL")?;
+        let keys = stmt
+            .query_map([], |r| {
+                let created: String = r.get(2)?;
+                Ok(InFlightKey {
+                    key: r.get(0)?,
+                    fingerprint: r.get(1)?,
+                    created: DateTime::parse_from_rfc3339(&created)
+                        .map(|d| d.with_timezone(&Utc))
+                        .unwrap_or_default(),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let n = self.conn.execute(
+            "UPDATE audit SET result = 'interrupted', detail = ?1 WHERE result = 'pending'",
+            params![INTERRUPTED],
+        )?;
+        if n > 0 {
+            tracing::warn!(
+                records = n,
+                "audit records of attempts the previous run did not finish marked interrupted"
+            );
+        }
+        Ok(keys.into_iter().map(|k| (k.key.clone(), k)).collect())
+    }
+
+    /// Fails when the file at the configured path is no longer the one
+    /// this connection writes to (deleted, renamed or replaced): such
+    /// writes would be lost at the next restart.
+    fn check_file(&self) -> Result<(), StoreError> {
+        if let Err(e) = self.health.file_ok() {
+            return Err(StoreError(e));
+        }
+        let (Some(opened), Some(now)) = (self.file_id, self.cfg.file_id()) else {
+            return Ok(());
+        };
+        let why = match now {
+            Ok(id) if id == opened => return Ok(()),
+            Ok(_) => "was replaced by another file",
+            Err(_) => "was deleted or renamed",
+        };
+        let why = format!(
+            "the store file {} {why} while the gateway had it open; restart the gateway (writes are refused until then)",
+            self.cfg.path.display()
+        );
+        self.health.replaced(why.clone());
+        Err(StoreError(why))
     }
 
     fn prune(&self) -> Result<(), StoreError> {
@@ -184,12 +316,56 @@ impl Store {
     }
 }
 
+/// The detail of an audit record whose attempt a previous run did not finish.
+pub const INTERRUPTED: &str = "the gateway stopped before this attempt finished; Genesys may or may not have applied it (see the agent's history)";
+
 impl Actor for Store {
     type Context = SyncContext<Self>;
 
     fn started(&mut self, _: &mut SyncContext<Self>) {
         if let Err(e) = self.prune() {
             tracing::warn!(error = %e, "pruning the store failed");
+        }
+    }
+}
+
+/// Health probe: checks that the file is still the one opened and that a
+/// one-row write commits; the outcome feeds [`StoreHealth`].
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Probe;
+
+impl Handler<Probe> for Store {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, _: Probe, _: &mut SyncContext<Self>) -> Self::Result {
+        let r = self.check_file().and_then(|()| {
+            self.conn.execute(
+                "INSERT INTO store_probe (id, at_ms) VALUES (1, ?1)
+                 ON CONFLICT(id) DO UPDATE SET at_ms = ?1",
+                params![Utc::now().timestamp_millis()],
+            )?;
+            Ok(())
+        });
+        self.health.observe(Op::Probe, r)
+    }
+}
+
+/// Probes the store every `store.probe_secs` until `stop`.
+pub async fn probe_loop(
+    store: Addr<Store>,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match store.send(Probe).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "store health probe failed"),
+            Err(_) => return,
         }
     }
 }
@@ -208,11 +384,24 @@ fn append_audit(conn: &Connection, r: &AuditRecord) -> Result<i64, StoreError> {
     Ok(conn.last_insert_rowid())
 }
 
+/// Rewrites record `id` (an intent) with the attempt's outcome.
+fn update_audit(conn: &Connection, id: i64, r: &AuditRecord) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE audit SET actor = ?2, agent_id = ?3, from_presence = ?4, to_presence = ?5, reason = ?6,
+         result = ?7, status = ?8, correlation_id = ?9, detail = ?10 WHERE id = ?1",
+        params![id, r.actor, r.agent_id, r.from_presence, r.to_presence, r.reason, r.result, r.status, r.correlation_id, r.detail],
+    )?;
+    Ok(())
+}
+
 impl Handler<AppendAudit> for Store {
     type Result = Result<i64, StoreError>;
 
     fn handle(&mut self, AppendAudit(r): AppendAudit, _: &mut SyncContext<Self>) -> Self::Result {
-        append_audit(&self.conn, &r)
+        let r = self
+            .check_file()
+            .and_then(|()| append_audit(&self.conn, &r));
+        self.health.observe(Op::Audit, r)
     }
 }
 
@@ -299,43 +488,175 @@ impl Handler<QueryAudit> for Store {
 }
 
 /// Claims an idempotency key for a request fingerprint.
-#[derive(Message)]
+#[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<Idempotent, StoreError>")]
 pub struct BeginIdempotent {
     pub key: String,
     pub fingerprint: String,
 }
 
-impl Handler<BeginIdempotent> for Store {
-    type Result = Result<Idempotent, StoreError>;
+fn begin_idempotent(
+    conn: &Connection,
+    recovering: &HashMap<String, InFlightKey>,
+    m: &BeginIdempotent,
+) -> Result<Idempotent, StoreError> {
+    let existing: Option<(String, Option<u16>, Option<String>)> = conn
+        .query_row(
+            "SELECT fingerprint, status, body FROM idempotency WHERE key = ?1",
+            params![m.key],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    Ok(match existing {
+        None => {
+            conn.execute(
+                "INSERT INTO idempotency (key, fingerprint, created) VALUES (?1, ?2, ?3)",
+                params![m.key, m.fingerprint, Utc::now().to_rfc3339()],
+            )?;
+            Idempotent::New
+        }
+        Some((fp, _, _)) if fp != m.fingerprint => Idempotent::Mismatch,
+        Some((_, Some(status), Some(body))) => Idempotent::Done(status, body),
+        Some(_) if recovering.contains_key(&m.key) => Idempotent::Recovering,
+        Some(_) => Idempotent::Pending,
+    })
+}
 
-    fn handle(&mut self, m: BeginIdempotent, _: &mut SyncContext<Self>) -> Self::Result {
-        let existing: Option<(String, Option<u16>, Option<String>)> = self
-            .conn
-            .query_row(
-                "SELECT fingerprint, status, body FROM idempotency WHERE key = ?1",
-                params![m.key],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        Ok(match existing {
-            None => {
-                self.conn.execute(
-                    "INSERT INTO idempotency (key, fingerprint, created) VALUES (?1, ?2, ?3)",
-                    params![m.key, m.fingerprint, Utc::now().to_rfc3339()],
-                )?;
-                Idempotent::New
+/// Write path → store, before Genesys is touched: claims the request's
+/// `Idempotency-Key` (if any) and, when the request goes ahead, writes its
+/// audit record as `pending` (the intent), in one transaction. Failing
+/// here (disk full, file gone, locked) means the write is refused before
+/// Genesys sees it.
+#[derive(Message)]
+#[rtype(result = "Result<Begun, StoreError>")]
+pub struct BeginWrite {
+    /// The attempt as known so far (`result` is replaced by `pending`).
+    pub intent: AuditRecord,
+    pub idempotency: Option<BeginIdempotent>,
+}
+
+/// Reply to [`BeginWrite`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Begun {
+    /// What the key says ([`Idempotent::New`] without a key).
+    pub idempotent: Idempotent,
+    /// The intent's audit id ([`CommitWrite::audit_id`]); `None` unless `New`.
+    pub audit_id: Option<i64>,
+}
+
+impl Handler<BeginWrite> for Store {
+    type Result = Result<Begun, StoreError>;
+
+    fn handle(&mut self, m: BeginWrite, _: &mut SyncContext<Self>) -> Self::Result {
+        let r = self.check_file().and_then(|()| {
+            let tx = self.conn.unchecked_transaction()?;
+            let idempotent = match &m.idempotency {
+                Some(b) => begin_idempotent(&tx, &self.recovering, b)?,
+                None => Idempotent::New,
+            };
+            let audit_id = if idempotent == Idempotent::New {
+                let mut intent = m.intent.clone();
+                intent.result = "pending".into();
+                intent.status = 0;
+                Some(append_audit(&tx, &intent)?)
+            } else {
+                None
+            };
+            tx.commit()?;
+            Ok(Begun {
+                idempotent,
+                audit_id,
+            })
+        });
+        self.health.observe(Op::Begin, r)
+    }
+}
+
+/// Bulk writes → store, before Genesys: the intents of one chunk (audit
+/// records written `pending`), in one transaction; replies with their ids.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<i64>, StoreError>")]
+pub struct BeginIntents(pub Vec<AuditRecord>);
+
+impl Handler<BeginIntents> for Store {
+    type Result = Result<Vec<i64>, StoreError>;
+
+    fn handle(&mut self, m: BeginIntents, _: &mut SyncContext<Self>) -> Self::Result {
+        let r = self.check_file().and_then(|()| {
+            let tx = self.conn.unchecked_transaction()?;
+            let mut ids = Vec::with_capacity(m.0.len());
+            for r in &m.0 {
+                let mut intent = r.clone();
+                intent.result = "pending".into();
+                intent.status = 0;
+                ids.push(append_audit(&tx, &intent)?);
             }
-            Some((fp, _, _)) if fp != m.fingerprint => Idempotent::Mismatch,
-            Some((_, Some(status), Some(body))) => Idempotent::Done(status, body),
-            Some(_) => Idempotent::Pending,
-        })
+            tx.commit()?;
+            Ok(ids)
+        });
+        self.health.observe(Op::Begin, r)
+    }
+}
+
+/// The keys a previous run left in flight and not settled yet.
+#[derive(Message)]
+#[rtype(result = "Vec<InFlightKey>")]
+pub struct InFlightKeys;
+
+impl Handler<InFlightKeys> for Store {
+    type Result = Vec<InFlightKey>;
+
+    fn handle(&mut self, _: InFlightKeys, _: &mut SyncContext<Self>) -> Self::Result {
+        let mut v: Vec<InFlightKey> = self.recovering.values().cloned().collect();
+        v.sort_by_key(|a| a.created);
+        v
+    }
+}
+
+/// Settles a key left in flight by a previous run: its answer (and the
+/// audit record and lease that go with it), in one transaction; the key
+/// then answers like any finished one.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct SettleKey {
+    pub key: String,
+    /// The answer remembered for the key.
+    pub outcome: (u16, String),
+    pub audit: AuditRecord,
+    pub lease: Option<PutLease>,
+}
+
+impl Handler<SettleKey> for Store {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, m: SettleKey, _: &mut SyncContext<Self>) -> Self::Result {
+        let r = self.check_file().and_then(|()| {
+            let tx = self.conn.unchecked_transaction()?;
+            if let Some(l) = &m.lease {
+                put_lease(&tx, l)?;
+            }
+            append_audit(&tx, &m.audit)?;
+            finish_idempotent(
+                &tx,
+                &FinishIdempotent {
+                    key: m.key.clone(),
+                    outcome: Some(m.outcome.clone()),
+                },
+            )?;
+            tx.commit()?;
+            Ok(())
+        });
+        let r = self.health.observe(Op::Recovery, r);
+        if r.is_ok() {
+            self.recovering.remove(&m.key);
+        }
+        r
     }
 }
 
 /// Records the outcome for an idempotency key (or forgets the key, when
 /// `status` is `None`, so that a failed attempt can be retried).
-#[derive(Message)]
+#[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<(), StoreError>")]
 pub struct FinishIdempotent {
     pub key: String,
@@ -346,7 +667,10 @@ impl Handler<FinishIdempotent> for Store {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, m: FinishIdempotent, _: &mut SyncContext<Self>) -> Self::Result {
-        finish_idempotent(&self.conn, &m)
+        let r = self
+            .check_file()
+            .and_then(|()| finish_idempotent(&self.conn, &m));
+        self.health.observe(Op::Commit, r)
     }
 }
 
@@ -362,7 +686,7 @@ fn finish_idempotent(conn: &Connection, m: &FinishIdempotent) -> Result<(), Stor
 }
 
 /// Sets (or with `None`, clears) an agent's lease.
-#[derive(Message)]
+#[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<(), StoreError>")]
 pub struct PutLease {
     pub agent_id: String,
@@ -373,7 +697,8 @@ impl Handler<PutLease> for Store {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, m: PutLease, _: &mut SyncContext<Self>) -> Self::Result {
-        put_lease(&self.conn, &m)
+        let r = self.check_file().and_then(|()| put_lease(&self.conn, &m));
+        self.health.observe(Op::Lease, r)
     }
 }
 
@@ -393,13 +718,16 @@ fn put_lease(conn: &Connection, m: &PutLease) -> Result<(), StoreError> {
 /// Write path → store: what one presence write leaves behind, in one
 /// transaction (one round trip): the lease change, the audit record and
 /// the answer remembered for its `Idempotency-Key`.
-#[derive(Message)]
+#[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<(), StoreError>")]
 pub struct CommitWrite {
     /// Set or clear the agent's lease; `None` leaves leases alone.
     pub lease: Option<PutLease>,
     /// The attempt, whatever its outcome.
     pub audit: AuditRecord,
+    /// The intent record [`BeginWrite`] wrote (updated in place); `None`
+    /// appends `audit` as a new record.
+    pub audit_id: Option<i64>,
     /// The answer for the request's `Idempotency-Key`, if it had one.
     pub idempotency: Option<FinishIdempotent>,
 }
@@ -408,16 +736,24 @@ impl Handler<CommitWrite> for Store {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, m: CommitWrite, _: &mut SyncContext<Self>) -> Self::Result {
-        let tx = self.conn.unchecked_transaction()?;
-        if let Some(l) = &m.lease {
-            put_lease(&tx, l)?;
-        }
-        append_audit(&tx, &m.audit)?;
-        if let Some(f) = &m.idempotency {
-            finish_idempotent(&tx, f)?;
-        }
-        tx.commit()?;
-        Ok(())
+        let r = self.check_file().and_then(|()| {
+            let tx = self.conn.unchecked_transaction()?;
+            if let Some(l) = &m.lease {
+                put_lease(&tx, l)?;
+            }
+            match m.audit_id {
+                Some(id) => update_audit(&tx, id, &m.audit)?,
+                None => {
+                    append_audit(&tx, &m.audit)?;
+                }
+            }
+            if let Some(f) = &m.idempotency {
+                finish_idempotent(&tx, f)?;
+            }
+            tx.commit()?;
+            Ok(())
+        });
+        self.health.observe(Op::Commit, r)
     }
 }
 
