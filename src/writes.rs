@@ -1181,11 +1181,10 @@ pub enum Settled {
 /// was claimed); any other answers 409 `idempotency_abandoned`, telling
 /// the client to re-read the agent and retry with a new key. Until then
 /// such keys answer 409 `idempotency_recovering` (retry in a few seconds).
+///
+/// The same first sync is where `writes.lease_fallback` is checked against
+/// the org's presences (logged here; `/readyz` reports it until fixed).
 pub async fn settle_keys(w: Arc<Writes>, stop: tokio_util::sync::CancellationToken) {
-    let keys = match w.store.send(InFlightKeys).await {
-        Ok(k) if !k.is_empty() => k,
-        _ => return,
-    };
     loop {
         match w.registry.send(crate::registry::GetReadiness).await {
             Ok(r) if r.synced => break,
@@ -1197,6 +1196,15 @@ pub async fn settle_keys(w: Arc<Writes>, stop: tokio_util::sync::CancellationTok
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
+    if let Ok(defs) = w.registry.send(GetDefinitions).await {
+        if let Err(e) = fallback(&defs, &w.cfg.lease_fallback) {
+            tracing::error!(reason = %e.reason, "writes.lease_fallback is wrong for this org; leased writes are refused and /readyz reports it");
+        }
+    }
+    let keys = match w.store.send(InFlightKeys).await {
+        Ok(k) if !k.is_empty() => k,
+        _ => return,
+    };
     let mut backoff = Backoff::store();
     let mut todo: VecDeque<_> = keys.into();
     while let Some(k) = todo.front() {

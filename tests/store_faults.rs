@@ -429,3 +429,283 @@ fn unopenable_store_exits_64_naming_the_path() {
         "no port opened"
     );
 }
+
+/// The gateway binary, killed on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `presence-gateway serve --config <file>`; returns it with its base URL once ready.
+async fn spawn_gateway(config: &Path) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_presence-gateway"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gateway binary starts");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let child = Child(child);
+    let base = wait_until(Duration::from_secs(30), "READY line", || {
+        let got = rx.try_recv();
+        async move {
+            match got {
+                Ok(line) => match line.strip_prefix("READY gateway=") {
+                    Some(url) => Ok(url.trim().to_string()),
+                    None => Err(format!("line {line:?}")),
+                },
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await;
+    let ready = format!("{base}/readyz");
+    wait_until(Duration::from_secs(30), "gateway ready", || {
+        let url = ready.clone();
+        async move { e2e::try_get(url).await.map(|_| ()) }
+    })
+    .await;
+    (child, base)
+}
+
+/// `PATCH` against a base URL with an `Idempotency-Key` → (status, body),
+/// or `None` when the connection failed (the gateway was killed).
+async fn keyed_patch(base: &str, id: &str, body: &Value, key: &str) -> Option<(u16, Value)> {
+    let mut r = client()
+        .patch(format!("{base}/api/v1/agents/{id}/presence"))
+        .insert_header(("Idempotency-Key", key))
+        .timeout(Duration::from_secs(30))
+        .send_json(body)
+        .await
+        .ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.json().await.unwrap_or(Value::Null)))
+}
+
+/// SIGKILL in the middle of a burst of keyed writes (Genesys answering
+/// slowly, so keys are in flight), then a restart on the same store file:
+/// every key settles. A retry with the same key and body gets 200 (the
+/// remembered answer, or the change settled against Genesys's state) or 409
+/// `idempotency_abandoned` (re-read and retry with a new key), never
+/// `idempotency_in_progress`; answers acknowledged before the kill replay
+/// unchanged; a key settled as applied matches Genesys (half of the burst
+/// is made to reach Genesys's state before the restart, as when the
+/// gateway dies between Genesys's answer and its record).
+#[actix_web::test]
+async fn sigkill_with_keys_in_flight_every_key_settles() {
+    let sim_cfg = presence_gateway::simulator::SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        agents: 16,
+        heartbeat_secs: 0.5,
+        ..Default::default()
+    };
+    let sim = presence_gateway::simulator::start(sim_cfg.clone())
+        .await
+        .expect("sim");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n[genesys]\napi_base = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n[store]\npath = \"{}\"\n[log]\nlevel = \"error\"\n",
+            sim.base_url(),
+            sim_cfg.client_id,
+            sim_cfg.client_secret,
+            dir.path().join("gw.db").display()
+        ),
+    )
+    .unwrap();
+    let sim_url = |p: &str| format!("{}{p}", sim.base_url());
+    let ids: Vec<String> = get(sim_url("/sim/state")).await["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_string())
+        .collect();
+    let sim_patches = || async {
+        get(sim_url("/sim/stats")).await["counters"]["requestsByRoute"]
+            ["PATCH users/{id}/presences/purecloud"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+
+    let (mut child, base) = spawn_gateway(&config).await;
+    // The first writes answer at once; then Genesys slows down.
+    let body = json!({"presence": "BREAK", "leaseSeconds": 3600});
+    let mut acked = HashMap::new();
+    for (i, id) in ids.iter().enumerate().take(4) {
+        let key = format!("key-{i}");
+        let (s, b) = keyed_patch(&base, id, &body, &key).await.expect("answered");
+        assert_eq!(s, 200, "{b}");
+        acked.insert(key, b);
+    }
+    let before = sim_patches().await;
+    e2e::post(
+        sim_url("/sim/faults"),
+        json!({"kind": "slow_responses", "count": 12, "delayMs": 1500}),
+    )
+    .await;
+    let mut burst = Vec::new();
+    for (i, id) in ids.iter().enumerate().skip(4) {
+        let (base, id, body) = (base.clone(), id.clone(), body.clone());
+        burst.push(actix_web::rt::spawn(async move {
+            keyed_patch(&base, &id, &body, &format!("key-{i}")).await
+        }));
+    }
+    wait_until(
+        Duration::from_secs(20),
+        "the burst reached Genesys",
+        || async {
+            let n = sim_patches().await - before;
+            if n >= 12 {
+                Ok(())
+            } else {
+                Err(format!("{n} of 12 PATCHes"))
+            }
+        },
+    )
+    .await;
+    child.0.kill().expect("SIGKILL");
+    child.0.wait().expect("reaped");
+    for b in burst {
+        if let Some((200, v)) = b.await.unwrap() {
+            panic!("a slowed write was acknowledged before the kill: {v}");
+        }
+    }
+
+    // Half of the burst did reach Genesys's state before the kill (the
+    // gateway died between Genesys's answer and its record).
+    for id in ids.iter().skip(4).take(6) {
+        e2e::post(
+            sim_url(&format!("/sim/users/{id}/presence")),
+            json!({"systemPresence": "BREAK"}),
+        )
+        .await;
+    }
+
+    let (_child, base) = spawn_gateway(&config).await;
+    let mut outcomes: HashMap<&'static str, usize> = HashMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        let key = format!("key-{i}");
+        let (s, b) = wait_until(Duration::from_secs(30), "the key settles", || async {
+            match keyed_patch(&base, id, &body, &key).await {
+                Some((409, b)) if b["error"] == "idempotency_recovering" => {
+                    Err("still recovering".to_string())
+                }
+                Some(r) => Ok(r),
+                None => Err("no answer".to_string()),
+            }
+        })
+        .await;
+        assert_ne!(b["error"], "idempotency_in_progress", "key {key}: {b}");
+        if let Some(first) = acked.get(&key) {
+            assert_eq!(s, 200, "acknowledged key {key} replays: {b}");
+            assert_eq!(&b, first, "the same answer as before the kill");
+            continue;
+        }
+        match s {
+            200 => {
+                let truth = get(sim_url("/sim/state")).await;
+                let u = truth["users"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|u| u["id"] == id.as_str())
+                    .unwrap()
+                    .clone();
+                assert_eq!(u["presence"]["systemPresence"], "BREAK", "key {key}: {b}");
+                *outcomes.entry("applied").or_default() += 1;
+            }
+            409 => {
+                assert_eq!(b["error"], "idempotency_abandoned", "key {key}: {b}");
+                assert!(b["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("new Idempotency-Key"));
+                *outcomes.entry("abandoned").or_default() += 1;
+            }
+            _ => panic!("key {key}: unexpected answer {s} {b}"),
+        }
+    }
+    eprintln!("keys in flight at SIGKILL settled: {outcomes:?}");
+    assert_eq!(
+        outcomes.values().sum::<usize>(),
+        12,
+        "every key of the burst settled: {outcomes:?}"
+    );
+    assert!(
+        outcomes.get("applied").copied().unwrap_or(0) >= 6,
+        "the changes Genesys shows settle as applied: {outcomes:?}"
+    );
+    let audit = get(format!("{base}/api/v1/audit?limit=1000")).await;
+    assert!(
+        audit["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["result"] != "pending"),
+        "no audit record left pending: {audit}"
+    );
+    sim.stop().await;
+}
+
+/// A `writes.lease_fallback` the org does not have passes start-up (it is
+/// only known after the first sync), then `/readyz` says why it is not
+/// ready, and a leased write is refused with 503 `lease_fallback_invalid`
+/// before Genesys; writes without a lease still go through.
+#[actix_web::test]
+async fn lease_fallback_unknown_to_the_org_is_reported() {
+    let env = Env::start(10, |_, cfg| {
+        cfg.writes.lease_fallback = "Dancing".into();
+    })
+    .await;
+    wait_until(
+        Duration::from_secs(30),
+        "readiness names the fallback",
+        || async {
+            match readyz(&env).await {
+                (503, b)
+                    if b["reason"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("lease_fallback") =>
+                {
+                    Ok(())
+                }
+                (s, b) => Err(format!("{s} {b}")),
+            }
+        },
+    )
+    .await;
+    let id = agent_ids(&env).await[0].clone();
+    let before = patches_upstream(&env).await;
+    let (s, b) = patch(
+        &env,
+        &id,
+        json!({"presence": "BREAK", "leaseSeconds": 60}),
+        None,
+    )
+    .await;
+    assert_eq!(s, 503, "{b}");
+    assert_eq!(b["error"], "lease_fallback_invalid", "{b}");
+    assert!(b["reason"].as_str().unwrap().contains("Dancing"), "{b}");
+    assert_eq!(patches_upstream(&env).await, before);
+    let (s, b) = patch(&env, &id, json!({"presence": "BREAK"}), None).await;
+    assert_eq!(s, 200, "{b}");
+    env.stop().await;
+}

@@ -255,4 +255,24 @@ mod tests {
         b.reset();
         assert!(b.fail() <= Duration::from_millis(100));
     }
+
+    /// In paused time: a loop retrying a store that always fails, waiting
+    /// what [`Backoff::store`] says between tries, makes a handful of tries
+    /// a minute (not one per millisecond, as the webhook sender once did),
+    /// and each wait is capped at 30 s.
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_store_is_retried_a_few_times_a_minute() {
+        let start = tokio::time::Instant::now();
+        let mut b = Backoff::store();
+        let mut tries = 0u32;
+        while start.elapsed() < Duration::from_secs(60) {
+            tries += 1; // the store write that fails
+            let wait = b.fail();
+            assert!(wait <= Duration::from_secs(30));
+            tokio::time::sleep(wait).await;
+        }
+        // Waits of 100 ms doubling to 25.6 s, then 30 s, each in [d/2, d]:
+        // 10 tries (longest waits) to 12 (shortest) fill a minute.
+        assert!((10..=12).contains(&tries), "{tries} tries in a minute");
+    }
 }

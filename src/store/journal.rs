@@ -343,7 +343,10 @@ impl Journal {
                 }
             }
         }
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )?;
         for c in &b.changes {
             let Some(after) = &c.after else { continue };
             for kind in Kind::ALL {
@@ -665,7 +668,7 @@ impl Handler<ClaimDue> for Journal {
         )? as u64;
         if !out.due.is_empty() {
             let claimed = (|| {
-                let tx = self.conn.unchecked_transaction()?;
+                let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
                 for d in &out.due {
                     tx.execute(
                         "UPDATE webhook_outbox SET attempts = attempts + 1, claimed = 1, next_ms = ?2 WHERE id = ?1",
@@ -752,7 +755,10 @@ impl Handler<Replay> for Journal {
             return Ok(0);
         };
         let now = Utc::now().timestamp_millis();
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )?;
         let mut n = 0u64;
         {
             let mut stmt = tx.prepare(

@@ -4,7 +4,17 @@
 //! write is committed before the caller hears back (WAL, `synchronous=FULL`).
 //!
 //! [`Store`] is an actix `SyncActor` on its own thread (SQLite calls block);
-//! everything else talks to it through messages.
+//! everything else talks to it through messages. Write transactions begin
+//! `IMMEDIATE` (they take the write lock first, so a read inside them never
+//! meets a newer commit of the journal's connection: no `SQLITE_BUSY` that
+//! the busy timeout cannot wait out).
+//!
+//! The store never fails silently: every write feeds the shared
+//! [`StoreHealth`] (`/readyz`, `/metrics`); the write path records its
+//! intent here before Genesys is touched ([`BeginWrite`]); a file deleted
+//! or replaced under the gateway is noticed ([`Probe`], and before every
+//! write); keys a killed process left in flight are settled after a
+//! restart ([`InFlightKeys`], [`SettleKey`]).
 
 pub mod health;
 pub mod journal;
@@ -549,7 +559,10 @@ impl Handler<BeginWrite> for Store {
 
     fn handle(&mut self, m: BeginWrite, _: &mut SyncContext<Self>) -> Self::Result {
         let r = self.check_file().and_then(|()| {
-            let tx = self.conn.unchecked_transaction()?;
+            let tx = rusqlite::Transaction::new_unchecked(
+                &self.conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )?;
             let idempotent = match &m.idempotency {
                 Some(b) => begin_idempotent(&tx, &self.recovering, b)?,
                 None => Idempotent::New,
@@ -583,7 +596,10 @@ impl Handler<BeginIntents> for Store {
 
     fn handle(&mut self, m: BeginIntents, _: &mut SyncContext<Self>) -> Self::Result {
         let r = self.check_file().and_then(|()| {
-            let tx = self.conn.unchecked_transaction()?;
+            let tx = rusqlite::Transaction::new_unchecked(
+                &self.conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )?;
             let mut ids = Vec::with_capacity(m.0.len());
             for r in &m.0 {
                 let mut intent = r.clone();
@@ -631,7 +647,10 @@ impl Handler<SettleKey> for Store {
 
     fn handle(&mut self, m: SettleKey, _: &mut SyncContext<Self>) -> Self::Result {
         let r = self.check_file().and_then(|()| {
-            let tx = self.conn.unchecked_transaction()?;
+            let tx = rusqlite::Transaction::new_unchecked(
+                &self.conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )?;
             if let Some(l) = &m.lease {
                 put_lease(&tx, l)?;
             }
@@ -737,7 +756,10 @@ impl Handler<CommitWrite> for Store {
 
     fn handle(&mut self, m: CommitWrite, _: &mut SyncContext<Self>) -> Self::Result {
         let r = self.check_file().and_then(|()| {
-            let tx = self.conn.unchecked_transaction()?;
+            let tx = rusqlite::Transaction::new_unchecked(
+                &self.conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )?;
             if let Some(l) = &m.lease {
                 put_lease(&tx, l)?;
             }
