@@ -11,13 +11,18 @@
 //! the caller hears back.
 //!
 //! Actor round trips of one `PATCH` (domain code here, HTTP in
-//! [`crate::http::writes`]): the registry once for the agent and the
+//! [`crate::http::writes`]): the store once to record the intent and begin
+//! the `Idempotency-Key` if any ([`BeginWrite`], one transaction; a store
+//! that cannot take it refuses the write with 503 `store_unavailable`
+//! before Genesys is called), the registry once for the agent and the
 //! definitions ([`GetWriteContext`]; the agent is skipped when the access
-//! check passed its record on), the store once to begin an
-//! `Idempotency-Key` (only with one), the upstream once (which hands the
+//! check passed its record on), the upstream once (which hands the
 //! confirmed presence to the registry and waits for the journal), the
 //! store once for lease + audit + idempotent answer ([`CommitWrite`], one
-//! transaction), the registry once for the agent after the change.
+//! transaction; kept in memory and retried by [`record_loop`] if the store
+//! fails after Genesys accepted), the registry once for the agent after
+//! the change. Keys a killed process left in flight are settled by
+//! [`settle_keys`] after the first sync.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
