@@ -114,8 +114,10 @@ fn main() -> ExitCode {
             }
             // A store that cannot be opened (or migrated) is a configuration
             // error: exit 64 naming the path, before any port opens.
-            if let Err(e) = cfg.store.connect() {
-                return usage_error(e);
+            if !cfg.store.is_postgres() {
+                if let Err(e) = cfg.store.connect() {
+                    return usage_error(e);
+                }
             }
             init_tracing(
                 log_format.as_deref().unwrap_or(&cfg.log.format),

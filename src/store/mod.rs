@@ -1,10 +1,12 @@
-//! Embedded persistence: one SQLite file (design.md "Persistence") holding
-//! the audit log of presence writes, idempotency records, presence leases,
-//! and the presence journal. Nothing acknowledged is lost on a crash: every
-//! write is committed before the caller hears back (WAL, `synchronous=FULL`).
+//! Persistence: one SQLite file (design.md "Persistence"), or a PostgreSQL
+//! database with `[store] url` ([`backend`]), holding the audit log of
+//! presence writes, idempotency records, presence leases, and the presence
+//! journal. Nothing acknowledged is lost on a crash: every write is
+//! committed before the caller hears back (SQLite: WAL, `synchronous=FULL`).
 //!
-//! [`Store`] is an actix `SyncActor` on its own thread (SQLite calls block);
-//! everything else talks to it through messages. Write transactions begin
+//! [`Store`] is an actix `SyncActor` on its own thread (store calls block);
+//! everything else talks to it through messages; its SQL is in [`ops`],
+//! once per backend. SQLite write transactions begin
 //! `IMMEDIATE` (they take the write lock first, so a read inside them never
 //! meets a newer commit of the journal's connection: no `SQLITE_BUSY` that
 //! the busy timeout cannot wait out).
@@ -16,9 +18,11 @@
 //! write); keys a killed process left in flight are settled after a
 //! restart ([`InFlightKeys`], [`SettleKey`]).
 
+pub mod backend;
 pub mod health;
 pub mod journal;
 pub mod migrate;
+pub mod ops;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,17 +30,23 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
+use backend::Conn;
 pub use health::{Backoff, Op, StoreHealth};
+use ops::StoreOps;
 
 /// Store settings (`[store]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// The SQLite file (created if missing). `:memory:` keeps nothing across restarts.
+    /// The SQLite file (created if missing). `:memory:` keeps nothing across
+    /// restarts. Unused when `url` names PostgreSQL.
     pub path: PathBuf,
+    /// `postgres://user[:password]@host[:port]/database` selects PostgreSQL,
+    /// the store gateway nodes can share; unset: SQLite at `path`.
+    pub url: Option<String>,
     /// Days of audit records kept.
     pub audit_retention_days: u32,
     /// Hours an `Idempotency-Key` is remembered.
@@ -53,6 +63,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: PathBuf::from("presence-gateway.db"),
+            url: None,
             audit_retention_days: 90,
             idempotency_hours: 24,
             busy_timeout_ms: 5_000,
@@ -63,6 +74,14 @@ impl Default for StoreConfig {
 
 impl StoreConfig {
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(u) = &self.url {
+            if !self.is_postgres() {
+                return Err(format!(
+                    "store.url {:?} must start with postgres:// or postgresql:// (leave it unset for SQLite at store.path)",
+                    backend::redact(u)
+                ));
+            }
+        }
         if self.path.as_os_str().is_empty() {
             return Err(
                 "store.path is empty: name a file such as /var/lib/presence-gateway/gateway.db"
@@ -107,10 +126,11 @@ impl StoreConfig {
         Ok(conn)
     }
 
-    /// `(device, inode)` of the file at `path` now; `None` for `:memory:`.
+    /// `(device, inode)` of the file at `path` now; `None` for `:memory:`
+    /// and PostgreSQL.
     pub fn file_id(&self) -> Option<Result<(u64, u64), String>> {
         use std::os::unix::fs::MetadataExt;
-        if self.path == Path::new(":memory:") {
+        if self.path == Path::new(":memory:") || self.is_postgres() {
             return None;
         }
         Some(
@@ -199,10 +219,10 @@ pub struct InFlightKey {
 }
 
 pub struct Store {
-    conn: Connection,
+    conn: Conn,
     cfg: StoreConfig,
     health: Arc<StoreHealth>,
-    /// `(device, inode)` of the file when opened (`None`: `:memory:`).
+    /// `(device, inode)` of the file when opened (`None`: `:memory:` or PostgreSQL).
     file_id: Option<(u64, u64)>,
     /// Keys left in flight by the previous process, until settled
     /// ([`SettleKey`]); `BeginWrite` answers [`Idempotent::Recovering`] for them.
@@ -212,16 +232,11 @@ pub struct Store {
 impl Store {
     /// Opens (creating) the database and brings its schema up to date.
     pub fn open(cfg: StoreConfig, health: Arc<StoreHealth>) -> Result<Store, StoreError> {
-        let conn = cfg.connect()?;
+        let conn = cfg.open_conn()?;
         let file_id = match cfg.file_id() {
             None => None,
             Some(Ok(id)) => Some(id),
-            Some(Err(e)) => {
-                return Err(StoreError(format!(
-                    "cannot open {}: {e}",
-                    cfg.path.display()
-                )))
-            }
+            Some(Err(e)) => return Err(StoreError(format!("cannot open {}: {e}", cfg.location()))),
         };
         Ok(Store {
             conn,
@@ -232,21 +247,20 @@ impl Store {
         })
     }
 
-    /// Starts the store on its own thread. Opens the file first, here, so
+    /// Starts the store on its own thread. Opens the store first, here, so
     /// that a bad path fails start-up with its reason, and takes over what
     /// a previous process left unfinished: its keys in flight (settled
     /// later, [`InFlightKeys`]) and its audit records still `pending`
     /// (marked `interrupted`).
     pub fn start(cfg: StoreConfig, health: Arc<StoreHealth>) -> Result<Addr<Store>, StoreError> {
-        let probe = Store::open(cfg.clone(), health.clone())?;
-        let recovering = probe.take_over()?;
+        let recovering =
+            backend::blocking(|| Store::open(cfg.clone(), health.clone())?.take_over())?;
         if !recovering.is_empty() {
             tracing::warn!(
                 keys = recovering.len(),
                 "idempotency keys left in flight by the previous run; settling them after the first sync"
             );
         }
-        drop(probe);
         Ok(SyncArbiter::start(1, move || {
             // unwrap: the same config opened a moment ago; failing now means
             // the disk vanished, and the store cannot run without it
@@ -258,26 +272,10 @@ impl Store {
     }
 
     /// Start-up: the keys in flight, and `pending` audit records marked `interrupted`.
-    fn take_over(&self) -> Result<HashMap<String, InFlightKey>, StoreError> {
-        let mut stmt = self
+    fn take_over(&mut self) -> Result<HashMap<String, InFlightKey>, StoreError> {
+        let (keys, n) = self
             .conn
-            .prepare("SELECT key, fingerprint, created FROM idempotency WHERE status IS NULL")?;
-        let keys = stmt
-            .query_map([], |r| {
-                let created: String = r.get(2)?;
-                Ok(InFlightKey {
-                    key: r.get(0)?,
-                    fingerprint: r.get(1)?,
-                    created: DateTime::parse_from_rfc3339(&created)
-                        .map(|d| d.with_timezone(&Utc))
-                        .unwrap_or_default(),
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        let n = self.conn.execute(
-            "UPDATE audit SET result = 'interrupted', detail = ?1 WHERE result = 'pending'",
-            params![INTERRUPTED],
-        )?;
+            .tx(|db| Ok((db.in_flight()?, db.mark_interrupted(INTERRUPTED)?)))?;
         if n > 0 {
             tracing::warn!(
                 records = n,
@@ -310,19 +308,25 @@ impl Store {
         Err(StoreError(why))
     }
 
-    fn prune(&self) -> Result<(), StoreError> {
+    fn prune(&mut self) -> Result<(), StoreError> {
         let audit_cut =
             Utc::now() - chrono::Duration::days(i64::from(self.cfg.audit_retention_days));
         let idem_cut = Utc::now() - chrono::Duration::hours(i64::from(self.cfg.idempotency_hours));
-        self.conn.execute(
-            "DELETE FROM audit WHERE at < ?1",
-            params![audit_cut.to_rfc3339()],
-        )?;
-        self.conn.execute(
-            "DELETE FROM idempotency WHERE created < ?1",
-            params![idem_cut.to_rfc3339()],
-        )?;
-        Ok(())
+        self.conn
+            .run(|db| db.prune(&audit_cut.to_rfc3339(), &idem_cut.to_rfc3339()))
+    }
+
+    /// `f` in one write transaction, after the file check, fed to health as `op`.
+    fn write<T>(
+        &mut self,
+        op: Op,
+        f: impl FnOnce(&mut dyn StoreOps, &HashMap<String, InFlightKey>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let r = self.check_file().and_then(|()| {
+            let recovering = &self.recovering;
+            self.conn.tx(|db| f(db, recovering))
+        });
+        self.health.observe(op, r)
     }
 }
 
@@ -349,15 +353,7 @@ impl Handler<Probe> for Store {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, _: Probe, _: &mut SyncContext<Self>) -> Self::Result {
-        let r = self.check_file().and_then(|()| {
-            self.conn.execute(
-                "INSERT INTO store_probe (id, at_ms) VALUES (1, ?1)
-                 ON CONFLICT(id) DO UPDATE SET at_ms = ?1",
-                params![Utc::now().timestamp_millis()],
-            )?;
-            Ok(())
-        });
-        self.health.observe(Op::Probe, r)
+        self.write(Op::Probe, |db, _| db.probe(Utc::now().timestamp_millis()))
     }
 }
 
@@ -385,33 +381,11 @@ pub async fn probe_loop(
 #[rtype(result = "Result<i64, StoreError>")]
 pub struct AppendAudit(pub AuditRecord);
 
-fn append_audit(conn: &Connection, r: &AuditRecord) -> Result<i64, StoreError> {
-    conn.execute(
-            "INSERT INTO audit (at, actor, agent_id, from_presence, to_presence, reason, result, status, correlation_id, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![r.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), r.actor, r.agent_id, r.from_presence, r.to_presence, r.reason, r.result, r.status, r.correlation_id, r.detail],
-        )?;
-    Ok(conn.last_insert_rowid())
-}
-
-/// Rewrites record `id` (an intent) with the attempt's outcome.
-fn update_audit(conn: &Connection, id: i64, r: &AuditRecord) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE audit SET actor = ?2, agent_id = ?3, from_presence = ?4, to_presence = ?5, reason = ?6,
-         result = ?7, status = ?8, correlation_id = ?9, detail = ?10 WHERE id = ?1",
-        params![id, r.actor, r.agent_id, r.from_presence, r.to_presence, r.reason, r.result, r.status, r.correlation_id, r.detail],
-    )?;
-    Ok(())
-}
-
 impl Handler<AppendAudit> for Store {
     type Result = Result<i64, StoreError>;
 
     fn handle(&mut self, AppendAudit(r): AppendAudit, _: &mut SyncContext<Self>) -> Self::Result {
-        let r = self
-            .check_file()
-            .and_then(|()| append_audit(&self.conn, &r));
-        self.health.observe(Op::Audit, r)
+        self.write(Op::Audit, |db, _| db.append_audit(&r))
     }
 }
 
@@ -434,66 +408,7 @@ impl Handler<QueryAudit> for Store {
     type Result = Result<(Vec<AuditRecord>, u64), StoreError>;
 
     fn handle(&mut self, q: QueryAudit, _: &mut SyncContext<Self>) -> Self::Result {
-        let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let clause = "(?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR result = ?3)
-                      AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5)
-                      AND (?6 IS NULL OR agent_id IN (SELECT value FROM json_each(?6)))";
-        let allowed = q
-            .agent_ids
-            .as_ref()
-            .map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
-        let args = params![
-            q.agent_id,
-            q.actor,
-            q.result,
-            q.from.map(fmt),
-            q.to.map(fmt),
-            allowed
-        ];
-        let total: i64 = self.conn.query_row(
-            &format!("SELECT COUNT(*) FROM audit WHERE {clause}"),
-            args,
-            |r| r.get(0),
-        )?;
-        let total = total.max(0) as u64;
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT id, at, actor, agent_id, from_presence, to_presence, reason, result, status, correlation_id, detail
-             FROM audit WHERE {clause} ORDER BY id DESC LIMIT ?7 OFFSET ?8"
-        ))?;
-        let fmt2 = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let rows = stmt
-            .query_map(
-                params![
-                    q.agent_id,
-                    q.actor,
-                    q.result,
-                    q.from.map(fmt2),
-                    q.to.map(fmt2),
-                    allowed,
-                    q.limit,
-                    q.offset
-                ],
-                |r| {
-                    let at: String = r.get(1)?;
-                    Ok(AuditRecord {
-                        id: r.get(0)?,
-                        at: DateTime::parse_from_rfc3339(&at)
-                            .map(|d| d.with_timezone(&Utc))
-                            .unwrap_or_default(),
-                        actor: r.get(2)?,
-                        agent_id: r.get(3)?,
-                        from_presence: r.get(4)?,
-                        to_presence: r.get(5)?,
-                        reason: r.get(6)?,
-                        result: r.get(7)?,
-                        status: r.get(8)?,
-                        correlation_id: r.get(9)?,
-                        detail: r.get(10)?,
-                    })
-                },
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((rows, total))
+        self.conn.run(|db| db.query_audit(&q))
     }
 }
 
@@ -503,33 +418,6 @@ impl Handler<QueryAudit> for Store {
 pub struct BeginIdempotent {
     pub key: String,
     pub fingerprint: String,
-}
-
-fn begin_idempotent(
-    conn: &Connection,
-    recovering: &HashMap<String, InFlightKey>,
-    m: &BeginIdempotent,
-) -> Result<Idempotent, StoreError> {
-    let existing: Option<(String, Option<u16>, Option<String>)> = conn
-        .query_row(
-            "SELECT fingerprint, status, body FROM idempotency WHERE key = ?1",
-            params![m.key],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    Ok(match existing {
-        None => {
-            conn.execute(
-                "INSERT INTO idempotency (key, fingerprint, created) VALUES (?1, ?2, ?3)",
-                params![m.key, m.fingerprint, Utc::now().to_rfc3339()],
-            )?;
-            Idempotent::New
-        }
-        Some((fp, _, _)) if fp != m.fingerprint => Idempotent::Mismatch,
-        Some((_, Some(status), Some(body))) => Idempotent::Done(status, body),
-        Some(_) if recovering.contains_key(&m.key) => Idempotent::Recovering,
-        Some(_) => Idempotent::Pending,
-    })
 }
 
 /// Write path → store, before Genesys is touched: claims the request's
@@ -554,34 +442,32 @@ pub struct Begun {
     pub audit_id: Option<i64>,
 }
 
+fn pending(r: &AuditRecord) -> AuditRecord {
+    let mut intent = r.clone();
+    intent.result = "pending".into();
+    intent.status = 0;
+    intent
+}
+
 impl Handler<BeginWrite> for Store {
     type Result = Result<Begun, StoreError>;
 
     fn handle(&mut self, m: BeginWrite, _: &mut SyncContext<Self>) -> Self::Result {
-        let r = self.check_file().and_then(|()| {
-            let tx = rusqlite::Transaction::new_unchecked(
-                &self.conn,
-                rusqlite::TransactionBehavior::Immediate,
-            )?;
+        self.write(Op::Begin, |db, recovering| {
             let idempotent = match &m.idempotency {
-                Some(b) => begin_idempotent(&tx, &self.recovering, b)?,
+                Some(b) => db.begin_idempotent(recovering, b)?,
                 None => Idempotent::New,
             };
             let audit_id = if idempotent == Idempotent::New {
-                let mut intent = m.intent.clone();
-                intent.result = "pending".into();
-                intent.status = 0;
-                Some(append_audit(&tx, &intent)?)
+                Some(db.append_audit(&pending(&m.intent))?)
             } else {
                 None
             };
-            tx.commit()?;
             Ok(Begun {
                 idempotent,
                 audit_id,
             })
-        });
-        self.health.observe(Op::Begin, r)
+        })
     }
 }
 
@@ -595,22 +481,9 @@ impl Handler<BeginIntents> for Store {
     type Result = Result<Vec<i64>, StoreError>;
 
     fn handle(&mut self, m: BeginIntents, _: &mut SyncContext<Self>) -> Self::Result {
-        let r = self.check_file().and_then(|()| {
-            let tx = rusqlite::Transaction::new_unchecked(
-                &self.conn,
-                rusqlite::TransactionBehavior::Immediate,
-            )?;
-            let mut ids = Vec::with_capacity(m.0.len());
-            for r in &m.0 {
-                let mut intent = r.clone();
-                intent.result = "pending".into();
-                intent.status = 0;
-                ids.push(append_audit(&tx, &intent)?);
-            }
-            tx.commit()?;
-            Ok(ids)
-        });
-        self.health.observe(Op::Begin, r)
+        self.write(Op::Begin, |db, _| {
+            m.0.iter().map(|r| db.append_audit(&pending(r))).collect()
+        })
     }
 }
 
@@ -646,26 +519,16 @@ impl Handler<SettleKey> for Store {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, m: SettleKey, _: &mut SyncContext<Self>) -> Self::Result {
-        let r = self.check_file().and_then(|()| {
-            let tx = rusqlite::Transaction::new_unchecked(
-                &self.conn,
-                rusqlite::TransactionBehavior::Immediate,
-            )?;
+        let r = self.write(Op::Recovery, |db, _| {
             if let Some(l) = &m.lease {
-                put_lease(&tx, l)?;
+                db.put_lease(l)?;
             }
-            append_audit(&tx, &m.audit)?;
-            finish_idempotent(
-                &tx,
-                &FinishIdempotent {
-                    key: m.key.clone(),
-                    outcome: Some(m.outcome.clone()),
-                },
-            )?;
-            tx.commit()?;
-            Ok(())
+            db.append_audit(&m.audit)?;
+            db.finish_idempotent(&FinishIdempotent {
+                key: m.key.clone(),
+                outcome: Some(m.outcome.clone()),
+            })
         });
-        let r = self.health.observe(Op::Recovery, r);
         if r.is_ok() {
             self.recovering.remove(&m.key);
         }
@@ -686,22 +549,8 @@ impl Handler<FinishIdempotent> for Store {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, m: FinishIdempotent, _: &mut SyncContext<Self>) -> Self::Result {
-        let r = self
-            .check_file()
-            .and_then(|()| finish_idempotent(&self.conn, &m));
-        self.health.observe(Op::Commit, r)
+        self.write(Op::Commit, |db, _| db.finish_idempotent(&m))
     }
-}
-
-fn finish_idempotent(conn: &Connection, m: &FinishIdempotent) -> Result<(), StoreError> {
-    match &m.outcome {
-        Some((status, body)) => conn.execute(
-            "UPDATE idempotency SET status = ?2, body = ?3 WHERE key = ?1",
-            params![m.key, status, body],
-        )?,
-        None => conn.execute("DELETE FROM idempotency WHERE key = ?1", params![m.key])?,
-    };
-    Ok(())
 }
 
 /// Sets (or with `None`, clears) an agent's lease.
@@ -716,22 +565,8 @@ impl Handler<PutLease> for Store {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, m: PutLease, _: &mut SyncContext<Self>) -> Self::Result {
-        let r = self.check_file().and_then(|()| put_lease(&self.conn, &m));
-        self.health.observe(Op::Lease, r)
+        self.write(Op::Lease, |db, _| db.put_lease(&m))
     }
-}
-
-fn put_lease(conn: &Connection, m: &PutLease) -> Result<(), StoreError> {
-    match &m.lease {
-            Some(l) => conn.execute(
-                "INSERT INTO leases (agent_id, definition_id, expires_at, fallback_definition_id, actor)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(agent_id) DO UPDATE SET definition_id = ?2, expires_at = ?3, fallback_definition_id = ?4, actor = ?5",
-                params![l.agent_id, l.definition_id, l.expires_at.to_rfc3339(), l.fallback_definition_id, l.actor],
-            )?,
-            None => conn.execute("DELETE FROM leases WHERE agent_id = ?1", params![m.agent_id])?,
-        };
-    Ok(())
 }
 
 /// Write path → store: what one presence write leaves behind, in one
@@ -755,27 +590,21 @@ impl Handler<CommitWrite> for Store {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, m: CommitWrite, _: &mut SyncContext<Self>) -> Self::Result {
-        let r = self.check_file().and_then(|()| {
-            let tx = rusqlite::Transaction::new_unchecked(
-                &self.conn,
-                rusqlite::TransactionBehavior::Immediate,
-            )?;
+        self.write(Op::Commit, |db, _| {
             if let Some(l) = &m.lease {
-                put_lease(&tx, l)?;
+                db.put_lease(l)?;
             }
             match m.audit_id {
-                Some(id) => update_audit(&tx, id, &m.audit)?,
+                Some(id) => db.update_audit(id, &m.audit)?,
                 None => {
-                    append_audit(&tx, &m.audit)?;
+                    db.append_audit(&m.audit)?;
                 }
             }
             if let Some(f) = &m.idempotency {
-                finish_idempotent(&tx, f)?;
+                db.finish_idempotent(f)?;
             }
-            tx.commit()?;
             Ok(())
-        });
-        self.health.observe(Op::Commit, r)
+        })
     }
 }
 
@@ -788,23 +617,6 @@ impl Handler<ListLeases> for Store {
     type Result = Result<Vec<Lease>, StoreError>;
 
     fn handle(&mut self, _: ListLeases, _: &mut SyncContext<Self>) -> Self::Result {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT agent_id, definition_id, expires_at, fallback_definition_id, actor FROM leases ORDER BY expires_at")?;
-        let rows = stmt
-            .query_map([], |r| {
-                let at: String = r.get(2)?;
-                Ok(Lease {
-                    agent_id: r.get(0)?,
-                    definition_id: r.get(1)?,
-                    expires_at: DateTime::parse_from_rfc3339(&at)
-                        .map(|d| d.with_timezone(&Utc))
-                        .unwrap_or_default(),
-                    fallback_definition_id: r.get(3)?,
-                    actor: r.get(4)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        self.conn.run(|db| db.list_leases())
     }
 }
