@@ -46,7 +46,7 @@ use crate::registry::{
 use crate::store::{
     AppendAudit, AuditRecord, Backoff, BeginIdempotent, BeginIntents, BeginWrite, CommitWrite,
     FinishIdempotent, Idempotent, InFlightKeys, Lease, ListLeases, PutLease, QueryAudit, SettleKey,
-    Store, StoreError, StoreHealth,
+    Store, StoreError, StoreHealth, TakeLease,
 };
 
 /// Write-path policy (`[writes]`).
@@ -1088,6 +1088,16 @@ async fn lease_pass(w: &Writes) -> Result<(), Option<String>> {
             Err(_) => return Err(None),
         };
         if current.as_deref() == Some(l.definition_id.as_str()) {
+            // Take the lease first: of the nodes sharing the store, one runs it out.
+            match w.store.send(TakeLease(l.clone())).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => continue, // taken elsewhere, or renewed meanwhile
+                Ok(Err(e)) => {
+                    trouble = Some(e.to_string());
+                    continue;
+                }
+                Err(_) => return Err(None),
+            }
             let change = PresenceChange {
                 presence: l.fallback_definition_id.clone(),
                 message: None,
@@ -1105,12 +1115,20 @@ async fn lease_pass(w: &Writes) -> Result<(), Option<String>> {
                 Err(e) if e.is_server_error() => {
                     tracing::warn!(agent = %l.agent_id, error = %e, "lease fallback failed; will retry");
                     trouble = Some(e.to_string());
-                    continue;
+                    // Put it back for the next pass (here or on another node).
+                    let _ = w
+                        .store
+                        .send(PutLease {
+                            agent_id: l.agent_id.clone(),
+                            lease: Some(l.clone()),
+                        })
+                        .await;
                 }
                 Err(e) => {
                     tracing::warn!(agent = %l.agent_id, error = %e, "lease fallback refused; lease dropped")
                 }
             }
+            continue; // taken: nothing left to clear
         }
         // `change` clears the lease on success; clear it in the other cases.
         match w

@@ -323,3 +323,187 @@ fn postgres_migrations_and_url_validation() {
     let rows = c.query("SELECT version FROM schema_version", &[]).unwrap();
     assert_eq!(rows.len(), 1, "one version row");
 }
+
+/// What the two-node test's receiver saw: `(event id, attempt, body)`.
+#[derive(Clone, Default)]
+struct Deliveries(Arc<Mutex<Vec<(String, u32, Value)>>>);
+
+async fn recording_receiver() -> (Deliveries, String, actix_web::dev::ServerHandle) {
+    let got = Deliveries::default();
+    let g = got.clone();
+    let server = actix_web::HttpServer::new(move || {
+        let g = g.clone();
+        actix_web::App::new().default_service(actix_web::web::to(
+            move |req: actix_web::HttpRequest, body: actix_web::web::Bytes| {
+                let g = g.clone();
+                async move {
+                    let h = |n: &str| {
+                        req.headers()
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string()
+                    };
+                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    g.0.lock().unwrap().push((
+                        h("X-Presence-Event-Id"),
+                        h("X-Presence-Attempt").parse().unwrap_or(0),
+                        v,
+                    ));
+                    actix_web::HttpResponse::Ok().finish()
+                }
+            },
+        ))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (got, format!("http://{addr}/hook"), handle)
+}
+
+/// Two gateway processes on one PostgreSQL database: every lease runs out
+/// once (one fallback write to Genesys, one `lease` audit record per
+/// lease), and every change is delivered to the webhook under one event id
+/// (a second delivery of an id only as a retry, with a higher attempt).
+#[actix_web::test]
+async fn two_gateways_on_one_postgres_work_each_lease_and_event_once() {
+    let Some(db) = PgDb::create() else { return };
+    let sim_cfg = presence_gateway::simulator::SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        agents: 12,
+        heartbeat_secs: 0.5,
+        // Genesys's dates in events: both nodes date a change alike.
+        presence_events_without_modified_date: false,
+        ..Default::default()
+    };
+    let sim = presence_gateway::simulator::start(sim_cfg.clone())
+        .await
+        .expect("sim");
+    let (got, hook, receiver) = recording_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\n[genesys]\napi_base = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n[store]\nurl = \"{}\"\n[log]\nlevel = \"error\"\n[[webhooks]]\nname = \"test\"\nurl = \"{hook}\"\nsecret = \"0123456789abcdef\"\nbackoff_initial_ms = 20\nbackoff_max_ms = 200\n",
+            sim.base_url(),
+            sim_cfg.client_id,
+            sim_cfg.client_secret,
+            db.url(),
+        ),
+    )
+    .unwrap();
+    let (a, base_a) = e2e::spawn_gateway(&config).await;
+    let (b, base_b) = e2e::spawn_gateway(&config).await;
+    let sim_url = |p: &str| format!("{}{p}", sim.base_url());
+    let ids: Vec<String> = get(sim_url("/sim/state")).await["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_string())
+        .collect();
+    let fallbacks = || async {
+        let a = get(format!("{base_a}/api/v1/audit?actor=lease&limit=1000")).await;
+        a["records"].as_array().cloned().unwrap_or_default()
+    };
+
+    // Three short leases through node A, one longer through node B.
+    for (i, id) in ids.iter().take(3).enumerate() {
+        let base = if i % 2 == 0 { &base_a } else { &base_b };
+        let mut r = client()
+            .patch(format!("{base}/api/v1/agents/{id}/presence"))
+            .send_json(&json!({"presence": "BREAK", "leaseSeconds": 1}))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{:?}", r.body().await);
+    }
+    let mut r = client()
+        .patch(format!("{base_b}/api/v1/agents/{}/presence", ids[3]))
+        .send_json(&json!({"presence": "MEAL", "leaseSeconds": 4}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.body().await);
+    // Once the longer lease ran out, both nodes have passed over the
+    // short ones several times.
+    wait_until(Duration::from_secs(30), "every lease ran out", || async {
+        let f = fallbacks().await;
+        if f.iter().any(|r| r["agentId"] == ids[3].as_str()) {
+            Ok(())
+        } else {
+            Err(format!("{} fallbacks", f.len()))
+        }
+    })
+    .await;
+    let f = fallbacks().await;
+    for id in ids.iter().take(4) {
+        let n = f.iter().filter(|r| r["agentId"] == id.as_str()).count();
+        assert_eq!(n, 1, "agent {id}: one fallback across both nodes: {f:?}");
+    }
+    let truth = get(sim_url("/sim/state")).await;
+    for id in ids.iter().take(4) {
+        let u = truth["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["id"] == id.as_str())
+            .unwrap();
+        assert_eq!(u["presence"]["systemPresence"], "AVAILABLE", "{u}");
+    }
+
+    // Changes seen by both nodes: one event id each.
+    for id in ids.iter().skip(4).take(6) {
+        e2e::post(
+            sim_url(&format!("/sim/users/{id}/presence")),
+            json!({"systemPresence": "AWAY"}),
+        )
+        .await;
+    }
+    wait_until(Duration::from_secs(30), "the changes delivered", || async {
+        let n = got
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, v)| v["kind"] == "presence" && v["current"]["systemPresence"] == "AWAY")
+            .count();
+        if n >= 6 {
+            Ok(())
+        } else {
+            Err(format!("{n} of 6"))
+        }
+    })
+    .await;
+    let all = got.0.lock().unwrap().clone();
+    let mut by_change: std::collections::HashMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    let mut attempts: std::collections::HashMap<String, Vec<u32>> = Default::default();
+    for (event, attempt, v) in &all {
+        let change = format!(
+            "{} {} {} {}",
+            v["agent"]["id"], v["kind"], v["current"], v["occurredAt"]
+        );
+        by_change.entry(change).or_default().insert(event.clone());
+        attempts.entry(event.clone()).or_default().push(*attempt);
+    }
+    for (change, events) in &by_change {
+        assert_eq!(
+            events.len(),
+            1,
+            "one event id per change: {change} → {events:?}"
+        );
+    }
+    for (event, a) in &attempts {
+        assert!(
+            a.windows(2).all(|w| w[1] > w[0]),
+            "event {event}: a repeat only as a retry: {a:?}"
+        );
+    }
+    drop((a, b));
+    receiver.stop(true).await;
+    sim.stop().await;
+    drop(db);
+}

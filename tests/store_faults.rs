@@ -430,59 +430,6 @@ fn unopenable_store_exits_64_naming_the_path() {
     );
 }
 
-/// The gateway binary, killed on drop.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `presence-gateway serve --config <file>`; returns it with its base URL once ready.
-async fn spawn_gateway(config: &Path) -> (Child, String) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_presence-gateway"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("gateway binary starts");
-    let stdout = child.stdout.take().expect("stdout piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let child = Child(child);
-    let base = wait_until(Duration::from_secs(30), "READY line", || {
-        let got = rx.try_recv();
-        async move {
-            match got {
-                Ok(line) => match line.strip_prefix("READY gateway=") {
-                    Some(url) => Ok(url.trim().to_string()),
-                    None => Err(format!("line {line:?}")),
-                },
-                Err(e) => Err(e.to_string()),
-            }
-        }
-    })
-    .await;
-    let ready = format!("{base}/readyz");
-    wait_until(Duration::from_secs(30), "gateway ready", || {
-        let url = ready.clone();
-        async move { e2e::try_get(url).await.map(|_| ()) }
-    })
-    .await;
-    (child, base)
-}
-
 /// `PATCH` against a base URL with an `Idempotency-Key` → (status, body),
 /// or `None` when the connection failed (the gateway was killed).
 async fn keyed_patch(base: &str, id: &str, body: &Value, key: &str) -> Option<(u16, Value)> {
@@ -544,7 +491,7 @@ async fn sigkill_with_keys_in_flight_every_key_settles() {
             .unwrap_or(0)
     };
 
-    let (mut child, base) = spawn_gateway(&config).await;
+    let (mut child, base) = e2e::spawn_gateway(&config).await;
     // The first writes answer at once; then Genesys slows down.
     let body = json!({"presence": "BREAK", "leaseSeconds": 3600});
     let mut acked = HashMap::new();
@@ -598,7 +545,7 @@ async fn sigkill_with_keys_in_flight_every_key_settles() {
         .await;
     }
 
-    let (_child, base) = spawn_gateway(&config).await;
+    let (_child, base) = e2e::spawn_gateway(&config).await;
     let mut outcomes: HashMap<&'static str, usize> = HashMap::new();
     for (i, id) in ids.iter().enumerate() {
         let key = format!("key-{i}");

@@ -371,6 +371,28 @@ impl Db<'_, '_> {
         }
     }
 
+    /// An `INSERT … ON CONFLICT DO NOTHING` into a table with an `id` key:
+    /// the new id, or `None` when the row was already there.
+    pub fn insert_id_opt(&mut self, sql: &str, params: &[Val]) -> Result<Option<i64>, StoreError> {
+        match self {
+            Db::Lite(c) => {
+                let n = c.execute(sql, rusqlite::params_from_iter(params))?;
+                Ok((n > 0).then(|| c.last_insert_rowid()))
+            }
+            Db::Pg(t) => {
+                let p: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    params.iter().map(|v| v as _).collect();
+                let sql = format!("{} RETURNING id", dollars(sql));
+                Ok(t.query_opt(sql.as_str(), &p)?.map(|r| r.get(0)))
+            }
+        }
+    }
+
+    /// Whether this is PostgreSQL (for the few statements that differ).
+    pub fn is_pg(&self) -> bool {
+        matches!(self, Db::Pg(_))
+    }
+
     /// Every row of a query.
     pub fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Vec<Val>>, StoreError> {
         match self {

@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::backend::{Conn, Val};
+use super::backend::{Conn, Db, Val};
 use actix::prelude::*;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -153,6 +153,27 @@ fn state_of(a: &AgentView, kind: Kind) -> Option<StateRef> {
             since: r.since,
         }),
     }
+}
+
+/// The event id of a change: the same for every node that sees it (agent,
+/// kind, new state and when it started, as Genesys dates it), so nodes
+/// sharing a store journal and deliver it once. A UUID made of the first
+/// 16 bytes of a SHA-256.
+fn event_id_for(agent: &str, kind: Kind, cur: &StateRef) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(
+        format!(
+            "{agent}\n{}\n{}\n{}\n{}",
+            kind.as_str(),
+            cur.state,
+            cur.definition_id.as_deref().unwrap_or(""),
+            cur.since.timestamp_millis()
+        )
+        .as_bytes(),
+    );
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    uuid::Uuid::from_bytes(b).to_string()
 }
 
 /// True when `b` is no change from `a` (same definition / same status; a
@@ -366,7 +387,7 @@ impl Journal {
                 if prev.as_ref().is_some_and(|p| same(p, &cur)) {
                     continue;
                 }
-                let event_id = uuid::Uuid::new_v4().to_string();
+                let event_id = event_id_for(&c.id, kind, &cur);
                 let body = event_body(
                     &event_id,
                     after,
@@ -377,11 +398,12 @@ impl Journal {
                     observed,
                 );
                 let body_text = body.to_string();
-                let journal_id = tx.insert_id(
+                let journal_id = tx.insert_id_opt(
                     "INSERT INTO journal (event_id, agent_id, kind, origin, at_ms, observed_ms,
                         prev_state, prev_definition_id, prev_label, prev_since_ms,
                         state, definition_id, label, prev_duration_ms, epoch, seq, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                     ON CONFLICT (event_id) DO NOTHING",
                     &[
                         event_id.into(),
                         (&c.id).into(),
@@ -404,6 +426,11 @@ impl Journal {
                         body_text.into(),
                     ],
                 )?;
+                // Another node sharing the store recorded this change first.
+                let Some(journal_id) = journal_id else {
+                    last.insert(key, Some(cur));
+                    continue;
+                };
                 for (i, n) in woken.iter_mut().enumerate() {
                     if hooks.wants(i, &body) {
                         tx.exec(
@@ -648,60 +675,79 @@ impl Handler<ClaimDue> for Journal {
     type Result = Result<Claimed, StoreError>;
 
     fn handle(&mut self, q: ClaimDue, _: &mut SyncContext<Self>) -> Self::Result {
-        let mut out = Claimed::default();
-        let sub: Val = (&q.subscriber).into();
-        let heads = self.conn.db_read(|db| {
-            let heads = db.query(
-                "SELECT o.id, o.agent_id, o.attempts, o.next_ms, j.event_id, j.body
-                 FROM webhook_outbox o JOIN journal j ON j.id = o.journal_id
-                 WHERE o.id IN (SELECT MIN(id) FROM webhook_outbox
-                                WHERE subscriber = ?1 AND status = 'pending' GROUP BY agent_id)
-                 ORDER BY o.next_ms, o.id",
-                std::slice::from_ref(&sub),
-            )?;
-            let pending = db
-                .query_opt(
-                    "SELECT COUNT(*) FROM webhook_outbox WHERE subscriber = ?1 AND status = 'pending'",
-                    std::slice::from_ref(&sub),
-                )?
-                .map_or(0, |r| r[0].i());
-            Ok((heads, pending))
-        })?;
-        out.pending = heads.1.max(0) as u64;
-        for r in heads.0 {
-            let due = Due {
-                outbox_id: r[0].i(),
-                agent_id: r[1].t(),
-                attempts: r[2].i().clamp(0, i64::from(u32::MAX)) as u32,
-                event_id: r[4].t(),
-                body: r[5].t(),
-            };
-            let next = r[3].i();
-            if q.busy.contains(&due.agent_id) {
-                continue;
-            }
-            if next > q.now_ms {
-                out.next_ms = Some(out.next_ms.map_or(next, |n: i64| n.min(next)));
-            } else if out.due.len() < q.limit {
-                out.due.push(due);
-            }
-        }
-        if !out.due.is_empty() {
-            let until = q.now_ms + q.claim_ms;
-            let ids: Vec<i64> = out.due.iter().map(|d| d.outbox_id).collect();
-            let claimed = self.conn.db_tx(|db| {
-                for id in ids {
-                    db.exec(
-                        "UPDATE webhook_outbox SET attempts = attempts + 1, claimed = 1, next_ms = ?2 WHERE id = ?1",
-                        &[id.into(), until.into()],
-                    )?;
-                }
-                Ok(())
+        let until = q.now_ms + q.claim_ms;
+        if matches!(self.conn, Conn::Pg(_)) {
+            // Nodes sharing the database: pick and claim in one transaction,
+            // skipping heads another node is claiming this instant.
+            let r = self.conn.db_tx(|db| {
+                let out = pick_due(db, &q, " FOR UPDATE OF o SKIP LOCKED")?;
+                claim(db, &out.due, until)?;
+                Ok(out)
             });
+            return self.health.observe(Op::Outbox, r);
+        }
+        let out = self.conn.db_read(|db| pick_due(db, &q, ""))?;
+        if !out.due.is_empty() {
+            let claimed = self.conn.db_tx(|db| claim(db, &out.due, until));
             self.health.observe(Op::Outbox, claimed)?;
         }
         Ok(out)
     }
+}
+
+/// The subscriber's due heads (oldest pending row per agent), `lock` appended.
+fn pick_due(db: &mut Db<'_, '_>, q: &ClaimDue, lock: &str) -> Result<Claimed, StoreError> {
+    let sub: Val = (&q.subscriber).into();
+    let heads = db.query(
+        &format!(
+            "SELECT o.id, o.agent_id, o.attempts, o.next_ms, j.event_id, j.body
+             FROM webhook_outbox o JOIN journal j ON j.id = o.journal_id
+             WHERE o.id IN (SELECT MIN(id) FROM webhook_outbox
+                            WHERE subscriber = ?1 AND status = 'pending' GROUP BY agent_id)
+             ORDER BY o.next_ms, o.id{lock}"
+        ),
+        std::slice::from_ref(&sub),
+    )?;
+    let pending = db
+        .query_opt(
+            "SELECT COUNT(*) FROM webhook_outbox WHERE subscriber = ?1 AND status = 'pending'",
+            std::slice::from_ref(&sub),
+        )?
+        .map_or(0, |r| r[0].i());
+    let mut out = Claimed {
+        pending: pending.max(0) as u64,
+        ..Claimed::default()
+    };
+    for r in heads {
+        let due = Due {
+            outbox_id: r[0].i(),
+            agent_id: r[1].t(),
+            attempts: r[2].i().clamp(0, i64::from(u32::MAX)) as u32,
+            event_id: r[4].t(),
+            body: r[5].t(),
+        };
+        let next = r[3].i();
+        if q.busy.contains(&due.agent_id) {
+            continue;
+        }
+        if next > q.now_ms {
+            out.next_ms = Some(out.next_ms.map_or(next, |n: i64| n.min(next)));
+        } else if out.due.len() < q.limit {
+            out.due.push(due);
+        }
+    }
+    Ok(out)
+}
+
+/// Counts an attempt on each row and holds it until `until` (ms).
+fn claim(db: &mut Db<'_, '_>, due: &[Due], until: i64) -> Result<(), StoreError> {
+    for d in due {
+        db.exec(
+            "UPDATE webhook_outbox SET attempts = attempts + 1, claimed = 1, next_ms = ?2 WHERE id = ?1",
+            &[d.outbox_id.into(), until.into()],
+        )?;
+    }
+    Ok(())
 }
 
 /// Worker → journal: the outcome of one attempt.

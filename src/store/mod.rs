@@ -608,6 +608,21 @@ impl Handler<CommitWrite> for Store {
     }
 }
 
+/// Lease loop → store: takes a lease that ran out (removes exactly that
+/// row); `true` when this caller got it. Of several nodes sharing a store,
+/// one gets it and sets the fallback; a failed fallback puts it back.
+#[derive(Message)]
+#[rtype(result = "Result<bool, StoreError>")]
+pub struct TakeLease(pub Lease);
+
+impl Handler<TakeLease> for Store {
+    type Result = Result<bool, StoreError>;
+
+    fn handle(&mut self, m: TakeLease, _: &mut SyncContext<Self>) -> Self::Result {
+        self.write(Op::Lease, |db, _| db.take_lease(&m.0))
+    }
+}
+
 /// Every lease (active or run out).
 #[derive(Message)]
 #[rtype(result = "Result<Vec<Lease>, StoreError>")]

@@ -31,6 +31,9 @@ pub trait StoreOps {
     fn finish_idempotent(&mut self, m: &FinishIdempotent) -> Result<(), StoreError>;
     /// Sets or clears a lease.
     fn put_lease(&mut self, m: &PutLease) -> Result<(), StoreError>;
+    /// Removes exactly this lease (agent, presence, expiry); `true` when it
+    /// was there, so that of the nodes sharing a store one runs it out.
+    fn take_lease(&mut self, l: &Lease) -> Result<bool, StoreError>;
     /// Every lease, soonest expiry first.
     fn list_leases(&mut self) -> Result<Vec<Lease>, StoreError>;
     /// Audit records matching `q`, newest first, and their total.
@@ -168,6 +171,13 @@ impl StoreOps for Lite<'_> {
                 .execute("DELETE FROM leases WHERE agent_id = ?1", params![m.agent_id])?,
         };
         Ok(())
+    }
+
+    fn take_lease(&mut self, l: &Lease) -> Result<bool, StoreError> {
+        Ok(self.0.execute(
+            "DELETE FROM leases WHERE agent_id = ?1 AND definition_id = ?2 AND expires_at = ?3",
+            params![l.agent_id, l.definition_id, l.expires_at.to_rfc3339()],
+        )? == 1)
     }
 
     fn list_leases(&mut self) -> Result<Vec<Lease>, StoreError> {
@@ -352,6 +362,13 @@ impl<C: GenericClient> StoreOps for Pg<'_, C> {
                 .execute("DELETE FROM leases WHERE agent_id = $1", &[&m.agent_id])?,
         };
         Ok(())
+    }
+
+    fn take_lease(&mut self, l: &Lease) -> Result<bool, StoreError> {
+        Ok(self.0.execute(
+            "DELETE FROM leases WHERE agent_id = $1 AND definition_id = $2 AND expires_at = $3",
+            &[&l.agent_id, &l.definition_id, &l.expires_at.to_rfc3339()],
+        )? == 1)
     }
 
     fn list_leases(&mut self) -> Result<Vec<Lease>, StoreError> {
