@@ -44,8 +44,8 @@ use crate::registry::{
     AgentIdsIn, AgentRecord, GetAgent, GetDefinitions, GetWriteContext, Registry,
 };
 use crate::store::{
-    AppendAudit, AuditRecord, Backoff, BeginIdempotent, BeginIntents, BeginWrite, CommitWrite,
-    FinishIdempotent, Idempotent, InFlightKeys, Lease, ListLeases, PutLease, QueryAudit, SettleKey,
+    AppendAudit, AuditRecord, Backoff, BeginIdempotent, BeginIntents, BeginWrite, ClaimStale,
+    CommitWrite, FinishIdempotent, Idempotent, Lease, ListLeases, PutLease, QueryAudit, SettleKey,
     Store, StoreError, StoreHealth, TakeLease,
 };
 
@@ -1205,6 +1205,10 @@ pub enum Settled {
 /// the client to re-read the agent and retry with a new key. Until then
 /// such keys answer 409 `idempotency_recovering` (retry in a few seconds).
 ///
+/// With PostgreSQL (nodes sharing the store) only keys left in flight
+/// longer than [`crate::store::STALE_AFTER`] are taken (younger ones may
+/// be running on another node), at start-up and every minute after.
+///
 /// The same first sync is where `writes.lease_fallback` is checked against
 /// the org's presences (logged here; `/readyz` reports it until fixed).
 pub async fn settle_keys(w: Arc<Writes>, stop: tokio_util::sync::CancellationToken) {
@@ -1224,11 +1228,34 @@ pub async fn settle_keys(w: Arc<Writes>, stop: tokio_util::sync::CancellationTok
             tracing::error!(reason = %e.reason, "writes.lease_fallback is wrong for this org; leased writes are refused and /readyz reports it");
         }
     }
-    let keys = match w.store.send(InFlightKeys).await {
-        Ok(k) if !k.is_empty() => k,
-        _ => return,
-    };
     let mut backoff = Backoff::store();
+    loop {
+        let keys = match w.store.send(ClaimStale).await {
+            Ok(Ok(k)) => k,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "looking for idempotency keys left in flight failed");
+                Vec::new()
+            }
+            Err(_) => return,
+        };
+        if !settle_all(&w, keys, &mut backoff, &stop).await {
+            return;
+        }
+        // PostgreSQL: keys of nodes that went away since (`STALE_AFTER`).
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+    }
+}
+
+/// Settles `keys`, retrying each with backoff; `false` when stopped.
+async fn settle_all(
+    w: &Writes,
+    keys: Vec<crate::store::InFlightKey>,
+    backoff: &mut Backoff,
+    stop: &tokio_util::sync::CancellationToken,
+) -> bool {
     let mut todo: VecDeque<_> = keys.into();
     while let Some(k) = todo.front() {
         match w.settle(k).await {
@@ -1246,12 +1273,13 @@ pub async fn settle_keys(w: Arc<Writes>, stop: tokio_util::sync::CancellationTok
                 let wait = backoff.fail();
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "settling an idempotency key failed");
                 tokio::select! {
-                    _ = stop.cancelled() => return,
+                    _ = stop.cancelled() => return false,
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
         }
     }
+    true
 }
 
 impl Writes {

@@ -507,3 +507,78 @@ async fn two_gateways_on_one_postgres_work_each_lease_and_event_once() {
     sim.stop().await;
     drop(db);
 }
+
+/// On PostgreSQL a starting node settles only keys left in flight long
+/// enough ago that their node is gone; a key claimed a moment ago (another
+/// node may be running it) is left alone.
+#[actix_web::test]
+async fn postgres_settles_only_stale_keys() {
+    let Some(db) = PgDb::create() else { return };
+    let url = db.url();
+    // The schema, then two keys in flight: one 5 minutes old, one fresh.
+    let store = StoreConfig {
+        url: Some(url.clone()),
+        ..StoreConfig::default()
+    };
+    let sim_probe = presence_gateway::simulator::start(presence_gateway::simulator::SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        agents: 4,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let id: String = get(format!("{}/sim/state", sim_probe.base_url())).await["users"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sim_probe.stop().await;
+    // The request as the gateway serialises it (field order kept).
+    let fingerprint = format!(
+        "{id}\n{}",
+        r#"{"presence":"BREAK","message":null,"reason":null,"leaseSeconds":null,"force":false}"#
+    );
+    let u = url.clone();
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&u, postgres::NoTls).unwrap();
+        presence_gateway::store::backend::migrate_pg(&mut c).unwrap();
+        let old = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
+        let now = chrono::Utc::now().to_rfc3339();
+        for (key, created) in [("old", old), ("fresh", now)] {
+            c.execute(
+                "INSERT INTO idempotency (key, fingerprint, created) VALUES ($1, $2, $3)",
+                &[
+                    &format!("anonymous@127.0.0.1\u{1f}{key}"),
+                    &fingerprint,
+                    &created,
+                ],
+            )
+            .unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    // The simulator's org is the same for the same seed: the same agent ids.
+    let env = Env::start(4, move |_, cfg| cfg.store = store).await;
+    env.ready().await;
+    let body = json!({"presence": "BREAK"});
+    let (s, _, b) = wait_until(Duration::from_secs(30), "the old key settles", || async {
+        match patch(&env, &id, &body, "old").await {
+            (409, _, b) if b["error"] == "idempotency_recovering" => Err(format!("{b}")),
+            r => Ok(r),
+        }
+    })
+    .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (409, Some("idempotency_abandoned")),
+        "{b}"
+    );
+    let (s, _, b) = patch(&env, &id, &body, "fresh").await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(
+        b["error"], "idempotency_in_progress",
+        "left to its node: {b}"
+    );
+    env.stop().await;
+    drop(db);
+}

@@ -272,10 +272,18 @@ impl Store {
     }
 
     /// Start-up: the keys in flight, and `pending` audit records marked `interrupted`.
+    ///
+    /// SQLite: everything in flight (the previous process is gone).
+    /// PostgreSQL: only what was begun more than [`STALE_AFTER`] ago (other
+    /// nodes may be running the rest); [`ClaimStale`] looks again later.
     fn take_over(&mut self) -> Result<HashMap<String, InFlightKey>, StoreError> {
-        let (keys, n) = self
-            .conn
-            .tx(|db| Ok((db.in_flight()?, db.mark_interrupted(INTERRUPTED)?)))?;
+        let before = self.stale_cut();
+        let (keys, n) = self.conn.tx(|db| {
+            Ok((
+                db.in_flight(before.0.as_deref())?,
+                db.mark_interrupted(INTERRUPTED, before.1.as_deref())?,
+            ))
+        })?;
         if n > 0 {
             tracing::warn!(
                 records = n,
@@ -283,6 +291,20 @@ impl Store {
             );
         }
         Ok(keys.into_iter().map(|k| (k.key.clone(), k)).collect())
+    }
+
+    /// The cut-offs (idempotency `created`, audit `at`) before which work
+    /// in flight is abandoned: none with SQLite, [`STALE_AFTER`] ago with
+    /// PostgreSQL.
+    fn stale_cut(&self) -> (Option<String>, Option<String>) {
+        if !self.cfg.is_postgres() {
+            return (None, None);
+        }
+        let t = Utc::now() - STALE_AFTER;
+        (
+            Some(t.to_rfc3339()),
+            Some(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        )
     }
 
     /// Fails when the file at the configured path is no longer the one
@@ -329,6 +351,10 @@ impl Store {
         self.health.observe(op, r)
     }
 }
+
+/// With PostgreSQL, a key in flight this long belongs to a node that is
+/// gone (no write takes this long; another node's running ones are younger).
+pub const STALE_AFTER: chrono::Duration = chrono::Duration::minutes(2);
 
 /// The detail of an audit record whose attempt a previous run did not finish.
 pub const INTERRUPTED: &str = "the gateway stopped before this attempt finished; Genesys may or may not have applied it (see the agent's history)";
@@ -499,6 +525,27 @@ impl Handler<InFlightKeys> for Store {
         let mut v: Vec<InFlightKey> = self.recovering.values().cloned().collect();
         v.sort_by_key(|a| a.created);
         v
+    }
+}
+
+/// With PostgreSQL, looks again for keys (and intents) left in flight
+/// longer than [`STALE_AFTER`] by a node that is gone, adds them to those
+/// to settle, and replies with every key not settled yet. With SQLite the
+/// start-up found them all: replies with those not settled yet.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<InFlightKey>, StoreError>")]
+pub struct ClaimStale;
+
+impl Handler<ClaimStale> for Store {
+    type Result = Result<Vec<InFlightKey>, StoreError>;
+
+    fn handle(&mut self, _: ClaimStale, ctx: &mut SyncContext<Self>) -> Self::Result {
+        if self.cfg.is_postgres() {
+            for (k, v) in self.take_over()? {
+                self.recovering.entry(k).or_insert(v);
+            }
+        }
+        Ok(self.handle(InFlightKeys, ctx))
     }
 }
 

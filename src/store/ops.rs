@@ -38,10 +38,11 @@ pub trait StoreOps {
     fn list_leases(&mut self) -> Result<Vec<Lease>, StoreError>;
     /// Audit records matching `q`, newest first, and their total.
     fn query_audit(&mut self, q: &QueryAudit) -> Result<(Vec<AuditRecord>, u64), StoreError>;
-    /// Keys without an answer.
-    fn in_flight(&mut self) -> Result<Vec<InFlightKey>, StoreError>;
-    /// Marks `pending` audit records `interrupted` with `detail`; returns how many.
-    fn mark_interrupted(&mut self, detail: &str) -> Result<u64, StoreError>;
+    /// Keys without an answer, claimed before `before` (RFC 3339; `None`: all).
+    fn in_flight(&mut self, before: Option<&str>) -> Result<Vec<InFlightKey>, StoreError>;
+    /// Marks `pending` audit records begun before `before` (`None`: all)
+    /// `interrupted` with `detail`; returns how many.
+    fn mark_interrupted(&mut self, detail: &str, before: Option<&str>) -> Result<u64, StoreError>;
     /// Deletes audit records and keys older than the cuts (RFC 3339).
     fn prune(&mut self, audit_cut: &str, idempotency_cut: &str) -> Result<(), StoreError>;
     /// The health probe's one-row write.
@@ -239,12 +240,13 @@ impl StoreOps for Lite<'_> {
         Ok((rows, total.max(0) as u64))
     }
 
-    fn in_flight(&mut self) -> Result<Vec<InFlightKey>, StoreError> {
-        let mut stmt = self
-            .0
-            .prepare("SELECT key, fingerprint, created FROM idempotency WHERE status IS NULL")?;
+    fn in_flight(&mut self, before: Option<&str>) -> Result<Vec<InFlightKey>, StoreError> {
+        let mut stmt = self.0.prepare(
+            "SELECT key, fingerprint, created FROM idempotency
+             WHERE status IS NULL AND (?1 IS NULL OR created < ?1)",
+        )?;
         let keys = stmt
-            .query_map([], |r| {
+            .query_map(params![before], |r| {
                 Ok(InFlightKey {
                     key: r.get(0)?,
                     fingerprint: r.get(1)?,
@@ -255,10 +257,11 @@ impl StoreOps for Lite<'_> {
         Ok(keys)
     }
 
-    fn mark_interrupted(&mut self, detail: &str) -> Result<u64, StoreError> {
+    fn mark_interrupted(&mut self, detail: &str, before: Option<&str>) -> Result<u64, StoreError> {
         Ok(self.0.execute(
-            "UPDATE audit SET result = 'interrupted', detail = ?1 WHERE result = 'pending'",
-            params![detail],
+            "UPDATE audit SET result = 'interrupted', detail = ?1
+             WHERE result = 'pending' AND (?2 IS NULL OR at < ?2)",
+            params![detail, before],
         )? as u64)
     }
 
@@ -427,10 +430,11 @@ impl<C: GenericClient> StoreOps for Pg<'_, C> {
         Ok((records, total.max(0) as u64))
     }
 
-    fn in_flight(&mut self) -> Result<Vec<InFlightKey>, StoreError> {
+    fn in_flight(&mut self, before: Option<&str>) -> Result<Vec<InFlightKey>, StoreError> {
         let rows = self.0.query(
-            "SELECT key, fingerprint, created FROM idempotency WHERE status IS NULL",
-            &[],
+            "SELECT key, fingerprint, created FROM idempotency
+             WHERE status IS NULL AND ($1::text IS NULL OR created < $1)",
+            &[&before],
         )?;
         Ok(rows
             .iter()
@@ -442,10 +446,11 @@ impl<C: GenericClient> StoreOps for Pg<'_, C> {
             .collect())
     }
 
-    fn mark_interrupted(&mut self, detail: &str) -> Result<u64, StoreError> {
+    fn mark_interrupted(&mut self, detail: &str, before: Option<&str>) -> Result<u64, StoreError> {
         Ok(self.0.execute(
-            "UPDATE audit SET result = 'interrupted', detail = $1 WHERE result = 'pending'",
-            &[&detail],
+            "UPDATE audit SET result = 'interrupted', detail = $1
+             WHERE result = 'pending' AND ($2::text IS NULL OR at < $2)",
+            &[&detail, &before],
         )?)
     }
 
