@@ -582,3 +582,60 @@ async fn postgres_settles_only_stale_keys() {
     env.stop().await;
     drop(db);
 }
+
+/// PostgreSQL closing the gateway's connections (a restart, a failover):
+/// the write that finds its connection gone is refused before Genesys
+/// (503 `store_unavailable`), the next ones reconnect and go through.
+#[actix_web::test]
+async fn postgres_connection_lost_is_reopened() {
+    let Some(db) = PgDb::create() else { return };
+    let store = StoreConfig {
+        url: Some(db.url()),
+        ..StoreConfig::default()
+    };
+    let env = Env::start(4, move |_, cfg| cfg.store = store).await;
+    env.ready().await;
+    let id: String = get(env.sim_url("/sim/state")).await["users"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let name = db.name.clone();
+    std::thread::spawn(move || {
+        let mut c =
+            postgres::Client::connect(&format!("{}/postgres", pg_server()), postgres::NoTls)
+                .unwrap();
+        c.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&name],
+        )
+        .unwrap();
+    })
+    .join()
+    .unwrap();
+    let mut n = 0;
+    let (s, b) = wait_until(Duration::from_secs(30), "writes go through again", || {
+        n += 1;
+        let key = format!("after-{n}");
+        let (env, id) = (&env, &id);
+        async move {
+            match patch(env, id, &json!({"presence": "BREAK"}), &key).await {
+                // The write that found the connection gone: refused, not 500.
+                (503, _, b) if b["error"] == "store_unavailable" => Err(format!("{b}")),
+                (s, _, b) => Ok((s, b)),
+            }
+        }
+    })
+    .await;
+    assert_eq!(s, 200, "reconnected: {b}");
+    // Only the write that went through is audited as made.
+    let audit = get(env.gw_url(&format!("/api/v1/audit?agent={id}"))).await;
+    let made = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["result"] == "ok")
+        .count();
+    assert_eq!(made, 1, "{audit}");
+    env.stop().await;
+    drop(db);
+}

@@ -36,8 +36,23 @@ pub fn blocking<T: Send>(
 pub enum Conn {
     /// The embedded file.
     Sqlite(rusqlite::Connection),
-    /// A PostgreSQL database.
-    Pg(Box<Client>),
+    /// A PostgreSQL database, and its URL (to reconnect).
+    Pg(Box<Client>, String),
+}
+
+impl Conn {
+    /// PostgreSQL: a connection the server closed (a restart, a failover,
+    /// an idle timeout) is opened again before the next statement; the
+    /// statement that found it closed failed (and its write was refused).
+    pub fn reopen_if_closed(&mut self) -> Result<(), StoreError> {
+        if let Conn::Pg(c, url) = self {
+            if c.is_closed() {
+                tracing::warn!(store = %redact(url), "the PostgreSQL connection was closed; reconnecting");
+                **c = connect_pg(url)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl From<postgres::Error> for StoreError {
@@ -149,7 +164,9 @@ impl StoreConfig {
     /// A connection of the configured backend, its schema up to date.
     pub fn open_conn(&self) -> Result<Conn, StoreError> {
         match &self.url {
-            Some(url) if self.is_postgres() => Ok(Conn::Pg(Box::new(connect_pg(url)?))),
+            Some(url) if self.is_postgres() => {
+                Ok(Conn::Pg(Box::new(connect_pg(url)?), url.clone()))
+            }
             _ => Ok(Conn::Sqlite(self.connect()?)),
         }
     }
@@ -437,7 +454,11 @@ impl Conn {
                 tx.commit()?;
                 Ok(out)
             }
-            Conn::Pg(c) => {
+            Conn::Pg(..) => {
+                self.reopen_if_closed()?;
+                let Conn::Pg(c, _) = self else {
+                    unreachable!("matched above")
+                };
                 let mut tx = c.transaction()?;
                 let out = f(&mut Db::Pg(&mut tx))?;
                 tx.commit()?;
@@ -454,7 +475,11 @@ impl Conn {
     ) -> Result<T, StoreError> {
         match self {
             Conn::Sqlite(c) => f(&mut Db::Lite(c)),
-            Conn::Pg(c) => {
+            Conn::Pg(..) => {
+                self.reopen_if_closed()?;
+                let Conn::Pg(c, _) = self else {
+                    unreachable!("matched above")
+                };
                 let mut tx = c.transaction()?;
                 let out = f(&mut Db::Pg(&mut tx))?;
                 tx.commit()?;

@@ -676,7 +676,7 @@ impl Handler<ClaimDue> for Journal {
 
     fn handle(&mut self, q: ClaimDue, _: &mut SyncContext<Self>) -> Self::Result {
         let until = q.now_ms + q.claim_ms;
-        if matches!(self.conn, Conn::Pg(_)) {
+        if matches!(self.conn, Conn::Pg(..)) {
             // Nodes sharing the database: pick and claim in one transaction,
             // skipping heads another node is claiming this instant.
             let r = self.conn.db_tx(|db| {

@@ -75,7 +75,11 @@ impl Conn {
                 tx.commit()?;
                 Ok(out)
             }
-            Conn::Pg(c) => {
+            Conn::Pg(..) => {
+                self.reopen_if_closed()?;
+                let Conn::Pg(c, _) = self else {
+                    unreachable!("matched above")
+                };
                 let mut tx = c.transaction()?;
                 let out = f(&mut Pg(&mut tx))?;
                 tx.commit()?;
@@ -91,7 +95,13 @@ impl Conn {
     ) -> Result<T, StoreError> {
         match self {
             Conn::Sqlite(c) => f(&mut Lite(c)),
-            Conn::Pg(c) => f(&mut Pg(&mut **c)),
+            Conn::Pg(..) => {
+                self.reopen_if_closed()?;
+                let Conn::Pg(c, _) = self else {
+                    unreachable!("matched above")
+                };
+                f(&mut Pg(&mut **c))
+            }
         }
     }
 }
