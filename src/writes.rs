@@ -145,6 +145,26 @@ impl Writes {
         }
     }
 
+    /// Drain: tries every kept record once, oldest first, stopping at the
+    /// first the store refuses; `Err(n)`: `n` records are still kept.
+    pub async fn flush_records(&self) -> Result<(), usize> {
+        loop {
+            let front = self.records.lock().ok().and_then(|q| q.front().cloned());
+            let Some(commit) = front else { return Ok(()) };
+            match self.store.send(commit).await {
+                Ok(Ok(())) => {
+                    if let Ok(mut q) = self.records.lock() {
+                        q.pop_front();
+                        self.health
+                            .records_pending
+                            .store(q.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                _ => return Err(self.records_pending()),
+            }
+        }
+    }
+
     /// Records waiting for the store.
     pub fn records_pending(&self) -> usize {
         self.records.lock().map(|q| q.len()).unwrap_or(0)
