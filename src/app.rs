@@ -19,7 +19,7 @@ use crate::interactions::Interactions;
 use crate::registry::JournalLink;
 use crate::registry::Registry;
 use crate::store::journal::{Journal, Prune};
-use crate::store::Store;
+use crate::store::{Store, StoreHealth};
 use crate::webhooks::{WebhookApi, Webhooks};
 use crate::writes::Writes;
 
@@ -94,9 +94,7 @@ impl Gateway {
 /// Each part is built once, from the parts below it. The configuration
 /// must already be validated ([`Config::load`] does).
 pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
-    let store_error = |e: &dyn std::fmt::Display| {
-        std::io::Error::other(format!("{e} ({})", cfg.store.path.display()))
-    };
+    let store_error = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
     let security = Arc::new(
         crate::auth::Security::new(
             &cfg.auth,
@@ -110,12 +108,17 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
 
     // Storage: the store (audit, idempotency keys, leases) and the journal
     // (presence history, webhook outbox) sharing its file.
-    let store = Store::start(cfg.store.clone()).map_err(|e| store_error(&e))?;
+    // Both report their health to `store_health` (readiness, metrics, the
+    // write path's refusal before Genesys).
+    let store_health = Arc::new(StoreHealth::default());
+    let store =
+        Store::start(cfg.store.clone(), store_health.clone()).map_err(|e| store_error(&e))?;
     let webhooks = Arc::new(Webhooks::new(&cfg.webhooks));
     let journal = Journal::start(
         cfg.store.clone(),
         cfg.history.retention_days,
         webhooks.clone(),
+        store_health.clone(),
     )
     .map_err(|e| store_error(&e))?;
 
@@ -150,12 +153,13 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
     hub_ctx.run(Interactions::new(cfg.interactions.clone(), genesys.clone()));
 
     // Features, on the floor's handle, the registry and the storage.
-    let writes = Arc::new(Writes {
-        registry: registry.clone(),
-        upstream: genesys.clone(),
-        store: store.clone(),
-        cfg: cfg.writes.clone(),
-    });
+    let writes = Arc::new(Writes::new(
+        registry.clone(),
+        genesys.clone(),
+        store.clone(),
+        cfg.writes.clone(),
+        store_health.clone(),
+    ));
     let features = http::Features {
         writes: writes.clone(),
         interactions: InteractionsState {
@@ -180,6 +184,7 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         )
         .start(),
         upstream: upstream_stats.clone(),
+        store: store_health.clone(),
     };
     let state = AppState::full(
         registry.clone(),
@@ -190,7 +195,14 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
     );
 
     // Background loops.
-    actix_web::rt::spawn(crate::writes::lease_loop(writes, stop.clone()));
+    actix_web::rt::spawn(crate::writes::lease_loop(writes.clone(), stop.clone()));
+    actix_web::rt::spawn(crate::writes::record_loop(writes.clone(), stop.clone()));
+    actix_web::rt::spawn(crate::writes::settle_keys(writes, stop.clone()));
+    actix_web::rt::spawn(crate::store::probe_loop(
+        store.clone(),
+        std::time::Duration::from_secs(cfg.store.probe_secs),
+        stop.clone(),
+    ));
     crate::webhooks::start(webhooks.clone(), journal.clone(), stop.clone());
     actix_web::rt::spawn(prune_loop(journal.clone(), stop.clone()));
 

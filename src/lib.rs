@@ -43,9 +43,13 @@
 //!     state.rs            the presence map: staleness rules, sync diff, counts
 //!     tap.rs              hands every change to the journal without making fan-out wait
 //!     config.rs           RegistryConfig
-//!   store/                SQLite persistence
-//!     mod.rs              audit log, idempotency keys, leases, CommitWrite (one write, one transaction)
-//!     journal.rs          presence journal and webhook outbox (subscribers via OutboxRouting)
+//!   store/                persistence: SQLite (default) or PostgreSQL, one interface
+//!     mod.rs              audit log, idempotency keys, leases, BeginWrite (intent before Genesys), CommitWrite, probe, keys left in flight
+//!     health.rs           StoreHealth (readiness, metrics) and the store loops' Backoff
+//!     migrate.rs          SQLite's versioned schema migrations (PRAGMA user_version)
+//!     backend.rs          the two backends: Conn (SQLite | PostgreSQL), PostgreSQL's migrations, Db/Val for SQL written once
+//!     ops.rs              StoreOps: the store actor's SQL, once per backend (Lite, Pg)
+//!     journal.rs          presence journal and webhook outbox (subscribers via OutboxRouting; claims count attempts)
 //!   auth.rs               credentials, roles, tickets, origins, division scope, AuthError (no actix-web)
 //!   interactions.rs       the interaction hub: who watches which agent, reference-counted topics,
 //!                         completion of what events leave out

@@ -112,6 +112,13 @@ fn main() -> ExitCode {
             if let Err(e) = presence_gateway::auth::exposure_check(&cfg.auth, cfg.server.listen) {
                 return usage_error(e);
             }
+            // A store that cannot be opened (or migrated) is a configuration
+            // error: exit 64 naming the path, before any port opens.
+            if !cfg.store.is_postgres() {
+                if let Err(e) = cfg.store.connect() {
+                    return usage_error(e);
+                }
+            }
             init_tracing(
                 log_format.as_deref().unwrap_or(&cfg.log.format),
                 &cfg.log.level,

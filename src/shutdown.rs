@@ -14,7 +14,9 @@
 //!    of stream);
 //! 3. wait for the sessions to be gone, stop the upstream, let the journal
 //!    commit every change the registry applied (the registry hands its tap's
-//!    backlog over and sends a barrier behind it, [`FlushJournal`]), let the
+//!    backlog over and sends a barrier behind it, [`FlushJournal`]), try the
+//!    write records still kept in memory once more
+//!    ([`crate::writes::Writes::flush_records`]), let the
 //!    store finish what it was asked (a barrier message: the SQLite actor
 //!    answers in order, so every earlier write is committed), stop the
 //!    server;
@@ -135,6 +137,16 @@ pub async fn drain(t: DrainTargets<'_>, cfg: DrainConfig) -> DrainReport {
     while let Ok(Ok(false)) = tokio::time::timeout_at(deadline, t.registry.send(FlushJournal)).await
     {
         tokio::time::sleep_until((Instant::now() + Duration::from_millis(20)).min(deadline)).await;
+    }
+    // Records of accepted writes the store could not take yet: one more
+    // try each (the record loop stopped with the rest).
+    if let Some(w) = t.state.writes() {
+        if let Err(left) = tokio::time::timeout_at(deadline, w.flush_records())
+            .await
+            .unwrap_or(Err(w.records_pending()))
+        {
+            tracing::error!(records = left, "drained with write records the store did not take; their audit records stay `pending` and are marked `interrupted` at the next start");
+        }
     }
     // Barrier: answered after every write queued before it.
     let _ = tokio::time::timeout_at(deadline, t.store.send(ListLeases)).await;

@@ -89,6 +89,18 @@ pub mod names {
     pub const AUTH_REFUSED: &str = "presence_gateway_auth_refused_total";
     /// Stream tickets, label `event` (`issued` | `redeemed`).
     pub const TICKETS: &str = "presence_gateway_tickets_total";
+    /// 1 while the store takes writes and no record waits, else 0.
+    pub const STORE_HEALTHY: &str = "presence_gateway_store_healthy";
+    /// Failed store writes, label `op` (`begin` | `commit` | `audit` |
+    /// `journal` | `outbox` | `lease` | `recovery` | `probe`).
+    pub const STORE_FAILURES: &str = "presence_gateway_store_failures_total";
+    /// Accepted writes whose record waits in memory for the store.
+    pub const STORE_RECORDS_PENDING: &str = "presence_gateway_store_records_pending";
+    /// Writes refused before Genesys (503 `store_unavailable`).
+    pub const STORE_WRITES_REFUSED: &str = "presence_gateway_store_writes_refused_total";
+    /// Keys left in flight by a previous run, settled, label `outcome`
+    /// (`applied` | `abandoned`).
+    pub const STORE_KEYS_SETTLED: &str = "presence_gateway_idempotency_keys_settled_total";
 }
 
 /// Upper bounds (seconds) of the latency histograms' buckets: 1 ms to

@@ -376,22 +376,51 @@ async fn attempt(client: &awc::Client, sub: &Subscriber, d: &Due) -> Result<(), 
     }
 }
 
+/// How long a claim holds an outbox row beyond the delivery's own
+/// timeout: a row whose outcome could not be recorded is sent again (with
+/// the next attempt number) only after this.
+const CLAIM_SLACK_MS: i64 = 30_000;
+
 /// The delivery loop of subscriber `i`.
+///
+/// Every attempt is counted in the outbox before it is sent ([`ClaimDue`]);
+/// an outcome the store refuses is kept here and recorded again, with
+/// backoff, before anything else is claimed, so a failing store slows the
+/// sender down instead of making it send the same event again and again.
 async fn run(hooks: Arc<Webhooks>, i: usize, journal: Addr<Journal>, stop: CancellationToken) {
     let sub = &hooks.subs[i];
     let name = sub.cfg.name.clone();
     let client = crate::genesys::rest::http_client(Duration::from_secs(sub.cfg.timeout_secs));
+    let claim_ms = sub.cfg.timeout_secs as i64 * 1000 + CLAIM_SLACK_MS;
     let mut inflight = FuturesUnordered::new();
     let mut busy: HashSet<String> = HashSet::new();
+    // Outcomes the store has not taken yet, oldest first.
+    let mut unrecorded: std::collections::VecDeque<Outcome> = std::collections::VecDeque::new();
+    let mut backoff = crate::store::Backoff::store();
     loop {
         let mut next_ms = None;
-        if inflight.len() < sub.cfg.concurrency {
+        let mut store_trouble = false;
+        while let Some(o) = unrecorded.front() {
+            match journal.send(o.clone()).await {
+                Ok(Ok(())) => {
+                    unrecorded.pop_front();
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, waiting = unrecorded.len(), "recording webhook outcomes still fails");
+                    store_trouble = true;
+                    break;
+                }
+                Err(_) => return,
+            }
+        }
+        if !store_trouble && inflight.len() < sub.cfg.concurrency {
             match journal
                 .send(ClaimDue {
                     subscriber: name.clone(),
                     limit: sub.cfg.concurrency - inflight.len(),
                     now_ms: Utc::now().timestamp_millis(),
                     busy: busy.iter().cloned().collect(),
+                    claim_ms,
                 })
                 .await
             {
@@ -407,13 +436,21 @@ async fn run(hooks: Arc<Webhooks>, i: usize, journal: Addr<Journal>, stop: Cance
                         });
                     }
                 }
-                Ok(Err(e)) => tracing::error!(error = %e, "reading the webhook outbox failed"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "claiming webhook deliveries failed");
+                    store_trouble = true;
+                }
                 Err(_) => return, // the journal stopped: shutting down
             }
         }
-        let wait = next_ms.map_or(Duration::from_secs(30), |n| {
-            Duration::from_millis((n - Utc::now().timestamp_millis()).clamp(1, 30_000) as u64)
-        });
+        let wait = if store_trouble {
+            backoff.fail()
+        } else {
+            backoff.reset();
+            next_ms.map_or(Duration::from_secs(30), |n| {
+                Duration::from_millis((n - Utc::now().timestamp_millis()).clamp(1, 30_000) as u64)
+            })
+        };
         tokio::select! {
             Some((d, r)) = inflight.next(), if !inflight.is_empty() => {
                 busy.remove(&d.agent_id);
@@ -434,7 +471,7 @@ async fn run(hooks: Arc<Webhooks>, i: usize, journal: Addr<Journal>, stop: Cance
                         } else {
                             tracing::debug!(event_id = %d.event_id, attempts, %error, "webhook delivery failed; will retry");
                         }
-                        let delay = backoff(attempts, sub.cfg.backoff_initial_ms, sub.cfg.backoff_max_ms);
+                        let delay = backoff_delay(attempts, &sub.cfg);
                         Outcome::Failed {
                             outbox_id: d.outbox_id,
                             attempts,
@@ -444,17 +481,25 @@ async fn run(hooks: Arc<Webhooks>, i: usize, journal: Addr<Journal>, stop: Cance
                         }
                     }
                 };
-                match journal.send(outcome).await {
+                match journal.send(outcome.clone()).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "recording a webhook outcome failed"),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "recording a webhook outcome failed; kept to record again");
+                        unrecorded.push_back(outcome);
+                    }
                     Err(_) => return,
                 }
             }
-            _ = sub.wake.notified() => {}
+            _ = sub.wake.notified(), if !store_trouble => {}
             _ = tokio::time::sleep(wait) => {}
             _ = stop.cancelled() => return,
         }
     }
+}
+
+/// The retry delay after `attempts` failed attempts (full jitter).
+fn backoff_delay(attempts: u32, cfg: &WebhookConfig) -> Duration {
+    backoff(attempts, cfg.backoff_initial_ms, cfg.backoff_max_ms)
 }
 
 /// What the webhook routes share.

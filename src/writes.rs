@@ -14,37 +14,49 @@
 //! [`crate::http::writes`]), at most six:
 //! 1. for a division-scoped caller, the route policy's read of the agent
 //!    (its access check; the record is passed on as [`Known`]);
-//! 2. the registry once for the agent and the definitions
+//! 2. the store once to record the intent and begin the `Idempotency-Key`
+//!    if any ([`BeginWrite`], one transaction; a store that cannot take it
+//!    refuses the write with 503 `store_unavailable` before Genesys is
+//!    called);
+//! 3. the registry once for the agent and the definitions
 //!    ([`GetWriteContext`]), after the body arrived, so that `If-Match`
 //!    and the transition policy judge the agent as it is now;
-//! 3. the store once to begin an `Idempotency-Key` (only with one);
 //! 4. the upstream once, which
 //! 5. hands the confirmed presence to the registry, whose answer comes
 //!    once the journal has committed it and carries the agent after the
-//!    change;
+//!    change (no read follows);
 //! 6. the store once for lease + audit + idempotent answer
-//!    ([`CommitWrite`], one transaction).
+//!    ([`CommitWrite`], one transaction; kept in memory and retried by
+//!    [`record_loop`] if the store fails after Genesys accepted).
 //!
-//! A bulk write reads every named agent and the definitions in one
-//! registry round trip.
+//! An unscoped caller's write takes five. A bulk write reads every named
+//! agent and the definitions in one registry round trip. Keys a killed
+//! process left in flight are settled by [`settle_keys`] after the first
+//! sync.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::Addr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use tokio::sync::Notify;
 
 use crate::auth::Principal;
 use crate::genesys::rest::RestError;
 use crate::genesys::writes::PresenceWrite;
 use crate::genesys::Genesys;
 use crate::model::{PresenceDefinition, RoutingStatus, SystemPresence};
-use crate::registry::{AgentIdsIn, AgentRecord, GetAgent, GetWriteContext, Registry};
+use crate::registry::{
+    AgentIdsIn, AgentRecord, GetAgent, GetDefinitions, GetWriteContext, Registry,
+};
 use crate::store::{
-    AppendAudit, AuditRecord, BeginIdempotent, CommitWrite, FinishIdempotent, Idempotent, Lease,
-    ListLeases, PutLease, QueryAudit, Store,
+    AppendAudit, AuditRecord, Backoff, BeginIdempotent, BeginIntents, BeginWrite, ClaimStale,
+    CommitWrite, FinishIdempotent, Idempotent, Lease, ListLeases, PutLease, QueryAudit, SettleKey,
+    Store, StoreError, StoreHealth, TakeLease,
 };
 
 /// Write-path policy (`[writes]`).
@@ -110,6 +122,88 @@ pub struct Writes {
     pub upstream: Genesys,
     pub store: Addr<Store>,
     pub cfg: WritesConfig,
+    /// Shared store health (`/readyz`, `/metrics`).
+    pub health: Arc<StoreHealth>,
+    /// Records of writes Genesys accepted that the store could not commit
+    /// yet, oldest first, retried by [`record_loop`] (at most
+    /// [`RECORDS_MAX`]; while it is full, writes are refused before Genesys).
+    pub records: Mutex<VecDeque<CommitWrite>>,
+    /// Wakes [`record_loop`].
+    pub records_wake: Notify,
+}
+
+/// Most write records kept in memory while the store cannot commit them.
+pub const RECORDS_MAX: usize = 10_000;
+
+impl Writes {
+    /// The write path over its parts, with an empty record queue.
+    pub fn new(
+        registry: Addr<Registry>,
+        upstream: Genesys,
+        store: Addr<Store>,
+        cfg: WritesConfig,
+        health: Arc<StoreHealth>,
+    ) -> Writes {
+        Writes {
+            registry,
+            upstream,
+            store,
+            cfg,
+            health,
+            records: Mutex::new(VecDeque::new()),
+            records_wake: Notify::new(),
+        }
+    }
+
+    /// Drain: tries every kept record once, oldest first, stopping at the
+    /// first the store refuses; `Err(n)`: `n` records are still kept.
+    pub async fn flush_records(&self) -> Result<(), usize> {
+        loop {
+            let front = self.records.lock().ok().and_then(|q| q.front().cloned());
+            let Some(commit) = front else { return Ok(()) };
+            match self.store.send(commit).await {
+                Ok(Ok(())) => {
+                    if let Ok(mut q) = self.records.lock() {
+                        q.pop_front();
+                        self.health
+                            .records_pending
+                            .store(q.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                _ => return Err(self.records_pending()),
+            }
+        }
+    }
+
+    /// Records waiting for the store.
+    pub fn records_pending(&self) -> usize {
+        self.records.lock().map(|q| q.len()).unwrap_or(0)
+    }
+
+    /// Keeps a record the store refused, for [`record_loop`].
+    fn keep_record(&self, c: CommitWrite) {
+        if let Ok(mut q) = self.records.lock() {
+            q.push_back(c);
+            self.health
+                .records_pending
+                .store(q.len() as u64, Ordering::Relaxed);
+        }
+        self.records_wake.notify_one();
+    }
+}
+
+/// 503 `store_unavailable`: the store could not record the write, so it
+/// was not made (Genesys untouched).
+fn store_unavailable(e: impl std::fmt::Display) -> WriteError {
+    let mut w = WriteError::new(
+        503,
+        "store_unavailable",
+        format!(
+            "the gateway cannot record this write, so it was not made (Genesys untouched): {e}"
+        ),
+    );
+    w.retry_after = Some(5);
+    w
 }
 
 /// A refused or failed write, as the caller sees it.
@@ -202,6 +296,15 @@ fn upstream_error(e: RestError) -> WriteError {
             w
         }
     }
+}
+
+/// What an `Idempotency-Key` is bound to: `<agent id>\n<request JSON>`
+/// (read back by [`settle_keys`] after a restart).
+fn fingerprint(agent_id: &str, change: &PresenceChange) -> String {
+    format!(
+        "{agent_id}\n{}",
+        serde_json::to_string(change).unwrap_or_default()
+    )
 }
 
 /// `PATCH` body.
@@ -303,6 +406,19 @@ struct Attempt {
     lease: Option<PutLease>,
 }
 
+impl Attempt {
+    fn new(actor: String, agent_id: String, change: &PresenceChange) -> Attempt {
+        Attempt {
+            actor,
+            agent_id,
+            from: None,
+            to: change.presence.clone(),
+            reason: change.reason.clone(),
+            lease: None,
+        }
+    }
+}
+
 impl Writes {
     /// Records a write the route policy refused because `actor` may not see
     /// `agent_id` (404 `agent_not_found`, the answer an unknown agent gets):
@@ -349,6 +465,24 @@ pub struct Known {
     pub agent: AgentRecord,
 }
 
+/// The lease fallback's definition, or 503 `lease_fallback_invalid`
+/// (`writes.lease_fallback` names no active presence of this org; also
+/// reported by `/readyz` from the first sync on).
+pub fn fallback(
+    defs: &[PresenceDefinition],
+    configured: &str,
+) -> Result<PresenceDefinition, WriteError> {
+    resolve(defs, configured).map_err(|e| {
+        let mut w = WriteError::new(
+            503,
+            "lease_fallback_invalid",
+            format!("writes.lease_fallback {configured:?} names no active presence of this org ({}); leased writes are refused until the configuration is fixed", e.reason),
+        );
+        w.extra = e.extra;
+        w
+    })
+}
+
 /// The definitions, or 503 while the gateway has not read them yet.
 fn ready(defs: Vec<PresenceDefinition>) -> Result<Vec<PresenceDefinition>, WriteError> {
     if defs.is_empty() {
@@ -388,8 +522,8 @@ fn audit_record(
 }
 
 impl Writes {
-    /// One guarded change: checks, Genesys write, lease, audit. Returns the
-    /// agent JSON after the change.
+    /// One guarded change: intent recorded, checks, Genesys write, lease,
+    /// audit. Returns the agent JSON after the change.
     pub async fn change(
         &self,
         actor: String,
@@ -397,31 +531,69 @@ impl Writes {
         change: PresenceChange,
         expected_version: Option<Option<u64>>,
     ) -> Result<Value, WriteError> {
-        self.change_checked(actor, agent_id, change, expected_version, None, None)
-            .await
+        let attempt = Attempt::new(actor, agent_id, &change);
+        let begun = self.begin(&attempt, None).await?;
+        self.change_checked(
+            attempt,
+            change,
+            expected_version,
+            None,
+            begun.audit_id,
+            None,
+        )
+        .await
     }
 
-    /// [`Self::change`] with what the caller already read ([`Known`]: the
-    /// access check's agent record and definitions), and the request's
-    /// `Idempotency-Key` (already begun) whose answer is committed with the
-    /// lease and the audit record, in one store round trip.
-    pub async fn change_checked(
+    /// Before Genesys is touched: claims the `Idempotency-Key` (if any) and
+    /// writes the attempt's audit record as `pending`, in one store round
+    /// trip. A store that cannot take it refuses the write: 503
+    /// `store_unavailable` (also while [`RECORDS_MAX`] records wait).
+    async fn begin(
         &self,
-        actor: String,
-        agent_id: String,
+        attempt: &Attempt,
+        idempotency: Option<BeginIdempotent>,
+    ) -> Result<crate::store::Begun, WriteError> {
+        let waiting = self.records_pending();
+        if waiting >= RECORDS_MAX {
+            self.health.writes_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(store_unavailable(format!(
+                "{waiting} records of earlier writes still wait for the store"
+            )));
+        }
+        let r = self
+            .store
+            .send(BeginWrite {
+                intent: audit_record(attempt, &Ok(None), 0),
+                idempotency,
+            })
+            .await
+            .map_err(internal)?;
+        r.map_err(|e: StoreError| {
+            self.health.writes_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, agent = %attempt.agent_id, "write refused: the store cannot record it");
+            store_unavailable(e)
+        })
+    }
+
+    /// [`Self::change`] after [`Self::begin`], with the agent's record when
+    /// the caller already read it (the access check's [`AgentRecord`]), the
+    /// intent's audit id, and the request's `Idempotency-Key` (already
+    /// begun) whose answer is committed with the lease and the audit
+    /// record, in one store round trip.
+    ///
+    /// When that commit fails after Genesys accepted the change, the
+    /// answer still says what happened (200, the agent, plus `"record":
+    /// "pending"`); the record waits in memory and [`record_loop`] commits
+    /// it as soon as the store takes writes again (readiness is down meanwhile).
+    async fn change_checked(
+        &self,
+        mut attempt: Attempt,
         change: PresenceChange,
         expected_version: Option<Option<u64>>,
         checked: Option<Known>,
+        audit_id: Option<i64>,
         idempotency_key: Option<String>,
     ) -> Result<Value, WriteError> {
-        let mut attempt = Attempt {
-            actor,
-            agent_id: agent_id.clone(),
-            from: None,
-            to: change.presence.clone(),
-            reason: change.reason.clone(),
-            lease: None,
-        };
         let result = self
             .change_inner(&mut attempt, &change, expected_version, checked)
             .await;
@@ -447,30 +619,38 @@ impl Writes {
             },
             key,
         });
-        let forget = idempotency.as_ref().map(|f| f.key.clone());
-        let committed = self
-            .store
-            .send(CommitWrite {
-                lease: attempt.lease.take(),
-                audit,
-                idempotency,
-            })
-            .await
-            .map_err(internal)
-            .and_then(|r| r.map_err(internal));
-        if let Err(e) = committed {
-            tracing::error!(error = %e, agent = %attempt.agent_id, "could not record the write (lease, audit)");
-            if let Some(key) = forget {
-                let _ = self
-                    .store
-                    .send(FinishIdempotent { key, outcome: None })
-                    .await;
+        let commit = CommitWrite {
+            lease: attempt.lease.take(),
+            audit,
+            audit_id,
+            idempotency,
+        };
+        let committed = match self.store.send(commit.clone()).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match (committed, result) {
+            (Ok(()), result) => result.map(|(v, _)| v),
+            (Err(e), Ok((mut v, _))) => {
+                tracing::error!(error = %e, agent = %attempt.agent_id, "Genesys accepted the write but the store could not record it; kept for retry");
+                self.keep_record(commit);
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("record".into(), json!("pending"));
+                    o.insert(
+                        "recordDetail".into(),
+                        json!(format!("Genesys accepted the change, but the gateway could not commit its audit record (and lease) yet: {e}; it is retried from memory until the store takes it")),
+                    );
+                }
+                Ok(v)
             }
-            if result.is_ok() {
-                return Err(e);
+            (Err(e), Err(refused)) => {
+                // Nothing changed upstream; the intent stays `pending` in
+                // the audit log until the record goes through.
+                tracing::error!(error = %e, agent = %attempt.agent_id, "could not record a refused write; kept for retry");
+                self.keep_record(commit);
+                Err(refused)
             }
         }
-        result.map(|(v, _)| v)
     }
 
     async fn change_inner(
@@ -556,11 +736,7 @@ impl Writes {
                     ),
                 ))
             }
-            Some(s) => Some((
-                s,
-                resolve(&defs, &self.cfg.lease_fallback)
-                    .map_err(|_| internal("writes.lease_fallback names no active presence"))?,
-            )),
+            Some(s) => Some((s, fallback(&defs, &self.cfg.lease_fallback)?)),
             None => None,
         };
         let confirmed = self
@@ -647,43 +823,43 @@ impl Writes {
         };
         let expected = expected?;
         let key = key?;
-        if let Some(key) = &key {
-            let fingerprint = format!(
-                "{agent_id}\n{}",
-                serde_json::to_string(&change).unwrap_or_default()
-            );
-            match self
-                .store
-                .send(BeginIdempotent {
-                    key: key.clone(),
-                    fingerprint,
-                })
-                .await
-                .map_err(internal)?
-                .map_err(internal)?
-            {
-                Idempotent::New => {}
-                Idempotent::Done(status, body) => {
-                    return Ok(PatchOutcome::Replayed { status, body });
-                }
-                Idempotent::Pending => {
-                    return Err(WriteError::new(
-                        409,
-                        "idempotency_in_progress",
-                        "a request with this Idempotency-Key is still running; retry shortly",
-                    ))
-                }
-                Idempotent::Mismatch => {
-                    return Err(WriteError::new(
-                        422,
-                        "idempotency_key_reused",
-                        "this Idempotency-Key was used for a different request; use a new key",
-                    ))
-                }
+        let attempt = Attempt::new(actor, agent_id.clone(), &change);
+        let idempotency = key.as_ref().map(|key| BeginIdempotent {
+            key: key.clone(),
+            fingerprint: fingerprint(&agent_id, &change),
+        });
+        let begun = self.begin(&attempt, idempotency).await?;
+        match begun.idempotent {
+            Idempotent::New => {}
+            Idempotent::Done(status, body) => {
+                return Ok(PatchOutcome::Replayed { status, body });
+            }
+            Idempotent::Pending => {
+                return Err(WriteError::new(
+                    409,
+                    "idempotency_in_progress",
+                    "a request with this Idempotency-Key is still running; retry shortly",
+                ))
+            }
+            Idempotent::Recovering => {
+                let mut e = WriteError::new(
+                    409,
+                    "idempotency_recovering",
+                    "the gateway restarted while a request with this Idempotency-Key ran; it is being settled against Genesys's state of the agent; retry in a few seconds",
+                );
+                e.retry_after = Some(2);
+                return Err(e);
+            }
+            Idempotent::Mismatch => {
+                return Err(WriteError::new(
+                    422,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used for a different request; use a new key",
+                ))
             }
         }
         let result = self
-            .change_checked(actor, agent_id, change, expected, checked, key)
+            .change_checked(attempt, change, expected, checked, begun.audit_id, key)
             .await;
         result.map(PatchOutcome::Changed)
     }
@@ -770,10 +946,35 @@ impl Writes {
                 }
             }
         }
-        for chunk in ready.chunks(self.cfg.bulk_chunk) {
+        for (n, chunk) in ready.chunks(self.cfg.bulk_chunk).enumerate() {
+            // The chunk's intents are recorded before Genesys is touched.
+            let intents = chunk
+                .iter()
+                .map(|(_, _, a)| audit_record(a, &Ok(None), 0))
+                .collect();
+            let ids = match self.store.send(BeginIntents(intents)).await {
+                Ok(Ok(ids)) => ids,
+                Ok(Err(e)) => {
+                    self.health
+                        .writes_refused
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    if n == 0 {
+                        return Err(store_unavailable(e));
+                    }
+                    let refused = store_unavailable(e);
+                    for (i, pw, _) in chunk {
+                        let mut r = refused.body();
+                        r["agent"] = json!(pw.user_id);
+                        r["status"] = json!(refused.status);
+                        results[*i] = r;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(internal(e)),
+            };
             let writes: Vec<PresenceWrite> = chunk.iter().map(|(_, pw, _)| pw.clone()).collect();
             let outcome = self.upstream.write_bulk(writes).await.map_err(internal)?;
-            for (i, pw, attempt) in chunk {
+            for ((i, pw, attempt), audit_id) in chunk.iter().zip(ids) {
                 let res: Result<Option<String>, WriteError> = match &outcome {
                     Ok(confirmed) => match confirmed.iter().find(|c| c.user_id == pw.user_id) {
                         Some(c) => Ok(c.correlation_id.clone()),
@@ -786,10 +987,22 @@ impl Writes {
                     Err(e) => Err(upstream_error(e.clone())),
                 };
                 let status = res.as_ref().map(|_| 200).unwrap_or_else(|e| e.status);
-                self.audit(attempt, &res, status).await;
+                let commit = CommitWrite {
+                    lease: None,
+                    audit: audit_record(attempt, &res, status),
+                    audit_id: Some(audit_id),
+                    idempotency: None,
+                };
+                let recorded = matches!(self.store.send(commit.clone()).await, Ok(Ok(())));
+                if !recorded {
+                    self.keep_record(commit);
+                }
                 results[*i] = match res {
-                    Ok(_) => {
+                    Ok(_) if recorded => {
                         json!({"agent": pw.user_id, "status": 200, "presence": pw.definition_id})
+                    }
+                    Ok(_) => {
+                        json!({"agent": pw.user_id, "status": 200, "presence": pw.definition_id, "record": "pending"})
                     }
                     Err(e) => {
                         let mut r = e.body();
@@ -899,72 +1112,352 @@ struct AuditQuery {
 
 /// Runs out leases: every second, an expired lease whose presence is still
 /// the agent's gets the fallback presence (audited as actor `lease`).
-/// Leases live in the store, so they survive restarts.
+/// Leases live in the store, so they survive restarts. A store (or
+/// Genesys) failure makes the loop back off ([`Backoff::store`]) instead
+/// of trying again every second.
 pub async fn lease_loop(w: Arc<Writes>, stop: tokio_util::sync::CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut backoff = Backoff::store();
+    let mut wait = Duration::from_secs(1);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        let Ok(Ok(leases)) = w.store.send(ListLeases).await else {
-            continue;
+        wait = Duration::from_secs(1);
+        match lease_pass(&w).await {
+            Ok(()) => backoff.reset(),
+            Err(None) => return,
+            Err(Some(e)) => {
+                wait = backoff.fail().max(wait);
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "lease upkeep failed; backing off");
+            }
+        }
+    }
+}
+
+/// One pass over the leases. `Err(None)`: the registry stopped;
+/// `Err(Some(why))`: the store or Genesys failed (back off).
+async fn lease_pass(w: &Writes) -> Result<(), Option<String>> {
+    let leases = match w.store.send(ListLeases).await {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => return Err(Some(e.to_string())),
+        Err(_) => return Err(None),
+    };
+    let now = Utc::now();
+    if !leases.iter().any(|l| l.expires_at <= now) {
+        return Ok(());
+    }
+    // Judge leases only against a complete picture of the org (after a
+    // restart the registry is empty until the first sync).
+    match w.registry.send(crate::registry::GetReadiness).await {
+        Ok(r) if r.synced => {}
+        Ok(_) => return Ok(()),
+        Err(_) => return Err(None),
+    }
+    let mut trouble = None;
+    for l in leases.into_iter().filter(|l| l.expires_at <= now) {
+        let current = match w
+            .registry
+            .send(GetAgent {
+                id: l.agent_id.clone(),
+            })
+            .await
+        {
+            Ok(Some(r)) => r.agent.presence.as_ref().map(|p| p.definition_id.clone()),
+            Ok(None) => None,
+            Err(_) => return Err(None),
         };
-        let now = Utc::now();
-        if !leases.iter().any(|l| l.expires_at <= now) {
-            continue;
-        }
-        // Judge leases only against a complete picture of the org (after a
-        // restart the registry is empty until the first sync).
-        match w.registry.send(crate::registry::GetReadiness).await {
-            Ok(r) if r.synced => {}
-            Ok(_) => continue,
-            Err(_) => return,
-        }
-        for l in leases.into_iter().filter(|l| l.expires_at <= now) {
-            let current = match w
-                .registry
-                .send(GetAgent {
-                    id: l.agent_id.clone(),
-                })
+        if current.as_deref() == Some(l.definition_id.as_str()) {
+            // Take the lease first: of the nodes sharing the store, one runs it out.
+            match w.store.send(TakeLease(l.clone())).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => continue, // taken elsewhere, or renewed meanwhile
+                Ok(Err(e)) => {
+                    trouble = Some(e.to_string());
+                    continue;
+                }
+                Err(_) => return Err(None),
+            }
+            let change = PresenceChange {
+                presence: l.fallback_definition_id.clone(),
+                message: None,
+                reason: Some(format!("lease set by {} expired", l.actor)),
+                lease_seconds: None,
+                force: true,
+            };
+            match w
+                .change("lease".into(), l.agent_id.clone(), change, None)
                 .await
             {
-                Ok(Some(r)) => r.agent.presence.as_ref().map(|p| p.definition_id.clone()),
-                Ok(None) => None,
-                Err(_) => return,
-            };
-            if current.as_deref() == Some(l.definition_id.as_str()) {
-                let change = PresenceChange {
-                    presence: l.fallback_definition_id.clone(),
-                    message: None,
-                    reason: Some(format!("lease set by {} expired", l.actor)),
-                    lease_seconds: None,
-                    force: true,
-                };
-                match w
-                    .change("lease".into(), l.agent_id.clone(), change, None)
-                    .await
-                {
-                    Ok(_) => {
-                        tracing::info!(agent = %l.agent_id, "lease expired; fallback presence set")
-                    }
-                    Err(e) if e.is_server_error() => {
-                        tracing::warn!(agent = %l.agent_id, error = %e, "lease fallback failed; will retry");
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!(agent = %l.agent_id, error = %e, "lease fallback refused; lease dropped")
+                Ok(_) => {
+                    tracing::info!(agent = %l.agent_id, "lease expired; fallback presence set")
+                }
+                Err(e) if e.is_server_error() => {
+                    tracing::warn!(agent = %l.agent_id, error = %e, "lease fallback failed; will retry");
+                    trouble = Some(e.to_string());
+                    // Put it back for the next pass (here or on another node).
+                    let _ = w
+                        .store
+                        .send(PutLease {
+                            agent_id: l.agent_id.clone(),
+                            lease: Some(l.clone()),
+                        })
+                        .await;
+                }
+                Err(e) => {
+                    tracing::warn!(agent = %l.agent_id, error = %e, "lease fallback refused; lease dropped")
+                }
+            }
+            continue; // taken: nothing left to clear
+        }
+        // `change` clears the lease on success; clear it in the other cases.
+        match w
+            .store
+            .send(PutLease {
+                agent_id: l.agent_id.clone(),
+                lease: None,
+            })
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => trouble = Some(e.to_string()),
+            Err(_) => return Err(None),
+        }
+    }
+    trouble.map_or(Ok(()), |t| Err(Some(t)))
+}
+
+/// Commits the records [`Writes::keep_record`] kept (writes Genesys
+/// accepted while the store failed), oldest first, backing off while the
+/// store still refuses them.
+pub async fn record_loop(w: Arc<Writes>, stop: tokio_util::sync::CancellationToken) {
+    let mut backoff = Backoff::store();
+    loop {
+        let front = w.records.lock().ok().and_then(|q| q.front().cloned());
+        let Some(commit) = front else {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = w.records_wake.notified() => {}
+            }
+            continue;
+        };
+        match w.store.send(commit).await {
+            Ok(Ok(())) => {
+                backoff.reset();
+                if let Ok(mut q) = w.records.lock() {
+                    q.pop_front();
+                    w.health
+                        .records_pending
+                        .store(q.len() as u64, Ordering::Relaxed);
+                    if q.is_empty() {
+                        tracing::info!("every kept write record is committed");
                     }
                 }
             }
-            // `change` clears the lease on success; clear it in the other cases.
-            let _ = w
-                .store
-                .send(PutLease {
-                    agent_id: l.agent_id.clone(),
-                    lease: None,
-                })
-                .await;
+            Ok(Err(e)) => {
+                let wait = backoff.fail();
+                tracing::warn!(error = %e, waiting = w.records_pending(), retry_in_ms = wait.as_millis() as u64, "kept write records still cannot be committed");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(_) => return,
         }
+    }
+}
+
+/// How a key left in flight by a previous run was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Genesys shows the requested presence: the key answers 200 (the agent).
+    Applied,
+    /// Genesys does not: the key answers 409 `idempotency_abandoned`.
+    Abandoned,
+}
+
+/// Settles the `Idempotency-Key`s a previous run left in flight (it
+/// stopped between claiming a key and recording its answer), once the
+/// first sync has re-read the org from Genesys: a key whose agent now has
+/// the requested presence answers 200 with the agent (and gets the audit
+/// record and the lease it asked for, the lease counted from when the key
+/// was claimed); any other answers 409 `idempotency_abandoned`, telling
+/// the client to re-read the agent and retry with a new key. Until then
+/// such keys answer 409 `idempotency_recovering` (retry in a few seconds).
+///
+/// With PostgreSQL (nodes sharing the store) only keys left in flight
+/// longer than [`crate::store::STALE_AFTER`] are taken (younger ones may
+/// be running on another node), at start-up and every minute after.
+///
+/// The same first sync is where `writes.lease_fallback` is checked against
+/// the org's presences (logged here; `/readyz` reports it until fixed).
+pub async fn settle_keys(w: Arc<Writes>, stop: tokio_util::sync::CancellationToken) {
+    loop {
+        match w.registry.send(crate::registry::GetReadiness).await {
+            Ok(r) if r.synced => break,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    if let Ok(defs) = w.registry.send(GetDefinitions).await {
+        if let Err(e) = fallback(&defs, &w.cfg.lease_fallback) {
+            tracing::error!(reason = %e.reason, "writes.lease_fallback is wrong for this org; leased writes are refused and /readyz reports it");
+        }
+    }
+    let mut backoff = Backoff::store();
+    loop {
+        let keys = match w.store.send(ClaimStale).await {
+            Ok(Ok(k)) => k,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "looking for idempotency keys left in flight failed");
+                Vec::new()
+            }
+            Err(_) => return,
+        };
+        if !settle_all(&w, keys, &mut backoff, &stop).await {
+            return;
+        }
+        // PostgreSQL: keys of nodes that went away since (`STALE_AFTER`).
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+    }
+}
+
+/// Settles `keys`, retrying each with backoff; `false` when stopped.
+async fn settle_all(
+    w: &Writes,
+    keys: Vec<crate::store::InFlightKey>,
+    backoff: &mut Backoff,
+    stop: &tokio_util::sync::CancellationToken,
+) -> bool {
+    let mut todo: VecDeque<_> = keys.into();
+    while let Some(k) = todo.front() {
+        match w.settle(k).await {
+            Ok(how) => {
+                backoff.reset();
+                let counter = match how {
+                    Settled::Applied => &w.health.keys_settled,
+                    Settled::Abandoned => &w.health.keys_abandoned,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(outcome = ?how, "idempotency key left in flight settled");
+                todo.pop_front();
+            }
+            Err(e) => {
+                let wait = backoff.fail();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "settling an idempotency key failed");
+                tokio::select! {
+                    _ = stop.cancelled() => return false,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+    true
+}
+
+impl Writes {
+    /// Settles one key left in flight ([`settle_keys`]).
+    async fn settle(&self, k: &crate::store::InFlightKey) -> Result<Settled, String> {
+        let actor = k
+            .key
+            .split_once('\u{1f}')
+            .map_or("unknown", |(a, _)| a)
+            .to_string();
+        let (agent_id, request) = k.fingerprint.split_once('\n').unwrap_or(("", ""));
+        let change: Option<PresenceChange> = serde_json::from_str(request).ok();
+        let mut ctx = self
+            .registry
+            .send(GetWriteContext {
+                ids: vec![agent_id.to_string()],
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let (found, defs) = (ctx.agents.pop().flatten(), ctx.definitions);
+        let target = change
+            .as_ref()
+            .and_then(|c| resolve(&defs, &c.presence).ok());
+        let agent = found.map(|r| r.agent);
+        let current = agent
+            .as_ref()
+            .and_then(|a| a.presence.as_ref())
+            .map(|p| p.definition_id.clone());
+        let mut attempt = Attempt {
+            actor,
+            agent_id: agent_id.to_string(),
+            from: None,
+            to: target
+                .as_ref()
+                .map(|t| t.id.clone())
+                .or_else(|| change.as_ref().map(|c| c.presence.clone()))
+                .unwrap_or_default(),
+            reason: change.as_ref().and_then(|c| c.reason.clone()),
+            lease: None,
+        };
+        let applied = matches!((&target, &current), (Some(t), Some(c)) if &t.id == c);
+        let (how, outcome, mut audit) = if applied {
+            let mut body = agent
+                .as_ref()
+                .map(|a| serde_json::to_value(&**a).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
+            let lease = match (change.as_ref().and_then(|c| c.lease_seconds), &target) {
+                (Some(secs), Some(t)) => {
+                    fallback(&defs, &self.cfg.lease_fallback)
+                        .ok()
+                        .map(|f| Lease {
+                            agent_id: agent_id.to_string(),
+                            definition_id: t.id.clone(),
+                            expires_at: k.created + chrono::Duration::seconds(secs as i64),
+                            fallback_definition_id: f.id,
+                            actor: attempt.actor.clone(),
+                        })
+                }
+                _ => None,
+            };
+            if let Some(o) = body.as_object_mut() {
+                o.insert("correlationId".into(), Value::Null);
+                o.insert("settledAfterRestart".into(), json!(true));
+                if let Some(l) = &lease {
+                    o.insert(
+                        "leaseExpiresAt".into(),
+                        json!(crate::model::iso(l.expires_at)),
+                    );
+                }
+            }
+            attempt.lease = lease.map(|l| PutLease {
+                agent_id: agent_id.to_string(),
+                lease: Some(l),
+            });
+            let mut audit = audit_record(&attempt, &Ok(None), 200);
+            audit.detail =
+                Some("settled after a restart: Genesys shows the requested presence".into());
+            (Settled::Applied, (200, body.to_string()), audit)
+        } else {
+            let e = WriteError::new(
+                409,
+                "idempotency_abandoned",
+                "the gateway stopped before this request finished, and Genesys does not show the requested presence; re-read the agent and, if the change is still wanted, send it again with a new Idempotency-Key",
+            );
+            let audit = audit_record(&attempt, &Err(e.clone()), e.status);
+            (Settled::Abandoned, (e.status, e.body().to_string()), audit)
+        };
+        audit.from_presence = current;
+        self.store
+            .send(SettleKey {
+                key: k.key.clone(),
+                outcome,
+                audit,
+                lease: attempt.lease.take(),
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        Ok(how)
     }
 }

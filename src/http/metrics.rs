@@ -32,6 +32,8 @@ pub struct OpsHandles {
     pub upstream: Option<Arc<UpstreamStats>>,
     /// Webhook outcomes.
     pub webhooks: Arc<WebhookMetrics>,
+    /// Store health (absent in registry-only test gateways).
+    pub store: Option<Arc<crate::store::StoreHealth>>,
 }
 
 /// Writes Prometheus text.
@@ -372,6 +374,52 @@ fn render_webhooks(out: &mut String, hooks: &crate::webhooks::Webhooks) {
     }
 }
 
+/// Store health series.
+fn render_store(out: &mut String, h: &crate::store::StoreHealth) {
+    use crate::store::Op;
+    let mut o = Out(std::mem::take(out));
+    o.one(
+        names::STORE_HEALTHY,
+        "gauge",
+        "1 while the store takes writes and no accepted write waits for its record, else 0 (/readyz says why).",
+        u64::from(h.check().is_ok()),
+    );
+    let failures: Vec<(&str, u64)> = Op::ALL
+        .iter()
+        .map(|op| (op.as_str(), h.failures(*op)))
+        .collect();
+    o.labelled(
+        names::STORE_FAILURES,
+        "counter",
+        "Store writes that failed, by what was being written.",
+        "op",
+        &failures,
+    );
+    o.one(
+        names::STORE_RECORDS_PENDING,
+        "gauge",
+        "Presence writes Genesys accepted whose audit record waits in memory for the store.",
+        ld(&h.records_pending),
+    );
+    o.one(
+        names::STORE_WRITES_REFUSED,
+        "counter",
+        "Presence writes refused before Genesys because the store could not record them (503 store_unavailable).",
+        ld(&h.writes_refused),
+    );
+    o.labelled(
+        names::STORE_KEYS_SETTLED,
+        "counter",
+        "Idempotency keys a previous run left in flight, settled at start-up, by outcome.",
+        "outcome",
+        &[
+            ("applied", ld(&h.keys_settled)),
+            ("abandoned", ld(&h.keys_abandoned)),
+        ],
+    );
+    *out = o.0;
+}
+
 /// `GET /metrics`.
 pub(crate) async fn metrics(st: web::Data<AppState>) -> HttpResponse {
     let r = st.registry.send(GetStats).await.unwrap_or_default();
@@ -396,6 +444,9 @@ pub(crate) async fn metrics(st: web::Data<AppState>) -> HttpResponse {
     let mut body = render(&st.metrics, &r, &st.ops, &st.security.metrics);
     if let Some(w) = st.webhooks() {
         render_webhooks(&mut body, &w.hooks);
+    }
+    if let Some(h) = &st.ops.store {
+        render_store(&mut body, h);
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -51,6 +51,8 @@ pub struct Features {
     pub queues: Addr<crate::queues::QueueHub>,
     /// The upstream's counters (for `/metrics`).
     pub upstream: Arc<crate::genesys::UpstreamStats>,
+    /// The store's health (for `/readyz` and `/metrics`).
+    pub store: Arc<crate::store::StoreHealth>,
 }
 
 /// What every handler shares. Cheap to clone. Built once, by
@@ -106,6 +108,7 @@ impl AppState {
             board,
             ops: crate::http::metrics::OpsHandles {
                 upstream: Some(features.upstream.clone()),
+                store: Some(features.store.clone()),
                 ..core.ops
             },
             features: Some(Arc::new(features)),

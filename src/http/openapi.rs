@@ -422,7 +422,7 @@ pub fn operation(method: &Method, path: &str, facts: &Facts) -> Option<Value> {
             "operationId": "readyz", "tags": ["operations"],
             "summary": "Readiness: the initial sync is in and the upstream is connected",
             "responses": {"200": ok_json("ready, with the upstream health record", "Ready"),
-                "503": err("`not_ready`: no initial sync yet, or the upstream is not connected")}
+                "503": err("`not_ready`: no initial sync yet, the upstream is not connected, the store cannot take writes or holds accepted writes not yet recorded, or `writes.lease_fallback` is not one of the org's presences")}
         }),
         ("GET", "/metrics") => json!({
             "operationId": "metrics", "tags": ["operations"],
@@ -448,11 +448,11 @@ pub fn operation(method: &Method, path: &str, facts: &Facts) -> Option<Value> {
                         "Idempotent-Replayed": {"$ref": "#/components/headers/IdempotentReplayed"}},
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WrittenAgent"}}}},
                 "400": err("`bad_body`, `bad_lease`, `bad_if_match`, `bad_idempotency_key`"),
-                "409": err("`transition_refused` (`rule` names the rule), `idempotency_in_progress`"),
+                "409": err("`transition_refused` (`rule` names the rule), `idempotency_in_progress`, `idempotency_recovering` (with `Retry-After`), `idempotency_abandoned`"),
                 "412": err("`precondition_failed`: `If-Match` names an older version (`currentVersion`)"),
                 "415": err("`unsupported_media_type`: the body is not `application/json`"),
                 "422": err("`invalid_presence` (`choices`), `invalid_message`, `idempotency_key_reused`, `genesys_refused`"),
-                "503": err_retry("`rate_limited`, `upstream_unavailable`, `not_ready`"),
+                "503": err_retry("`rate_limited`, `upstream_unavailable`, `not_ready`, `store_unavailable` (the store cannot record the write; Genesys was not called), `lease_fallback_invalid`"),
             }
         }),
         ("POST", "/api/v1/presence/bulk") => json!({
@@ -464,7 +464,7 @@ pub fn operation(method: &Method, path: &str, facts: &Facts) -> Option<Value> {
                 "400": err("`bad_body`"),
                 "415": err("`unsupported_media_type`"),
                 "422": err("a change list that cannot be taken (e.g. empty or too long)"),
-                "503": err_retry("`rate_limited`, `upstream_unavailable`, `not_ready`"),
+                "503": err_retry("`rate_limited`, `upstream_unavailable`, `not_ready`, `store_unavailable` (the store cannot record the writes; Genesys was not called)"),
             }
         }),
         ("GET", "/api/v1/audit") => json!({
@@ -656,7 +656,9 @@ fn schemas(facts: &Facts) -> Map<String, Value> {
     m.insert("AgentWithPrevious".into(), json!({"allOf": [{"$ref": "#/components/schemas/Agent"},
                 {"type": "object", "properties": {"previous": {"anyOf": [{"$ref": "#/components/schemas/Agent"}, {"type": "null"}]}}}]}));
     m.insert("WrittenAgent".into(), json!({"allOf": [{"$ref": "#/components/schemas/AgentWithPrevious"},
-                {"type": "object", "properties": {"correlationId": {"type": ["string", "null"]}, "leaseExpiresAt": {"type": ["string", "null"]}}}]}));
+                {"type": "object", "properties": {"correlationId": {"type": ["string", "null"]}, "leaseExpiresAt": {"type": ["string", "null"]},
+                    "record": {"type": "string", "const": "pending", "description": "present when Genesys accepted the change but the store could not record it yet: the record is retried and /readyz is 503 meanwhile (docs/writes.md)"},
+                    "recordDetail": {"type": "string"}}}]}));
     m.insert(
         "Bucket".into(),
         json!({"type": "object", "required": ["agents"], "properties": {
@@ -705,7 +707,8 @@ fn schemas(facts: &Facts) -> Map<String, Value> {
     m.insert("Health".into(), json!({"type": "object", "required": ["status"], "properties": {"status": {"type": "string", "const": "ok"}}}));
     m.insert("Ready".into(), json!({"type": "object", "required": ["status", "upstream"], "properties": {
                 "status": {"type": "string", "const": "ready"},
-                "upstream": {"type": "object", "description": "the upstream health record: state, detail, channels, topics, refusedTopics, refusedTopicCount, stalenessBoundSecs, counters"}}}));
+                "upstream": {"type": "object", "description": "the upstream health record: state, detail, channels, topics, refusedTopics, refusedTopicCount, stalenessBoundSecs, counters"},
+                "store": {"type": "object", "description": "the store's health: healthy, and what failed (docs/operations.md \"The store\")"}}}));
     let target = if facts.definitions.is_empty() {
         json!({"type": "string", "minLength": 1, "description": "a presence definition id, the org's label (case-insensitive) or a system presence in any spelling"})
     } else {

@@ -341,11 +341,25 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// `GET /readyz`: 200 once the initial sync is in and the upstream is
-/// connected, with the upstream health record (refused topics included).
+/// connected, with the upstream health record (refused topics included);
+/// 503 `not_ready` with the reason otherwise, also while the store cannot
+/// take writes (`store: …`, see docs/operations.md) and while
+/// `writes.lease_fallback` names no presence of the org (`writes: …`).
 pub async fn readyz(st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let r = st.registry.send(GetReadiness).await?;
     r.check().map_err(ApiError::NotReady)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready", "upstream": r.health})))
+    if let Some(h) = &st.ops.store {
+        h.check()
+            .map_err(|why| ApiError::NotReady(format!("store: {why}")))?;
+    }
+    if let Some(w) = st.writes() {
+        let defs = st.registry.send(GetDefinitions).await?;
+        crate::writes::fallback(&defs, &w.cfg.lease_fallback)
+            .map_err(|e| ApiError::NotReady(format!("writes: {}", e.reason)))?;
+    }
+    Ok(HttpResponse::Ok().json(
+        serde_json::json!({"status": "ready", "upstream": r.health, "store": {"healthy": true}}),
+    ))
 }
 
 /// Any other path.

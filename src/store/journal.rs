@@ -23,13 +23,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::backend::{Conn, Db, Val};
 use actix::prelude::*;
 use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{StoreConfig, StoreError};
+use super::{Backoff, Op, StoreConfig, StoreError, StoreHealth};
 use crate::model::{iso, Origin};
 use crate::registry::{AgentView, JournalBatch};
 
@@ -155,6 +155,27 @@ fn state_of(a: &AgentView, kind: Kind) -> Option<StateRef> {
     }
 }
 
+/// The event id of a change: the same for every node that sees it (agent,
+/// kind, new state and when it started, as Genesys dates it), so nodes
+/// sharing a store journal and deliver it once. A UUID made of the first
+/// 16 bytes of a SHA-256.
+fn event_id_for(agent: &str, kind: Kind, cur: &StateRef) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(
+        format!(
+            "{agent}\n{}\n{}\n{}\n{}",
+            kind.as_str(),
+            cur.state,
+            cur.definition_id.as_deref().unwrap_or(""),
+            cur.since.timestamp_millis()
+        )
+        .as_bytes(),
+    );
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    uuid::Uuid::from_bytes(b).to_string()
+}
+
 /// True when `b` is no change from `a` (same definition / same status; a
 /// new `modifiedDate` alone, e.g. a message edit, is not a new state).
 fn same(a: &StateRef, b: &StateRef) -> bool {
@@ -230,93 +251,88 @@ pub trait OutboxRouting: Send + Sync + std::fmt::Debug + 'static {
 
 /// The journal actor.
 pub struct Journal {
-    conn: Connection,
+    conn: Conn,
     /// Days of journal kept ([`crate::history::HistoryConfig::retention_days`]).
     retention_days: u32,
     /// Subscribers (filters, counters, wake-ups).
     hooks: Arc<dyn OutboxRouting>,
+    /// Shared store health (journal and outbox writes feed it).
+    health: Arc<StoreHealth>,
     /// Last recorded state per (agent, kind); `None` = known to have none.
     last: HashMap<(String, Kind), Option<StateRef>>,
 }
 
-const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS journal (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        event_id TEXT NOT NULL UNIQUE,
-        agent_id TEXT NOT NULL, kind TEXT NOT NULL, origin TEXT NOT NULL,
-        at_ms INTEGER NOT NULL, observed_ms INTEGER NOT NULL,
-        prev_state TEXT, prev_definition_id TEXT, prev_label TEXT, prev_since_ms INTEGER,
-        state TEXT NOT NULL, definition_id TEXT, label TEXT,
-        prev_duration_ms INTEGER, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,
-        body TEXT NOT NULL);
-    CREATE INDEX IF NOT EXISTS journal_agent ON journal(agent_id, kind, at_ms);
-    CREATE INDEX IF NOT EXISTS journal_observed ON journal(observed_ms);
-    CREATE TABLE IF NOT EXISTS webhook_outbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        subscriber TEXT NOT NULL, agent_id TEXT NOT NULL,
-        journal_id INTEGER NOT NULL,
-        status TEXT NOT NULL DEFAULT 'pending',
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_ms INTEGER NOT NULL, created_ms INTEGER NOT NULL,
-        last_error TEXT);
-    CREATE INDEX IF NOT EXISTS outbox_heads ON webhook_outbox(subscriber, status, agent_id, id);
-";
-
 impl Journal {
-    /// Opens (creating) the journal tables in the store's file.
+    /// Opens the journal's connection to the store's file (the schema is
+    /// [`super::migrate`]'s).
     pub fn open(
         store: &StoreConfig,
         retention_days: u32,
         hooks: Arc<dyn OutboxRouting>,
+        health: Arc<StoreHealth>,
     ) -> Result<Journal, StoreError> {
-        let conn = if store.path == std::path::Path::new(":memory:") {
-            Connection::open_in_memory()?
-        } else {
-            if let Some(dir) = store.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError(format!("{}: {e}", dir.display())))?;
-            }
-            Connection::open(&store.path)?
-        };
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
-        )?;
-        conn.execute_batch(SCHEMA)?;
+        let conn = store.open_conn()?;
         Ok(Journal {
             conn,
             retention_days,
             hooks,
+            health,
             last: HashMap::new(),
         })
     }
 
-    /// Starts the journal on its own thread (one: order matters).
+    /// Starts the journal on its own thread (one: order matters). With
+    /// SQLite, webhook claims a previous run held are released first: this
+    /// process is the file's only user, so nothing else is delivering them
+    /// (on PostgreSQL other nodes may be; claims there run out by themselves).
     pub fn start(
         store: StoreConfig,
         retention_days: u32,
         hooks: Arc<dyn OutboxRouting>,
+        health: Arc<StoreHealth>,
     ) -> Result<Addr<Journal>, StoreError> {
         // Open once here so a bad path fails start-up with its reason.
-        drop(Journal::open(&store, retention_days, hooks.clone())?);
+        let released = super::backend::blocking(|| {
+            let mut first = Journal::open(&store, retention_days, hooks.clone(), health.clone())?;
+            if store.is_postgres() {
+                return Ok(0);
+            }
+            first.conn.db_tx(|db| {
+                db.exec(
+                    "UPDATE webhook_outbox SET claimed = 0, next_ms = ?1 WHERE claimed = 1",
+                    &[Utc::now().timestamp_millis().into()],
+                )
+            })
+        })?;
+        if released > 0 {
+            tracing::info!(
+                rows = released,
+                "webhook deliveries in flight when the previous run stopped are due again"
+            );
+        }
         Ok(SyncArbiter::start(1, move || {
             // unwrap: the same config opened a moment ago; failing now means
             // the disk vanished, and the journal cannot run without it.
-            Journal::open(&store, retention_days, hooks.clone()).expect("reopen the journal")
+            Journal::open(&store, retention_days, hooks.clone(), health.clone())
+                .expect("reopen the journal")
         }))
     }
 
     fn prune(&mut self) -> Result<(usize, usize), StoreError> {
         let cut = (Utc::now() - chrono::Duration::days(i64::from(self.retention_days)))
             .timestamp_millis();
-        let outbox = self.conn.execute(
-            "DELETE FROM webhook_outbox WHERE status = 'dead' AND created_ms < ?1",
-            params![cut],
-        )?;
-        let journal = self.conn.execute(
-            "DELETE FROM journal WHERE observed_ms < ?1
-             AND id NOT IN (SELECT journal_id FROM webhook_outbox)",
-            params![cut],
-        )?;
+        let (journal, outbox) = self.conn.db_tx(|db| {
+            let outbox = db.exec(
+                "DELETE FROM webhook_outbox WHERE status = 'dead' AND created_ms < ?1",
+                &[cut.into()],
+            )?;
+            let journal = db.exec(
+                "DELETE FROM journal WHERE observed_ms < ?1
+                 AND id NOT IN (SELECT journal_id FROM webhook_outbox)",
+                &[cut.into()],
+            )?;
+            Ok((journal as usize, outbox as usize))
+        })?;
         self.last.clear();
         Ok((journal, outbox))
     }
@@ -329,20 +345,19 @@ impl Journal {
         }
         let s = self
             .conn
-            .query_row(
-                "SELECT state, definition_id, label, at_ms FROM journal
-                 WHERE agent_id = ?1 AND kind = ?2 ORDER BY id DESC LIMIT 1",
-                params![agent, kind.as_str()],
-                |r| {
-                    Ok(StateRef {
-                        state: r.get(0)?,
-                        definition_id: r.get(1)?,
-                        label: r.get(2)?,
-                        since: from_ms(r.get(3)?),
-                    })
-                },
-            )
-            .optional()?;
+            .db_read(|db| {
+                db.query_opt(
+                    "SELECT state, definition_id, label, at_ms FROM journal
+                     WHERE agent_id = ?1 AND kind = ?2 ORDER BY id DESC LIMIT 1",
+                    &[agent.into(), kind.as_str().into()],
+                )
+            })?
+            .map(|r| StateRef {
+                state: r[0].t(),
+                definition_id: r[1].ot(),
+                label: r[2].ot(),
+                since: from_ms(r[3].i()),
+            });
         self.last.insert(key, s.clone());
         Ok(s)
     }
@@ -358,7 +373,9 @@ impl Journal {
                 }
             }
         }
-        let tx = self.conn.unchecked_transaction()?;
+        let hooks = self.hooks.clone();
+        let last = &mut self.last;
+        self.conn.db_tx(|tx| {
         for c in &b.changes {
             let Some(after) = &c.after else { continue };
             for kind in Kind::ALL {
@@ -366,11 +383,11 @@ impl Journal {
                     continue;
                 };
                 let key = (c.id.clone(), kind);
-                let prev = self.last.get(&key).cloned().flatten();
+                let prev = last.get(&key).cloned().flatten();
                 if prev.as_ref().is_some_and(|p| same(p, &cur)) {
                     continue;
                 }
-                let event_id = uuid::Uuid::new_v4().to_string();
+                let event_id = event_id_for(&c.id, kind, &cur);
                 let body = event_body(
                     &event_id,
                     after,
@@ -381,47 +398,54 @@ impl Journal {
                     observed,
                 );
                 let body_text = body.to_string();
-                tx.execute(
+                let journal_id = tx.insert_id_opt(
                     "INSERT INTO journal (event_id, agent_id, kind, origin, at_ms, observed_ms,
                         prev_state, prev_definition_id, prev_label, prev_since_ms,
                         state, definition_id, label, prev_duration_ms, epoch, seq, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-                    params![
-                        event_id,
-                        c.id,
-                        kind.as_str(),
-                        origin_str(c.origin),
-                        cur.since.timestamp_millis(),
-                        observed.timestamp_millis(),
-                        prev.as_ref().map(|p| p.state.clone()),
-                        prev.as_ref().and_then(|p| p.definition_id.clone()),
-                        prev.as_ref().and_then(|p| p.label.clone()),
-                        prev.as_ref().map(|p| p.since.timestamp_millis()),
-                        cur.state,
-                        cur.definition_id,
-                        cur.label,
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                     ON CONFLICT (event_id) DO NOTHING",
+                    &[
+                        event_id.into(),
+                        (&c.id).into(),
+                        kind.as_str().into(),
+                        origin_str(c.origin).into(),
+                        cur.since.timestamp_millis().into(),
+                        observed.timestamp_millis().into(),
+                        prev.as_ref().map(|p| p.state.clone()).into(),
+                        prev.as_ref().and_then(|p| p.definition_id.clone()).into(),
+                        prev.as_ref().and_then(|p| p.label.clone()).into(),
+                        prev.as_ref().map(|p| p.since.timestamp_millis()).into(),
+                        (&cur.state).into(),
+                        cur.definition_id.clone().into(),
+                        cur.label.clone().into(),
                         prev.as_ref()
-                            .map(|p| (cur.since - p.since).num_milliseconds().max(0)),
-                        b.epoch as i64,
-                        b.seq as i64,
-                        body_text,
+                            .map(|p| (cur.since - p.since).num_milliseconds().max(0))
+                            .into(),
+                        (b.epoch as i64).into(),
+                        (b.seq as i64).into(),
+                        body_text.into(),
                     ],
                 )?;
-                let journal_id = tx.last_insert_rowid();
+                // Another node sharing the store recorded this change first.
+                let Some(journal_id) = journal_id else {
+                    last.insert(key, Some(cur));
+                    continue;
+                };
                 for (i, n) in woken.iter_mut().enumerate() {
-                    if self.hooks.wants(i, &body) {
-                        tx.execute(
+                    if hooks.wants(i, &body) {
+                        tx.exec(
                             "INSERT INTO webhook_outbox (subscriber, agent_id, journal_id, next_ms, created_ms)
                              VALUES (?1, ?2, ?3, ?4, ?4)",
-                            params![self.hooks.name(i), c.id, journal_id, observed.timestamp_millis()],
+                            &[hooks.name(i).into(), (&c.id).into(), journal_id.into(), observed.timestamp_millis().into()],
                         )?;
                         *n += 1;
                     }
                 }
-                self.last.insert(key, Some(cur));
+                last.insert(key, Some(cur));
             }
         }
-        tx.commit()?;
+        Ok(())
+        })?;
         Ok(woken)
     }
 }
@@ -447,23 +471,46 @@ impl Handler<JournalBatch> for Journal {
         if b.changes.is_empty() {
             return; // a barrier: everything before it is committed
         }
-        match self.record(&b) {
-            Ok(woken) => {
-                for (i, n) in woken.into_iter().enumerate() {
-                    if n > 0 {
-                        self.hooks.queued(i, n as u64, false);
-                    }
-                }
-            }
-            Err(e) => {
-                // The batch is lost to history; the next change of each
-                // agent is recorded against the last state on disk.
+        // A failed write is retried with backoff on this thread (the
+        // registry's tap keeps later batches meanwhile, bounded), then given up.
+        let mut backoff = Backoff::new(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(2),
+        );
+        loop {
+            let r = self.record(&b);
+            if r.is_err() {
+                // Reload the last states from disk: the failed transaction
+                // left the cache ahead of it.
                 self.last.clear();
-                tracing::error!(error = %e, seq = b.seq, changes = b.changes.len(), "journal write failed");
+            }
+            match self.health.observe(Op::Journal, r) {
+                Ok(woken) => {
+                    for (i, n) in woken.into_iter().enumerate() {
+                        if n > 0 {
+                            self.hooks.queued(i, n as u64, false);
+                        }
+                    }
+                    return;
+                }
+                Err(e) if backoff.failures() < JOURNAL_RETRIES => {
+                    let wait = backoff.fail();
+                    tracing::warn!(error = %e, seq = b.seq, retry_in_ms = wait.as_millis() as u64, "journal write failed; retrying");
+                    std::thread::sleep(wait);
+                }
+                Err(e) => {
+                    // The batch is lost to history; the next change of each
+                    // agent is recorded against the last state on disk.
+                    tracing::error!(error = %e, seq = b.seq, changes = b.changes.len(), "journal write failed; batch given up");
+                    return;
+                }
             }
         }
     }
 }
+
+/// Retries of one journal batch before it is given up (about 4 s in all).
+const JOURNAL_RETRIES: u32 = 5;
 
 /// Prunes records older than the retention (and old dead letters).
 #[derive(Message)]
@@ -501,31 +548,29 @@ pub struct JournalSlice {
     pub coverage_start: Option<DateTime<Utc>>,
 }
 
-fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryRecord> {
-    let prev_state: Option<String> = r.get(6)?;
-    let prev_since: Option<i64> = r.get(9)?;
-    Ok(HistoryRecord {
-        id: Some(r.get(0)?),
+fn row_to_record(r: &[Val]) -> HistoryRecord {
+    HistoryRecord {
+        id: Some(r[0].i()),
         source: Source::Journal,
-        event_id: Some(r.get(1)?),
-        agent_id: r.get(2)?,
-        kind: Kind::parse(&r.get::<_, String>(3)?),
-        origin: Some(origin_parse(&r.get::<_, String>(4)?)),
-        at: from_ms(r.get(5)?),
-        previous: prev_state.map(|state| StateRef {
+        event_id: Some(r[1].t()),
+        agent_id: r[2].t(),
+        kind: Kind::parse(&r[3].t()),
+        origin: Some(origin_parse(&r[4].t())),
+        at: from_ms(r[5].i()),
+        previous: r[6].ot().map(|state| StateRef {
             state,
-            definition_id: r.get(7).ok().flatten(),
-            label: r.get(8).ok().flatten(),
-            since: from_ms(prev_since.unwrap_or_default()),
+            definition_id: r[7].ot(),
+            label: r[8].ot(),
+            since: from_ms(r[9].oi().unwrap_or_default()),
         }),
         current: StateRef {
-            state: r.get(10)?,
-            definition_id: r.get(11)?,
-            label: r.get(12)?,
-            since: from_ms(r.get(5)?),
+            state: r[10].t(),
+            definition_id: r[11].ot(),
+            label: r[12].ot(),
+            since: from_ms(r[5].i()),
         },
-        previous_duration_ms: r.get(13)?,
-    })
+        previous_duration_ms: r[13].oi(),
+    }
 }
 
 const COLS: &str = "id, event_id, agent_id, kind, origin, at_ms, prev_state, prev_definition_id,
@@ -536,42 +581,54 @@ impl Handler<QueryJournal> for Journal {
 
     fn handle(&mut self, q: QueryJournal, _: &mut SyncContext<Self>) -> Self::Result {
         let (from, to) = (q.from.timestamp_millis(), q.to.timestamp_millis());
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLS} FROM journal WHERE agent_id = ?1 AND at_ms >= ?2 AND at_ms < ?3
-             ORDER BY at_ms, id"
-        ))?;
-        let records = stmt
-            .query_map(params![q.agent_id, from, to], row_to_record)?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut before = Vec::new();
-        let mut first = Vec::new();
-        for kind in Kind::ALL {
-            let mut stmt = self.conn.prepare_cached(&format!(
-                "SELECT {COLS} FROM journal WHERE agent_id = ?1 AND kind = ?2 AND at_ms < ?3
-                 ORDER BY at_ms DESC, id DESC LIMIT 1"
-            ))?;
-            before.extend(
-                stmt.query_row(params![q.agent_id, kind.as_str(), from], row_to_record)
-                    .optional()?,
-            );
-            let mut stmt = self.conn.prepare_cached(&format!(
-                "SELECT {COLS} FROM journal WHERE agent_id = ?1 AND kind = ?2 ORDER BY id LIMIT 1"
-            ))?;
-            first.extend(
-                stmt.query_row(params![q.agent_id, kind.as_str()], row_to_record)
-                    .optional()?,
-            );
-        }
-        let coverage: Option<i64> = self.conn.query_row(
-            "SELECT MIN(observed_ms) FROM journal WHERE agent_id = ?1",
-            params![q.agent_id],
-            |r| r.get(0),
-        )?;
-        Ok(JournalSlice {
-            records,
-            before,
-            first,
-            coverage_start: coverage.map(from_ms),
+        self.conn.db_read(|db| {
+            let agent: Val = (&q.agent_id).into();
+            let records = db
+                .query(
+                    &format!(
+                        "SELECT {COLS} FROM journal WHERE agent_id = ?1 AND at_ms >= ?2 AND at_ms < ?3
+                         ORDER BY at_ms, id"
+                    ),
+                    &[agent.clone(), from.into(), to.into()],
+                )?
+                .iter()
+                .map(|r| row_to_record(r))
+                .collect();
+            let mut before = Vec::new();
+            let mut first = Vec::new();
+            for kind in Kind::ALL {
+                before.extend(
+                    db.query_opt(
+                        &format!(
+                            "SELECT {COLS} FROM journal WHERE agent_id = ?1 AND kind = ?2 AND at_ms < ?3
+                             ORDER BY at_ms DESC, id DESC LIMIT 1"
+                        ),
+                        &[agent.clone(), kind.as_str().into(), from.into()],
+                    )?
+                    .map(|r| row_to_record(&r)),
+                );
+                first.extend(
+                    db.query_opt(
+                        &format!(
+                            "SELECT {COLS} FROM journal WHERE agent_id = ?1 AND kind = ?2 ORDER BY id LIMIT 1"
+                        ),
+                        &[agent.clone(), kind.as_str().into()],
+                    )?
+                    .map(|r| row_to_record(&r)),
+                );
+            }
+            let coverage = db
+                .query_opt(
+                    "SELECT MIN(observed_ms) FROM journal WHERE agent_id = ?1",
+                    &[agent],
+                )?
+                .and_then(|r| r[0].oi());
+            Ok(JournalSlice {
+                records,
+                before,
+                first,
+                coverage_start: coverage.map(from_ms),
+            })
         })
     }
 }
@@ -583,12 +640,15 @@ pub struct Due {
     pub agent_id: String,
     pub event_id: String,
     pub body: String,
-    /// Attempts made before this one.
+    /// Attempts made before this one (this one is `attempts + 1`, already recorded).
     pub attempts: u32,
 }
 
-/// Worker → journal: the next deliverable rows of a subscriber, at most one
-/// per agent (the oldest pending one), due by `now`, at most `limit`.
+/// Worker → journal: claims the next deliverable rows of a subscriber, at
+/// most one per agent (the oldest pending one), due by `now`, at most
+/// `limit`. Claiming counts the attempt and holds the row for `claim_ms`
+/// (it is not handed out again meanwhile, should its outcome never be
+/// recorded), in one transaction: no attempt is sent that was not recorded.
 #[derive(Message)]
 #[rtype(result = "Result<Claimed, StoreError>")]
 pub struct ClaimDue {
@@ -597,6 +657,8 @@ pub struct ClaimDue {
     pub now_ms: i64,
     /// Agents with a delivery in flight (skipped).
     pub busy: Vec<String>,
+    /// How long a claim holds its row (ms).
+    pub claim_ms: i64,
 }
 
 /// Reply to [`ClaimDue`].
@@ -613,48 +675,83 @@ impl Handler<ClaimDue> for Journal {
     type Result = Result<Claimed, StoreError>;
 
     fn handle(&mut self, q: ClaimDue, _: &mut SyncContext<Self>) -> Self::Result {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT o.id, o.agent_id, o.attempts, o.next_ms, j.event_id, j.body
-             FROM webhook_outbox o JOIN journal j ON j.id = o.journal_id
-             WHERE o.id IN (SELECT MIN(id) FROM webhook_outbox
-                            WHERE subscriber = ?1 AND status = 'pending' GROUP BY agent_id)
-             ORDER BY o.next_ms, o.id",
-        )?;
-        let mut out = Claimed::default();
-        let rows = stmt.query_map(params![q.subscriber], |r| {
-            Ok((
-                Due {
-                    outbox_id: r.get(0)?,
-                    agent_id: r.get(1)?,
-                    attempts: r.get(2)?,
-                    event_id: r.get(4)?,
-                    body: r.get(5)?,
-                },
-                r.get::<_, i64>(3)?,
-            ))
-        })?;
-        for row in rows {
-            let (due, next) = row?;
-            if q.busy.contains(&due.agent_id) {
-                continue;
-            }
-            if next > q.now_ms {
-                out.next_ms = Some(out.next_ms.map_or(next, |n: i64| n.min(next)));
-            } else if out.due.len() < q.limit {
-                out.due.push(due);
-            }
+        let until = q.now_ms + q.claim_ms;
+        if matches!(self.conn, Conn::Pg(..)) {
+            // Nodes sharing the database: pick and claim in one transaction,
+            // skipping heads another node is claiming this instant.
+            let r = self.conn.db_tx(|db| {
+                let out = pick_due(db, &q, " FOR UPDATE OF o SKIP LOCKED")?;
+                claim(db, &out.due, until)?;
+                Ok(out)
+            });
+            return self.health.observe(Op::Outbox, r);
         }
-        out.pending = self.conn.query_row(
-            "SELECT COUNT(*) FROM webhook_outbox WHERE subscriber = ?1 AND status = 'pending'",
-            params![q.subscriber],
-            |r| r.get::<_, i64>(0),
-        )? as u64;
+        let out = self.conn.db_read(|db| pick_due(db, &q, ""))?;
+        if !out.due.is_empty() {
+            let claimed = self.conn.db_tx(|db| claim(db, &out.due, until));
+            self.health.observe(Op::Outbox, claimed)?;
+        }
         Ok(out)
     }
 }
 
+/// The subscriber's due heads (oldest pending row per agent), `lock` appended.
+fn pick_due(db: &mut Db<'_, '_>, q: &ClaimDue, lock: &str) -> Result<Claimed, StoreError> {
+    let sub: Val = (&q.subscriber).into();
+    let heads = db.query(
+        &format!(
+            "SELECT o.id, o.agent_id, o.attempts, o.next_ms, j.event_id, j.body
+             FROM webhook_outbox o JOIN journal j ON j.id = o.journal_id
+             WHERE o.id IN (SELECT MIN(id) FROM webhook_outbox
+                            WHERE subscriber = ?1 AND status = 'pending' GROUP BY agent_id)
+             ORDER BY o.next_ms, o.id{lock}"
+        ),
+        std::slice::from_ref(&sub),
+    )?;
+    let pending = db
+        .query_opt(
+            "SELECT COUNT(*) FROM webhook_outbox WHERE subscriber = ?1 AND status = 'pending'",
+            std::slice::from_ref(&sub),
+        )?
+        .map_or(0, |r| r[0].i());
+    let mut out = Claimed {
+        pending: pending.max(0) as u64,
+        ..Claimed::default()
+    };
+    for r in heads {
+        let due = Due {
+            outbox_id: r[0].i(),
+            agent_id: r[1].t(),
+            attempts: r[2].i().clamp(0, i64::from(u32::MAX)) as u32,
+            event_id: r[4].t(),
+            body: r[5].t(),
+        };
+        let next = r[3].i();
+        if q.busy.contains(&due.agent_id) {
+            continue;
+        }
+        if next > q.now_ms {
+            out.next_ms = Some(out.next_ms.map_or(next, |n: i64| n.min(next)));
+        } else if out.due.len() < q.limit {
+            out.due.push(due);
+        }
+    }
+    Ok(out)
+}
+
+/// Counts an attempt on each row and holds it until `until` (ms).
+fn claim(db: &mut Db<'_, '_>, due: &[Due], until: i64) -> Result<(), StoreError> {
+    for d in due {
+        db.exec(
+            "UPDATE webhook_outbox SET attempts = attempts + 1, claimed = 1, next_ms = ?2 WHERE id = ?1",
+            &[d.outbox_id.into(), until.into()],
+        )?;
+    }
+    Ok(())
+}
+
 /// Worker → journal: the outcome of one attempt.
-#[derive(Message)]
+#[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<(), StoreError>")]
 pub enum Outcome {
     /// 2xx: the row is done (deleted; the journal keeps the event).
@@ -673,28 +770,37 @@ impl Handler<Outcome> for Journal {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, o: Outcome, _: &mut SyncContext<Self>) -> Self::Result {
-        match o {
-            Outcome::Delivered { outbox_id } => {
-                self.conn.execute(
-                    "DELETE FROM webhook_outbox WHERE id = ?1",
-                    params![outbox_id],
-                )?;
+        let r = self.outcome(o);
+        self.health.observe(Op::Outbox, r)
+    }
+}
+
+impl Journal {
+    fn outcome(&mut self, o: Outcome) -> Result<(), StoreError> {
+        self.conn.db_tx(|db| {
+            match o {
+                Outcome::Delivered { outbox_id } => {
+                    db.exec(
+                        "DELETE FROM webhook_outbox WHERE id = ?1",
+                        &[outbox_id.into()],
+                    )?;
+                }
+                Outcome::Failed {
+                    outbox_id,
+                    attempts,
+                    next_ms,
+                    dead,
+                    error,
+                } => {
+                    db.exec(
+                        "UPDATE webhook_outbox SET attempts = ?2, next_ms = ?3, last_error = ?4, claimed = 0,
+                         status = CASE WHEN ?5 THEN 'dead' ELSE 'pending' END WHERE id = ?1",
+                        &[outbox_id.into(), attempts.into(), next_ms.into(), error.into(), dead.into()],
+                    )?;
+                }
             }
-            Outcome::Failed {
-                outbox_id,
-                attempts,
-                next_ms,
-                dead,
-                error,
-            } => {
-                self.conn.execute(
-                    "UPDATE webhook_outbox SET attempts = ?2, next_ms = ?3, last_error = ?4,
-                     status = CASE WHEN ?5 THEN 'dead' ELSE 'pending' END WHERE id = ?1",
-                    params![outbox_id, attempts, next_ms, error, dead],
-                )?;
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -717,40 +823,29 @@ impl Handler<Replay> for Journal {
             return Ok(0);
         };
         let now = Utc::now().timestamp_millis();
-        let tx = self.conn.unchecked_transaction()?;
-        let mut n = 0u64;
-        {
-            let mut stmt = tx.prepare(
+        let hooks = self.hooks.clone();
+        let n = self.conn.db_tx(|tx| {
+            let rows = tx.query(
                 "SELECT id, agent_id, body FROM journal WHERE observed_ms >= ?1 AND observed_ms < ?2 ORDER BY id",
+                &[
+                    q.from.timestamp_millis().into(),
+                    q.to.map_or(i64::MAX, |t| t.timestamp_millis()).into(),
+                ],
             )?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        q.from.timestamp_millis(),
-                        q.to.map_or(i64::MAX, |t| t.timestamp_millis())
-                    ],
-                    |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                        ))
-                    },
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
-            for (id, agent, body) in rows {
-                let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                if self.hooks.wants(i, &v) {
-                    tx.execute(
+            let mut n = 0u64;
+            for r in rows {
+                let v: Value = serde_json::from_str(&r[2].t()).unwrap_or(Value::Null);
+                if hooks.wants(i, &v) {
+                    tx.exec(
                         "INSERT INTO webhook_outbox (subscriber, agent_id, journal_id, next_ms, created_ms)
                          VALUES (?1, ?2, ?3, ?4, ?4)",
-                        params![q.subscriber, agent, id, now],
+                        &[(&q.subscriber).into(), r[1].clone(), r[0].clone(), now.into()],
                     )?;
                     n += 1;
                 }
             }
-        }
-        tx.commit()?;
+            Ok(n)
+        })?;
         self.hooks.queued(i, n, true);
         Ok(n)
     }
@@ -768,22 +863,25 @@ impl Handler<DeadLetters> for Journal {
     type Result = Result<Vec<Value>, StoreError>;
 
     fn handle(&mut self, q: DeadLetters, _: &mut SyncContext<Self>) -> Self::Result {
-        let mut stmt = self.conn.prepare(
-            "SELECT j.event_id, o.agent_id, o.attempts, o.last_error, o.created_ms
-             FROM webhook_outbox o JOIN journal j ON j.id = o.journal_id
-             WHERE o.subscriber = ?1 AND o.status = 'dead' ORDER BY o.id DESC LIMIT ?2",
-        )?;
-        let rows = stmt
-            .query_map(params![q.subscriber, q.limit], |r| {
-                Ok(json!({
-                    "eventId": r.get::<_, String>(0)?,
-                    "agentId": r.get::<_, String>(1)?,
-                    "attempts": r.get::<_, u32>(2)?,
-                    "lastError": r.get::<_, Option<String>>(3)?,
-                    "createdAt": iso(from_ms(r.get(4)?)),
-                }))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        let rows = self.conn.db_read(|db| {
+            db.query(
+                "SELECT j.event_id, o.agent_id, o.attempts, o.last_error, o.created_ms
+                 FROM webhook_outbox o JOIN journal j ON j.id = o.journal_id
+                 WHERE o.subscriber = ?1 AND o.status = 'dead' ORDER BY o.id DESC LIMIT ?2",
+                &[(&q.subscriber).into(), q.limit.into()],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "eventId": r[0].t(),
+                    "agentId": r[1].t(),
+                    "attempts": r[2].i(),
+                    "lastError": r[3].ot(),
+                    "createdAt": iso(from_ms(r[4].i())),
+                })
+            })
+            .collect())
     }
 }

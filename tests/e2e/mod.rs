@@ -194,3 +194,56 @@ impl Env {
         self.sim.stop().await;
     }
 }
+
+/// The gateway binary, killed on drop.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `presence-gateway serve --config <file>`; returns it with its base URL once ready.
+pub async fn spawn_gateway(config: &std::path::Path) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_presence-gateway"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gateway binary starts");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let child = Child(child);
+    let base = wait_until(Duration::from_secs(30), "READY line", || {
+        let got = rx.try_recv();
+        async move {
+            match got {
+                Ok(line) => match line.strip_prefix("READY gateway=") {
+                    Some(url) => Ok(url.trim().to_string()),
+                    None => Err(format!("line {line:?}")),
+                },
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await;
+    let ready = format!("{base}/readyz");
+    wait_until(Duration::from_secs(30), "gateway ready", || {
+        let url = ready.clone();
+        async move { try_get(url).await.map(|_| ()) }
+    })
+    .await;
+    (child, base)
+}
