@@ -152,7 +152,9 @@ impl Env {
     }
 
     pub async fn ready(&self) {
-        wait_until(Duration::from_secs(30), "upstream connected", || async {
+        // A deadline, not a timing claim: a large org on a loaded machine
+        // takes a while; the wait ends as soon as /readyz says 200.
+        wait_until(Duration::from_secs(120), "upstream connected", || async {
             let r = client()
                 .get(self.gw_url("/readyz"))
                 .send()
