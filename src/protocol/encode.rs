@@ -1,14 +1,14 @@
 //! Wire encoding, done once per batch and shared: a [`Frame`] holds the
-//! WebSocket text (the JSON object) and the SSE frame (`event:`, `id:`,
-//! `data:`) of one message, both reference-counted so that every session
+//! complete WebSocket frame (header + JSON object), the SSE frame
+//! (`event:`, `id:`, `data:`) and, made on first use, their compressed
+//! forms ([`super::wire`]), all reference-counted so that every session
 //! that wants the same bytes gets a cheap clone.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use bytestring::ByteString;
 use chrono::Utc;
 use serde::Serialize;
 
@@ -17,18 +17,33 @@ use crate::model::{iso, UpstreamHealth, UpstreamState};
 use super::agent::{encode_change, AgentView, Change};
 use super::counts::CountsJson;
 use super::filter::Filter;
+use super::wire::{self, GzipBlock};
 
-/// One encoded message in both transports' forms.
+/// One encoded message in every form a client may take it in, built once
+/// and shared (reference-counted) by every session that sends it.
 #[derive(Debug, Clone)]
 pub struct Frame {
-    /// WebSocket text message: the JSON object.
-    pub ws: ByteString,
+    /// The complete WebSocket text frame (header + JSON), unmasked: the
+    /// same bytes for every client.
+    ws_frame: Bytes,
     /// Complete SSE frame: `event: <type>\n[id: <epoch>:<seq>\n]data: <json>\n\n`.
     pub sse: Bytes,
+    /// The compressed forms, made on first use (only when some client
+    /// negotiated compression), then shared.
+    packed: Arc<Packed>,
+}
+
+/// The compressed forms of a [`Frame`], each made at most once.
+#[derive(Debug, Default)]
+struct Packed {
+    /// permessage-deflate text frame (RSV1).
+    ws: OnceLock<Bytes>,
+    /// SSE frame as a gzip body piece.
+    sse: OnceLock<GzipBlock>,
 }
 
 impl Frame {
-    /// Builds both forms from the JSON text. `id` is set on snapshots and
+    /// Builds the forms from the JSON text. `id` is set on snapshots and
     /// deltas (resumable points), not on status or error messages.
     pub fn new(kind: &str, id: Option<(u64, u64)>, json: String) -> Frame {
         let mut sse = String::with_capacity(json.len() + 48);
@@ -43,9 +58,36 @@ impl Frame {
         sse.push_str(&json);
         sse.push_str("\n\n");
         Frame {
-            ws: ByteString::from(json),
+            ws_frame: wire::ws_frame(wire::op::TEXT, false, json.as_bytes()),
             sse: Bytes::from(sse),
+            packed: Arc::default(),
         }
+    }
+
+    /// The JSON text of the message (what a WebSocket client receives).
+    pub fn json(&self) -> &str {
+        let body = &self.ws_frame[wire::ws_header_len(self.ws_frame.len() - 2)..];
+        // The payload was built from a String.
+        std::str::from_utf8(body).unwrap_or_default()
+    }
+
+    /// The WebSocket frame bytes, permessage-deflate compressed or not.
+    pub fn ws_wire(&self, deflate: bool) -> Bytes {
+        if !deflate {
+            return self.ws_frame.clone();
+        }
+        self.packed
+            .ws
+            .get_or_init(|| wire::ws_deflated_text(self.json().as_bytes()))
+            .clone()
+    }
+
+    /// The SSE frame as a piece of a gzip body.
+    pub fn sse_gzip(&self) -> GzipBlock {
+        self.packed
+            .sse
+            .get_or_init(|| GzipBlock::deflated(&self.sse))
+            .clone()
     }
 
     /// Size in the given transport's form (outbox accounting).
@@ -53,13 +95,13 @@ impl Frame {
         if sse {
             self.sse.len()
         } else {
-            self.ws.len()
+            self.ws_frame.len()
         }
     }
 
     /// True for an empty frame (never produced).
     pub fn is_empty(&self) -> bool {
-        self.ws.is_empty()
+        self.ws_frame.len() <= 2
     }
 }
 

@@ -4,12 +4,14 @@
 //! only [`crate::model`]: the agent view and its change encoding
 //! ([`agent`]), the counts ([`counts`]), snapshot/delta/status/error frames
 //! and delta batches ([`encode`]), and the subscription filter and resume
-//! cursor clients send ([`filter`]).
+//! cursor clients send ([`filter`]), and their bytes on the wire: WebSocket
+//! frames, permessage-deflate and gzip, each made once ([`wire`]).
 
 pub mod agent;
 pub mod counts;
 pub mod encode;
 pub mod filter;
+pub mod wire;
 
 pub use agent::{AgentView, Change};
 pub use encode::{Batch, Frame};

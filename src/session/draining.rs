@@ -57,7 +57,7 @@ pub fn ws(
     actix_web::rt::spawn(async move {
         let status = crate::protocol::encode::restarting_status(epoch, seq);
         let r = DisconnectReason::Shutdown;
-        if session.text(status.ws).await.is_ok() {
+        if session.text(status.json().to_owned()).await.is_ok() {
             let _ = session
                 .close(Some(actix_ws::CloseReason {
                     code: actix_ws::CloseCode::from(r.code()),
