@@ -20,26 +20,24 @@ use super::filter::Filter;
 use super::wire::{self, GzipBlock};
 
 /// One encoded message in every form a client may take it in, built once
-/// and shared (reference-counted) by every session that sends it.
+/// and shared (one reference count for all forms) by every session that
+/// sends it.
 #[derive(Debug, Clone)]
-pub struct Frame {
+pub struct Frame(Arc<Forms>);
+
+/// The forms of a [`Frame`].
+#[derive(Debug)]
+struct Forms {
     /// The complete WebSocket text frame (header + JSON), unmasked: the
     /// same bytes for every client.
     ws_frame: Bytes,
     /// Complete SSE frame: `event: <type>\n[id: <epoch>:<seq>\n]data: <json>\n\n`.
-    pub sse: Bytes,
-    /// The compressed forms, made on first use (only when some client
-    /// negotiated compression), then shared.
-    packed: Arc<Packed>,
-}
-
-/// The compressed forms of a [`Frame`], each made at most once.
-#[derive(Debug, Default)]
-struct Packed {
-    /// permessage-deflate text frame (RSV1).
-    ws: OnceLock<Bytes>,
-    /// SSE frame as a gzip body piece.
-    sse: OnceLock<GzipBlock>,
+    sse: Bytes,
+    /// permessage-deflate text frame (RSV1), made on first use (only when
+    /// some client negotiated compression).
+    ws_deflate: OnceLock<Bytes>,
+    /// The SSE frame as a gzip body piece, made on first use.
+    sse_gzip: OnceLock<GzipBlock>,
 }
 
 impl Frame {
@@ -57,16 +55,23 @@ impl Frame {
         sse.push_str("data: ");
         sse.push_str(&json);
         sse.push_str("\n\n");
-        Frame {
+        Frame(Arc::new(Forms {
             ws_frame: wire::ws_frame(wire::op::TEXT, false, json.as_bytes()),
             sse: Bytes::from(sse),
-            packed: Arc::default(),
-        }
+            ws_deflate: OnceLock::new(),
+            sse_gzip: OnceLock::new(),
+        }))
+    }
+
+    /// The complete SSE frame.
+    pub fn sse(&self) -> &Bytes {
+        &self.0.sse
     }
 
     /// The JSON text of the message (what a WebSocket client receives).
     pub fn json(&self) -> &str {
-        let body = &self.ws_frame[wire::ws_header_len(self.ws_frame.len() - 2)..];
+        let f = &self.0.ws_frame;
+        let body = &f[wire::ws_header_len(f.len() - 2)..];
         // The payload was built from a String.
         std::str::from_utf8(body).unwrap_or_default()
     }
@@ -74,34 +79,34 @@ impl Frame {
     /// The WebSocket frame bytes, permessage-deflate compressed or not.
     pub fn ws_wire(&self, deflate: bool) -> Bytes {
         if !deflate {
-            return self.ws_frame.clone();
+            return self.0.ws_frame.clone();
         }
-        self.packed
-            .ws
+        self.0
+            .ws_deflate
             .get_or_init(|| wire::ws_deflated_text(self.json().as_bytes()))
             .clone()
     }
 
     /// The SSE frame as a piece of a gzip body.
     pub fn sse_gzip(&self) -> GzipBlock {
-        self.packed
-            .sse
-            .get_or_init(|| GzipBlock::deflated(&self.sse))
+        self.0
+            .sse_gzip
+            .get_or_init(|| GzipBlock::deflated(&self.0.sse))
             .clone()
     }
 
     /// Size in the given transport's form (outbox accounting).
     pub fn len(&self, sse: bool) -> usize {
         if sse {
-            self.sse.len()
+            self.0.sse.len()
         } else {
-            self.ws_frame.len()
+            self.0.ws_frame.len()
         }
     }
 
     /// True for an empty frame (never produced).
     pub fn is_empty(&self) -> bool {
-        self.ws_frame.len() <= 2
+        self.0.ws_frame.len() <= 2
     }
 }
 

@@ -1,7 +1,9 @@
 //! The session actor: one per connected client (WebSocket or SSE). It holds
 //! the client's filter and resume point, subscribes to the registry, queues
-//! what the registry delivers in a bounded [`Outbox`] and writes it to the
-//! transport one frame at a time, never blocking the registry.
+//! what the registry delivers in a bounded [`Outbox`] and hands each
+//! message's shared, pre-encoded bytes (in the form the client negotiated:
+//! plain, permessage-deflate or gzip) to its connection's body channel
+//! ([`super::body`]), never blocking the registry.
 //!
 //! Per-client cost is bounded: every queued message counts against
 //! `session.outbox_bytes`; a write the transport does not take within
@@ -540,7 +542,7 @@ impl Session {
             }),
             Transport::Sse { gzip, .. } => {
                 let (block, last) = match (item, gzip.is_some()) {
-                    (Out::Msg { frame, .. }, false) => return Some((frame.sse, false)),
+                    (Out::Msg { frame, .. }, false) => return Some((frame.sse().clone(), false)),
                     (Out::Msg { frame, .. }, true) => (frame.sse_gzip(), false),
                     (Out::Raw(b), false) => return Some((b, false)),
                     (Out::Raw(b), true) => (GzipBlock::stored(&b), false),
