@@ -82,6 +82,9 @@ struct RawWs {
     s: TcpStream,
     buf: BytesMut,
     extensions: Option<String>,
+    /// The message being reassembled from fragments, and whether it is compressed.
+    msg: Vec<u8>,
+    compressed: bool,
 }
 
 impl RawWs {
@@ -103,7 +106,13 @@ impl RawWs {
             .lines()
             .find_map(|l| l.strip_prefix("sec-websocket-extensions:"))
             .map(|v| v.trim().to_owned());
-        RawWs { s, buf, extensions }
+        RawWs {
+            s,
+            buf,
+            extensions,
+            msg: Vec::new(),
+            compressed: false,
+        }
     }
 
     /// The next data message: (text, compressed). Answers nothing.
@@ -129,13 +138,24 @@ impl RawWs {
                     if len != usize::MAX && self.buf.len() >= at + len {
                         self.buf.advance(at);
                         let payload = self.buf.split_to(len);
-                        assert_ne!(b0 & 0x80, 0, "one frame per message");
-                        if b0 & 0x0f != 1 {
-                            continue; // control frames
+                        match b0 & 0x0f {
+                            1 => {
+                                // RSV1 is on the first frame of a message only.
+                                self.compressed = b0 & 0x40 != 0;
+                                self.msg = payload.to_vec();
+                            }
+                            0 => {
+                                assert_eq!(b0 & 0x40, 0, "RSV1 on a continuation frame");
+                                self.msg.extend_from_slice(&payload);
+                            }
+                            _ => continue, // control frames
                         }
-                        let compressed = b0 & 0x40 != 0;
+                        if b0 & 0x80 == 0 {
+                            continue; // more fragments follow
+                        }
+                        let compressed = self.compressed;
                         let text = if compressed {
-                            let mut z = payload.to_vec();
+                            let mut z = std::mem::take(&mut self.msg);
                             z.extend_from_slice(&[0, 0, 0xff, 0xff]);
                             let mut out = Vec::new();
                             let mut d = flate2::read::DeflateDecoder::new(&z[..]);
@@ -143,7 +163,7 @@ impl RawWs {
                             let _ = d.read_to_end(&mut out);
                             out
                         } else {
-                            payload.to_vec()
+                            std::mem::take(&mut self.msg)
                         };
                         let v: Value = serde_json::from_slice(&text).unwrap_or_else(|e| {
                             panic!("{e}: {:?}", String::from_utf8_lossy(&text))
@@ -178,7 +198,8 @@ impl RawWs {
 
 #[actix_web::test]
 async fn websocket_compression_only_for_clients_that_offer_it() {
-    let gw = ready_gateway(50, SessionConfig::default()).await;
+    // 200 agents: the plain snapshot (~100 KB) goes in continuation frames.
+    let gw = ready_gateway(200, SessionConfig::default()).await;
 
     let mut plain = RawWs::connect(&gw, None).await;
     let mut zipped = RawWs::connect(&gw, Some("permessage-deflate; client_max_window_bits")).await;
@@ -198,7 +219,7 @@ async fn websocket_compression_only_for_clients_that_offer_it() {
     let (d, dz) = declined.next_of("snapshot").await;
     assert!(!pz && !dz, "no compression unless negotiated");
     assert!(zz, "a client that negotiated gets compressed frames");
-    assert_eq!(p["agents"].as_array().unwrap().len(), 50);
+    assert_eq!(p["agents"].as_array().unwrap().len(), 200);
     assert_eq!(p["agents"], z["agents"]);
     assert_eq!(p["agents"], d["agents"]);
 

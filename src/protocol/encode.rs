@@ -28,8 +28,9 @@ pub struct Frame(Arc<Forms>);
 /// The forms of a [`Frame`].
 #[derive(Debug)]
 struct Forms {
-    /// The complete WebSocket text frame (header + JSON), unmasked: the
-    /// same bytes for every client.
+    /// The complete WebSocket text message (header + JSON, in 8 KiB
+    /// continuation frames when longer), unmasked: the same bytes for
+    /// every client.
     ws_frame: Bytes,
     /// Complete SSE frame: `event: <type>\n[id: <epoch>:<seq>\n]data: <json>\n\n`.
     sse: Bytes,
@@ -56,7 +57,7 @@ impl Frame {
         sse.push_str(&json);
         sse.push_str("\n\n");
         Frame(Arc::new(Forms {
-            ws_frame: wire::ws_frame(wire::op::TEXT, false, json.as_bytes()),
+            ws_frame: wire::ws_message(wire::op::TEXT, false, json.as_bytes()),
             sse: Bytes::from(sse),
             ws_deflate: OnceLock::new(),
             sse_gzip: OnceLock::new(),
@@ -68,15 +69,20 @@ impl Frame {
         &self.0.sse
     }
 
-    /// The JSON text of the message (what a WebSocket client receives).
+    /// The JSON text of the message (what a WebSocket client receives):
+    /// the SSE frame's `data:` line (compact JSON has no newline).
     pub fn json(&self) -> &str {
-        let f = &self.0.ws_frame;
-        let body = &f[wire::ws_header_len(f.len() - 2)..];
-        // The payload was built from a String.
-        std::str::from_utf8(body).unwrap_or_default()
+        let sse = &self.0.sse[..];
+        let start = sse
+            .windows(7)
+            .position(|w| w == b"\ndata: ")
+            .map_or(sse.len(), |p| p + 7);
+        let end = sse.len().saturating_sub(2).max(start);
+        // The frame was built from Strings.
+        std::str::from_utf8(&sse[start..end]).unwrap_or_default()
     }
 
-    /// The WebSocket frame bytes, permessage-deflate compressed or not.
+    /// The WebSocket message bytes, permessage-deflate compressed or not.
     pub fn ws_wire(&self, deflate: bool) -> Bytes {
         if !deflate {
             return self.0.ws_frame.clone();

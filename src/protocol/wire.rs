@@ -74,6 +74,36 @@ pub fn ws_frame(opcode: u8, compressed: bool, payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// Largest frame payload of a message: longer messages (snapshots) go as
+/// one message in continuation frames (RFC 6455 §5.4; every WebSocket
+/// library hands over the whole message), so clients with a frame-size
+/// limit (awc: 64 KiB) read them too. Built once per message, shared.
+pub const FRAGMENT: usize = 8 * 1024;
+
+/// One message as unmasked frames: a single frame when it fits in
+/// [`FRAGMENT`], else a first frame (with the opcode, and RSV1 when
+/// compressed), continuation frames and a final one, concatenated.
+pub fn ws_message(opcode: u8, compressed: bool, payload: &[u8]) -> Bytes {
+    if payload.len() <= FRAGMENT {
+        return ws_frame(opcode, compressed, payload);
+    }
+    let n = payload.len().div_ceil(FRAGMENT);
+    let mut out = BytesMut::with_capacity(payload.len() + 4 * n);
+    for (i, piece) in payload.chunks(FRAGMENT).enumerate() {
+        let mut first = if i == 0 {
+            opcode | if compressed { RSV1 } else { 0 }
+        } else {
+            op::CONTINUATION
+        };
+        if i + 1 == n {
+            first |= FIN;
+        }
+        put_header(&mut out, first, piece.len());
+        out.extend_from_slice(piece);
+    }
+    out.freeze()
+}
+
 /// The header length of the frame [`ws_frame`] builds for `len` bytes.
 pub fn ws_header_len(len: usize) -> usize {
     if len < 126 {
@@ -139,12 +169,13 @@ pub fn deflate_sync(data: &[u8]) -> Vec<u8> {
     })
 }
 
-/// A permessage-deflate text frame (RSV1 set) of `text`: deflated from an
+/// A permessage-deflate text message (RSV1 set, fragmented like
+/// [`ws_message`]) of `text`: deflated from an
 /// empty window, the sync flush's `00 00 ff ff` tail removed (RFC 7692 §7.2.1).
 pub fn ws_deflated_text(text: &[u8]) -> Bytes {
     let mut z = deflate_sync(text);
     z.truncate(z.len().saturating_sub(4));
-    ws_frame(op::TEXT, true, &z)
+    ws_message(op::TEXT, true, &z)
 }
 
 /// A gzip body piece for SSE: `text` deflated from an empty window, ending

@@ -90,7 +90,12 @@ impl Stream for WireBody {
                 Poll::Pending => return Poll::Pending,
             }
         }
-        let n = self.rest.len().min(self.piece);
+        // A message that fits in one piece goes as it is (no second
+        // reference to the shared bytes).
+        if self.rest.len() <= self.piece {
+            return Poll::Ready(Some(Ok(std::mem::take(&mut self.rest))));
+        }
+        let n = self.piece;
         Poll::Ready(Some(Ok(self.rest.split_to(n))))
     }
 }

@@ -2,7 +2,9 @@
 # External check of the simulator with Genesys's own Python SDK and a
 # third-party notifications client (tests/sdk/check.py), then with Genesys's
 # own JavaScript SDK (tests/sdk/js/check.js, npm purecloud-platform-client-v2
-# pointed at the simulator with setGateway).
+# pointed at the simulator with setGateway), then stream compression with
+# standard clients (tests/sdk/compression.py: Python websockets' own
+# permessage-deflate, zlib inflating gzip SSE) against `demo`.
 #
 # Installs the pinned packages into a venv (default: $CARGO_TARGET_DIR or
 # target/, under sdk-venv; override with SDK_VENV) and, with `npm ci`, into

@@ -1121,8 +1121,31 @@ async fn fanout(a: Args) -> anyhow::Result<Value> {
     let messages = shared.messages.load(Ordering::Relaxed);
     let bytes = shared.bytes.load(Ordering::Relaxed);
     let wire = shared.wire_bytes.load(Ordering::Relaxed);
-    // Drain: let everything in flight arrive (recorded too: late is late).
+    // Drain: let everything in flight arrive (recorded too: late is late):
+    // at least 3 s, then until every live client has the gateway's last
+    // batch (a saturated machine may be seconds behind), at most 60 s.
+    let drain0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let last = get_json(a.gateway, "/api/v1/agents?agent=none")
+        .await
+        .ok()
+        .and_then(|v| v["seq"].as_u64())
+        .unwrap_or(0);
+    while drain0.elapsed() < Duration::from_secs(60) {
+        let behind = clients
+            .states
+            .iter()
+            .filter(|st| {
+                let g = st.lock();
+                g.done.is_none() && g.last_seq < last
+            })
+            .count();
+        if behind == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let drain_s = drain0.elapsed().as_secs_f64();
     shared.recording.store(false, Ordering::Relaxed);
     let rss2 = rss_kib(&a.pid);
 
@@ -1177,6 +1200,7 @@ async fn fanout(a: Args) -> anyhow::Result<Value> {
         "errors": errors,
         "events_per_s_asked": a.events,
         "window_s": window,
+        "drain_s": drain_s,
         "deliveries": deliveries,
         "deliveries_per_s": deliveries as f64 / window,
         "messages_per_s": messages as f64 / window,
