@@ -221,5 +221,5 @@ if [ -f "$OUT/storm.json" ]; then
   echo "== storm: $STORM_CLIENTS clients at once, $STORM_AGENTS agents"
   jq -c '{clients, agents, complete, failed, time_to_all_complete_ms: (.time_to_all_complete_ms|round),
     per_client_ms: (.time_to_complete | {p50_ms, p99_ms, max_ms}), snapshot_bytes: (.snapshot_text_bytes_avg|round),
-    rss_before_mib: (.server.rss_before_kib / 1024 | round), rss_peak_mib: (.server.rss_peak_kib / 1024 | round), server_cpu_s: .server.cpu_s}' "$OUT/storm.json"
+    rss_before_mib: (.server.rss_before_kib / 1024 | round), rss_peak_mib: (.server.rss_peak_kib / 1024 | round), server_cpu_s: .server.cpu_s, loadgen_cpu_s}' "$OUT/storm.json"
 fi

@@ -1256,6 +1256,7 @@ async fn storm(a: Args) -> anyhow::Result<Value> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss0 = rss_kib(&a.pid);
     let cpu0 = cpu_ticks(&a.pid);
+    let me0 = self_cpu_ticks();
     let shared = Arc::new(Shared {
         index,
         recording: AtomicBool::new(false),
@@ -1290,6 +1291,7 @@ async fn storm(a: Args) -> anyhow::Result<Value> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     sampler.abort();
     let cpu1 = cpu_ticks(&a.pid);
+    let me1 = self_cpu_ticks();
     set_churn(a.sim, 0.0).await?;
     let mut complete = 0;
     for st in &clients.states {
@@ -1320,6 +1322,7 @@ async fn storm(a: Args) -> anyhow::Result<Value> {
             "rss_peak_kib": peak.load(Ordering::Relaxed),
             "cpu_s": (cpu1 - cpu0) as f64 / 100.0,
         },
+        "loadgen_cpu_s": (me1 - me0) as f64 / 100.0,
     }))
 }
 
