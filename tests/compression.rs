@@ -214,6 +214,9 @@ async fn websocket_compression_only_for_clients_that_offer_it() {
         Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
     );
 
+    let counted = |m: &std::sync::atomic::AtomicU64| m.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(counted(&gw.state.metrics.compressed_ws), 1);
+    assert_eq!(counted(&gw.state.metrics.opened_ws), 3);
     let (p, pz) = plain.next_of("snapshot").await;
     let (z, zz) = zipped.next_of("snapshot").await;
     let (d, dz) = declined.next_of("snapshot").await;
@@ -415,6 +418,8 @@ async fn sse_gzip_only_for_clients_that_accept_it() {
     let (hz, mut zipped) = Sse::open(&gw, true).await;
     assert!(!hp.contains("content-encoding"), "{hp}");
     assert!(hz.contains("content-encoding: gzip"), "{hz}");
+    let counted = |m: &std::sync::atomic::AtomicU64| m.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(counted(&gw.state.metrics.compressed_sse), 1);
 
     assert!(plain.until("event: snapshot", 0).await);
     assert!(zipped.until("event: snapshot", 0).await);

@@ -30,6 +30,11 @@ pub fn start(req: &HttpRequest, p: SessionParams) -> HttpResponse {
     p.metrics
         .opened_sse
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if gzip {
+        p.metrics
+            .compressed_sse
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     Session::new(
         p,
         Transport::Sse {

@@ -59,6 +59,11 @@ pub fn start(
     p.metrics
         .opened_ws
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if deflate {
+        p.metrics
+            .compressed_ws
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     Session::create(move |ctx| {
         ctx.add_stream(reader);
         Session::new(
