@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# Fan-out benchmark (issue 10): presence-gateway vs nchan, same load client,
-# same run. Prints the figures and the gateway/nchan ratios; writes JSON
-# reports under bench/out/.
+# Fan-out benchmark (issues 10, 18): presence-gateway vs nchan, same load
+# client, same run. Prints, per client count: CPU per delivered message,
+# p50/p99/max latency, loss, RSS per idle connection, for the gateway and
+# nchan with ratios; then wire bytes with and without compression (and the
+# CPU it costs), and the reconnect storm (STORM_CLIENTS at once onto a
+# STORM_AGENTS org: time until every client holds a complete snapshot, peak
+# RSS). Writes JSON reports under bench/out/.
 #
 # Knobs (environment):
-#   CLIENTS=10000      clients per fan-out phase (WebSocket + SSE)
+#   CLIENT_COUNTS="2000 10000"  client counts of the fan-out phases (WebSocket + SSE)
+#   CLIENTS=           one client count (overrides CLIENT_COUNTS)
+#   COMPRESS_CLIENTS=2000  clients of the compressed fan-out phase (0: skip)
+#   STORM_CLIENTS=2000 clients of the storm (0: skip)
+#   STORM_AGENTS=1000  agents in the storm's org
 #   WS_PERCENT=50      share of WebSocket clients
 #   EVENTS=10          simulator churn during the measurement (events/s)
 #   DURATION=30        measurement window per phase (s)
@@ -15,15 +23,19 @@
 #   SKIP_NCHAN=0       1: gateway only
 #   SKIP_UPSTREAM=0    1: skip the REST-call counts
 #   SKIP_BUILD=0       1: use the existing release binaries
-# Defaults finish in about 8 minutes on 2 cores (release build not counted).
+# Defaults finish in about 12 minutes on 2 cores (release build not counted).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=$ROOT/bench/out
 mkdir -p "$OUT"
+rm -f "$OUT"/*.json
 
-CLIENTS=${CLIENTS:-10000}
+CLIENT_COUNTS=${CLIENTS:-${CLIENT_COUNTS:-2000 10000}}
+COMPRESS_CLIENTS=${COMPRESS_CLIENTS:-2000}
+STORM_CLIENTS=${STORM_CLIENTS:-2000}
+STORM_AGENTS=${STORM_AGENTS:-1000}
 WS_PERCENT=${WS_PERCENT:-50}
 EVENTS=${EVENTS:-10}
 DURATION=${DURATION:-30}
@@ -53,25 +65,29 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # ---------------------------------------------------------------- gateway
-echo "== starting presence-gateway demo ($AGENTS agents)"
-"$BIN/presence-gateway" demo --listen 127.0.0.1:0 --sim-listen 127.0.0.1:0 \
-  --agents "$AGENTS" --churn 0 --sim-presence-modified-date >"$OUT/gateway.stdout" 2>"$OUT/gateway.stderr" &
-GW_PID=$!
-PIDS+=("$GW_PID")
-for _ in $(seq 100); do
-  grep -q '^READY' "$OUT/gateway.stdout" 2>/dev/null && break
-  sleep 0.1
-done
-READY=$(grep '^READY' "$OUT/gateway.stdout") || { echo "gateway did not start"; cat "$OUT/gateway.stderr"; exit 1; }
-GW=$(sed -E 's/.*gateway=http:\/\/([^ ]+).*/\1/' <<<"$READY")
-SIM=$(sed -E 's/.*simulator=http:\/\/([^ ]+).*/\1/' <<<"$READY")
-echo "   gateway=$GW simulator=$SIM pid=$GW_PID"
-for _ in $(seq 100); do
-  curl -sf "http://$GW/readyz" >/dev/null && break
-  sleep 0.2
-done
-
-LG=("$BIN/loadgen" --gateway "$GW" --sim "$SIM" --threads "$LOADGEN_THREADS")
+# start_gateway AGENTS: starts `presence-gateway demo`, sets GW, SIM, GW_PID.
+start_gateway() {
+  echo "== starting presence-gateway demo ($1 agents)"
+  : >"$OUT/gateway.stdout"
+  "$BIN/presence-gateway" demo --listen 127.0.0.1:0 --sim-listen 127.0.0.1:0 \
+    --agents "$1" --churn 0 --sim-presence-modified-date >"$OUT/gateway.stdout" 2>"$OUT/gateway.stderr" &
+  GW_PID=$!
+  PIDS+=("$GW_PID")
+  for _ in $(seq 100); do
+    grep -q '^READY' "$OUT/gateway.stdout" 2>/dev/null && break
+    sleep 0.1
+  done
+  READY=$(grep '^READY' "$OUT/gateway.stdout") || { echo "gateway did not start"; cat "$OUT/gateway.stderr"; exit 1; }
+  GW=$(sed -E 's/.*gateway=http:\/\/([^ ]+).*/\1/' <<<"$READY")
+  SIM=$(sed -E 's/.*simulator=http:\/\/([^ ]+).*/\1/' <<<"$READY")
+  echo "   gateway=$GW simulator=$SIM pid=$GW_PID"
+  for _ in $(seq 300); do
+    curl -sf "http://$GW/readyz" >/dev/null && break
+    sleep 0.2
+  done
+  LG=("$BIN/loadgen" --gateway "$GW" --sim "$SIM" --threads "$LOADGEN_THREADS")
+}
+start_gateway "$AGENTS"
 
 # ---------------------------------------------------------------- upstream
 if [ "$SKIP_UPSTREAM" != 1 ]; then
@@ -84,10 +100,18 @@ if [ "$SKIP_UPSTREAM" != 1 ]; then
 fi
 
 # ---------------------------------------------------------------- gateway fan-out
-echo "== gateway fan-out: $CLIENTS clients ($WS_PERCENT% WS), $EVENTS events/s, ${DURATION}s"
-"${LG[@]}" fanout --target gateway --pid "$GW_PID" --clients "$CLIENTS" \
+for n in $CLIENT_COUNTS; do
+echo "== gateway fan-out: $n clients ($WS_PERCENT% WS), $EVENTS events/s, ${DURATION}s"
+"${LG[@]}" fanout --target gateway --pid "$GW_PID" --clients "$n" \
   --ws-percent "$WS_PERCENT" --events "$EVENTS" --duration "$DURATION" \
-  --label gateway --json "$OUT/gateway.json" >/dev/null
+  --label "gateway-$n" --json "$OUT/gateway-$n.json" >/dev/null
+done
+if [ "$COMPRESS_CLIENTS" != 0 ]; then
+  echo "== gateway fan-out, compressed (permessage-deflate / gzip): $COMPRESS_CLIENTS clients, ${DURATION}s"
+  "${LG[@]}" fanout --target gateway --pid "$GW_PID" --clients "$COMPRESS_CLIENTS" --compress \
+    --ws-percent "$WS_PERCENT" --events "$EVENTS" --duration "$DURATION" \
+    --label "gateway-z-$COMPRESS_CLIENTS" --json "$OUT/gateway-z-$COMPRESS_CLIENTS.json" >/dev/null
+fi
 
 # ---------------------------------------------------------------- nchan fan-out
 if [ "$SKIP_NCHAN" != 1 ]; then
@@ -135,32 +159,67 @@ EOF
   sleep 0.5
   NGINX_PIDS=$(echo "$NGINX_MASTER" $(pgrep -P "$NGINX_MASTER") | tr ' ' ',')
   echo "   nginx pids $NGINX_PIDS"
-  echo "== nchan fan-out: same workload, fed by a relay subscribed once to the gateway"
+  for n in $CLIENT_COUNTS; do
+  echo "== nchan fan-out: $n clients, same workload, fed by a relay subscribed once to the gateway"
   "${LG[@]}" fanout --target nchan --nchan "127.0.0.1:$NCHAN_PORT" --pid "$NGINX_PIDS" \
-    --clients "$CLIENTS" --ws-percent "$WS_PERCENT" --events "$EVENTS" --duration "$DURATION" \
-    --label nchan --json "$OUT/nchan.json" >/dev/null
+    --clients "$n" --ws-percent "$WS_PERCENT" --events "$EVENTS" --duration "$DURATION" \
+    --label "nchan-$n" --json "$OUT/nchan-$n.json" >/dev/null
+  done
   kill "$NGINX_MASTER" 2>/dev/null || true
   rm -f "$OUT/nginx.pid"
 fi
 
+# ---------------------------------------------------------------- storm
+if [ "$STORM_CLIENTS" != 0 ]; then
+  kill "$GW_PID" 2>/dev/null || true
+  wait "$GW_PID" 2>/dev/null || true
+  start_gateway "$STORM_AGENTS"
+  echo "== storm: $STORM_CLIENTS clients at once onto $STORM_AGENTS agents, churn $EVENTS events/s"
+  "${LG[@]}" storm --pid "$GW_PID" --clients "$STORM_CLIENTS" --ws-percent "$WS_PERCENT" \
+    --events "$EVENTS" --label storm --json "$OUT/storm.json" >/dev/null
+fi
+
 # ---------------------------------------------------------------- report
 echo
-echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
-summ='{"label": .label, connected, failed_total, deliveries_per_s, changes_per_s_per_client,
-  e2e: (.latency_emit_to_client | {p50_ms, p95_ms, p99_ms, max_ms}),
-  pub: (.latency_publish_to_client | {p50_ms, p95_ms, p99_ms, max_ms}),
-  loss, rss_per_idle_conn_kib: .server.rss_per_idle_conn_kib, server_cpu_percent: .server.cpu_percent,
-  loadgen_cpu_percent}'
-jq "$summ" "$OUT/gateway.json"
-if [ -f "$OUT/nchan.json" ] && [ "$SKIP_NCHAN" != 1 ]; then
-  jq "$summ" "$OUT/nchan.json"
-  echo "== ratios gateway/nchan (latency: gateway emission→client vs nchan publish→client; lower is better)"
-  jq -n --slurpfile g "$OUT/gateway.json" --slurpfile n "$OUT/nchan.json" '
-    def r(a; b): if (b == 0 or b == null) then null else ((a / b) * 100 | round) / 100 end;
-    {p50: r($g[0].latency_emit_to_client.p50_ms; $n[0].latency_publish_to_client.p50_ms),
-     p99: r($g[0].latency_emit_to_client.p99_ms; $n[0].latency_publish_to_client.p99_ms),
-     max: r($g[0].latency_emit_to_client.max_ms; $n[0].latency_publish_to_client.max_ms),
-     deliveries_per_s: r($g[0].deliveries_per_s; $n[0].deliveries_per_s),
-     rss_per_idle_conn: r($g[0].server.rss_per_idle_conn_kib; $n[0].server.rss_per_idle_conn_kib),
-     cpu_per_delivery: r($g[0].server.cpu_percent / $g[0].deliveries_per_s; $n[0].server.cpu_percent / $n[0].deliveries_per_s)}'
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+row='def f(x): if x == null then "-" elif (x|type) == "number" then ((x * 100 | round) / 100 | tostring) else (x|tostring) end;
+  def lat(l): "\(f(l.p50_ms)) / \(f(l.p99_ms)) / \(f(l.max_ms)) ms";
+  def loss: "\(.loss.clients_with_wrong_state) wrong, \(.loss.seq_gaps) gaps, \(.loss.clients_dead) dead";'
+printf "%-22s %8s %10s %12s %28s %28s %12s %30s\n" run connected msgs/s "cpu µs/msg" "p50/p99/max (emit→client)" "p50/p99/max (publish→client)" "KiB/idle" loss
+for j in "$OUT"/gateway-[0-9]*.json "$OUT"/gateway-z-*.json "$OUT"/nchan-*.json; do
+  [ -f "$j" ] || continue
+  jq -r "$row"' "\(.label)\t\(.connected)\t\(f(.messages_per_s))\t\(f(.server_cpu_us_per_message))\t\(lat(.latency_emit_to_client))\t\(lat(.latency_publish_to_client))\t\(f(.server.rss_per_idle_conn_kib))\t\(loss)"' "$j" |
+    awk -F'\t' '{printf "%-22s %8s %10s %12s %28s %28s %12s %30s\n", $1,$2,$3,$4,$5,$6,$7,$8}'
+done
+if [ "$SKIP_NCHAN" != 1 ]; then
+  echo "== ratios gateway/nchan (latency: gateway emission→client vs nchan publish→client, which favours nchan; lower is better)"
+  for n in $CLIENT_COUNTS; do
+    [ -f "$OUT/gateway-$n.json" ] && [ -f "$OUT/nchan-$n.json" ] || continue
+    jq -c -n --arg n "$n" --slurpfile g "$OUT/gateway-$n.json" --slurpfile c "$OUT/nchan-$n.json" '
+      def r(a; b): if (b == 0 or b == null or a == null) then null else ((a / b) * 100 | round) / 100 end;
+      {clients: ($n|tonumber),
+       p50: r($g[0].latency_emit_to_client.p50_ms; $c[0].latency_publish_to_client.p50_ms),
+       p99: r($g[0].latency_emit_to_client.p99_ms; $c[0].latency_publish_to_client.p99_ms),
+       max: r($g[0].latency_emit_to_client.max_ms; $c[0].latency_publish_to_client.max_ms),
+       cpu_per_message: r($g[0].server_cpu_us_per_message; $c[0].server_cpu_us_per_message),
+       rss_per_idle_conn: r($g[0].server.rss_per_idle_conn_kib; $c[0].server.rss_per_idle_conn_kib)}'
+  done
+fi
+Z="$OUT/gateway-z-$COMPRESS_CLIENTS.json"
+P="$OUT/gateway-$COMPRESS_CLIENTS.json"
+if [ -f "$Z" ] && [ -f "$P" ]; then
+  echo "== wire bytes, $COMPRESS_CLIENTS clients ($WS_PERCENT% WS): plain vs compressed"
+  jq -c -n --slurpfile p "$P" --slurpfile z "$Z" '
+    def r(a; b): if (b == 0 or b == null) then null else ((a / b) * 1000 | round) / 1000 end;
+    {snapshot_bytes: {plain: ($p[0].snapshot_wire_bytes_avg|round), compressed: ($z[0].snapshot_wire_bytes_avg|round), ratio: r($z[0].snapshot_wire_bytes_avg; $p[0].snapshot_wire_bytes_avg)},
+     delta_bytes: {plain: ($p[0].wire_bytes_per_message|round), compressed: ($z[0].wire_bytes_per_message|round), ratio: r($z[0].wire_bytes_per_message; $p[0].wire_bytes_per_message)},
+     server_cpu_us_per_message: {plain: $p[0].server_cpu_us_per_message, compressed: $z[0].server_cpu_us_per_message},
+     p99_ms: {plain: $p[0].latency_emit_to_client.p99_ms, compressed: $z[0].latency_emit_to_client.p99_ms},
+     loss_compressed: $z[0].loss}'
+fi
+if [ -f "$OUT/storm.json" ]; then
+  echo "== storm: $STORM_CLIENTS clients at once, $STORM_AGENTS agents"
+  jq -c '{clients, agents, complete, failed, time_to_all_complete_ms: (.time_to_all_complete_ms|round),
+    per_client_ms: (.time_to_complete | {p50_ms, p99_ms, max_ms}), snapshot_bytes: (.snapshot_text_bytes_avg|round),
+    rss_before_mib: (.server.rss_before_kib / 1024 | round), rss_peak_mib: (.server.rss_peak_kib / 1024 | round), server_cpu_s: .server.cpu_s, loadgen_cpu_s}' "$OUT/storm.json"
 fi

@@ -37,6 +37,7 @@
 //!     counts.rs           live counts and their JSON
 //!     filter.rs           client filters and resume cursors
 //!     context.rs          interaction and queue bodies (stream messages and their REST twins), customer redaction
+//!     wire.rs             WebSocket frames, permessage-deflate, gzip SSE blocks, negotiation, client-frame reader
 //!   registry/             the presence map and its numbering (one actor)
 //!     mod.rs              re-exports (also protocol's encode/filter/agent/counts under their old `registry::` names)
 //!     actor.rs            messages, batching, epoch/seq, replay ring, fan-out, write context, journal flush
@@ -57,7 +58,8 @@
 //!     mod.rs              re-exports (Session, SessionParams, limits, close reasons)
 //!     actor.rs            subscribe, deliver, pump, close
 //!     outbox.rs           byte-bounded queue, per-agent coalescing
-//!     ws.rs, sse.rs       one module per transport
+//!     body.rs             the response body both transports write shared bytes through (4 KiB pieces; 132 KiB past 128 KiB)
+//!     ws.rs, sse.rs       one module per transport (WS: own handshake, deflate negotiation, frame reader; SSE: gzip)
 //!     close.rs            every close code
 //!     draining.rs         what a stream request gets during a drain
 //!     limits.rs           connection limits, disconnect counters
@@ -98,9 +100,11 @@
 //!   src/queues.rs         queue observations and the waiting-customer control
 //!   src/control.rs        the /sim control API: state, stats, presence, churn, faults
 //! crates/loadgen/         the benchmark load generator (its own workspace member)
-//!   src/main.rs           WS/SSE clients, latency from modifiedDate, reconnect storms, JSON reports
+//!   src/main.rs           WS/SSE clients (optionally compressed), latency from modifiedDate, reconnect storms, JSON reports
 //! tests/                  integration tests; common/ (wait_until, client), support/, e2e/,
-//!                         architecture.rs (layering), browser/, sdk/
+//!                         architecture.rs (layering), compression.rs (negotiation, raw bytes),
+//!                         browser/ (compression.test.mjs: Chromium's own deflate and gzip),
+//!                         sdk/ (SDK checks; compression.py: Python websockets + zlib against demo)
 //!   openapi.rs            the served description against the route table, both ways; the fuzzer's findings stay fixed
 //!   openapi/run.sh        the description against the demo: Schemathesis (auth off, viewer, supervisor, admin routes)
 //!   openapi/schemathesis.toml  per-operation answers JSON Schema cannot state (clock, other parameters)

@@ -13,6 +13,9 @@ pub mod names {
     pub const CONNECTIONS: &str = "presence_gateway_connections";
     /// Stream connections opened, label `transport`.
     pub const CONNECTIONS_OPENED: &str = "presence_gateway_connections_opened_total";
+    /// Stream connections opened compressed (WebSocket permessage-deflate,
+    /// gzip SSE), label `transport`.
+    pub const CONNECTIONS_COMPRESSED: &str = "presence_gateway_connections_compressed_total";
     /// Connections refused by a limit, label `limit` (`global` | `per_ip`).
     pub const CONNECTIONS_REFUSED: &str = "presence_gateway_connections_refused_total";
     /// Messages (snapshot, delta, status) written to clients, label `transport`.

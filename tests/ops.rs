@@ -724,6 +724,7 @@ async fn metrics_and_no_token_leak() {
     for name in [
         CONNECTIONS,
         CONNECTIONS_OPENED,
+        CONNECTIONS_COMPRESSED,
         DELIVERIES,
         DISCONNECTS,
         RESUMES,

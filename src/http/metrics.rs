@@ -98,6 +98,13 @@ pub fn render(
         &[("ws", ld(&s.opened_ws)), ("sse", ld(&s.opened_sse))],
     );
     o.labelled(
+        CONNECTIONS_COMPRESSED,
+        "counter",
+        "Stream connections opened compressed (WebSocket permessage-deflate, gzip SSE).",
+        "transport",
+        &[("ws", ld(&s.compressed_ws)), ("sse", ld(&s.compressed_sse))],
+    );
+    o.labelled(
         CONNECTIONS_REFUSED,
         "counter",
         "Stream connections refused by a connection limit.",

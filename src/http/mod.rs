@@ -192,9 +192,10 @@ pub async fn start_on(
             .configure(move |cfg| configure(cfg, st))
     })
     .workers(workers.max(1))
-    // Small write buffers: with SSE snapshots sent in 8 KiB pieces, an idle
-    // connection keeps 8–16 KiB instead of a snapshot-sized buffer.
-    .h1_write_buffer_size(8 * 1024)
+    // Small write buffers: stream messages reach the HTTP layer in 4 KiB
+    // pieces (session/body.rs), so an idle connection keeps under 8 KiB of
+    // write buffer instead of a snapshot-sized one.
+    .h1_write_buffer_size(crate::session::body::PIECE)
     .max_connections(100_000)
     .disable_signals()
     .shutdown_timeout(5)

@@ -308,7 +308,7 @@ pub async fn stream(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRes
             .finish());
     }
     let p = session_params(&req, &st, q.filter, q.since)?;
-    let mut resp = session::sse::start(p);
+    let mut resp = session::sse::start(&req, p);
     report_ignored(&mut resp, &q.ignored, req.path());
     Ok(resp)
 }

@@ -1,14 +1,14 @@
 //! Wire encoding, done once per batch and shared: a [`Frame`] holds the
-//! WebSocket text (the JSON object) and the SSE frame (`event:`, `id:`,
-//! `data:`) of one message, both reference-counted so that every session
+//! complete WebSocket frame (header + JSON object), the SSE frame
+//! (`event:`, `id:`, `data:`) and, made on first use, their compressed
+//! forms ([`super::wire`]), all reference-counted so that every session
 //! that wants the same bytes gets a cheap clone.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use bytestring::ByteString;
 use chrono::Utc;
 use serde::Serialize;
 
@@ -17,18 +17,32 @@ use crate::model::{iso, UpstreamHealth, UpstreamState};
 use super::agent::{encode_change, AgentView, Change};
 use super::counts::CountsJson;
 use super::filter::Filter;
+use super::wire::{self, GzipBlock};
 
-/// One encoded message in both transports' forms.
+/// One encoded message in every form a client may take it in, built once
+/// and shared (one reference count for all forms) by every session that
+/// sends it.
 #[derive(Debug, Clone)]
-pub struct Frame {
-    /// WebSocket text message: the JSON object.
-    pub ws: ByteString,
+pub struct Frame(Arc<Forms>);
+
+/// The forms of a [`Frame`].
+#[derive(Debug)]
+struct Forms {
+    /// The complete WebSocket text message (header + JSON, in 8 KiB
+    /// continuation frames when longer), unmasked: the same bytes for
+    /// every client.
+    ws_frame: Bytes,
     /// Complete SSE frame: `event: <type>\n[id: <epoch>:<seq>\n]data: <json>\n\n`.
-    pub sse: Bytes,
+    sse: Bytes,
+    /// permessage-deflate text frame (RSV1), made on first use (only when
+    /// some client negotiated compression).
+    ws_deflate: OnceLock<Bytes>,
+    /// The SSE frame as a gzip body piece, made on first use.
+    sse_gzip: OnceLock<GzipBlock>,
 }
 
 impl Frame {
-    /// Builds both forms from the JSON text. `id` is set on snapshots and
+    /// Builds the forms from the JSON text. `id` is set on snapshots and
     /// deltas (resumable points), not on status or error messages.
     pub fn new(kind: &str, id: Option<(u64, u64)>, json: String) -> Frame {
         let mut sse = String::with_capacity(json.len() + 48);
@@ -42,24 +56,63 @@ impl Frame {
         sse.push_str("data: ");
         sse.push_str(&json);
         sse.push_str("\n\n");
-        Frame {
-            ws: ByteString::from(json),
+        Frame(Arc::new(Forms {
+            ws_frame: wire::ws_message(wire::op::TEXT, false, json.as_bytes()),
             sse: Bytes::from(sse),
+            ws_deflate: OnceLock::new(),
+            sse_gzip: OnceLock::new(),
+        }))
+    }
+
+    /// The complete SSE frame.
+    pub fn sse(&self) -> &Bytes {
+        &self.0.sse
+    }
+
+    /// The JSON text of the message (what a WebSocket client receives):
+    /// the SSE frame's `data:` line (compact JSON has no newline).
+    pub fn json(&self) -> &str {
+        let sse = &self.0.sse[..];
+        let start = sse
+            .windows(7)
+            .position(|w| w == b"\ndata: ")
+            .map_or(sse.len(), |p| p + 7);
+        let end = sse.len().saturating_sub(2).max(start);
+        // The frame was built from Strings.
+        std::str::from_utf8(&sse[start..end]).unwrap_or_default()
+    }
+
+    /// The WebSocket message bytes, permessage-deflate compressed or not.
+    pub fn ws_wire(&self, deflate: bool) -> Bytes {
+        if !deflate {
+            return self.0.ws_frame.clone();
         }
+        self.0
+            .ws_deflate
+            .get_or_init(|| wire::ws_deflated_text(self.json().as_bytes()))
+            .clone()
+    }
+
+    /// The SSE frame as a piece of a gzip body.
+    pub fn sse_gzip(&self) -> GzipBlock {
+        self.0
+            .sse_gzip
+            .get_or_init(|| GzipBlock::deflated(&self.0.sse))
+            .clone()
     }
 
     /// Size in the given transport's form (outbox accounting).
     pub fn len(&self, sse: bool) -> usize {
         if sse {
-            self.sse.len()
+            self.0.sse.len()
         } else {
-            self.ws.len()
+            self.0.ws_frame.len()
         }
     }
 
     /// True for an empty frame (never produced).
     pub fn is_empty(&self) -> bool {
-        self.ws.is_empty()
+        self.0.ws_frame.len() <= 2
     }
 }
 

@@ -1,7 +1,9 @@
 //! The session actor: one per connected client (WebSocket or SSE). It holds
 //! the client's filter and resume point, subscribes to the registry, queues
-//! what the registry delivers in a bounded [`Outbox`] and writes it to the
-//! transport one frame at a time, never blocking the registry.
+//! what the registry delivers in a bounded [`Outbox`] and hands each
+//! message's shared, pre-encoded bytes (in the form the client negotiated:
+//! plain, permessage-deflate or gzip) to its connection's body channel
+//! ([`super::body`]), never blocking the registry.
 //!
 //! Per-client cost is bounded: every queued message counts against
 //! `session.outbox_bytes`; a write the transport does not take within
@@ -22,6 +24,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::protocol::wire::{self, GzipBlock};
 use crate::registry::encode::error_frame;
 use crate::registry::{
     Cursor, Deliver, Filter, Registry, Start, Subscribe, Subscribed, Unsubscribe,
@@ -37,46 +40,40 @@ use super::outbox::{Kind, Out, Outbox, Pushed};
 static EVICTION_LOG: crate::telemetry::LogLimiter =
     crate::telemetry::LogLimiter::new(std::time::Duration::from_secs(10));
 
-/// Largest piece of an SSE frame handed to the HTTP layer at once.
-const SSE_PIECE: usize = 8 * 1024;
-
-/// Largest WebSocket frame: longer messages (snapshots) go as continuation
-/// frames, for the same reason as [`SSE_PIECE`].
-const WS_PIECE: usize = 8 * 1024;
-
-/// Sends one text message, in continuation frames when it is long, letting
-/// the connection write each piece before the next is queued.
-async fn send_text(ws: &mut actix_ws::Session, text: bytestring::ByteString) -> bool {
-    if text.len() <= WS_PIECE {
-        return ws.text(text).await.is_ok();
-    }
-    let bytes = text.into_bytes();
-    let n = bytes.len().div_ceil(WS_PIECE);
-    for i in 0..n {
-        let piece = bytes.slice(i * WS_PIECE..((i + 1) * WS_PIECE).min(bytes.len()));
-        let item = match i {
-            0 => actix_http::ws::Item::FirstText(piece),
-            _ if i + 1 == n => actix_http::ws::Item::Last(piece),
-            _ => actix_http::ws::Item::Continue(piece),
-        };
-        if ws.continuation(item).await.is_err() {
-            return false;
-        }
-        // Let the connection take this piece before queueing the next.
-        tokio::task::yield_now().await;
-    }
-    true
-}
-
 /// Session ids, unique per process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Where the session writes.
+/// Where the session writes: the response body's channel (`None` once the
+/// stream has ended), and the encoding the client negotiated.
 pub enum Transport {
-    /// A WebSocket (`None` while a write is in flight: the future owns it).
-    Ws(Option<actix_ws::Session>),
-    /// An SSE body channel (`None` once the stream has ended).
-    Sse(Option<mpsc::Sender<Bytes>>),
+    /// A WebSocket.
+    Ws {
+        /// Frames to the client.
+        tx: Option<mpsc::Sender<Bytes>>,
+        /// permessage-deflate was negotiated.
+        deflate: bool,
+    },
+    /// Server-Sent Events.
+    Sse {
+        /// Body bytes to the client.
+        tx: Option<mpsc::Sender<Bytes>>,
+        /// The gzip stream's running CRC, when the body is gzip.
+        gzip: Option<wire::GzipStream>,
+    },
+}
+
+impl Transport {
+    fn tx(&self) -> Option<&mpsc::Sender<Bytes>> {
+        match self {
+            Transport::Ws { tx, .. } | Transport::Sse { tx, .. } => tx.as_ref(),
+        }
+    }
+
+    fn end(&mut self) {
+        match self {
+            Transport::Ws { tx, .. } | Transport::Sse { tx, .. } => *tx = None,
+        }
+    }
 }
 
 /// Everything a session needs from the HTTP layer.
@@ -206,7 +203,7 @@ impl Session {
     }
 
     fn is_sse(&self) -> bool {
-        matches!(self.transport, Transport::Sse(_))
+        matches!(self.transport, Transport::Sse { .. })
     }
 
     /// (Re)subscribes with the current filter and resume point. Mailbox
@@ -446,14 +443,14 @@ impl Session {
             return;
         }
         match self.transport {
-            Transport::Ws(_) => {
+            Transport::Ws { .. } => {
                 if self.last_heard.elapsed() > self.cfg.idle_timeout() {
                     self.close(DisconnectReason::IdleTimeout, ctx);
                     return;
                 }
                 self.outbox.push(Out::Ping);
             }
-            Transport::Sse(_) => {
+            Transport::Sse { .. } => {
                 if self.outbox.is_empty() {
                     self.outbox
                         .push(Out::Raw(Bytes::from_static(b": keepalive\n\n")));
@@ -531,9 +528,55 @@ impl Session {
         self.report_queued();
     }
 
-    /// Writes the next queued item, if no write is in flight.
+    /// The bytes of one queued item in this client's form (`None`: nothing
+    /// to send on this transport), and whether it ends the stream.
+    fn wire_bytes(&mut self, item: Out) -> Option<(Bytes, bool)> {
+        let retry = self.guard.draining().unwrap_or(self.cfg.sse_retry_ms);
+        match &mut self.transport {
+            Transport::Ws { deflate, .. } => Some(match item {
+                Out::Msg { frame, .. } => (frame.ws_wire(*deflate), false),
+                Out::Raw(_) => return None,
+                Out::Ping => (wire::ws_ping(), false),
+                Out::Pong(b) => (wire::ws_pong(&b), false),
+                Out::Close(code, reason) => (wire::ws_close(code, reason), true),
+            }),
+            Transport::Sse { gzip, .. } => {
+                let (block, last) = match (item, gzip.is_some()) {
+                    (Out::Msg { frame, .. }, false) => return Some((frame.sse().clone(), false)),
+                    (Out::Msg { frame, .. }, true) => (frame.sse_gzip(), false),
+                    (Out::Raw(b), false) => return Some((b, false)),
+                    (Out::Raw(b), true) => (GzipBlock::stored(&b), false),
+                    (Out::Ping | Out::Pong(_), _) => return None,
+                    (Out::Close(code, reason), z) => {
+                        let b = crate::protocol::encode::sse_close(retry, code, reason);
+                        if !z {
+                            return Some((b, true));
+                        }
+                        (GzipBlock::stored(&b), true)
+                    }
+                };
+                // gzip: account the block; the close also ends the member.
+                let z = gzip.as_mut()?;
+                z.add(&block);
+                if last {
+                    let mut all = bytes::BytesMut::from(&block.bytes[..]);
+                    all.extend_from_slice(&z.trailer());
+                    return Some((all.freeze(), true));
+                }
+                Some((block.bytes, false))
+            }
+        }
+    }
+
+    /// Hands queued items to the connection while its channel has room;
+    /// when it is full, one write waits (under the write deadline) and the
+    /// rest stay queued. Each message's shared bytes go whole: no copy, no
+    /// future per message.
     fn pump_items(&mut self, ctx: &mut Context<Self>) {
         while !self.writing {
+            if self.transport.tx().is_none() {
+                return;
+            }
             let sse = self.is_sse();
             let Some(item) = self.outbox.pop(sse) else {
                 return;
@@ -541,134 +584,41 @@ impl Session {
             if let Out::Msg { kind, .. } = &item {
                 self.count_delivery(kind.batch(), sse);
             }
-            match &mut self.transport {
-                Transport::Sse(slot) => {
-                    let Some(tx) = slot.as_ref() else { return };
-                    let (bytes, last) = match item {
-                        Out::Msg { frame, .. } => (frame.sse, false),
-                        Out::Raw(b) => (b, false),
-                        Out::Ping | Out::Pong(_) => continue,
-                        Out::Close(code, reason) => (
-                            crate::protocol::encode::sse_close(
-                                self.guard.draining().unwrap_or(self.cfg.sse_retry_ms),
-                                code,
-                                reason,
-                            ),
-                            true,
-                        ),
-                    };
-                    // Large frames (snapshots) go out in pieces, so the
-                    // connection's write buffer never grows to a snapshot's
-                    // size (actix-http keeps up to 128 KiB of it for good).
-                    if bytes.len() > SSE_PIECE && !last {
-                        let mut pieces: std::collections::VecDeque<Bytes> = (0..bytes.len())
-                            .step_by(SSE_PIECE)
-                            .map(|at| bytes.slice(at..(at + SSE_PIECE).min(bytes.len())))
-                            .collect();
-                        while let Some(p) = pieces.pop_front() {
-                            match tx.try_send(p) {
-                                Ok(()) => {}
-                                Err(mpsc::error::TrySendError::Full(p)) => {
-                                    pieces.push_front(p);
-                                    break;
-                                }
-                                Err(mpsc::error::TrySendError::Closed(_)) => {
-                                    self.close(DisconnectReason::TransportClosed, ctx);
-                                    return;
-                                }
-                            }
-                        }
-                        if pieces.is_empty() {
-                            continue;
-                        }
-                        let tx = tx.clone();
-                        self.begin_write(ctx);
-                        ctx.spawn(
-                            async move {
-                                for p in pieces {
-                                    if tx.send(p).await.is_err() {
-                                        return false;
-                                    }
-                                }
-                                true
-                            }
+            let Some((bytes, last)) = self.wire_bytes(item) else {
+                continue;
+            };
+            let Some(tx) = self.transport.tx() else {
+                return;
+            };
+            match tx.try_send(bytes) {
+                Ok(()) if last => {
+                    self.transport.end();
+                    ctx.stop();
+                    return;
+                }
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(bytes)) => {
+                    let tx = tx.clone();
+                    self.begin_write(ctx);
+                    ctx.spawn(
+                        async move { tx.send(bytes).await.is_ok() }
                             .into_actor(self)
-                            .map(|ok, act, ctx| {
+                            .map(move |ok, act, ctx| {
                                 act.end_write();
-                                if ok {
-                                    act.pump(ctx);
-                                } else {
+                                if !ok {
                                     act.close(DisconnectReason::TransportClosed, ctx);
+                                } else if last {
+                                    act.transport.end();
+                                    ctx.stop();
+                                } else {
+                                    act.pump(ctx);
                                 }
                             }),
-                        );
-                        return;
-                    }
-                    match tx.try_send(bytes) {
-                        Ok(()) if last => {
-                            *slot = None;
-                            ctx.stop();
-                            return;
-                        }
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(bytes)) => {
-                            let tx = tx.clone();
-                            self.begin_write(ctx);
-                            ctx.spawn(
-                                async move { tx.send(bytes).await.is_ok() }
-                                    .into_actor(self)
-                                    .map(move |ok, act, ctx| {
-                                        act.end_write();
-                                        if !ok {
-                                            act.close(DisconnectReason::TransportClosed, ctx);
-                                        } else if last {
-                                            act.transport = Transport::Sse(None);
-                                            ctx.stop();
-                                        } else {
-                                            act.pump(ctx);
-                                        }
-                                    }),
-                            );
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => {
-                            self.close(DisconnectReason::TransportClosed, ctx);
-                            return;
-                        }
-                    }
+                    );
                 }
-                Transport::Ws(slot) => {
-                    let Some(mut ws) = slot.take() else { return };
-                    self.begin_write(ctx);
-                    let fut = async move {
-                        match item {
-                            Out::Msg { frame, .. } => {
-                                (send_text(&mut ws, frame.ws).await, Some(ws))
-                            }
-                            Out::Raw(_) => (true, Some(ws)),
-                            Out::Ping => (ws.ping(b"").await.is_ok(), Some(ws)),
-                            Out::Pong(b) => (ws.pong(&b).await.is_ok(), Some(ws)),
-                            Out::Close(code, reason) => {
-                                let r = actix_ws::CloseReason {
-                                    code: actix_ws::CloseCode::from(code),
-                                    description: Some(reason.to_owned()),
-                                };
-                                let _ = ws.close(Some(r)).await;
-                                (true, None)
-                            }
-                        }
-                    };
-                    ctx.spawn(fut.into_actor(self).map(|(ok, ws), act, ctx| {
-                        act.end_write();
-                        let done = ws.is_none();
-                        act.transport = Transport::Ws(ws);
-                        if done {
-                            ctx.stop();
-                        } else if !ok {
-                            act.close(DisconnectReason::TransportClosed, ctx);
-                        } else {
-                            act.pump(ctx);
-                        }
-                    }));
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.close(DisconnectReason::TransportClosed, ctx);
+                    return;
                 }
             }
         }
@@ -681,7 +631,7 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.cfg.mailbox_capacity);
         self.active_gauge().fetch_add(1, Ordering::Relaxed);
-        if let Transport::Sse(_) = self.transport {
+        if let Transport::Sse { .. } = self.transport {
             self.outbox.push(Out::Raw(Bytes::from(format!(
                 "retry: {}\n\n",
                 self.cfg.sse_retry_ms

@@ -70,6 +70,12 @@ pub struct SessionConfig {
     /// per applied subscribe. A client therefore gets at most one snapshot
     /// per interval. 0 (no limit) to 60 000; default 250.
     pub subscribe_interval_ms: u64,
+    /// Compress streams for clients that ask: WebSocket permessage-deflate
+    /// (`Sec-WebSocket-Extensions`) and gzip SSE (`Accept-Encoding`). Each
+    /// message is compressed once and shared by every client that
+    /// negotiated it; clients that do not ask get plain frames. Default
+    /// true.
+    pub compression: bool,
 }
 
 /// The table name in error messages.
@@ -90,6 +96,7 @@ impl Default for SessionConfig {
             close_grace_secs: 10,
             write_timeout_secs: 30,
             subscribe_interval_ms: 250,
+            compression: true,
         }
     }
 }

@@ -27,7 +27,7 @@ pub fn sse_body(retry_ms: u64, epoch: u64, seq: u64) -> Bytes {
     let status = crate::protocol::encode::restarting_status(epoch, seq);
     let r = DisconnectReason::Shutdown;
     let mut body = format!("retry: {retry_ms}\n\n").into_bytes();
-    body.extend_from_slice(&status.sse);
+    body.extend_from_slice(status.sse());
     body.extend_from_slice(&crate::protocol::encode::sse_close(
         retry_ms,
         r.code(),
@@ -57,7 +57,7 @@ pub fn ws(
     actix_web::rt::spawn(async move {
         let status = crate::protocol::encode::restarting_status(epoch, seq);
         let r = DisconnectReason::Shutdown;
-        if session.text(status.ws).await.is_ok() {
+        if session.text(status.json().to_owned()).await.is_ok() {
             let _ = session
                 .close(Some(actix_ws::CloseReason {
                     code: actix_ws::CloseCode::from(r.code()),

@@ -118,6 +118,10 @@ pub struct SessionMetrics {
     pub opened_ws: AtomicU64,
     /// SSE sessions opened.
     pub opened_sse: AtomicU64,
+    /// WebSocket sessions opened with permessage-deflate.
+    pub compressed_ws: AtomicU64,
+    /// SSE sessions opened with a gzip body.
+    pub compressed_sse: AtomicU64,
     /// Refused: global limit.
     pub refused_global: AtomicU64,
     /// Refused: per-IP limit.

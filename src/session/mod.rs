@@ -6,6 +6,7 @@
 //! clients with the codes in [`close`], and never blocks the registry.
 
 pub mod actor;
+pub mod body;
 pub mod close;
 pub mod config;
 pub mod draining;

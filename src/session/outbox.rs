@@ -327,7 +327,7 @@ mod tests {
         let texts: Vec<String> = items
             .iter()
             .filter_map(|i| match i {
-                Out::Msg { frame, .. } => Some(frame.ws.to_string()),
+                Out::Msg { frame, .. } => Some(frame.json().to_string()),
                 _ => None,
             })
             .collect();

@@ -1,51 +1,55 @@
-//! Server-Sent Events transport: the response body is a small channel of
-//! shared `Bytes` (already complete SSE frames) fed by the session actor.
-//!
-//! actix-http polls the body only while its write buffer has room
-//! (`h1_write_buffer_size`), so when the client stops reading the channel
-//! fills and the session's write into it stays pending: the session's
-//! write deadline (`session.write_timeout_secs`) sees that and evicts it,
-//! exactly as for a WebSocket.
-
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+//! Server-Sent Events transport: the response body is a [`WireBody`] of
+//! shared SSE frames. A client that sends `Accept-Encoding: gzip` gets a
+//! gzip body: a per-connection gzip header, then each frame's deflate
+//! block, compressed once per frame and shared by every gzip client
+//! ([`crate::protocol::wire`]); the stream's trailer (CRC-32, length)
+//! follows the `close` event when the gateway ends it.
 
 use actix::Actor;
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
-use futures_util::Stream;
-use tokio::sync::mpsc;
+
+use crate::protocol::wire;
 
 use super::actor::{Session, SessionParams, Transport};
-
-/// Frames buffered between the session and the HTTP body. Small on
-/// purpose: the session's outbox is the real (byte-bounded) queue.
-const BODY_CHANNEL: usize = 4;
-
-/// The streaming body of an SSE response.
-pub struct SseBody {
-    rx: mpsc::Receiver<Bytes>,
-}
-
-impl Stream for SseBody {
-    type Item = Result<Bytes, Infallible>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx).map(|o| o.map(Ok))
-    }
-}
+use super::body::WireBody;
 
 /// Starts an SSE session and returns its response.
-pub fn start(p: SessionParams) -> HttpResponse {
-    let (tx, rx) = mpsc::channel(BODY_CHANNEL);
+pub fn start(req: &HttpRequest, p: SessionParams) -> HttpResponse {
+    let gzip = p.cfg.compression
+        && wire::accepts_gzip(
+            req.headers()
+                .get_all(actix_web::http::header::ACCEPT_ENCODING)
+                .filter_map(|v| v.to_str().ok()),
+        );
+    let (body, tx) = WireBody::new();
+    if gzip {
+        // The channel is empty: the header always fits.
+        let _ = tx.try_send(Bytes::from_static(wire::GZIP_HEADER));
+    }
     p.metrics
         .opened_sse
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Session::new(p, Transport::Sse(Some(tx))).start();
-    HttpResponse::Ok()
-        .content_type("text/event-stream")
+    if gzip {
+        p.metrics
+            .compressed_sse
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    Session::new(
+        p,
+        Transport::Sse {
+            tx: Some(tx),
+            gzip: gzip.then(wire::GzipStream::default),
+        },
+    )
+    .start();
+    let mut resp = HttpResponse::Ok();
+    resp.content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(SseBody { rx })
+        .insert_header(("Vary", "Accept-Encoding"));
+    if gzip {
+        resp.insert_header(("Content-Encoding", "gzip"));
+    }
+    resp.streaming(body)
 }

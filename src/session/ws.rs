@@ -1,17 +1,30 @@
-//! WebSocket transport (actix-ws): starts the session actor with the
-//! client's frame stream attached, and handles client frames: pings, pongs,
-//! close, and JSON messages (`subscribe`).
+//! WebSocket transport: the gateway does the handshake itself
+//! (`actix_http::ws::handshake`), writes pre-encoded frames (the same bytes
+//! for every client, [`crate::protocol::wire`]) through a [`WireBody`], and
+//! reads client frames with [`FrameReader`]: pings, pongs, close, and JSON
+//! messages (`subscribe`). permessage-deflate (RFC 7692) is accepted when
+//! the client offers it, answered with `server_no_context_takeover;
+//! client_no_context_takeover`: every message is compressed on its own, so
+//! one compressed frame per message serves every client that negotiated it.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use actix::{Actor, ActorContext, AsyncContext, StreamHandler};
+use actix_web::body::MessageBody;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{Message, ProtocolError};
+use bytes::BytesMut;
+use futures_util::Stream;
 use serde_json::Value;
+use tokio::sync::oneshot;
 
+use crate::protocol::wire::{self, ClientFrame, FrameReader, ReadError};
 use crate::registry::{Cursor, Filter};
 
 use super::actor::{Session, SessionParams, Transport};
+use super::body::WireBody;
 use super::close::DisconnectReason;
 use super::outbox::Out;
 
@@ -21,34 +34,128 @@ pub fn start(
     body: web::Payload,
     p: SessionParams,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let (resp, ws, stream) = actix_ws::handle(req, body)?;
-    let stream = stream.max_frame_size(p.cfg.max_client_message_bytes);
+    let mut resp = actix_http::ws::handshake(req.head())?;
+    let deflate = p.cfg.compression
+        && wire::accepts_deflate(
+            req.headers()
+                .get_all(actix_web::http::header::SEC_WEBSOCKET_EXTENSIONS)
+                .filter_map(|v| v.to_str().ok()),
+        );
+    if deflate {
+        resp.insert_header((
+            actix_web::http::header::SEC_WEBSOCKET_EXTENSIONS,
+            wire::DEFLATE_RESPONSE,
+        ));
+    }
+    let (out, tx) = WireBody::new();
+    let (dropped_tx, dropped_rx) = oneshot::channel();
+    let reader = ClientFrames {
+        payload: body.into_inner(),
+        buf: BytesMut::new(),
+        reader: FrameReader::new(p.cfg.max_client_message_bytes, deflate),
+        body_dropped: Some(dropped_rx),
+        done: false,
+    };
     p.metrics
         .opened_ws
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if deflate {
+        p.metrics
+            .compressed_ws
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     Session::create(move |ctx| {
-        ctx.add_stream(stream);
-        Session::new(p, Transport::Ws(Some(ws)))
+        ctx.add_stream(reader);
+        Session::new(
+            p,
+            Transport::Ws {
+                tx: Some(tx),
+                deflate,
+            },
+        )
     });
-    Ok(resp)
+    let resp =
+        resp.message_body(actix_web::body::BodyStream::new(out.on_drop(dropped_tx)).boxed())?;
+    Ok(resp.into())
 }
 
-impl StreamHandler<Result<Message, ProtocolError>> for Session {
-    fn handle(&mut self, msg: Result<Message, ProtocolError>, ctx: &mut Self::Context) {
+/// The client's frames, read from the upgraded connection's payload.
+/// Ends when the client's half ends or the response body is dropped.
+struct ClientFrames {
+    payload: actix_web::dev::Payload,
+    buf: BytesMut,
+    reader: FrameReader,
+    body_dropped: Option<oneshot::Receiver<()>>,
+    done: bool,
+}
+
+impl Stream for ClientFrames {
+    type Item = Result<ClientFrame, ReadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.done && this.buf.is_empty() {
+                return Poll::Ready(None);
+            }
+            match this.reader.next(&mut this.buf) {
+                Ok(Some(f)) => return Poll::Ready(Some(Ok(f))),
+                Ok(None) if this.done => return Poll::Ready(None),
+                Ok(None) => {}
+                Err(e) => {
+                    this.done = true;
+                    this.buf.clear();
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+            if let Some(rx) = this.body_dropped.as_mut() {
+                if Pin::new(rx).poll(cx).is_ready() {
+                    this.body_dropped = None;
+                    this.done = true;
+                    this.buf.clear();
+                    continue;
+                }
+            }
+            match Pin::new(&mut this.payload).poll_next(cx) {
+                Poll::Ready(Some(Ok(b))) => {
+                    if this.buf.is_empty() {
+                        this.buf = BytesMut::from(b);
+                    } else {
+                        this.buf.extend_from_slice(&b);
+                    }
+                }
+                Poll::Ready(Some(Err(_))) | Poll::Ready(None) => {
+                    this.done = true;
+                    this.buf.clear();
+                }
+                Poll::Pending => {
+                    // Release a large read buffer once drained (idle sessions stay small).
+                    if this.buf.is_empty() && this.buf.capacity() > 4096 {
+                        this.buf = BytesMut::new();
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl StreamHandler<Result<ClientFrame, ReadError>> for Session {
+    fn handle(&mut self, msg: Result<ClientFrame, ReadError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
         match msg {
-            Ok(Message::Text(text)) => self.client_text(&text, ctx),
-            Ok(Message::Binary(_)) => {
+            Ok(ClientFrame::Text(text)) => self.client_text(&text, ctx),
+            Ok(ClientFrame::Binary) => {
                 self.client_error("binary messages are not accepted; send JSON text", ctx)
             }
-            Ok(Message::Ping(b)) => {
+            Ok(ClientFrame::Ping(b)) => {
                 self.push_control(Out::Pong(b), ctx);
             }
-            Ok(Message::Pong(_)) | Ok(Message::Nop) => {}
-            Ok(Message::Continuation(_)) => {
+            Ok(ClientFrame::Pong) => {}
+            Ok(ClientFrame::Fragment) => {
                 self.client_error("fragmented messages are not accepted", ctx)
             }
-            Ok(Message::Close(_)) => self.close(DisconnectReason::ClientClosed, ctx),
+            Ok(ClientFrame::Close(_)) => self.close(DisconnectReason::ClientClosed, ctx),
             Err(e) => {
                 tracing::debug!(session = self.id, error = %e, "websocket protocol error");
                 self.close(DisconnectReason::ProtocolError, ctx);

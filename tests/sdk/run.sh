@@ -2,7 +2,9 @@
 # External check of the simulator with Genesys's own Python SDK and a
 # third-party notifications client (tests/sdk/check.py), then with Genesys's
 # own JavaScript SDK (tests/sdk/js/check.js, npm purecloud-platform-client-v2
-# pointed at the simulator with setGateway).
+# pointed at the simulator with setGateway), then stream compression with
+# standard clients (tests/sdk/compression.py: Python websockets' own
+# permessage-deflate, zlib inflating gzip SSE) against `demo`.
 #
 # Installs the pinned packages into a venv (default: $CARGO_TARGET_DIR or
 # target/, under sdk-venv; override with SDK_VENV) and, with `npm ci`, into
@@ -69,17 +71,33 @@ SIM_URL="$url" "$venv/bin/python" "$here/check.py" | tee "$work/py.log"
 py_status=${PIPESTATUS[0]}
 SIM_URL="$url" node "$js/check.js" | tee "$work/js.log"
 js_status=${PIPESTATUS[0]}
-status=$((py_status || js_status))
+
+# Stream compression with standard clients (Python websockets, zlib),
+# against the gateway of `demo`.
+"$bin" demo --listen 127.0.0.1:0 --sim-listen 127.0.0.1:0 --agents 20 >"$work/demo.out" 2>"$work/demo.err" &
+demo_pid=$!
+trap 'cleanup; kill "$demo_pid" 2>/dev/null; wait "$demo_pid" 2>/dev/null' EXIT
+gw=""
+for _ in $(seq 300); do
+    gw="$(sed -nE 's/^READY gateway=([^ ]+).*/\1/p' "$work/demo.out" | head -n1)"
+    [ -n "$gw" ] && curl -sf "$gw/readyz" >/dev/null && break
+    kill -0 "$demo_pid" 2>/dev/null || break
+    sleep 0.1
+done
+GATEWAY_URL="$gw" "$venv/bin/python" "$here/compression.py" | tee "$work/z.log"
+z_status=${PIPESTATUS[0]}
+status=$((py_status || js_status || z_status))
 count() { sed -nE "s/^([0-9]+) passed, ([0-9]+) failed\$/\\$2/p" "$1" | tail -n1; }
 py_p=$(count "$work/py.log" 1); js_p=$(count "$work/js.log" 1)
 py_f=$(count "$work/py.log" 2); js_f=$(count "$work/js.log" 2)
+z_p=$(count "$work/z.log" 1); z_f=$(count "$work/z.log" 2)
 if [ "$status" -ne 0 ]; then
     echo "tests/sdk: simulator log tail:" >&2
     tail -n 20 "$work/err" >&2
 fi
-passed=$(( ${py_p:-0} + ${js_p:-0} ))
-failed=$(( ${py_f:-0} + ${js_f:-0} ))
+passed=$(( ${py_p:-0} + ${js_p:-0} + ${z_p:-0} ))
+failed=$(( ${py_f:-0} + ${js_f:-0} + ${z_f:-0} ))
 [ "$status" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
-echo "python and javascript checks:"
+echo "python, javascript and compression checks:"
 echo "$passed passed, $failed failed"
 exit "$status"

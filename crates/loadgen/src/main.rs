@@ -84,6 +84,10 @@ struct Args {
     /// Connections being opened at once.
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
+    /// Ask for compression: WebSocket clients offer permessage-deflate,
+    /// SSE clients send `Accept-Encoding: gzip`; both inflate what arrives.
+    #[arg(long)]
+    compress: bool,
     /// Label for the report.
     #[arg(long, default_value = "run")]
     label: String,
@@ -96,6 +100,9 @@ struct Args {
 enum Mode {
     Fanout,
     Upstream,
+    /// Reconnect storm: all clients connect at once; time until each holds
+    /// a complete snapshot, and the server's peak RSS meanwhile.
+    Storm,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -175,8 +182,18 @@ struct Shared {
     deliveries: AtomicU64,
     /// Messages (deltas) received during the window.
     messages: AtomicU64,
-    /// Bytes read during the window.
+    /// Message bytes (inflated text) read during the window.
     bytes: AtomicU64,
+    /// Bytes read off the sockets during the window (compressed or not).
+    wire_bytes: AtomicU64,
+    /// Sum over clients of the socket bytes read until the snapshot was complete.
+    snapshot_wire_bytes: AtomicU64,
+    /// Sum over clients of the snapshot's text bytes.
+    snapshot_text_bytes: AtomicU64,
+    /// Time from the start until each client held its snapshot (storm).
+    ready_at: Hist,
+    /// Start of the storm.
+    t0: Instant,
     /// Clients holding their initial state.
     ready: AtomicUsize,
     /// Clients whose stream ended or failed.
@@ -197,10 +214,13 @@ struct AgentSt {
 /// One client's copy of the world.
 #[derive(Default)]
 struct ClientState {
+    /// Socket bytes read so far.
+    wire: u64,
     agents: Vec<AgentSt>,
     last_seq: u64,
     gaps: u64,
     deltas: u64,
+    snapshots: u64,
     done: Option<String>,
 }
 
@@ -348,6 +368,18 @@ fn apply(shared: &Shared, st: &mut ClientState, text: &[u8], arrival_us: i64) ->
                 }
             }
             st.last_seq = m.seq;
+            if st.deltas == 0 && st.snapshots == 0 {
+                shared
+                    .ready_at
+                    .record(shared.t0.elapsed().as_micros() as i64);
+                shared
+                    .snapshot_wire_bytes
+                    .fetch_add(st.wire, Ordering::Relaxed);
+                shared
+                    .snapshot_text_bytes
+                    .fetch_add(text.len() as u64, Ordering::Relaxed);
+            }
+            st.snapshots += 1;
             shared.ready.fetch_add(1, Ordering::Relaxed);
         }
         "delta" => {
@@ -436,6 +468,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// One WebSocket client: handshake, then read frames until the stop flag.
+#[allow(clippy::too_many_arguments)]
 async fn ws_client(
     mut s: TcpStream,
     host: &str,
@@ -444,17 +477,32 @@ async fn ws_client(
     st: &Mutex<ClientState>,
     mut permit: Option<Permit>,
     ready_on_handshake: bool,
+    compress: bool,
 ) -> anyhow::Result<()> {
+    let ext = if compress {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    } else {
+        ""
+    };
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n"
     );
     s.write_all(req.as_bytes()).await?;
     let mut buf = BytesMut::with_capacity(4096);
-    let (status, _) = read_head(&mut s, &mut buf).await?;
+    let (status, head) = read_head(&mut s, &mut buf).await?;
     if status != 101 {
         bail!("websocket handshake answered {status}");
     }
+    let deflate =
+        header(&head, "sec-websocket-extensions").is_some_and(|v| v.contains("permessage-deflate"));
+    if compress && !deflate {
+        bail!("permessage-deflate asked for but not negotiated");
+    }
+    let mut inflater = flate2::Decompress::new(false);
+    let mut compressed = false;
+    let mut plain: Vec<u8> = Vec::new();
+    st.lock().wire += buf.len() as u64;
     if ready_on_handshake {
         shared.ready.fetch_add(1, Ordering::Relaxed);
         permit = None;
@@ -486,10 +534,38 @@ async fn ws_client(
                 break;
             }
             let payload = buf[hl..hl + len].to_vec();
+            if op != 0 && op < 8 {
+                compressed = buf[0] & 0x40 != 0;
+            }
             buf.advance(hl + len);
             match op {
                 0x0..=0x2 => {
                     msg.extend_from_slice(&payload);
+                    if fin && compressed {
+                        // permessage-deflate, no context takeover: each
+                        // message inflates on its own.
+                        msg.extend_from_slice(&[0, 0, 0xff, 0xff]);
+                        inflater.reset(false);
+                        plain.clear();
+                        plain.reserve(msg.len() * 8 + 4096);
+                        loop {
+                            let at = inflater.total_in() as usize;
+                            inflater
+                                .decompress_vec(
+                                    &msg[at..],
+                                    &mut plain,
+                                    flate2::FlushDecompress::Sync,
+                                )
+                                .context("inflate")?;
+                            if inflater.total_in() as usize >= msg.len()
+                                && plain.len() < plain.capacity()
+                            {
+                                break;
+                            }
+                            plain.reserve(plain.capacity());
+                        }
+                        std::mem::swap(&mut msg, &mut plain);
+                    }
                     if fin {
                         if shared.recording.load(Ordering::Relaxed) {
                             shared.bytes.fetch_add(msg.len() as u64, Ordering::Relaxed);
@@ -527,13 +603,24 @@ async fn ws_client(
         if buf.capacity() > 256 * 1024 && buf.is_empty() {
             buf = BytesMut::with_capacity(4096);
         }
-        if s.read_buf(&mut buf).await? == 0 {
+        let n = s.read_buf(&mut buf).await?;
+        if n == 0 {
             bail!("connection closed");
         }
+        count_wire(shared, st, n);
+    }
+}
+
+/// Accounts bytes read off a socket.
+fn count_wire(shared: &Shared, st: &Mutex<ClientState>, n: usize) {
+    st.lock().wire += n as u64;
+    if shared.recording.load(Ordering::Relaxed) {
+        shared.wire_bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
 /// One SSE client: GET, then parse `data:` events (chunked or not).
+#[allow(clippy::too_many_arguments)]
 async fn sse_client(
     mut s: TcpStream,
     host: &str,
@@ -542,14 +629,26 @@ async fn sse_client(
     st: &Mutex<ClientState>,
     mut permit: Option<Permit>,
     ready_on_handshake: bool,
+    compress: bool,
 ) -> anyhow::Result<()> {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n");
+    let ae = if compress {
+        "Accept-Encoding: gzip\r\n"
+    } else {
+        ""
+    };
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n{ae}\r\n");
     s.write_all(req.as_bytes()).await?;
     let mut raw = BytesMut::with_capacity(4096);
     let (status, head) = read_head(&mut s, &mut raw).await?;
     if status != 200 {
         bail!("SSE answered {status}");
     }
+    let gzip = header(&head, "content-encoding").is_some_and(|v| v.contains("gzip"));
+    // One gzip stream per connection, inflated as it arrives.
+    let mut gz = gzip.then(|| flate2::write::GzDecoder::new(Vec::new()));
+    let mut zbody = BytesMut::new();
+    st.lock().wire += raw.len() as u64;
     if ready_on_handshake {
         shared.ready.fetch_add(1, Ordering::Relaxed);
         permit = None;
@@ -572,12 +671,27 @@ async fn sse_client(
                 if raw.len() < p + 2 + size + 2 {
                     break;
                 }
-                body.extend_from_slice(&raw[p + 2..p + 2 + size]);
+                if gz.is_some() {
+                    zbody.extend_from_slice(&raw[p + 2..p + 2 + size]);
+                } else {
+                    body.extend_from_slice(&raw[p + 2..p + 2 + size]);
+                }
                 raw.advance(p + 2 + size + 2);
             }
+        } else if gz.is_some() {
+            zbody.extend_from_slice(&raw);
+            raw.clear();
         } else {
             body.extend_from_slice(&raw);
             raw.clear();
+        }
+        if let Some(d) = gz.as_mut() {
+            use std::io::Write as _;
+            d.write_all(&zbody).context("gunzip")?;
+            d.flush().context("gunzip")?;
+            zbody.clear();
+            body.extend_from_slice(d.get_ref());
+            d.get_mut().clear();
         }
         // Dispatch complete lines.
         while let Some(p) = body.iter().position(|&c| c == b'\n') {
@@ -608,9 +722,11 @@ async fn sse_client(
         if raw.capacity() > 256 * 1024 && raw.is_empty() {
             raw = BytesMut::with_capacity(4096);
         }
-        if s.read_buf(&mut raw).await? == 0 {
+        let n = s.read_buf(&mut raw).await?;
+        if n == 0 {
             bail!("connection closed");
         }
+        count_wire(shared, st, n);
     }
 }
 
@@ -850,6 +966,7 @@ async fn open_clients(
         };
         let nchan = a.target == Target::Nchan;
         let sources = a.sources;
+        let compress = a.compress;
         tasks.push(tokio::spawn(async move {
             let permit = sem.acquire_owned().await.ok();
             let host = dst.to_string();
@@ -857,9 +974,9 @@ async fn open_clients(
                 let s = connect_from(dst, k, sources).await.context("connect")?;
                 // nchan sends no snapshot: a client is ready once subscribed.
                 if ws {
-                    ws_client(s, &host, &path, &shared, &st, permit, nchan).await
+                    ws_client(s, &host, &path, &shared, &st, permit, nchan, compress).await
                 } else {
-                    sse_client(s, &host, &path, &shared, &st, permit, nchan).await
+                    sse_client(s, &host, &path, &shared, &st, permit, nchan, compress).await
                 }
             }
             .await;
@@ -942,6 +1059,11 @@ async fn fanout(a: Args) -> anyhow::Result<Value> {
         deliveries: AtomicU64::new(0),
         messages: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
+        wire_bytes: AtomicU64::new(0),
+        snapshot_wire_bytes: AtomicU64::new(0),
+        snapshot_text_bytes: AtomicU64::new(0),
+        ready_at: Hist::new(),
+        t0: Instant::now(),
         ready: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
         errors: Mutex::new(Vec::new()),
@@ -998,8 +1120,32 @@ async fn fanout(a: Args) -> anyhow::Result<Value> {
     let deliveries = shared.deliveries.load(Ordering::Relaxed);
     let messages = shared.messages.load(Ordering::Relaxed);
     let bytes = shared.bytes.load(Ordering::Relaxed);
-    // Drain: let everything in flight arrive (recorded too: late is late).
+    let wire = shared.wire_bytes.load(Ordering::Relaxed);
+    // Drain: let everything in flight arrive (recorded too: late is late):
+    // at least 3 s, then until every live client has the gateway's last
+    // batch (a saturated machine may be seconds behind), at most 60 s.
+    let drain0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let last = get_json(a.gateway, "/api/v1/agents?agent=none")
+        .await
+        .ok()
+        .and_then(|v| v["seq"].as_u64())
+        .unwrap_or(0);
+    while drain0.elapsed() < Duration::from_secs(60) {
+        let behind = clients
+            .states
+            .iter()
+            .filter(|st| {
+                let g = st.lock();
+                g.done.is_none() && g.last_seq < last
+            })
+            .count();
+        if behind == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let drain_s = drain0.elapsed().as_secs_f64();
     shared.recording.store(false, Ordering::Relaxed);
     let rss2 = rss_kib(&a.pid);
 
@@ -1054,10 +1200,19 @@ async fn fanout(a: Args) -> anyhow::Result<Value> {
         "errors": errors,
         "events_per_s_asked": a.events,
         "window_s": window,
+        "drain_s": drain_s,
         "deliveries": deliveries,
         "deliveries_per_s": deliveries as f64 / window,
         "messages_per_s": messages as f64 / window,
         "mbytes_per_s": bytes as f64 / window / 1e6,
+        "compress": a.compress,
+        "wire_mbytes_per_s": wire as f64 / window / 1e6,
+        "wire_bytes_per_message": wire as f64 / messages.max(1) as f64,
+        "text_bytes_per_message": bytes as f64 / messages.max(1) as f64,
+        "snapshot_wire_bytes_avg": shared.snapshot_wire_bytes.load(Ordering::Relaxed) as f64 / connected.max(1) as f64,
+        "snapshot_text_bytes_avg": shared.snapshot_text_bytes.load(Ordering::Relaxed) as f64 / connected.max(1) as f64,
+        "server_cpu_us_per_message": (cpu1 - cpu0) as f64 * 1e4 / messages.max(1) as f64,
+        "server_cpu_us_per_change_delivered": (cpu1 - cpu0) as f64 * 1e4 / deliveries.max(1) as f64,
         "changes_per_s_per_client": deliveries as f64 / window / connected.max(1) as f64,
         "latency_emit_to_client": shared.e2e.summary(),
         "latency_publish_to_client": shared.fanout.summary(),
@@ -1083,6 +1238,94 @@ async fn fanout(a: Args) -> anyhow::Result<Value> {
     }))
 }
 
+/// Reconnect storm: churn on, then `clients` connect at once (no connect
+/// limit); reports when each held a complete snapshot (all agents of the
+/// org), failures, clients still without one at the deadline, and the
+/// server's RSS before and at its peak (sampled every 20 ms).
+async fn storm(a: Args) -> anyhow::Result<Value> {
+    let sim_state = get_json(a.sim, "/sim/state").await?;
+    let index: HashMap<String, usize> = sim_state["users"]
+        .as_array()
+        .ok_or_else(|| anyhow!("/sim/state has no users"))?
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| Some((u["id"].as_str()?.to_string(), i)))
+        .collect();
+    let agents = index.len();
+    set_churn(a.sim, a.events).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss0 = rss_kib(&a.pid);
+    let cpu0 = cpu_ticks(&a.pid);
+    let me0 = self_cpu_ticks();
+    let shared = Arc::new(Shared {
+        index,
+        recording: AtomicBool::new(false),
+        e2e: Hist::new(),
+        fanout: Hist::new(),
+        deliveries: AtomicU64::new(0),
+        messages: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        wire_bytes: AtomicU64::new(0),
+        snapshot_wire_bytes: AtomicU64::new(0),
+        snapshot_text_bytes: AtomicU64::new(0),
+        ready_at: Hist::new(),
+        t0: Instant::now(),
+        ready: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+        errors: Mutex::new(Vec::new()),
+    });
+    let peak = Arc::new(AtomicU64::new(rss0));
+    let sampler = {
+        let (peak, pids) = (peak.clone(), a.pid.clone());
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(&pids), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let mut storm_args = a.clone();
+    storm_args.connect_concurrency = a.clients.max(1);
+    let clients = open_clients(&storm_args, &shared, a.clients, None).await?;
+    let all_ms = shared.t0.elapsed().as_secs_f64() * 1000.0;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sampler.abort();
+    let cpu1 = cpu_ticks(&a.pid);
+    let me1 = self_cpu_ticks();
+    set_churn(a.sim, 0.0).await?;
+    let mut complete = 0;
+    for st in &clients.states {
+        let g = st.lock();
+        if g.snapshots > 0 && g.agents.len() == agents {
+            complete += 1;
+        }
+    }
+    for t in &clients.tasks {
+        t.abort();
+    }
+    Ok(json!({
+        "label": a.label,
+        "clients": a.clients,
+        "ws_percent": a.ws_percent,
+        "agents": agents,
+        "events_per_s": a.events,
+        "compress": a.compress,
+        "complete": complete,
+        "failed": shared.failed.load(Ordering::Relaxed),
+        "errors": shared.errors.lock().clone(),
+        "time_to_all_complete_ms": all_ms,
+        "time_to_complete": shared.ready_at.summary(),
+        "snapshot_text_bytes_avg": shared.snapshot_text_bytes.load(Ordering::Relaxed) as f64 / complete.max(1) as f64,
+        "snapshot_wire_bytes_avg": shared.snapshot_wire_bytes.load(Ordering::Relaxed) as f64 / complete.max(1) as f64,
+        "server": {
+            "rss_before_kib": rss0,
+            "rss_peak_kib": peak.load(Ordering::Relaxed),
+            "cpu_s": (cpu1 - cpu0) as f64 / 100.0,
+        },
+        "loadgen_cpu_s": (me1 - me0) as f64 / 100.0,
+    }))
+}
+
 async fn upstream(a: Args) -> anyhow::Result<Value> {
     let sim_state = get_json(a.sim, "/sim/state").await?;
     let index: HashMap<String, usize> = sim_state["users"]
@@ -1100,6 +1343,11 @@ async fn upstream(a: Args) -> anyhow::Result<Value> {
         deliveries: AtomicU64::new(0),
         messages: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
+        wire_bytes: AtomicU64::new(0),
+        snapshot_wire_bytes: AtomicU64::new(0),
+        snapshot_text_bytes: AtomicU64::new(0),
+        ready_at: Hist::new(),
+        t0: Instant::now(),
         ready: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
         errors: Mutex::new(Vec::new()),
@@ -1137,6 +1385,7 @@ fn main() -> anyhow::Result<()> {
         match a.mode {
             Mode::Fanout => fanout(a.clone()).await,
             Mode::Upstream => upstream(a.clone()).await,
+            Mode::Storm => storm(a.clone()).await,
         }
     })?;
     let text = serde_json::to_string_pretty(&report)?;
