@@ -260,6 +260,10 @@ pub struct Journal {
     health: Arc<StoreHealth>,
     /// Last recorded state per (agent, kind); `None` = known to have none.
     last: HashMap<(String, Kind), Option<StateRef>>,
+    /// The store's settings and the SQLite file's identity at open
+    /// ([`super::check_file_identity`] before every write).
+    store: StoreConfig,
+    file_id: Option<(u64, u64)>,
 }
 
 impl Journal {
@@ -272,13 +276,21 @@ impl Journal {
         health: Arc<StoreHealth>,
     ) -> Result<Journal, StoreError> {
         let conn = store.open_conn()?;
+        let file_id = store.file_id().and_then(Result::ok);
         Ok(Journal {
             conn,
             retention_days,
             hooks,
             health,
             last: HashMap::new(),
+            store: store.clone(),
+            file_id,
         })
+    }
+
+    /// Refuses writes once the store file is gone or replaced.
+    fn check_file(&self) -> Result<(), StoreError> {
+        super::check_file_identity(&self.store, self.file_id, &self.health)
     }
 
     /// Starts the journal on its own thread (one: order matters). With
@@ -363,6 +375,7 @@ impl Journal {
     }
 
     fn record(&mut self, b: &JournalBatch) -> Result<Vec<usize>, StoreError> {
+        self.check_file()?;
         let observed = Utc::now();
         let mut woken = vec![0usize; self.hooks.count()];
         // Fill the cache before the transaction (reads only).
@@ -675,6 +688,9 @@ impl Handler<ClaimDue> for Journal {
     type Result = Result<Claimed, StoreError>;
 
     fn handle(&mut self, q: ClaimDue, _: &mut SyncContext<Self>) -> Self::Result {
+        if let Err(e) = self.check_file() {
+            return self.health.observe(Op::Outbox, Err(e));
+        }
         let until = q.now_ms + q.claim_ms;
         if matches!(self.conn, Conn::Pg(..)) {
             // Nodes sharing the database: pick and claim in one transaction,
@@ -777,6 +793,7 @@ impl Handler<Outcome> for Journal {
 
 impl Journal {
     fn outcome(&mut self, o: Outcome) -> Result<(), StoreError> {
+        self.check_file()?;
         self.conn.db_tx(|db| {
             match o {
                 Outcome::Delivered { outbox_id } => {

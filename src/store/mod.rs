@@ -311,23 +311,7 @@ impl Store {
     /// this connection writes to (deleted, renamed or replaced): such
     /// writes would be lost at the next restart.
     fn check_file(&self) -> Result<(), StoreError> {
-        if let Err(e) = self.health.file_ok() {
-            return Err(StoreError(e));
-        }
-        let (Some(opened), Some(now)) = (self.file_id, self.cfg.file_id()) else {
-            return Ok(());
-        };
-        let why = match now {
-            Ok(id) if id == opened => return Ok(()),
-            Ok(_) => "was replaced by another file",
-            Err(_) => "was deleted or renamed",
-        };
-        let why = format!(
-            "the store file {} {why} while the gateway had it open; restart the gateway (writes are refused until then)",
-            self.cfg.path.display()
-        );
-        self.health.replaced(why.clone());
-        Err(StoreError(why))
+        check_file_identity(&self.cfg, self.file_id, &self.health)
     }
 
     fn prune(&mut self) -> Result<(), StoreError> {
@@ -681,4 +665,34 @@ impl Handler<ListLeases> for Store {
     fn handle(&mut self, _: ListLeases, _: &mut SyncContext<Self>) -> Self::Result {
         self.conn.run(|db| db.list_leases())
     }
+}
+
+/// Refuses a write once the SQLite file this process opened (`opened`:
+/// device and inode at open) was deleted, renamed or replaced, or once any
+/// store actor noticed that (`health`): writes to the orphaned file would
+/// be lost at the next restart. The store actor and the journal (audit,
+/// keys, leases; presence journal, webhook outbox) both call it before
+/// every write. Nothing to check on PostgreSQL or `:memory:`.
+pub(crate) fn check_file_identity(
+    cfg: &StoreConfig,
+    opened: Option<(u64, u64)>,
+    health: &StoreHealth,
+) -> Result<(), StoreError> {
+    if let Err(e) = health.file_ok() {
+        return Err(StoreError(e));
+    }
+    let (Some(opened), Some(now)) = (opened, cfg.file_id()) else {
+        return Ok(());
+    };
+    let why = match now {
+        Ok(id) if id == opened => return Ok(()),
+        Ok(_) => "was replaced by another file",
+        Err(_) => "was deleted or renamed",
+    };
+    let why = format!(
+        "the store file {} {why} while the gateway had it open; restart the gateway (writes are refused until then)",
+        cfg.path.display()
+    );
+    health.replaced(why.clone());
+    Err(StoreError(why))
 }
