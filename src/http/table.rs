@@ -21,6 +21,7 @@ use actix_web::http::Method;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpMessage, ResponseError, Route};
 
+use super::guard::{redeem_ticket, Credential};
 use super::{assets, interactions, queues, routes, AppState};
 use crate::auth::{AuthError, Principal, Role};
 use crate::registry::GetAgent;
@@ -417,12 +418,26 @@ async fn policy(
     let Some(role) = e.access.required(sec.public_metrics()) else {
         return next.call(req).await;
     };
+    let count = || {
+        sec.metrics
+            .unauthenticated
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    };
     let principal = match sec.authenticate(req.request(), e.tickets) {
-        Ok(p) => p,
+        Ok(Credential::Principal(p)) => p,
+        // Redeemed where this gateway keeps tickets (the store, shared by
+        // the nodes of one PostgreSQL database; or memory).
+        Ok(Credential::Ticket(t)) => match redeem_ticket(&state, &t).await {
+            Ok(p) => p,
+            Err(super::ApiError::Auth(err)) => {
+                count();
+                return Ok(refuse(req, err));
+            }
+            // The store could not answer: 503, not a refusal.
+            Err(err) => return Ok(req.into_response(err.error_response())),
+        },
         Err(err) => {
-            sec.metrics
-                .unauthenticated
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            count();
             return Ok(refuse(req, err));
         }
     };
