@@ -398,7 +398,9 @@ pub fn allowed_methods(path: &str) -> Vec<Method> {
 #[derive(Clone)]
 pub struct CheckedAgent(pub crate::registry::AgentRecord);
 
-/// The per-route middleware: authenticates (401), checks the role (403)
+/// The per-route middleware: authenticates (401; a `?ticket=` is redeemed
+/// where the gateway keeps tickets, 503 `store_unavailable` when the store
+/// cannot answer), checks the role (403)
 /// and the scope rule (404 for a foreign agent, 403 for a scoped caller on
 /// an unscoped route), then records the [`Principal`] for the handler.
 /// Public routes pass untouched and get no principal.
