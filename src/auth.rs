@@ -1,7 +1,8 @@
 //! Who may call the gateway, and what they may see and change.
 //!
 //! Owns the `[auth]` configuration, the verified credentials (hashed API
-//! keys, the JWT verifier), roles, the one-time stream tickets, origins,
+//! keys, the JWT verifier), roles, the one-time stream tickets (their
+//! hash and stored form; where they live is `crate::http::guard`), origins,
 //! division scoping ([`scope_filter`]) and the typed [`AuthError`]. No
 //! actix-web types: the HTTP edge (middleware, authentication of a request,
 //! the [`Principal`] extractor) is [`crate::http::guard`], and whether a
@@ -22,7 +23,7 @@ use serde::Deserialize;
 use crate::registry::Filter;
 
 /// A caller's role. Each includes the rights of the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads: snapshots, agents, history, streams.
@@ -207,6 +208,31 @@ fn sha256(data: &[u8]) -> [u8; 32] {
     out
 }
 
+/// The hex SHA-256 of a stream ticket: what the store keeps instead of
+/// the ticket (a leaked table row opens no stream).
+pub fn ticket_hash(ticket: &str) -> String {
+    sha256(ticket.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A new random ticket: 32 bytes, base64url without padding (43 characters).
+pub(crate) fn new_ticket() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+}
+
+/// A [`Principal`] as a stored ticket keeps it (JSON: `name`, `role`,
+/// `divisions` (null: all), `anonymous`).
+#[derive(serde::Serialize, Deserialize)]
+struct StoredPrincipal {
+    name: String,
+    role: Role,
+    divisions: Option<Vec<String>>,
+    anonymous: bool,
+}
+
 /// Who is calling, after authentication.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -242,6 +268,30 @@ impl Principal {
             divisions: None,
             anonymous: true,
         }
+    }
+
+    /// The principal as JSON, for a stored ticket
+    /// (`{"name","role","divisions","anonymous"}`; `divisions` null: all).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&StoredPrincipal {
+            name: self.name.clone(),
+            role: self.role,
+            divisions: self.divisions.as_ref().map(|d| d.as_ref().clone()),
+            anonymous: self.anonymous,
+        })
+        .unwrap_or_default()
+    }
+
+    /// Reads [`Principal::to_json`]'s JSON; the error says what is wrong.
+    pub fn from_json(json: &str) -> Result<Principal, String> {
+        let p: StoredPrincipal = serde_json::from_str(json)
+            .map_err(|e| format!("a stored ticket's principal is not readable: {e}"))?;
+        Ok(Principal {
+            name: p.name,
+            role: p.role,
+            divisions: p.divisions.filter(|d| !d.is_empty()).map(Arc::new),
+            anonymous: p.anonymous,
+        })
     }
 
     /// May this principal see agents of `division`?
@@ -439,7 +489,8 @@ pub struct Security {
     keys: HashMap<[u8; 32], Principal>,
     /// JWT verifier.
     jwt: Option<JwtVerifier>,
-    /// Live one-time tickets: ticket → (principal, expiry).
+    /// Live one-time tickets of a registry-only gateway (a full gateway
+    /// keeps them in the store): ticket → (principal, expiry).
     tickets: parking_lot::Mutex<HashMap<String, (Principal, Instant)>>,
     /// Ticket lifetime.
     pub(crate) ticket_ttl: Duration,
@@ -529,10 +580,12 @@ impl Security {
             .ok_or_else(|| "unknown API key or token".to_owned())
     }
 
-    /// Issues a one-time ticket for `p`.
+    /// Issues a one-time ticket for `p`, held in this process's memory:
+    /// the ticket path of a registry-only gateway (`AppState::core`, no
+    /// store). A full gateway keeps tickets in the store instead
+    /// (`crate::http::guard`).
     pub(crate) fn issue_ticket(&self, p: &Principal) -> String {
-        let bytes: [u8; 32] = rand::random();
-        let t = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+        let t = new_ticket();
         let now = Instant::now();
         let mut map = self.tickets.lock();
         map.retain(|_, (_, exp)| *exp > now);
@@ -541,7 +594,7 @@ impl Security {
         t
     }
 
-    /// Redeems a ticket (once).
+    /// Redeems a ticket [`Security::issue_ticket`] issued (once).
     pub(crate) fn redeem(&self, t: &str) -> Option<Principal> {
         let (p, exp) = self.tickets.lock().remove(t)?;
         (exp > Instant::now()).then(|| {
@@ -714,6 +767,30 @@ mod tests {
             ..Filter::default()
         };
         assert!(scope_filter(&p, foreign).is_err());
+    }
+
+    /// A ticket's principal survives the store's JSON; the hash is hex
+    /// SHA-256, not the ticket.
+    #[test]
+    fn stored_principal_round_trip() {
+        let p = Principal::new("k".into(), Role::Supervisor, vec!["d2".into(), "d1".into()]);
+        let q = Principal::from_json(&p.to_json()).unwrap();
+        assert_eq!(
+            (q.name.as_str(), q.role, q.anonymous),
+            ("k", Role::Supervisor, false)
+        );
+        assert!(q.sees("d1") && q.sees("d2") && !q.sees("d3"));
+        let a = Principal::from_json(&Principal::anonymous().to_json()).unwrap();
+        assert!(a.anonymous && a.divisions.is_none() && a.role == Role::Admin);
+        assert!(Principal::from_json("{}").is_err());
+        let t = new_ticket();
+        let h = ticket_hash(&t);
+        assert_eq!(h.len(), 64);
+        assert!(!h.contains(&t));
+        assert_eq!(
+            ticket_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     /// HS256 tokens carry subject, role and divisions; bad ones are refused.

@@ -72,7 +72,7 @@
 //!   http/                 the HTTP API: thin handlers, one ApiError
 //!     mod.rs              AppState (core, or full with Features), server start
 //!     table.rs            the one route table: route → handler → role, scope rule, part; route policy
-//!     guard.rs            app-wide edge middleware, authentication, the Principal extractor, tickets
+//!     guard.rs            app-wide edge middleware, authentication, the Principal extractor, tickets (store or memory)
 //!     error.rs            ApiError, the one error answer; feature errors convert into it
 //!     routes.rs           snapshot, agents, definitions, streams, health, readiness
 //!     writes.rs           PATCH presence, bulk, audit

@@ -573,6 +573,105 @@ async fn ticket_works_once() {
     env.sim.stop().await;
 }
 
+/// Tickets live in the store (here a SQLite file): the file holds the
+/// ticket's SHA-256 and its holder, never the ticket; the holder's
+/// divisions survive (another division is 403); a ticket past `auth.ticket_ttl_secs` is 401 (and its
+/// row is gone).
+#[actix_web::test]
+async fn tickets_live_in_the_sqlite_store_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gateway.db");
+    let path = db.clone();
+    let env = Env::start(move |c| {
+        c.store.path = path;
+        c.auth.ticket_ttl_secs = 1;
+    })
+    .await;
+    let ticket = |key: &'static str| {
+        let env = &env;
+        async move {
+            let (s, v) = raw(client().post(env.url("/api/v1/tickets")).bearer_auth(key)).await;
+            assert_eq!(s, 201, "{v}");
+            assert_eq!(v["expiresInSecs"], 1);
+            (
+                v["ticket"].as_str().unwrap().to_owned(),
+                std::time::Instant::now(),
+            )
+        }
+    };
+    let rows = || {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let mut st = c.prepare("SELECT hash, principal FROM tickets").unwrap();
+        st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    };
+
+    // Stored hashed, with the holder's divisions; the scoped holder's
+    // stream is scoped.
+    let (t, _) = ticket(SCOPED).await;
+    let stored = rows();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].0, presence_gateway::auth::ticket_hash(&t));
+    assert!(!stored.iter().any(|(h, p)| h.contains(&t) || p.contains(&t)));
+    assert!(
+        stored[0].1.contains("dora-scoped") && stored[0].1.contains(&env.div),
+        "{stored:?}"
+    );
+    let (s, v) = raw(client().get(env.url(&format!("/api/v1/agents?ticket={t}")))).await;
+    assert_eq!(s, 401, "tickets are for streams only: {v}");
+    let (t, _) = ticket(SCOPED).await;
+    let mut r = client()
+        .get(env.url(&format!("/api/v1/stream?ticket={t}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (text, _) = sse_read(&mut r, |t| t.contains("event: snapshot")).await;
+    assert!(text.contains("event: snapshot"));
+    drop(r);
+    // The holder's divisions came back from the store: another is refused.
+    let (t2, _) = ticket(SCOPED).await;
+    let (s, v) = raw(client().get(env.url(&format!(
+        "/api/v1/stream?ticket={t2}&division={}",
+        env.other_div
+    ))))
+    .await;
+    assert_eq!(s, 403, "scoped ticket: {v}");
+    let hash = presence_gateway::auth::ticket_hash(&t);
+    assert!(
+        !rows().iter().any(|(h, _)| *h == hash),
+        "a redeemed ticket's row is gone"
+    );
+
+    // Past its lifetime (the gateway dated it before answering, so once a
+    // second has passed since the answer, it has run out): 401, and gone.
+    let (t, answered) = ticket(VIEWER).await;
+    wait_until(
+        Duration::from_secs(10),
+        "the ticket's lifetime passed",
+        || async {
+            if answered.elapsed() > Duration::from_millis(1_050) {
+                Ok(())
+            } else {
+                Err(format!("{:?} since issued", answered.elapsed()))
+            }
+        },
+    )
+    .await;
+    let (s, v) = raw(client().get(env.url(&format!("/api/v1/stream?ticket={t}")))).await;
+    assert_eq!(s, 401, "expired: {v}");
+    assert!(v["reason"].as_str().unwrap().contains("expired"), "{v}");
+    let hash = presence_gateway::auth::ticket_hash(&t);
+    assert!(
+        !rows().iter().any(|(h, _)| *h == hash),
+        "an expired ticket's row is gone"
+    );
+    env.gw.stop().await;
+    env.sim.stop().await;
+}
+
 /// Shutdown closes every client cleanly within the grace period (final
 /// `status` restarting; WebSocket 1001; SSE `close` with a `retry:` hint,
 /// then end of stream), and they resume against a new gateway.

@@ -508,6 +508,97 @@ async fn two_gateways_on_one_postgres_work_each_lease_and_event_once() {
     drop(db);
 }
 
+/// A stream ticket issued by one gateway process is redeemed on another
+/// process sharing the PostgreSQL database, once: a second use, on either
+/// node, is 401; a ticket is one row holding its SHA-256, never the ticket.
+#[actix_web::test]
+async fn a_ticket_issued_on_one_node_works_once_on_another() {
+    let Some(db) = PgDb::create() else { return };
+    let sim_cfg = presence_gateway::simulator::SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        agents: 4,
+        heartbeat_secs: 0.5,
+        ..Default::default()
+    };
+    let sim = presence_gateway::simulator::start(sim_cfg.clone())
+        .await
+        .expect("sim");
+    const KEY: &str = "viewer-key-0123456789";
+    let sha: String = ring::digest::digest(&ring::digest::SHA256, KEY.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\n[genesys]\napi_base = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n[store]\nurl = \"{}\"\n[log]\nlevel = \"error\"\n[[auth.api_keys]]\nname = \"vera\"\nsha256 = \"{sha}\"\nrole = \"viewer\"\n",
+            sim.base_url(),
+            sim_cfg.client_id,
+            sim_cfg.client_secret,
+            db.url(),
+        ),
+    )
+    .unwrap();
+    let (a, base_a) = e2e::spawn_gateway(&config).await;
+    let (b, base_b) = e2e::spawn_gateway(&config).await;
+    let issue = |base: String| async move {
+        let mut r = client()
+            .post(format!("{base}/api/v1/tickets"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(r.status().as_u16(), 201, "{v}");
+        v["ticket"].as_str().unwrap().to_owned()
+    };
+    let stream = |base: &str, t: &str| {
+        let url = format!("{base}/api/v1/stream?ticket={t}");
+        async move {
+            let r = client().get(url).send().await.unwrap();
+            r.status().as_u16()
+        }
+    };
+    let url = db.url();
+    let stored = move || {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            c.query("SELECT hash FROM tickets", &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+        })
+        .join()
+        .unwrap()
+    };
+
+    // Issued on A: kept hashed in the shared database.
+    let t = issue(base_a.clone()).await;
+    assert_eq!(stored(), vec![presence_gateway::auth::ticket_hash(&t)]);
+    // Redeemed on B, once; a second use on either node is 401.
+    assert_eq!(stream(&base_b, &t).await, 200, "redeemed on the other node");
+    assert_eq!(stream(&base_b, &t).await, 401, "second use on B");
+    assert_eq!(stream(&base_a, &t).await, 401, "second use on A");
+    assert!(stored().is_empty(), "the redeemed ticket's row is gone");
+    // Both nodes racing for one ticket: exactly one wins.
+    let t = issue(base_b.clone()).await;
+    let (x, y) = futures_util::future::join(stream(&base_a, &t), stream(&base_b, &t)).await;
+    let mut got = [x, y];
+    got.sort();
+    assert_eq!(got, [200, 401], "one node gets the ticket");
+    // A made-up ticket is 401 on both.
+    assert_eq!(stream(&base_a, "forged").await, 401);
+    assert_eq!(stream(&base_b, "forged").await, 401);
+    drop((a, b));
+    sim.stop().await;
+    drop(db);
+}
+
 /// On PostgreSQL a starting node settles only keys left in flight long
 /// enough ago that their node is gone; a key claimed a moment ago (another
 /// node may be running it) is left alone.

@@ -115,7 +115,8 @@ impl Drop for WriteLock {
 }
 
 /// A locked store: every write is refused with 503 `store_unavailable`
-/// before Genesys is called (with or without an `Idempotency-Key`), and
+/// before Genesys is called (with or without an `Idempotency-Key`), so is
+/// a stream ticket, and
 /// `/readyz` and `/metrics` say so; once the lock goes, the probe makes the
 /// store healthy again and writes go through.
 #[actix_web::test]
@@ -156,6 +157,17 @@ async fn locked_store_refuses_writes_before_genesys() {
     assert_eq!(metric(&env, "presence_gateway_store_healthy").await, 0);
     assert!(metric(&env, "presence_gateway_store_failures_total{op=\"begin\"}").await >= 2);
     assert!(metric(&env, "presence_gateway_store_writes_refused_total").await >= 2);
+    // A stream ticket the store cannot keep is not issued either.
+    let mut r = client()
+        .post(env.gw_url("/api/v1/tickets"))
+        .send()
+        .await
+        .unwrap();
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(r.status().as_u16(), 503, "{b}");
+    assert_eq!(b["error"], "store_unavailable", "{b}");
+    assert!(r.headers().contains_key("retry-after"), "{b}");
+    assert!(metric(&env, "presence_gateway_store_failures_total{op=\"ticket\"}").await >= 1);
 
     drop(lock);
     wait_until(Duration::from_secs(20), "store healthy again", || async {
@@ -169,6 +181,12 @@ async fn locked_store_refuses_writes_before_genesys() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(patches_upstream(&env).await, before + 1);
     assert_eq!(metric(&env, "presence_gateway_store_healthy").await, 1);
+    let r = client()
+        .post(env.gw_url("/api/v1/tickets"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
     env.stop().await;
 }
 

@@ -1,9 +1,10 @@
 //! The HTTP edge of access control: the app-wide middleware [`edge`] that
 //! runs before routing (origins, `OPTIONS`, body size, CORS headers on every
 //! answer, JSON error bodies), authentication of a request
-//! ([`Security::authenticate`]: bearer header or one-time ticket), the
-//! [`Principal`] extractor handlers of protected routes take, the tickets
-//! handler and the extractors' body limits. Who may call which route is the
+//! ([`Security::authenticate`]: bearer header or one-time ticket), where
+//! tickets live ([`redeem_ticket`]: the store of a full gateway, memory of
+//! a registry-only one), the [`Principal`] extractor handlers of protected
+//! routes take, the tickets handler and the extractors' body limits. Who may call which route is the
 //! route table's policy ([`crate::http::table`]); the credentials, roles and
 //! scopes themselves are [`crate::auth`] (no actix-web types there).
 
@@ -127,10 +128,12 @@ fn refuse(req: ServiceRequest, e: AuthError) -> ServiceResponse<BoxBody> {
 
 impl Security {
     /// Authenticates a request for a protected route: the bearer header,
-    /// else (where the route accepts them) a one-time ticket. With auth off
-    /// the caller is the explicit [`Principal::anonymous`]; with auth on,
-    /// no credentials is a 401. Never defaults to any other principal.
-    pub fn authenticate(&self, req: &HttpRequest, tickets: bool) -> Result<Principal, AuthError> {
+    /// else (where the route accepts them) a one-time ticket, handed back
+    /// as [`Credential::Ticket`] for [`redeem_ticket`] (it may need the
+    /// store). With auth off the caller is the explicit
+    /// [`Principal::anonymous`]; with auth on, no credentials is a 401.
+    /// Never defaults to any other principal.
+    pub fn authenticate(&self, req: &HttpRequest, tickets: bool) -> Result<Credential, AuthError> {
         if let Some(h) = req.headers().get(header::AUTHORIZATION) {
             let v = h.to_str().map_err(|_| {
                 AuthError::Unauthenticated("Authorization header is not ASCII".into())
@@ -145,9 +148,12 @@ impl Security {
                 })?
                 .trim();
             if !self.enabled() {
-                return Ok(Principal::anonymous());
+                return Ok(Credential::Principal(Principal::anonymous()));
             }
-            return self.bearer(cred).map_err(AuthError::Unauthenticated);
+            return self
+                .bearer(cred)
+                .map(Credential::Principal)
+                .map_err(AuthError::Unauthenticated);
         }
         if let Some(t) = ticket_param(req.query_string()) {
             if !tickets {
@@ -156,17 +162,12 @@ impl Security {
                 ));
             }
             if !self.enabled() {
-                return Ok(Principal::anonymous());
+                return Ok(Credential::Principal(Principal::anonymous()));
             }
-            return self.redeem(&t).ok_or_else(|| {
-                AuthError::Unauthenticated(
-                    "ticket unknown, expired or already used; POST /api/v1/tickets for a new one"
-                        .into(),
-                )
-            });
+            return Ok(Credential::Ticket(t));
         }
         if !self.enabled() {
-            return Ok(Principal::anonymous());
+            return Ok(Credential::Principal(Principal::anonymous()));
         }
         Err(AuthError::Unauthenticated(
             "credentials required: `Authorization: Bearer <API key or JWT>` (streams: \
@@ -174,6 +175,72 @@ impl Security {
                 .into(),
         ))
     }
+}
+
+/// What [`Security::authenticate`] found.
+pub enum Credential {
+    /// The caller (bearer credential, or anonymous with auth off).
+    Principal(Principal),
+    /// A one-time ticket still to be redeemed ([`redeem_ticket`]).
+    Ticket(String),
+}
+
+/// The 401 for a ticket that is unknown, expired or already used (on any
+/// node, with a shared store).
+fn ticket_refused() -> AuthError {
+    AuthError::Unauthenticated(
+        "ticket unknown, expired or already used; POST /api/v1/tickets for a new one".into(),
+    )
+}
+
+/// 503 `store_unavailable` (with `Retry-After`): the store could not keep
+/// or take a ticket.
+fn ticket_store_unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
+    let mut w = crate::writes::WriteError::new(
+        503,
+        "store_unavailable",
+        format!("the gateway cannot {what} a stream ticket now: {e}"),
+    );
+    w.retry_after = Some(5);
+    ApiError::Write(w)
+}
+
+/// Where this gateway keeps tickets. Exactly one path per gateway kind: a
+/// full gateway ([`AppState::full`]) keeps them in the store (SQLite, or
+/// PostgreSQL shared by every node, so a ticket issued on one node is
+/// redeemed on any other, once); a registry-only gateway
+/// ([`AppState::core`], no store) in its own memory
+/// ([`Security::issue_ticket`]).
+fn ticket_store(st: &AppState) -> Option<&actix::Addr<crate::store::Store>> {
+    st.features.as_ref().map(|f| &f.writes.store)
+}
+
+/// Redeems a ticket, once, where this gateway keeps them ([`ticket_store`]):
+/// the holder's principal, counted in `tickets_redeemed`; a 401 when the
+/// ticket is unknown, expired or already used; a 503 `store_unavailable`
+/// when the store cannot answer.
+pub async fn redeem_ticket(st: &AppState, ticket: &str) -> Result<Principal, ApiError> {
+    let sec = &st.security;
+    let p = match ticket_store(st) {
+        None => sec.redeem(ticket).ok_or_else(ticket_refused)?,
+        Some(store) => {
+            let taken = store
+                .send(crate::store::TakeTicket {
+                    hash: crate::auth::ticket_hash(ticket),
+                })
+                .await
+                .map_err(|e| ticket_store_unavailable("redeem", e))?
+                .map_err(|e| ticket_store_unavailable("redeem", e))?;
+            let json = taken.ok_or_else(ticket_refused)?;
+            let p = Principal::from_json(&json).map_err(|e| {
+                tracing::warn!(error = %e, "a stored ticket was refused");
+                ticket_refused()
+            })?;
+            sec.metrics.tickets_redeemed.fetch_add(1, Ordering::Relaxed);
+            p
+        }
+    };
+    Ok(p)
 }
 
 /// The caller the route policy recorded: a 401 when there is none (a
@@ -242,16 +309,38 @@ async fn json_errors(
 
 /// `POST /api/v1/tickets`: a one-time ticket for `?ticket=` on the stream
 /// endpoints, valid `auth.ticket_ttl_secs`, carrying the caller's role and
-/// divisions.
-pub(crate) async fn tickets(p: Principal, st: web::Data<AppState>) -> HttpResponse {
-    let t = st.security.issue_ticket(&p);
-    HttpResponse::Created()
+/// divisions. Kept where [`ticket_store`] says (the store keeps only its
+/// SHA-256); a store that cannot keep it answers 503 `store_unavailable`.
+pub(crate) async fn tickets(
+    p: Principal,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let sec = &st.security;
+    let t = match ticket_store(&st) {
+        None => sec.issue_ticket(&p),
+        Some(store) => {
+            let t = crate::auth::new_ticket();
+            let ttl = chrono::Duration::from_std(sec.ticket_ttl).unwrap_or_default();
+            store
+                .send(crate::store::PutTicket {
+                    hash: crate::auth::ticket_hash(&t),
+                    principal: p.to_json(),
+                    expires_ms: (chrono::Utc::now() + ttl).timestamp_millis(),
+                })
+                .await
+                .map_err(|e| ticket_store_unavailable("issue", e))?
+                .map_err(|e| ticket_store_unavailable("issue", e))?;
+            sec.metrics.tickets_issued.fetch_add(1, Ordering::Relaxed);
+            t
+        }
+    };
+    Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(serde_json::json!({
             "ticket": t,
-            "expiresInSecs": st.security.ticket_ttl.as_secs(),
+            "expiresInSecs": sec.ticket_ttl.as_secs(),
             "usableOn": ["/api/v1/stream", "/api/v1/ws"],
-        }))
+        })))
 }
 
 /// Registers the body limits of extractors.

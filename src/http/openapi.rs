@@ -363,7 +363,7 @@ pub fn operation(method: &Method, path: &str, facts: &Facts) -> Option<Value> {
                 json!({"name": "Last-Event-ID", "in": "header", "required": false, "description": "resume point `<epoch>:<seq>` (wins over the query)", "schema": {"type": "string"}}),
                 json!({"name": "interactions", "in": "query", "required": false, "description": "`1`: add `interaction` messages for the `agent` filter (1 to 50 agents)", "schema": {"type": "string", "enum": ["1", "true", "0", "false"]}}),
                 json!({"name": "queues", "in": "query", "required": false, "description": "`1`: add `queues` messages", "schema": {"type": "string", "enum": ["1", "true", "0", "false"]}}),
-                json!({"name": "ticket", "in": "query", "required": false, "description": "one-time ticket from POST /api/v1/tickets (instead of Authorization)", "schema": {"type": "string"}}),
+                json!({"name": "ticket", "in": "query", "required": false, "description": "one-time ticket from POST /api/v1/tickets (instead of Authorization); kept by the store, so any node sharing it redeems it, once", "schema": {"type": "string"}}),
             ]).collect::<Vec<_>>(),
             "responses": {
                 "200": {"description": "the event stream (never ends on its own)",
@@ -411,7 +411,8 @@ pub fn operation(method: &Method, path: &str, facts: &Facts) -> Option<Value> {
         ("POST", "/api/v1/tickets") => json!({
             "operationId": "createTicket", "tags": ["streams"],
             "summary": "A one-time ticket for `?ticket=` on the streams (EventSource cannot send headers)",
-            "responses": {"201": ok_json("the ticket", "Ticket")}
+            "responses": {"201": ok_json("the ticket", "Ticket"),
+                "503": err_retry("`store_unavailable`: the store cannot keep the ticket")}
         }),
         ("GET", "/healthz") => json!({
             "operationId": "healthz", "tags": ["operations"],

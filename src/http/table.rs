@@ -21,6 +21,7 @@ use actix_web::http::Method;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpMessage, ResponseError, Route};
 
+use super::guard::{redeem_ticket, Credential};
 use super::{assets, interactions, queues, routes, AppState};
 use crate::auth::{AuthError, Principal, Role};
 use crate::registry::GetAgent;
@@ -397,7 +398,9 @@ pub fn allowed_methods(path: &str) -> Vec<Method> {
 #[derive(Clone)]
 pub struct CheckedAgent(pub crate::registry::AgentRecord);
 
-/// The per-route middleware: authenticates (401), checks the role (403)
+/// The per-route middleware: authenticates (401; a `?ticket=` is redeemed
+/// where the gateway keeps tickets, 503 `store_unavailable` when the store
+/// cannot answer), checks the role (403)
 /// and the scope rule (404 for a foreign agent, 403 for a scoped caller on
 /// an unscoped route), then records the [`Principal`] for the handler.
 /// Public routes pass untouched and get no principal.
@@ -417,12 +420,26 @@ async fn policy(
     let Some(role) = e.access.required(sec.public_metrics()) else {
         return next.call(req).await;
     };
+    let count = || {
+        sec.metrics
+            .unauthenticated
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    };
     let principal = match sec.authenticate(req.request(), e.tickets) {
-        Ok(p) => p,
+        Ok(Credential::Principal(p)) => p,
+        // Redeemed where this gateway keeps tickets (the store, shared by
+        // the nodes of one PostgreSQL database; or memory).
+        Ok(Credential::Ticket(t)) => match redeem_ticket(&state, &t).await {
+            Ok(p) => p,
+            Err(super::ApiError::Auth(err)) => {
+                count();
+                return Ok(refuse(req, err));
+            }
+            // The store could not answer: 503, not a refusal.
+            Err(err) => return Ok(req.into_response(err.error_response())),
+        },
         Err(err) => {
-            sec.metrics
-                .unauthenticated
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            count();
             return Ok(refuse(req, err));
         }
     };

@@ -66,7 +66,8 @@ impl From<postgres::Error> for StoreError {
 }
 
 /// PostgreSQL's migrations, in order (the same tables as SQLite's).
-pub const PG_MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS audit (
+pub const PG_MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS audit (
          id BIGSERIAL PRIMARY KEY,
          at TEXT NOT NULL, actor TEXT NOT NULL, agent_id TEXT NOT NULL,
          from_presence TEXT, to_presence TEXT NOT NULL, reason TEXT,
@@ -101,7 +102,12 @@ pub const PG_MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS audit (
          last_error TEXT,
          claimed INTEGER NOT NULL DEFAULT 0);
      CREATE INDEX IF NOT EXISTS outbox_heads ON webhook_outbox(subscriber, status, agent_id, id);
-     CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY, at_ms BIGINT NOT NULL);"];
+     CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY, at_ms BIGINT NOT NULL);",
+    // 2: one-time stream tickets (SQLite's migration 3).
+    "CREATE TABLE IF NOT EXISTS tickets (
+         hash TEXT PRIMARY KEY, principal TEXT NOT NULL, expires_ms BIGINT NOT NULL);
+     CREATE INDEX IF NOT EXISTS tickets_expiry ON tickets(expires_ms);",
+];
 
 /// Applies the migrations the database lacks; returns the version reached.
 pub fn migrate_pg(c: &mut Client) -> Result<usize, postgres::Error> {

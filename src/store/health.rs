@@ -41,11 +41,13 @@ pub enum Op {
     Recovery,
     /// The periodic health probe (a one-row write and a file identity check).
     Probe,
+    /// One-time stream tickets issued and redeemed.
+    Ticket,
 }
 
 impl Op {
     /// Every op, in label order.
-    pub const ALL: [Op; 8] = [
+    pub const ALL: [Op; 9] = [
         Op::Begin,
         Op::Commit,
         Op::Audit,
@@ -54,6 +56,7 @@ impl Op {
         Op::Lease,
         Op::Recovery,
         Op::Probe,
+        Op::Ticket,
     ];
 
     /// The metric label.
@@ -67,6 +70,7 @@ impl Op {
             Op::Lease => "lease",
             Op::Recovery => "recovery",
             Op::Probe => "probe",
+            Op::Ticket => "ticket",
         }
     }
 
@@ -83,7 +87,7 @@ pub struct StoreHealth {
     /// The file was deleted or replaced while open (sticky until restart).
     replaced: Mutex<Option<String>>,
     /// Failed writes per [`Op`].
-    failures: [AtomicU64; 8],
+    failures: [AtomicU64; 9],
     /// Presence writes Genesys accepted whose record (audit, lease,
     /// idempotent answer) waits in memory for the store (gauge).
     pub records_pending: AtomicU64,

@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[&str] = &[
     // health probe's row.
     "ALTER TABLE webhook_outbox ADD COLUMN claimed INTEGER NOT NULL DEFAULT 0;
      CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL);",
+    // 3: one-time stream tickets (the SHA-256 of the ticket, never the
+    // ticket; the principal as JSON; expiry in ms since 1970).
+    "CREATE TABLE IF NOT EXISTS tickets (
+         hash TEXT PRIMARY KEY, principal TEXT NOT NULL, expires_ms INTEGER NOT NULL);
+     CREATE INDEX IF NOT EXISTS tickets_expiry ON tickets(expires_ms);",
 ];
 
 /// Applies the migrations `conn`'s file lacks; returns the version reached.

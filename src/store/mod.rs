@@ -318,8 +318,9 @@ impl Store {
         let audit_cut =
             Utc::now() - chrono::Duration::days(i64::from(self.cfg.audit_retention_days));
         let idem_cut = Utc::now() - chrono::Duration::hours(i64::from(self.cfg.idempotency_hours));
+        let now_ms = Utc::now().timestamp_millis();
         self.conn
-            .run(|db| db.prune(&audit_cut.to_rfc3339(), &idem_cut.to_rfc3339()))
+            .run(|db| db.prune(&audit_cut.to_rfc3339(), &idem_cut.to_rfc3339(), now_ms))
     }
 
     /// `f` in one write transaction, after the file check, fed to health as `op`.
@@ -664,6 +665,49 @@ impl Handler<ListLeases> for Store {
 
     fn handle(&mut self, _: ListLeases, _: &mut SyncContext<Self>) -> Self::Result {
         self.conn.run(|db| db.list_leases())
+    }
+}
+
+/// Tickets handler → store: keeps a one-time stream ticket until it is
+/// taken or `expires_ms` (ms since 1970) passes. `hash` is the hex SHA-256
+/// of the ticket ([`crate::auth::ticket_hash`]); the ticket itself is never
+/// stored. `principal` is its holder as JSON. Failures feed [`StoreHealth`]
+/// (op `ticket`).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct PutTicket {
+    pub hash: String,
+    pub principal: String,
+    pub expires_ms: i64,
+}
+
+impl Handler<PutTicket> for Store {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, m: PutTicket, _: &mut SyncContext<Self>) -> Self::Result {
+        let now = Utc::now().timestamp_millis();
+        self.write(Op::Ticket, |db, _| {
+            db.put_ticket(&m.hash, &m.principal, m.expires_ms, now)
+        })
+    }
+}
+
+/// Route policy → store: takes the ticket whose SHA-256 is `hash`, once
+/// across every node sharing the store. `Some(principal JSON)` when it was
+/// there and not expired; `None` when unknown, already used or expired
+/// (an expired row is deleted too).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Option<String>, StoreError>")]
+pub struct TakeTicket {
+    pub hash: String,
+}
+
+impl Handler<TakeTicket> for Store {
+    type Result = Result<Option<String>, StoreError>;
+
+    fn handle(&mut self, m: TakeTicket, _: &mut SyncContext<Self>) -> Self::Result {
+        let now = Utc::now().timestamp_millis();
+        self.write(Op::Ticket, |db, _| db.take_ticket(&m.hash, now))
     }
 }
 

@@ -43,8 +43,29 @@ pub trait StoreOps {
     /// Marks `pending` audit records begun before `before` (`None`: all)
     /// `interrupted` with `detail`; returns how many.
     fn mark_interrupted(&mut self, detail: &str, before: Option<&str>) -> Result<u64, StoreError>;
-    /// Deletes audit records and keys older than the cuts (RFC 3339).
-    fn prune(&mut self, audit_cut: &str, idempotency_cut: &str) -> Result<(), StoreError>;
+    /// Deletes audit records and keys older than the cuts (RFC 3339), and
+    /// tickets expired by `now_ms` (ms since 1970).
+    fn prune(
+        &mut self,
+        audit_cut: &str,
+        idempotency_cut: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Stores a one-time ticket: `hash` is the hex SHA-256 of the ticket
+    /// (never the ticket), `principal` its holder as JSON, `expires_ms` its
+    /// expiry (ms since 1970). Drops tickets expired by `now_ms` first.
+    fn put_ticket(
+        &mut self,
+        hash: &str,
+        principal: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Takes a ticket, once: deletes the row of `hash` and returns its
+    /// principal JSON when it had not expired by `now_ms` (`None`: unknown,
+    /// already taken, or expired). One statement (`DELETE … RETURNING`), so
+    /// of two nodes taking one ticket at once only one gets it.
+    fn take_ticket(&mut self, hash: &str, now_ms: i64) -> Result<Option<String>, StoreError>;
     /// The health probe's one-row write.
     fn probe(&mut self, now_ms: i64) -> Result<(), StoreError>;
 }
@@ -275,14 +296,53 @@ impl StoreOps for Lite<'_> {
         )? as u64)
     }
 
-    fn prune(&mut self, audit_cut: &str, idempotency_cut: &str) -> Result<(), StoreError> {
+    fn prune(
+        &mut self,
+        audit_cut: &str,
+        idempotency_cut: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         self.0
             .execute("DELETE FROM audit WHERE at < ?1", params![audit_cut])?;
         self.0.execute(
             "DELETE FROM idempotency WHERE created < ?1",
             params![idempotency_cut],
         )?;
+        self.0.execute(
+            "DELETE FROM tickets WHERE expires_ms <= ?1",
+            params![now_ms],
+        )?;
         Ok(())
+    }
+
+    fn put_ticket(
+        &mut self,
+        hash: &str,
+        principal: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "DELETE FROM tickets WHERE expires_ms <= ?1",
+            params![now_ms],
+        )?;
+        self.0.execute(
+            "INSERT INTO tickets (hash, principal, expires_ms) VALUES (?1, ?2, ?3)",
+            params![hash, principal, expires_ms],
+        )?;
+        Ok(())
+    }
+
+    fn take_ticket(&mut self, hash: &str, now_ms: i64) -> Result<Option<String>, StoreError> {
+        let row: Option<(String, i64)> = self
+            .0
+            .query_row(
+                "DELETE FROM tickets WHERE hash = ?1 RETURNING principal, expires_ms",
+                params![hash],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.and_then(|(p, exp)| (exp > now_ms).then_some(p)))
     }
 
     fn probe(&mut self, now_ms: i64) -> Result<(), StoreError> {
@@ -464,14 +524,48 @@ impl<C: GenericClient> StoreOps for Pg<'_, C> {
         )?)
     }
 
-    fn prune(&mut self, audit_cut: &str, idempotency_cut: &str) -> Result<(), StoreError> {
+    fn prune(
+        &mut self,
+        audit_cut: &str,
+        idempotency_cut: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         self.0
             .execute("DELETE FROM audit WHERE at < $1", &[&audit_cut])?;
         self.0.execute(
             "DELETE FROM idempotency WHERE created < $1",
             &[&idempotency_cut],
         )?;
+        self.0
+            .execute("DELETE FROM tickets WHERE expires_ms <= $1", &[&now_ms])?;
         Ok(())
+    }
+
+    fn put_ticket(
+        &mut self,
+        hash: &str,
+        principal: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.0
+            .execute("DELETE FROM tickets WHERE expires_ms <= $1", &[&now_ms])?;
+        self.0.execute(
+            "INSERT INTO tickets (hash, principal, expires_ms) VALUES ($1, $2, $3)",
+            &[&hash, &principal, &expires_ms],
+        )?;
+        Ok(())
+    }
+
+    fn take_ticket(&mut self, hash: &str, now_ms: i64) -> Result<Option<String>, StoreError> {
+        let row = self.0.query_opt(
+            "DELETE FROM tickets WHERE hash = $1 RETURNING principal, expires_ms",
+            &[&hash],
+        )?;
+        Ok(row.and_then(|r| {
+            let (p, exp): (String, i64) = (r.get(0), r.get(1));
+            (exp > now_ms).then_some(p)
+        }))
     }
 
     fn probe(&mut self, now_ms: i64) -> Result<(), StoreError> {
