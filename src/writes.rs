@@ -199,7 +199,7 @@ fn store_unavailable(e: impl std::fmt::Display) -> WriteError {
         503,
         "store_unavailable",
         format!(
-            "the gateway cannot record this write, so it was not made (Genesys untouched): {e}"
+            "the gateway cannot record this request, so this request did not change Genesys (an earlier request with the same Idempotency-Key may have; retry after Retry-After for its answer): {e}"
         ),
     );
     w.retry_after = Some(5);
@@ -453,6 +453,14 @@ impl Writes {
             tracing::error!(error = %e, agent = %a.agent_id, "could not write the audit record");
         }
     }
+}
+
+/// True when no text of `c` holds U+0000 (PostgreSQL text cannot, and no
+/// presence, message or reason needs it).
+fn no_nul(c: &PresenceChange) -> bool {
+    !c.presence.contains('\0')
+        && !c.message.as_deref().unwrap_or("").contains('\0')
+        && !c.reason.as_deref().unwrap_or("").contains('\0')
 }
 
 /// What the route policy already read for a write: the agent whose
@@ -805,7 +813,16 @@ impl Writes {
         key: Result<Option<String>, WriteError>,
         checked: Option<Known>,
     ) -> Result<PatchOutcome, WriteError> {
-        let change: PresenceChange = match serde_json::from_slice(body) {
+        let parsed = serde_json::from_slice::<PresenceChange>(body)
+            .map_err(|e| e.to_string())
+            .and_then(|c| match no_nul(&c) {
+                true => Ok(c),
+                false => Err(
+                    "a text field holds U+0000, which no presence, message or reason may contain"
+                        .into(),
+                ),
+            });
+        let change: PresenceChange = match parsed {
             Ok(c) => c,
             Err(e) => {
                 let err = WriteError::new(400, "bad_body", format!("body must be {{\"presence\": \"<definition id | label | system presence>\", \"message\"?, \"reason\"?, \"leaseSeconds\"?, \"force\"?}}: {e}"));
@@ -813,7 +830,11 @@ impl Writes {
                     actor,
                     agent_id,
                     from: None,
-                    to: String::from_utf8_lossy(body).chars().take(200).collect(),
+                    to: String::from_utf8_lossy(body)
+                        .chars()
+                        .filter(|c| *c != '\0')
+                        .take(200)
+                        .collect(),
                     reason: None,
                     lease: None,
                 };
@@ -876,6 +897,18 @@ impl Writes {
         let b: BulkBody = serde_json::from_slice(body).map_err(|e| {
         WriteError::new(400, "bad_body", format!("body must be {{\"changes\": [{{\"agent\", \"presence\", \"message\"?}}], \"reason\"?, \"force\"?}}: {e}"))
     })?;
+        let nul = |t: &str| t.contains('\0');
+        if b.reason.as_deref().is_some_and(nul)
+            || b.changes
+                .iter()
+                .any(|c| nul(&c.agent) || nul(&c.presence) || c.message.as_deref().is_some_and(nul))
+        {
+            return Err(WriteError::new(
+                400,
+                "bad_body",
+                "a text field holds U+0000, which no agent id, presence, message or reason may contain",
+            ));
+        }
         if b.changes.is_empty() || b.changes.len() > self.cfg.bulk_max {
             return Err(WriteError::new(
                 400,

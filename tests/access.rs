@@ -1109,6 +1109,28 @@ async fn media_type_and_method_errors_are_json() {
         v["reason"].as_str().unwrap().contains("application/json"),
         "{v}"
     );
+    // U+0000 is refused wherever a client can send it (no store sees it).
+    for path in [
+        "/api/v1/audit?agent=%00".to_string(),
+        "/api/v1/agents/a%00b/history".to_string(),
+    ] {
+        let (s, _, v) = env
+            .call(Method::GET, &path, Some("k-admin"), &[], None)
+            .await;
+        assert_eq!(s, 400, "{path}: {v}");
+        assert_eq!(v["error"], "bad_parameter", "{path}: {v}");
+    }
+    let (s, _, v) = env
+        .call(
+            Method::PATCH,
+            &p,
+            Some("k-supervisor"),
+            &[],
+            Some(&json!({"presence": "MEETING", "reason": "a\u{0}b"})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"], "bad_body", "{v}");
     let (s, h, v) = env
         .call(Method::DELETE, "/api/v1/agents", Some("k-admin"), &[], None)
         .await;

@@ -99,9 +99,21 @@ pub async fn edge(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|len| *len > sec.max_body_bytes as u64);
-        match too_large {
-            Some(len) => refuse(req, AuthError::TooLarge(len, sec.max_body_bytes)),
-            None => next.call(req).await?,
+        match (too_large, nul_in(&req)) {
+            (Some(len), _) => refuse(req, AuthError::TooLarge(len, sec.max_body_bytes)),
+            // No id, filter or name holds U+0000; refused before any part
+            // of the gateway (or its store: PostgreSQL text cannot hold it)
+            // sees it.
+            (None, Some(part)) => req.into_response(
+                ApiError::BadInput {
+                    param: part.into(),
+                    reason: format!(
+                        "the {part} holds %00 (U+0000), which no id, filter or name may contain"
+                    ),
+                }
+                .error_response(),
+            ),
+            (None, None) => next.call(req).await?,
         }
     };
     let mut res = json_errors(res).await?;
@@ -119,6 +131,23 @@ pub async fn edge(
         }
     }
     Ok(res)
+}
+
+/// `Some("path" | "query")` when that part of the request URI holds a
+/// percent-encoded NUL (`%00`).
+fn nul_in(req: &ServiceRequest) -> Option<&'static str> {
+    let has = |s: &str| {
+        s.as_bytes()
+            .windows(3)
+            .any(|w| w.eq_ignore_ascii_case(b"%00"))
+    };
+    if has(req.uri().path()) {
+        Some("path")
+    } else if req.uri().query().is_some_and(has) {
+        Some("query")
+    } else {
+        None
+    }
 }
 
 fn refuse(req: ServiceRequest, e: AuthError) -> ServiceResponse<BoxBody> {

@@ -36,8 +36,9 @@ pub fn blocking<T: Send>(
 pub enum Conn {
     /// The embedded file.
     Sqlite(rusqlite::Connection),
-    /// A PostgreSQL database, and its URL (to reconnect).
-    Pg(Box<Client>, String),
+    /// A PostgreSQL database, its URL and the lock timeout in ms (to
+    /// reconnect with the same session settings).
+    Pg(Box<Client>, String, u64),
 }
 
 impl Conn {
@@ -45,10 +46,10 @@ impl Conn {
     /// an idle timeout) is opened again before the next statement; the
     /// statement that found it closed failed (and its write was refused).
     pub fn reopen_if_closed(&mut self) -> Result<(), StoreError> {
-        if let Conn::Pg(c, url) = self {
+        if let Conn::Pg(c, url, lock_ms) = self {
             if c.is_closed() {
                 tracing::warn!(store = %redact(url), "the PostgreSQL connection was closed; reconnecting");
-                **c = connect_pg(url)?;
+                **c = connect_pg_session(url, *lock_ms)?;
             }
         }
         Ok(())
@@ -142,21 +143,77 @@ pub fn connect_pg(url: &str) -> Result<Client, StoreError> {
     let named = |e: &dyn std::fmt::Display| StoreError(format!("cannot open {}: {e}", redact(url)));
     let mut c = Client::connect(url, NoTls).map_err(|e| named(&StoreError::from(e)))?;
     migrate_pg(&mut c).map_err(|e| named(&StoreError::from(e)))?;
+    let at: i32 = c
+        .query_one("SELECT version FROM schema_version", &[])
+        .map_err(|e| named(&StoreError::from(e)))?
+        .get(0);
+    if at as usize > PG_MIGRATIONS.len() {
+        // A newer release's schema: refuse rather than write to it blindly.
+        return Err(named(&format!(
+            "the store's schema is version {at}, newer than this release knows ({}); run the release that wrote it, or a newer one",
+            PG_MIGRATIONS.len()
+        )));
+    }
     Ok(c)
 }
 
-/// `url` with any password replaced by `***` (for logs and errors).
+/// [`connect_pg`] with the session settings every store connection uses:
+/// a lock held elsewhere (an idle transaction, a migration) fails the
+/// statement after `lock_ms`, as SQLite's busy timeout does, instead of
+/// hanging the write; no statement, and no transaction left idle, lasts
+/// longer than 30 s or six lock timeouts.
+pub fn connect_pg_session(url: &str, lock_ms: u64) -> Result<Client, StoreError> {
+    let mut c = connect_pg(url)?;
+    let long_ms = lock_ms.saturating_mul(6).max(30_000);
+    c.batch_execute(&format!(
+        "SET lock_timeout = {lock_ms}; SET statement_timeout = {long_ms}; \
+         SET idle_in_transaction_session_timeout = {long_ms}"
+    ))
+    .map_err(|e| {
+        StoreError(format!(
+            "cannot open {}: {}",
+            redact(url),
+            StoreError::from(e)
+        ))
+    })?;
+    Ok(c)
+}
+
+/// `url` with any password replaced by `***` (for logs and errors): the
+/// one in the user info (up to the last `@`, so an unencoded `@` in it
+/// does not leak its tail) and any `password=` query parameter.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    match rest.split_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{scheme}://{name}:***@{host}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
+    let (userinfo, hostpart) = match rest.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, rest),
+    };
+    let (host, query) = match hostpart.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (hostpart, None),
+    };
+    let mut out = format!("{scheme}://");
+    if let Some(u) = userinfo {
+        match u.split_once(':') {
+            Some((name, _)) => out.push_str(&format!("{name}:***@")),
+            None => out.push_str(&format!("{u}@")),
+        }
     }
+    out.push_str(host);
+    if let Some(q) = query {
+        let q: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&q.join("&"));
+    }
+    out
 }
 
 impl StoreConfig {
@@ -170,9 +227,11 @@ impl StoreConfig {
     /// A connection of the configured backend, its schema up to date.
     pub fn open_conn(&self) -> Result<Conn, StoreError> {
         match &self.url {
-            Some(url) if self.is_postgres() => {
-                Ok(Conn::Pg(Box::new(connect_pg(url)?), url.clone()))
-            }
+            Some(url) if self.is_postgres() => Ok(Conn::Pg(
+                Box::new(connect_pg_session(url, self.busy_timeout_ms)?),
+                url.clone(),
+                self.busy_timeout_ms,
+            )),
             _ => Ok(Conn::Sqlite(self.connect()?)),
         }
     }
@@ -197,6 +256,18 @@ mod tests {
             "postgres://gw:***@db:5432/presence"
         );
         assert_eq!(redact("postgres://db/presence"), "postgres://db/presence");
+        assert_eq!(
+            redact("postgres://root:pa@ss@127.0.0.1:1/x"),
+            "postgres://root:***@127.0.0.1:1/x"
+        );
+        assert_eq!(
+            redact("postgres://root:S3cret@h/x?sslmode=disable&password=Zpw2"),
+            "postgres://root:***@h/x?sslmode=disable&password=***"
+        );
+        assert_eq!(
+            redact("postgres://h/x?PASSWORD=Zpw2"),
+            "postgres://h/x?PASSWORD=***"
+        );
     }
 }
 
@@ -462,7 +533,7 @@ impl Conn {
             }
             Conn::Pg(..) => {
                 self.reopen_if_closed()?;
-                let Conn::Pg(c, _) = self else {
+                let Conn::Pg(c, _, _) = self else {
                     unreachable!("matched above")
                 };
                 let mut tx = c.transaction()?;
@@ -483,7 +554,7 @@ impl Conn {
             Conn::Sqlite(c) => f(&mut Db::Lite(c)),
             Conn::Pg(..) => {
                 self.reopen_if_closed()?;
-                let Conn::Pg(c, _) = self else {
+                let Conn::Pg(c, _, _) = self else {
                     unreachable!("matched above")
                 };
                 let mut tx = c.transaction()?;

@@ -62,7 +62,18 @@ pub const MIGRATIONS: &[&str] = &[
 /// Applies the migrations `conn`'s file lacks; returns the version reached.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<usize> {
     let current = |c: &Connection| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
-    if current(conn)? as usize >= MIGRATIONS.len() {
+    let at = current(conn)?;
+    if at as usize > MIGRATIONS.len() {
+        // A newer release's schema: refuse rather than write to it blindly.
+        return Err(rusqlite::Error::ToSqlConversionFailure(
+            format!(
+                "the store's schema is version {at}, newer than this release knows ({}); run the release that wrote it, or a newer one",
+                MIGRATIONS.len()
+            )
+            .into(),
+        ));
+    }
+    if at as usize == MIGRATIONS.len() {
         return Ok(MIGRATIONS.len());
     }
     conn.execute_batch("BEGIN IMMEDIATE")?;

@@ -98,7 +98,7 @@ impl Conn {
             }
             Conn::Pg(..) => {
                 self.reopen_if_closed()?;
-                let Conn::Pg(c, _) = self else {
+                let Conn::Pg(c, _, _) = self else {
                     unreachable!("matched above")
                 };
                 let mut tx = c.transaction()?;
@@ -118,7 +118,7 @@ impl Conn {
             Conn::Sqlite(c) => f(&mut Lite(c)),
             Conn::Pg(..) => {
                 self.reopen_if_closed()?;
-                let Conn::Pg(c, _) = self else {
+                let Conn::Pg(c, _, _) = self else {
                     unreachable!("matched above")
                 };
                 f(&mut Pg(&mut **c))
