@@ -112,7 +112,56 @@ pub async fn serve(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResp
 /// when a table row has no [`operation`] entry (a route without a
 /// description).
 pub fn document(facts: &Facts) -> Value {
-    build(facts)
+    let mut doc = build(facts);
+    // U+0000 is refused in every path, query and write body (400, before
+    // anything else sees it): say so on every string a client sends.
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for item in paths.values_mut().filter_map(Value::as_object_mut) {
+            for op in item.values_mut().filter_map(Value::as_object_mut) {
+                for part in ["parameters", "requestBody"] {
+                    if let Some(v) = op.get_mut(part) {
+                        forbid_nul(v);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(c) = doc.get_mut("components").and_then(Value::as_object_mut) {
+        if let Some(p) = c.get_mut("parameters") {
+            forbid_nul(p);
+        }
+        if let Some(schemas) = c.get_mut("schemas").and_then(Value::as_object_mut) {
+            for name in ["PresenceChange", "BulkChange"] {
+                if let Some(s) = schemas.get_mut(name) {
+                    forbid_nul(s);
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// Adds `"pattern": "^[^\x00]*$"` to every free string schema under `v`
+/// (not to enums, constants, formats or strings with a pattern already).
+fn forbid_nul(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            let is_string = m.get("type").is_some_and(|t| {
+                t == "string" || t.as_array().is_some_and(|a| a.iter().any(|x| x == "string"))
+            });
+            let free = ["enum", "const", "format", "pattern"]
+                .iter()
+                .all(|k| !m.contains_key(*k));
+            if is_string && free {
+                m.insert("pattern".into(), Value::String("^[^\\x00]*$".into()));
+            }
+            for x in m.values_mut() {
+                forbid_nul(x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(forbid_nul),
+        _ => {}
+    }
 }
 
 fn role_name(r: Role) -> &'static str {
