@@ -147,7 +147,9 @@ fn forbid_nul(v: &mut Value) {
     match v {
         Value::Object(m) => {
             let is_string = m.get("type").is_some_and(|t| {
-                t == "string" || t.as_array().is_some_and(|a| a.iter().any(|x| x == "string"))
+                t == "string"
+                    || t.as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == "string"))
             });
             let free = ["enum", "const", "format", "pattern"]
                 .iter()
