@@ -897,6 +897,13 @@ impl Writes {
         let b: BulkBody = serde_json::from_slice(body).map_err(|e| {
         WriteError::new(400, "bad_body", format!("body must be {{\"changes\": [{{\"agent\", \"presence\", \"message\"?}}], \"reason\"?, \"force\"?}}: {e}"))
     })?;
+        if b.changes.iter().any(|c| c.agent.is_empty()) {
+            return Err(WriteError::new(
+                400,
+                "bad_body",
+                "every change needs a non-empty \"agent\" (an agent id)",
+            ));
+        }
         let nul = |t: &str| t.contains('\0');
         if b.reason.as_deref().is_some_and(nul)
             || b.changes

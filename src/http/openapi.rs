@@ -782,7 +782,7 @@ fn schemas(facts: &Facts) -> Map<String, Value> {
                 "force": {"type": "boolean", "description": "override the transition policy"}}}));
     m.insert("BulkChange".into(), json!({"type": "object", "required": ["changes"], "additionalProperties": false, "properties": {
                 "changes": {"type": "array", "minItems": 1, "maxItems": facts.bulk_max, "items": {"type": "object", "required": ["agent", "presence"], "additionalProperties": false, "properties": {
-                    "agent": {"type": "string", "description": "agent id (an unknown one fails in its result, 404)"},
+                    "agent": {"type": "string", "minLength": 1, "description": "agent id (an unknown one fails in its result, 404; an empty one refuses the request, 400)"},
                     "presence": {"type": "string", "description": "as in PresenceChange; an unknown one fails in its result (422 `invalid_presence`)"},
                     "message": {"type": ["string", "null"], "description": "as in PresenceChange; over 250 characters fails in its result (422 `invalid_message`)"}}}},
                 "reason": {"type": ["string", "null"]}, "force": {"type": "boolean"}}}));

@@ -50,7 +50,11 @@ def sse(path, want, deadline_s=30):
             problems.append(f"GET {path}: {r.status_code} {r.text[:200]}")
             return
         event, data = None, []
-        for raw in r.iter_lines(decode_unicode=True):
+        # Bytes, split on line ends only: str.splitlines (what
+        # decode_unicode=True uses) also splits on U+2028, U+0085 and
+        # other characters a JSON string may hold.
+        for raw_bytes in r.iter_lines():
+            raw = raw_bytes.decode("utf-8")
             if raw == "":
                 if data:
                     msg = json.loads("\n".join(data))
