@@ -7,9 +7,8 @@
 
 mod e2e;
 
-use e2e::{client, post, try_get as get, wait_until};
+use e2e::{client, post, spawn_gateway, try_get as get, wait_until};
 use std::collections::{HashMap, HashSet};
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -398,59 +397,6 @@ async fn receiver_down_then_up_gets_everything_in_order() {
     check_complete(&r, &base, &users).await;
     gw.stop().await;
     sim.stop().await;
-}
-
-/// The gateway binary, killed on drop.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `presence-gateway serve --config <file>` and returns it with its base URL.
-async fn spawn_gateway(config: &std::path::Path) -> (Child, String) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_presence-gateway"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("gateway binary starts");
-    let stdout = child.stdout.take().expect("stdout piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Reads stdout to the end (so the child never blocks on a full pipe).
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let child = Child(child);
-    let base = wait_until(Duration::from_secs(30), "READY line", || {
-        let got = rx.try_recv();
-        async move {
-            match got {
-                Ok(line) => match line.strip_prefix("READY gateway=") {
-                    Some(url) => Ok(url.trim().to_string()),
-                    None => Err(format!("line {line:?}")),
-                },
-                Err(e) => Err(e.to_string()),
-            }
-        }
-    })
-    .await;
-    let ready = format!("{base}/readyz");
-    wait_until(Duration::from_secs(20), "gateway ready", || {
-        let url = ready.clone();
-        async move { get(url).await.map(|_| ()) }
-    })
-    .await;
-    (child, base)
 }
 
 /// A gateway killed with SIGKILL while deliveries are in flight, then
