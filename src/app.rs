@@ -23,6 +23,10 @@ use crate::store::{Store, StoreHealth};
 use crate::webhooks::{WebhookApi, Webhooks};
 use crate::writes::Writes;
 
+/// Entries the leader's registry may queue for the cluster publisher before
+/// it falls back to a checkpoint (Redis slow or away).
+const REPLICA_QUEUE: usize = 8192;
+
 /// Prunes the journal hourly (it prunes itself at start too).
 async fn prune_loop(journal: Addr<Journal>, stop: CancellationToken) {
     loop {
@@ -53,6 +57,8 @@ pub struct Gateway {
     stop: CancellationToken,
     /// `[server] drain_secs` / `drain_spread_secs`.
     drain: crate::shutdown::DrainConfig,
+    /// The cluster this node belongs to, if any.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Gateway {
@@ -78,6 +84,15 @@ impl Gateway {
             self.drain,
         )
         .await
+    }
+
+    /// Resolves when this node, having led a cluster, lost the lease to
+    /// another node (it must drain and exit); never for a standalone gateway.
+    pub async fn deposed(&self) {
+        match &self.cluster {
+            Some(c) => c.deposed.cancelled().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Stops the upstream and the HTTP server.
@@ -122,13 +137,25 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
     )
     .map_err(|e| store_error(&e))?;
 
+    // A cluster member (`[cluster] redis_url`) leads or follows; its
+    // registry publishes what it numbers while it leads.
+    let cluster = match cfg.cluster.redis_url {
+        Some(_) => {
+            Some(crate::cluster::Cluster::new(cfg.cluster.clone()).map_err(std::io::Error::other)?)
+        }
+        None => None,
+    };
+    let (replica_tx, replica_rx) = tokio::sync::mpsc::channel(REPLICA_QUEUE);
+
     // The registry, handing every applied change to the journal.
-    let registry = Registry::new(cfg.registry.clone())
-        .with_journal(JournalLink {
-            recipient: journal.clone().recipient(),
-            backlog: cfg.history.backlog_batches,
-        })
-        .start();
+    let mut registry = Registry::new(cfg.registry.clone()).with_journal(JournalLink {
+        recipient: journal.clone().recipient(),
+        backlog: cfg.history.backlog_batches,
+    });
+    if cluster.is_some() {
+        registry = registry.with_replica(replica_tx);
+    }
+    let registry = registry.start();
 
     // The Genesys floor: normalised events to the registry, conversation
     // events to the interaction hub. The hub's address exists before the
@@ -137,7 +164,12 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
     let upstream_stats = Arc::new(UpstreamStats::default());
     let hub_ctx = actix::Context::<Interactions>::new();
     let hub = actix::AsyncContext::address(&hub_ctx);
-    let upstream = Upstream::new(
+    // In a cluster only the leader runs the Upstream actor: its address
+    // exists from the start (messages wait in its mailbox), the actor runs
+    // once this node takes the lease.
+    let upstream_ctx = actix::Context::<Upstream>::new();
+    let upstream = actix::AsyncContext::address(&upstream_ctx);
+    let upstream_actor = Upstream::new(
         cfg.genesys.clone(),
         cfg.upstream.clone(),
         registry.clone().recipient(),
@@ -147,8 +179,15 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
     .with_conversation_sink(ConversationSink {
         seen: hub.clone().recipient(),
         reset: hub.clone().recipient(),
-    })
-    .start();
+    });
+    let mut promote = None;
+    if cluster.is_none() {
+        upstream_ctx.run(upstream_actor);
+    } else {
+        promote = Some(Box::new(move || {
+            upstream_ctx.run(upstream_actor);
+        }) as Box<dyn FnOnce()>);
+    }
     let genesys = Genesys::new(upstream.clone());
     hub_ctx.run(Interactions::new(cfg.interactions.clone(), genesys.clone()));
 
@@ -192,7 +231,8 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         security,
         Arc::new(cfg.board.clone()),
         features,
-    );
+    )
+    .with_cluster(cluster.clone());
 
     // Background loops.
     actix_web::rt::spawn(crate::writes::lease_loop(writes.clone(), stop.clone()));
@@ -213,6 +253,27 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
     };
     let (server, addr) =
         http::start_with_workers(state.clone(), cfg.server.listen, workers).await?;
+    if let (Some(c), Some(promote)) = (&cluster, promote) {
+        let mut local = addr;
+        if local.ip().is_unspecified() {
+            local.set_ip(match local {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        tracing::info!(node = %c.node, "cluster member; following until this node takes the lease");
+        crate::cluster::start(
+            c.clone(),
+            crate::cluster::NodeParts {
+                registry: registry.clone(),
+                replica: replica_rx,
+                promote,
+                local_base: format!("http://{local}"),
+                stream_len: cfg.registry.replay_batches,
+                stop: stop.clone(),
+            },
+        );
+    }
     Ok(Gateway {
         addr,
         registry,
@@ -228,5 +289,6 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
             grace: std::time::Duration::from_secs(cfg.server.drain_secs),
             spread: std::time::Duration::from_secs(cfg.server.drain_spread_secs),
         },
+        cluster,
     })
 }

@@ -115,6 +115,8 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     /// Dashboard thresholds, desktop presences and queue figures (`[board]`).
     pub board: crate::board::BoardConfig,
+    /// Scale-out on Redis (`[cluster]`, docs/scaling.md).
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// A configuration problem, worded for the operator.
@@ -237,6 +239,7 @@ impl Config {
         }
         self.history.validate()?;
         self.board.validate()?;
+        self.cluster.validate()?;
         crate::webhooks::validate_all(&self.webhooks)?;
         if self.log.format != "text" && self.log.format != "json" {
             return Err(format!(

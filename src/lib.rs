@@ -43,6 +43,7 @@
 //!     actor.rs            messages, batching, epoch/seq, replay ring, fan-out, write context, journal flush
 //!     state.rs            the presence map: staleness rules, sync diff, counts
 //!     tap.rs              hands every change to the journal without making fan-out wait
+//!     replica.rs          what a cluster leader's registry publishes and a follower's applies (batches, meta, checkpoints)
 //!     config.rs           RegistryConfig
 //!   store/                persistence: SQLite (default) or PostgreSQL, one interface
 //!     mod.rs              audit log, idempotency keys, leases, BeginWrite (intent before Genesys), CommitWrite, probe, keys left in flight
@@ -84,6 +85,11 @@
 //!     openapi.rs          GET /api/v1/openapi.json: the OpenAPI 3.1 description, built from the route table
 //!     extract.rs          extractor errors as JSON
 //!     assets.rs           the static pages, compiled in
+//!   cluster/              scale-out on Redis: leader lease, replicated stream + snapshot, relay
+//!     mod.rs              Cluster (role, status, counters), Redis keys
+//!     config.rs           ClusterConfig (`[cluster]`)
+//!     node.rs             the lease loop (acquire, renew, step down), following the stream, the fenced publisher
+//!     relay.rs            requests a follower hands to the leader through Redis
 //!   shutdown.rs           the graceful drain: sessions, journal, store, server
 //!   config.rs             the whole configuration: file + env overrides + validate
 //!   app.rs                wiring: store, registry, genesys + hub, writes, journal, features, HTTP
@@ -119,6 +125,7 @@
 pub mod app;
 pub mod auth;
 pub mod board;
+pub mod cluster;
 pub mod config;
 pub mod genesys;
 pub mod history;

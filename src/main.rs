@@ -128,11 +128,19 @@ fn main() -> ExitCode {
                 let gw = app::start(cfg).await?;
                 let signal = shutdown_signal();
                 println!("READY gateway={}", gw.base_url());
-                signal.await;
+                let deposed = tokio::select! {
+                    _ = signal => false,
+                    _ = gw.deposed() => true,
+                };
                 // The drain bounds itself; this is the backstop.
                 if tokio::time::timeout(grace, gw.shutdown()).await.is_err() {
                     tracing::warn!("drain overran server.drain_secs; stopping now");
                     gw.stop().await;
+                }
+                if deposed {
+                    // Another node leads now: this one's supervisor restarts
+                    // it as a follower (docs/scaling.md).
+                    return Err(Deposed.into());
                 }
                 Ok(())
             })
@@ -257,10 +265,22 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// A cluster leader lost its lease to another node (exit 75, EX_TEMPFAIL).
+#[derive(Debug, thiserror::Error)]
+#[error("another node took the leader lease; exiting so that this node restarts as a follower")]
+struct Deposed;
+
+/// Exit code of a deposed cluster leader (sysexits EX_TEMPFAIL).
+const EX_TEMPFAIL: u8 = 75;
+
 /// Runs a future on an actix system and maps its result to an exit code.
 fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     match actix_web::rt::System::new().block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Deposed>() => {
+            eprintln!("error: {e}");
+            ExitCode::from(EX_TEMPFAIL)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

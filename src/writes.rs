@@ -505,6 +505,13 @@ fn ready(defs: Vec<PresenceDefinition>) -> Result<Vec<PresenceDefinition>, Write
     Ok(defs)
 }
 
+tokio::task_local! {
+    /// The cluster node that received the request being carried out
+    /// (`None` on a standalone gateway): set by the HTTP layer around a
+    /// write, recorded in its audit records.
+    pub static RECEIVED_BY: Option<String>;
+}
+
 /// The audit log's record of one attempt.
 fn audit_record(
     a: &Attempt,
@@ -526,6 +533,7 @@ fn audit_record(
         status,
         correlation_id: result.as_ref().ok().cloned().flatten(),
         detail: result.as_ref().err().map(|e| e.reason.clone()),
+        node: RECEIVED_BY.try_with(|n| n.clone()).ok().flatten(),
     }
 }
 

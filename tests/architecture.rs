@@ -257,8 +257,8 @@ const LAYERS: &[&[&str]] = &[
     &["genesys", "protocol"],
     // the presence map
     &["registry"],
-    // storage; credentials and scope
-    &["store", "auth"],
+    // storage; credentials and scope; the other nodes of a cluster
+    &["store", "auth", "cluster"],
     // settings the features share
     &["board"],
     // features

@@ -24,6 +24,10 @@ pub enum ApiError {
     /// Not ready to serve (no initial sync yet, or upstream not connected).
     #[error("{0}")]
     NotReady(String),
+    /// A follower could not have the leader carry out the request (no
+    /// leader, or it did not answer in `cluster.relay_timeout_ms`).
+    #[error("{0}")]
+    LeaderUnavailable(String),
     /// Too many client-driven lookups (tag searches, interaction reads) are
     /// waiting for the Genesys budget; the caller should retry (503 with
     /// `Retry-After`).
@@ -78,6 +82,7 @@ impl ApiError {
             ApiError::BadParam(_) => "bad_parameter",
             ApiError::AgentNotFound(_) => "agent_not_found",
             ApiError::NotReady(_) => "not_ready",
+            ApiError::LeaderUnavailable(_) => "leader_unavailable",
             ApiError::UpstreamBusy(_) => "upstream_busy",
             ApiError::TooManyConnections(_) => "too_many_connections",
             ApiError::TooManyFromIp(..) => "too_many_connections_from_ip",
@@ -170,9 +175,10 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadParam(_) | ApiError::Handshake(_) => StatusCode::BAD_REQUEST,
             ApiError::AgentNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::NotReady(_) | ApiError::UpstreamBusy(_) | ApiError::TooManyConnections(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::NotReady(_)
+            | ApiError::LeaderUnavailable(_)
+            | ApiError::UpstreamBusy(_)
+            | ApiError::TooManyConnections(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooManyFromIp(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RegistryUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Auth(e) => auth_status(e),
@@ -205,6 +211,7 @@ impl ResponseError for ApiError {
             ApiError::TooManyConnections(_)
                 | ApiError::TooManyFromIp(..)
                 | ApiError::UpstreamBusy(_)
+                | ApiError::LeaderUnavailable(_)
         ) {
             b.insert_header(("Retry-After", "5"));
         }

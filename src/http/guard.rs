@@ -68,6 +68,38 @@ pub async fn edge(
     }
     // From here on an `Origin`, if any, is allowed (or the path is a page).
     let cors_origin = origin.filter(|_| !asset);
+    // A request a cluster leader carries out for another node: believed
+    // only with this process's relay secret; anyone else sending the
+    // header is told it is reserved.
+    if let Some(v) = req.headers().get(crate::cluster::RELAY_HEADER) {
+        match &state.cluster {
+            Some(c) if c.is_relay_secret(v.as_bytes()) => {
+                let text = |h: &str| {
+                    req.headers()
+                        .get(h)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                let relayed = crate::cluster::Relayed {
+                    node: text(crate::cluster::relay::RELAY_NODE_HEADER).unwrap_or_default(),
+                    peer: text(crate::cluster::relay::RELAY_PEER_HEADER),
+                };
+                actix_web::HttpMessage::extensions_mut(&req).insert(relayed);
+            }
+            _ => {
+                return Ok(req.into_response(
+                    ApiError::BadInput {
+                        param: crate::cluster::RELAY_HEADER.into(),
+                        reason: format!(
+                            "the {} header is reserved for requests between the nodes of a gateway cluster; leave it out",
+                            crate::cluster::RELAY_HEADER
+                        ),
+                    }
+                    .error_response(),
+                ))
+            }
+        }
+    }
     let res = if req.method() == Method::OPTIONS {
         let allowed = crate::http::table::allowed_methods(req.match_info().as_str());
         let resp = if allowed.is_empty() {

@@ -76,6 +76,9 @@ pub struct AppState {
     /// Writes, interactions, history, webhooks and queues; `None` in a
     /// registry-only gateway (their routes are not mounted).
     pub features: Option<Arc<Features>>,
+    /// The cluster this node belongs to (`[cluster] redis_url`); `None`
+    /// for a standalone gateway.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl AppState {
@@ -91,7 +94,14 @@ impl AppState {
             ops: crate::http::metrics::OpsHandles::default(),
             board: Arc::new(crate::board::BoardConfig::default()),
             features: None,
+            cluster: None,
         }
+    }
+
+    /// The same state as a member of `cluster`.
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> AppState {
+        self.cluster = cluster;
+        self
     }
 
     /// A full gateway: the core with `security`, `board` and every feature.

@@ -346,6 +346,37 @@ pub async fn healthz() -> HttpResponse {
 /// take writes (`store: …`, see docs/operations.md) and while
 /// `writes.lease_fallback` names no presence of the org (`writes: …`).
 pub async fn readyz(st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let Some(cluster) = &st.cluster else {
+        return readiness(&st).await;
+    };
+    // A cluster member says which part it plays, ready or not.
+    let status = cluster.status();
+    let mut resp = match readiness(&st).await.and_then(|ok| {
+        if status.role == crate::cluster::Role::Leader {
+            Ok(ok) // it has the truth, whatever Redis does
+        } else {
+            cluster.check().map(|_| ok).map_err(ApiError::NotReady)
+        }
+    }) {
+        Ok(_) => {
+            let r = st.registry.send(GetReadiness).await?;
+            serde_json::json!({"status": "ready", "upstream": r.health, "store": {"healthy": true}})
+        }
+        Err(e) => {
+            let code = actix_web::ResponseError::status_code(&e);
+            let mut body = serde_json::json!({"error": "not_ready", "reason": e.to_string()});
+            body["role"] = serde_json::json!(status.role);
+            body["cluster"] = serde_json::json!(status);
+            return Ok(HttpResponse::build(code).json(body));
+        }
+    };
+    resp["role"] = serde_json::json!(status.role);
+    resp["cluster"] = serde_json::json!(status);
+    Ok(HttpResponse::Ok().json(resp))
+}
+
+/// Readiness of this node's registry, store and write settings.
+async fn readiness(st: &AppState) -> Result<HttpResponse, ApiError> {
     let r = st.registry.send(GetReadiness).await?;
     r.check().map_err(ApiError::NotReady)?;
     if let Some(h) = &st.ops.store {

@@ -471,7 +471,81 @@ async fn policy(
         }
     }
     req.extensions_mut().insert(principal);
-    next.call(req).await
+    let relayed = req.extensions().get::<crate::cluster::Relayed>().cloned();
+    if let Some(c) = state.cluster.clone() {
+        if e.part != Part::Core && !c.is_leader() {
+            if relayed.is_some() {
+                // Relayed here while this node led; it no longer does.
+                return Ok(req.into_response(
+                    super::ApiError::LeaderUnavailable(
+                        "this node stopped leading the cluster before it could carry out the request; retry".into(),
+                    )
+                    .error_response(),
+                ));
+            }
+            return relay(&c, req, state.security.max_body_bytes).await;
+        }
+    }
+    // The node that received the request, for the audit log.
+    let received_by = relayed
+        .map(|r| r.node)
+        .or_else(|| state.cluster.as_ref().map(|c| c.node.clone()));
+    crate::writes::RECEIVED_BY
+        .scope(received_by, next.call(req))
+        .await
+}
+
+/// A follower's answer to a route the leader carries out (writes, audit,
+/// history, interactions, webhooks): the request goes to the leader through
+/// Redis (`crate::cluster::relay`) after this node's own checks, and the
+/// leader's answer comes back as it is; 503 `leader_unavailable` when no
+/// leader answers in `cluster.relay_timeout_ms`.
+async fn relay(
+    c: &crate::cluster::Cluster,
+    req: ServiceRequest,
+    max_body: usize,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    use futures_util::StreamExt;
+    let (http, mut payload) = req.into_parts();
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > max_body {
+            let e = AuthError::TooLarge((body.len() + chunk.len()) as u64, max_body);
+            let resp = super::ApiError::from(e).error_response();
+            return Ok(ServiceResponse::new(http, resp));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let headers = http
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let path = http
+        .uri()
+        .path_and_query()
+        .map_or_else(|| http.path().to_string(), |p| p.as_str().to_string());
+    let peer = http.peer_addr().map(|a| a.ip().to_string());
+    let resp = match c
+        .relay(http.method().as_str(), &path, headers, peer, &body)
+        .await
+    {
+        Ok(reply) => {
+            let status = actix_web::http::StatusCode::from_u16(reply.status)
+                .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
+            let mut b = actix_web::HttpResponse::build(status);
+            for (k, v) in &reply.headers {
+                b.append_header((k.as_str(), v.as_str()));
+            }
+            b.body(reply.body())
+        }
+        Err(err) => super::ApiError::LeaderUnavailable(format!(
+            "{err}; the cluster leader carries out this request (docs/scaling.md); retry (writes with an Idempotency-Key are safe to retry)"
+        ))
+        .error_response(),
+    };
+    Ok(ServiceResponse::new(http, resp))
 }
 
 /// `Err(Some(_))`: refused; `Err(None)`: the registry did not answer.

@@ -101,10 +101,17 @@ pub(crate) fn actor_of(req: &HttpRequest, p: &Principal) -> String {
     if !p.anonymous {
         return p.name.clone();
     }
-    let ip = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    // A request relayed by another cluster node: the client's address as
+    // that node saw it (believed only from a relay, see `crate::cluster`).
+    let relayed = req
+        .extensions()
+        .get::<crate::cluster::Relayed>()
+        .and_then(|r| r.peer.clone());
+    let ip = relayed.unwrap_or_else(|| {
+        req.peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    });
     format!("anonymous@{ip}")
 }
 

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::model::{iso, Division, Origin, RoutingStatus, SystemPresence};
 
@@ -19,7 +19,7 @@ fn ser_iso<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// An agent's presence with the org's label resolved.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PresenceView {
     /// The presence definition id (primary or secondary).
@@ -37,7 +37,7 @@ pub struct PresenceView {
 }
 
 /// An agent's routing status.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoutingView {
     /// `OFF_QUEUE`, `IDLE`, `INTERACTING`, `NOT_RESPONDING`, `COMMUNICATING`.
     pub status: RoutingStatus,
@@ -47,7 +47,7 @@ pub struct RoutingView {
 }
 
 /// One agent's full state at one version.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentView {
     /// Genesys user id.

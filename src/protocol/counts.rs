@@ -8,14 +8,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{RoutingStatus, SystemPresence};
 
 use super::agent::AgentView;
 
 /// Counts for one group of agents.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bucket {
     /// Agents in the group.
     pub agents: u32,
@@ -53,7 +53,8 @@ impl Bucket {
 }
 
 /// The full set of counts (snapshot form) or a patch (delta form).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CountsJson {
     /// Org-wide counts; absent in a delta when unchanged.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -24,6 +24,10 @@ use super::agent::{AgentView, Change};
 use super::config::RegistryConfig;
 use super::encode::{snapshot_json, status_frame, Batch, Frame};
 use super::filter::{Cursor, Filter};
+use super::replica::{
+    ApplyReplica, Checkpoint, Entry, LoadReplica, Meta, ReplicaGap, ReplicaOut, ReplicaSender,
+    SetPublishing,
+};
 use super::state::{Directory, DropCounters};
 use super::tap::{JournalLink, Tap, TapStats};
 
@@ -296,6 +300,12 @@ pub struct Registry {
     stats: RegistryStats,
     /// Hands every applied change to the journal (history, webhooks).
     tap: Tap,
+    /// Where batches go for the other nodes of a cluster (`crate::cluster`).
+    replica: Option<ReplicaSender>,
+    /// This node leads: what it numbers goes to `replica`.
+    publishing: bool,
+    /// `replica` was full: send a checkpoint once there is room.
+    replica_overflow: bool,
 }
 
 impl Registry {
@@ -318,6 +328,61 @@ impl Registry {
             snapshot_cache: None,
             stats: RegistryStats::default(),
             tap: Tap::default(),
+            replica: None,
+            publishing: false,
+            replica_overflow: false,
+        }
+    }
+
+    /// The same registry as a cluster member: while it leads
+    /// ([`SetPublishing`]), every batch, meta and health change goes to
+    /// `replica` (bounded; on overflow a checkpoint follows).
+    pub fn with_replica(mut self, replica: ReplicaSender) -> Registry {
+        self.replica = Some(replica);
+        self
+    }
+
+    /// Hands `out` to the publisher while leading, never waiting.
+    fn replicate(&mut self, out: ReplicaOut) {
+        if !self.publishing {
+            return;
+        }
+        let Some(tx) = self.replica.clone() else {
+            return;
+        };
+        if self.replica_overflow {
+            // Entries were lost: the followers need the whole map first.
+            let cp = ReplicaOut::Checkpoint(Box::new(self.checkpoint()));
+            if tx.try_send(cp).is_err() {
+                return;
+            }
+            self.replica_overflow = false;
+            if matches!(out, ReplicaOut::Batch(_) | ReplicaOut::Meta(_)) {
+                return; // the checkpoint holds it
+            }
+        }
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = tx.try_send(out) {
+            tracing::warn!("cluster publisher queue full; a checkpoint follows");
+            self.replica_overflow = true;
+        }
+    }
+
+    fn meta(&self) -> Meta {
+        Meta {
+            definitions: self.dir.definitions().to_vec(),
+            queues: self.dir.queues().to_vec(),
+            synced: self.dir.synced,
+        }
+    }
+
+    /// The whole map at the current `seq` (call after `flush`).
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            epoch: self.epoch,
+            seq: self.seq,
+            agents: self.dir.sorted().into_iter().cloned().collect(),
+            meta: self.meta(),
+            health: self.health.clone(),
         }
     }
 
@@ -376,6 +441,12 @@ impl Registry {
         self.stats.changes += changes.len() as u64;
         let counts = self.dir.counts.take_patch();
         let batch = Arc::new(Batch::new(self.epoch, self.seq, changes, counts));
+        self.replicate(ReplicaOut::Batch(batch.clone()));
+        self.emit(batch);
+    }
+
+    /// Buffers a numbered batch and fans it out.
+    fn emit(&mut self, batch: Arc<Batch>) {
         self.ring.push_back(batch.clone());
         self.trim_ring();
         self.snapshot_cache = None;
@@ -595,6 +666,8 @@ impl Registry {
                 for c in changes {
                     self.push(c, ctx);
                 }
+                let meta = self.meta();
+                self.replicate(ReplicaOut::Meta(meta));
                 if !was_synced && self.dir.synced {
                     // `synced` is part of every snapshot and status.
                     self.snapshot_cache = None;
@@ -618,6 +691,8 @@ impl Registry {
                     self.push(c, ctx);
                 }
                 self.snapshot_cache = None;
+                let meta = self.meta();
+                self.replicate(ReplicaOut::Meta(meta));
             }
             UpstreamEvent::Presence {
                 user_id,
@@ -642,19 +717,133 @@ impl Registry {
                     self.push(c, ctx);
                 }
             }
-            UpstreamEvent::QueueList { queues } => self.dir.set_queues(queues),
+            UpstreamEvent::QueueList { queues } => {
+                self.dir.set_queues(queues);
+                let meta = self.meta();
+                self.replicate(ReplicaOut::Meta(meta));
+            }
             UpstreamEvent::Health(h) => {
-                let changed = h.state != self.health.state
-                    || h.detail != self.health.detail
-                    || h.refused_topics != self.health.refused_topics;
-                self.health = h;
-                if changed {
-                    self.broadcast_status();
-                } else {
-                    self.status = status_frame(self.epoch, self.seq, self.dir.synced, &self.health);
+                if self.set_health(h) {
+                    self.replicate(ReplicaOut::Health(self.health.clone()));
                 }
             }
         }
+    }
+}
+
+impl Handler<SetPublishing> for Registry {
+    type Result = MessageResult<SetPublishing>;
+
+    fn handle(&mut self, m: SetPublishing, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        self.publishing = m.0;
+        if m.0 {
+            self.replica_overflow = true; // a checkpoint goes first
+            self.replicate(ReplicaOut::Health(self.health.clone()));
+        }
+        MessageResult((self.epoch, self.seq))
+    }
+}
+
+impl Handler<ApplyReplica> for Registry {
+    type Result = Result<(), ReplicaGap>;
+
+    fn handle(&mut self, m: ApplyReplica, _: &mut Self::Context) -> Self::Result {
+        let gap = ReplicaGap {
+            epoch: self.epoch,
+            seq: self.seq,
+        };
+        match m.0 {
+            Entry::Batch { epoch, seq, .. } if epoch == self.epoch && seq <= self.seq => Ok(()),
+            ref e @ Entry::Batch { epoch, seq, .. }
+                if epoch == self.epoch && seq == self.seq + 1 =>
+            {
+                self.flush();
+                // unwrap-free: `to_batch` is `Some` for a batch entry.
+                let Some(batch) = e.to_batch() else {
+                    return Ok(());
+                };
+                for c in &batch.changes {
+                    self.dir.put_replica(&c.id, c.after.clone());
+                }
+                let _ = self.dir.counts.take_patch();
+                self.seq = seq;
+                self.stats.changes += batch.changes.len() as u64;
+                self.emit(Arc::new(batch));
+                Ok(())
+            }
+            Entry::Batch { .. } => Err(gap),
+            Entry::Meta(meta) => {
+                let was_synced = self.dir.synced;
+                self.dir
+                    .set_replica_meta(&meta.definitions, meta.queues, meta.synced);
+                self.snapshot_cache = None;
+                if was_synced != self.dir.synced {
+                    self.broadcast_status();
+                }
+                Ok(())
+            }
+            Entry::Health { health } => {
+                self.set_health(health);
+                Ok(())
+            }
+            Entry::Checkpoint { epoch, seq } if epoch == self.epoch && seq == self.seq => Ok(()),
+            Entry::Checkpoint { .. } => Err(gap),
+        }
+    }
+}
+
+impl Handler<LoadReplica> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, m: LoadReplica, _: &mut Self::Context) -> usize {
+        self.flush();
+        let moved = m.epoch != self.epoch || m.seq != self.seq;
+        self.dir
+            .set_replica_meta(&m.meta.definitions, m.meta.queues, m.meta.synced);
+        if let Some(h) = m.health {
+            self.health = h;
+        }
+        let mut closed = 0;
+        if moved {
+            self.dir.load_replica(m.agents);
+            self.epoch = m.epoch;
+            self.seq = m.seq;
+            self.ring = m.ring.into_iter().map(Arc::new).collect();
+            self.trim_ring();
+            closed = self.subs.len();
+            for (_, sub) in self.subs.drain() {
+                // They resume at once, from the ring just loaded.
+                let _ = sub.recipient.try_send(Deliver::Shutdown);
+            }
+            tracing::info!(
+                epoch = self.epoch,
+                seq = self.seq,
+                agents = self.dir.len(),
+                closed,
+                "loaded the leader's snapshot"
+            );
+        }
+        self.snapshot_cache = None;
+        self.broadcast_status();
+        closed
+    }
+}
+
+impl Registry {
+    /// Takes a new upstream health; every client hears of a change
+    /// (state, detail or refused topics), and `true` says there was one.
+    fn set_health(&mut self, h: UpstreamHealth) -> bool {
+        let changed = h.state != self.health.state
+            || h.detail != self.health.detail
+            || h.refused_topics != self.health.refused_topics;
+        self.health = h;
+        if changed {
+            self.broadcast_status();
+        } else {
+            self.status = status_frame(self.epoch, self.seq, self.dir.synced, &self.health);
+        }
+        changed
     }
 }
 

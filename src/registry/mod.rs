@@ -10,10 +10,12 @@
 //! start). `seq` counts batches: every `delta` message carries one `seq`,
 //! contiguous from 1, and `<epoch>:<seq>` names the state after that batch —
 //! the resume point a client hands back. A snapshot carries the `seq` of
-//! the last batch it includes.
+//! the last batch it includes. In a cluster (docs/scaling.md) followers
+//! take the leader's `epoch` and `seq` with its batches ([`replica`]).
 
 pub mod actor;
 pub mod config;
+pub mod replica;
 pub mod state;
 pub mod tap;
 

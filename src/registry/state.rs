@@ -190,6 +190,66 @@ impl Directory {
         changes
     }
 
+    /// Replica side of scale-out (`crate::cluster`): sets `id` to the
+    /// leader's state `after` (`None`: the agent left), keeping the counts
+    /// and `previous` as a local change would. No staleness rule applies:
+    /// the leader already ordered the change.
+    pub fn put_replica(&mut self, id: &str, after: Option<Arc<AgentView>>) {
+        let before = self.agents.get(id).map(|e| e.view.clone());
+        self.counts.change(before.as_deref(), after.as_deref());
+        match after {
+            Some(view) => {
+                self.agents.insert(
+                    id.to_string(),
+                    Entry {
+                        view,
+                        previous: before,
+                    },
+                );
+            }
+            None => {
+                self.agents.remove(id);
+                self.provenance.remove(id);
+            }
+        }
+    }
+
+    /// Replica side: the leader's definitions, queue list and sync flag.
+    pub fn set_replica_meta(
+        &mut self,
+        definitions: &[PresenceDefinition],
+        queues: Vec<Queue>,
+        synced: bool,
+    ) {
+        self.definitions = definitions
+            .iter()
+            .map(|d| (d.id.clone(), d.clone()))
+            .collect();
+        self.definition_list = definitions.to_vec();
+        self.queues = queues;
+        self.synced = synced;
+    }
+
+    /// Replica side: replaces every agent with the leader's snapshot and
+    /// recomputes the counts from it.
+    pub fn load_replica(&mut self, agents: Vec<AgentView>) {
+        self.agents.clear();
+        self.provenance.clear();
+        self.counts = Counts::default();
+        for a in agents {
+            let a = Arc::new(a);
+            self.counts.change(None, Some(&a));
+            self.agents.insert(
+                a.id.clone(),
+                Entry {
+                    view: a,
+                    previous: None,
+                },
+            );
+        }
+        let _ = self.counts.take_patch();
+    }
+
     /// Applies what a REST read sent at `read_at` found for one agent
     /// (the anti-entropy sweep): it replaces what is held unless an event
     /// was applied after the read was sent; equal content (whatever the

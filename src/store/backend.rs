@@ -108,6 +108,8 @@ pub const PG_MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS tickets (
          hash TEXT PRIMARY KEY, principal TEXT NOT NULL, expires_ms BIGINT NOT NULL);
      CREATE INDEX IF NOT EXISTS tickets_expiry ON tickets(expires_ms);",
+    // 3: the cluster node that received each audited request (SQLite's migration 4).
+    "ALTER TABLE audit ADD COLUMN IF NOT EXISTS node TEXT;",
 ];
 
 /// Applies the migrations the database lacks; returns the version reached.

@@ -57,6 +57,8 @@ pub const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS tickets (
          hash TEXT PRIMARY KEY, principal TEXT NOT NULL, expires_ms INTEGER NOT NULL);
      CREATE INDEX IF NOT EXISTS tickets_expiry ON tickets(expires_ms);",
+    // 4: the cluster node that received each audited request (docs/scaling.md).
+    "ALTER TABLE audit ADD COLUMN node TEXT;",
 ];
 
 /// Applies the migrations `conn`'s file lacks; returns the version reached.

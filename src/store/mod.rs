@@ -176,6 +176,10 @@ pub struct AuditRecord {
     pub correlation_id: Option<String>,
     /// Free text: the refusal reason or error detail.
     pub detail: Option<String>,
+    /// The cluster node that received the request (docs/scaling.md);
+    /// absent on a standalone gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A presence set for a limited time.

@@ -133,9 +133,9 @@ pub struct Lite<'a>(pub &'a Connection);
 impl StoreOps for Lite<'_> {
     fn append_audit(&mut self, r: &AuditRecord) -> Result<i64, StoreError> {
         self.0.execute(
-            "INSERT INTO audit (at, actor, agent_id, from_presence, to_presence, reason, result, status, correlation_id, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![ts(r.at), r.actor, r.agent_id, r.from_presence, r.to_presence, r.reason, r.result, r.status, r.correlation_id, r.detail],
+            "INSERT INTO audit (at, actor, agent_id, from_presence, to_presence, reason, result, status, correlation_id, detail, node)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![ts(r.at), r.actor, r.agent_id, r.from_presence, r.to_presence, r.reason, r.result, r.status, r.correlation_id, r.detail, r.node],
         )?;
         Ok(self.0.last_insert_rowid())
     }
@@ -245,7 +245,7 @@ impl StoreOps for Lite<'_> {
             |r| r.get(0),
         )?;
         let mut stmt = self.0.prepare(&format!(
-            "SELECT id, at, actor, agent_id, from_presence, to_presence, reason, result, status, correlation_id, detail
+            "SELECT id, at, actor, agent_id, from_presence, to_presence, reason, result, status, correlation_id, detail, node
              FROM audit WHERE {clause} ORDER BY id DESC LIMIT ?7 OFFSET ?8"
         ))?;
         let rows = stmt
@@ -264,6 +264,7 @@ impl StoreOps for Lite<'_> {
                         status: r.get(8)?,
                         correlation_id: r.get(9)?,
                         detail: r.get(10)?,
+                        node: r.get(11)?,
                     })
                 },
             )?
@@ -365,9 +366,9 @@ fn opt_i32(v: Option<u16>) -> Option<i32> {
 impl<C: GenericClient> StoreOps for Pg<'_, C> {
     fn append_audit(&mut self, r: &AuditRecord) -> Result<i64, StoreError> {
         let row = self.0.query_one(
-            "INSERT INTO audit (at, actor, agent_id, from_presence, to_presence, reason, result, status, correlation_id, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-            &[&ts(r.at), &r.actor, &r.agent_id, &r.from_presence, &r.to_presence, &r.reason, &r.result, &i32::from(r.status), &r.correlation_id, &r.detail],
+            "INSERT INTO audit (at, actor, agent_id, from_presence, to_presence, reason, result, status, correlation_id, detail, node)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            &[&ts(r.at), &r.actor, &r.agent_id, &r.from_presence, &r.to_presence, &r.reason, &r.result, &i32::from(r.status), &r.correlation_id, &r.detail, &r.node],
         )?;
         Ok(row.get(0))
     }
@@ -476,7 +477,7 @@ impl<C: GenericClient> StoreOps for Pg<'_, C> {
             .get(0);
         let rows = self.0.query(
             &format!(
-                "SELECT id, at, actor, agent_id, from_presence, to_presence, reason, result, status, correlation_id, detail
+                "SELECT id, at, actor, agent_id, from_presence, to_presence, reason, result, status, correlation_id, detail, node
                  FROM audit WHERE {clause} ORDER BY id DESC LIMIT $7 OFFSET $8"
             ),
             &[&q.agent_id, &q.actor, &q.result, &from, &to, &q.agent_ids, &i64::from(q.limit), &i64::from(q.offset)],
@@ -495,6 +496,7 @@ impl<C: GenericClient> StoreOps for Pg<'_, C> {
                 status: r.get::<_, i32>(8).clamp(0, 999) as u16,
                 correlation_id: r.get(9),
                 detail: r.get(10),
+                node: r.get(11),
             })
             .collect();
         Ok((records, total.max(0) as u64))
