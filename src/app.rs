@@ -27,6 +27,83 @@ use crate::writes::Writes;
 /// it falls back to a checkpoint (Redis slow or away).
 const REPLICA_QUEUE: usize = 8192;
 
+/// The interaction hub's floor in a cluster: the leader subscribes
+/// conversations at Genesys; a follower reports its watches to the leader
+/// (which subscribes them once for all nodes) and gets each agent's
+/// interactions, completed, from the leader.
+struct ClusterFloor {
+    genesys: Genesys,
+    cluster: Arc<crate::cluster::Cluster>,
+}
+
+impl crate::interactions::ConversationFloor for ClusterFloor {
+    fn watch_conversations(&self, user_id: &str, watch: bool) -> bool {
+        self.cluster.watch_remotely(user_id, watch);
+        if self.cluster.is_leader() {
+            self.genesys.watch_conversations(user_id, watch)
+        } else {
+            true
+        }
+    }
+
+    fn complete_interaction(
+        &self,
+        conversation_id: String,
+        queue_id: Option<String>,
+        wrapup_code_id: Option<String>,
+        need_start: bool,
+    ) -> futures_util::future::LocalBoxFuture<'static, Option<crate::interactions::Completion>>
+    {
+        if !self.cluster.is_leader() {
+            // A follower's context comes complete from the leader.
+            return Box::pin(async { None });
+        }
+        crate::interactions::ConversationFloor::complete_interaction(
+            &self.genesys,
+            conversation_id,
+            queue_id,
+            wrapup_code_id,
+            need_start,
+        )
+    }
+}
+
+/// The leader registers each other node as one watcher (per agent) with
+/// its hub: a pseudo-session per node, whose deliveries go nowhere (the
+/// node gets the context through Redis).
+fn remote_watches(hub: actix::Addr<Interactions>) -> crate::cluster::context::RemoteWatches {
+    let sink = Discard.start().recipient();
+    Box::new(move |node: &str, agents: Vec<String>| {
+        // Ids far above any session's (sessions count up from 1).
+        let session_id = u64::MAX / 2 + {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            node.hash(&mut h);
+            h.finish() / 2
+        };
+        hub.do_send(crate::interactions::Unwatch { session_id });
+        if !agents.is_empty() {
+            hub.do_send(crate::interactions::Watch {
+                session_id,
+                agents,
+                recipient: sink.clone(),
+            });
+        }
+    })
+}
+
+/// Takes deliveries and drops them (another node's pseudo-session).
+struct Discard;
+
+impl Actor for Discard {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<crate::registry::Deliver> for Discard {
+    type Result = ();
+    fn handle(&mut self, _: crate::registry::Deliver, _: &mut Self::Context) {}
+}
+
 /// Prunes the journal hourly (it prunes itself at start too).
 async fn prune_loop(journal: Addr<Journal>, stop: CancellationToken) {
     loop {
@@ -181,16 +258,42 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         reset: hub.clone().recipient(),
     });
     let mut promote = None;
-    if cluster.is_none() {
-        upstream_ctx.run(upstream_actor);
-    } else {
-        promote = Some(Box::new(move || {
+    match &cluster {
+        None => {
             upstream_ctx.run(upstream_actor);
-        }) as Box<dyn FnOnce()>);
+        }
+        Some(c) => {
+            let (c, g) = (c.clone(), Genesys::new(upstream.clone()));
+            promote = Some(Box::new(move || {
+                upstream_ctx.run(upstream_actor);
+                // What this node's own clients watched while it followed.
+                actix::spawn(async move {
+                    for agent in c.local_watches() {
+                        g.watch_conversations_waiting(&agent, true).await;
+                    }
+                });
+            }) as Box<dyn FnOnce()>);
+        }
     }
     let genesys = Genesys::new(upstream.clone());
-    hub_ctx.run(Interactions::new(cfg.interactions.clone(), genesys.clone()));
+    // A cluster member's hub reports its watches to the leader, which alone
+    // subscribes conversations; the leader's hub publishes every agent's
+    // interactions for the other nodes (`crate::cluster::context`).
+    let (context_tx, context_rx) = tokio::sync::mpsc::channel(REPLICA_QUEUE);
+    let hub_actor = match &cluster {
+        None => Interactions::new(cfg.interactions.clone(), genesys.clone()),
+        Some(c) => Interactions::new(
+            cfg.interactions.clone(),
+            ClusterFloor {
+                genesys: genesys.clone(),
+                cluster: c.clone(),
+            },
+        )
+        .with_replica(context_tx),
+    };
+    hub_ctx.run(hub_actor);
 
+    let hub_for_cluster = hub.clone();
     // Features, on the floor's handle, the registry and the storage.
     let writes = Arc::new(Writes::new(
         registry.clone(),
@@ -271,6 +374,12 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
                 local_base: format!("http://{local}"),
                 stream_len: cfg.registry.replay_batches,
                 stop: stop.clone(),
+                context: Some(crate::cluster::context::ContextParts {
+                    hub: hub_for_cluster.clone().recipient(),
+                    published: context_rx,
+                    remote_watches: remote_watches(hub_for_cluster),
+                    redact_customer: cfg.interactions.redact_customer,
+                }),
             },
         );
     }

@@ -145,6 +145,9 @@ pub struct Interactions {
     completions: HashMap<String, Completion>,
     /// Completions asked for (conversation id + wrap-up code id), asked once each.
     asked: HashSet<(String, Option<String>)>,
+    /// A cluster leader's hub hands every agent's interactions, as they
+    /// change, to the other nodes through this (`crate::cluster::context`).
+    replica: Option<tokio::sync::mpsc::Sender<ConversationsReset>>,
 }
 
 impl Interactions {
@@ -162,7 +165,16 @@ impl Interactions {
             subscribed: HashSet::new(),
             completions: HashMap::new(),
             asked: HashSet::new(),
+            replica: None,
         }
+    }
+
+    /// The same hub in a cluster: every agent's interactions, as they
+    /// change, also go to `replica` (bounded; a full queue drops the
+    /// update, and the next change carries the whole list again).
+    pub fn with_replica(mut self, replica: tokio::sync::mpsc::Sender<ConversationsReset>) -> Self {
+        self.replica = Some(replica);
+        self
     }
 
     /// The `interaction` message for one agent.
@@ -178,6 +190,16 @@ impl Interactions {
     }
 
     fn publish(&self, user_id: &str) {
+        if let Some(tx) = &self.replica {
+            let _ = tx.try_send(ConversationsReset {
+                user_id: user_id.to_string(),
+                interactions: self
+                    .contexts
+                    .get(user_id)
+                    .map(|m| m.values().cloned().collect())
+                    .unwrap_or_default(),
+            });
+        }
         let Some(w) = self.watchers.get(user_id) else {
             return;
         };

@@ -67,6 +67,10 @@ fn example_is_the_defaults() {
         format!("{:?}", presence_gateway::store::StoreConfig::default())
     );
     assert_eq!(cfg.board, presence_gateway::board::BoardConfig::default());
+    assert_eq!(
+        format!("{:?}", cfg.cluster),
+        format!("{:?}", presence_gateway::cluster::ClusterConfig::default())
+    );
     let genesys = GenesysConfig {
         client_id: "x".into(),
         client_secret: "y".into(),

@@ -29,6 +29,7 @@
 //! follower.
 
 mod config;
+pub mod context;
 mod node;
 pub mod relay;
 
@@ -75,6 +76,8 @@ pub(crate) struct Keys {
     pub agents: String,
     pub meta: String,
     pub relay: String,
+    pub watching: String,
+    pub interactions: String,
     pub prefix: String,
 }
 
@@ -87,6 +90,8 @@ impl Keys {
             agents: format!("{prefix}:agents"),
             meta: format!("{prefix}:meta"),
             relay: format!("{prefix}:relay"),
+            watching: format!("{prefix}:watching"),
+            interactions: format!("{prefix}:interactions"),
             prefix: prefix.to_string(),
         }
     }
@@ -136,6 +141,12 @@ pub struct Cluster {
     status: Mutex<ClusterStatus>,
     pub stats: ClusterStats,
     pub(crate) relay: relay::RelayState,
+    /// The agents this node's clients watch (interaction context).
+    pub(crate) watches: Mutex<context::LocalWatches>,
+    /// This node's interaction hub, once known.
+    pub(crate) context_hub: Mutex<Option<actix::Recipient<crate::model::ConversationsReset>>>,
+    /// How the leader registers other nodes' watches with its hub.
+    pub(crate) remote_watches: Mutex<Option<context::RemoteWatches>>,
     /// Raised when this node lost the lease to another: drain and exit 75.
     pub deposed: CancellationToken,
 }
@@ -161,6 +172,9 @@ impl Cluster {
                 redis: "connecting".into(),
             }),
             relay: relay::RelayState::new(),
+            watches: Mutex::default(),
+            context_hub: Mutex::default(),
+            remote_watches: Mutex::default(),
             cfg,
             node,
             keys,

@@ -87,6 +87,8 @@ pub struct NodeParts {
     pub stream_len: usize,
     /// Stops the loops (graceful shutdown; the leader gives the lease up).
     pub stop: CancellationToken,
+    /// Interaction context across nodes (when interaction context is served).
+    pub context: Option<super::context::ContextParts>,
 }
 
 /// Starts the node's loops on the current actix arbiter.
@@ -98,7 +100,11 @@ pub fn start(cluster: Arc<Cluster>, parts: NodeParts) {
         local_base,
         stream_len,
         stop,
+        context,
     } = parts;
+    if let Some(c) = context {
+        super::context::start(cluster.clone(), c, stop.clone());
+    }
     let lease = Arc::new(parking_lot::Mutex::new(None::<String>));
     actix::spawn(publish_loop(
         cluster.clone(),
@@ -124,6 +130,8 @@ pub fn start(cluster: Arc<Cluster>, parts: NodeParts) {
             absent_since: None,
             health: None,
             trouble: None,
+            watch_report: Instant::now(),
+            remote: Default::default(),
             stop,
         }
         .run(),
@@ -147,6 +155,10 @@ struct Node {
     health: Option<UpstreamHealth>,
     /// Why this follower's state may be stale (shown in `status`).
     trouble: Option<String>,
+    /// When this follower last reported its interaction watches.
+    watch_report: Instant,
+    /// The leader's view of other nodes' interaction watches.
+    remote: std::collections::BTreeMap<String, Vec<String>>,
     stop: CancellationToken,
 }
 
@@ -241,6 +253,7 @@ impl Node {
                 }
             }
         }
+        super::context::gather(&self.cluster, &mut self.remote).await?;
         tokio::select! {
             _ = self.stop.cancelled() => {}
             _ = tokio::time::sleep(Duration::from_millis(ms / 3)) => {}
@@ -332,6 +345,12 @@ impl Node {
             }
         }
         self.cluster.redis_ok();
+        let refresh =
+            self.watch_report.elapsed() >= Duration::from_millis(self.cluster.cfg.lease_ms / 3);
+        if refresh {
+            self.watch_report = Instant::now();
+        }
+        super::context::report(&self.cluster, refresh).await?;
         self.check_lease().await
     }
 

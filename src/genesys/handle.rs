@@ -106,6 +106,19 @@ impl Genesys {
             .is_ok()
     }
 
+    /// Like [`Genesys::watch_conversations`], waiting for room in the
+    /// upstream's mailbox instead of giving up (a new cluster leader
+    /// subscribing every agent its followers' clients watch).
+    pub async fn watch_conversations_waiting(&self, user_id: &str, watch: bool) {
+        let _ = self
+            .upstream
+            .send(WatchConversations {
+                user_id: user_id.to_owned(),
+                watch,
+            })
+            .await;
+    }
+
     /// What events leave out of an interaction (queue name, wrap-up code
     /// name, start time), from the floor's caches and REST reads on the
     /// reconcile lane; `need_start` reads the conversation for its start
