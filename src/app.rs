@@ -294,6 +294,13 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
     hub_ctx.run(hub_actor);
 
     let hub_for_cluster = hub.clone();
+    let (rounds_tx, rounds_rx) = tokio::sync::mpsc::channel(64);
+    let mut queue_hub =
+        crate::queues::QueueHub::new(cfg.board.clone(), registry.clone(), Some(genesys.clone()));
+    if cluster.is_some() {
+        queue_hub = queue_hub.with_replica(rounds_tx);
+    }
+    let queue_hub = queue_hub.start();
     // Features, on the floor's handle, the registry and the storage.
     let writes = Arc::new(Writes::new(
         registry.clone(),
@@ -319,12 +326,7 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
             hooks: webhooks.clone(),
             journal: journal.clone(),
         }),
-        queues: crate::queues::QueueHub::new(
-            cfg.board.clone(),
-            registry.clone(),
-            Some(genesys.clone()),
-        )
-        .start(),
+        queues: queue_hub.clone(),
         upstream: upstream_stats.clone(),
         store: store_health.clone(),
     };
@@ -379,6 +381,8 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
                     published: context_rx,
                     remote_watches: remote_watches(hub_for_cluster),
                     redact_customer: cfg.interactions.redact_customer,
+                    queues: queue_hub.recipient(),
+                    rounds: rounds_rx,
                 }),
             },
         );

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::board::BoardConfig;
-use crate::genesys::queue_observations::{Observations, Waiting};
+use crate::genesys::queue_observations::{ObservationRound, Observations, Waiting};
 use crate::genesys::Genesys;
 use crate::model::{Division, Queue, RoutingStatus, SystemPresence};
 use crate::registry::{AgentView, Deliver, Frame, GetQueueMembers, Registry};
@@ -237,6 +237,9 @@ pub struct QueueHub {
     /// The observation status last published (a change is published even
     /// when no figure changed, e.g. `ok` → `stale`).
     last_status: &'static str,
+    /// A cluster leader's hub shares each observation round here; a
+    /// follower's gets them as [`ObservationRound`] messages.
+    replica: Option<tokio::sync::mpsc::Sender<ObservationRound>>,
 }
 
 impl QueueHub {
@@ -255,6 +258,24 @@ impl QueueHub {
             watchers: HashMap::new(),
             polling: false,
             last_status: "pending",
+            replica: None,
+        }
+    }
+
+    /// The same hub in a cluster: each observation round also goes to
+    /// `replica` for the other nodes (`crate::cluster::context`).
+    pub fn with_replica(mut self, replica: tokio::sync::mpsc::Sender<ObservationRound>) -> Self {
+        self.replica = Some(replica);
+        self
+    }
+
+    fn share(&self) {
+        if let Some(tx) = &self.replica {
+            let _ = tx.try_send(ObservationRound {
+                observations: self.observed.observations.clone(),
+                at_ms: self.observed.at.map_or(0, |t| t.timestamp_millis()),
+                failed: self.observed.failed,
+            });
         }
     }
 
@@ -332,6 +353,7 @@ impl QueueHub {
                         act.observed.failed = true;
                     }
                 }
+                act.share();
             })
             .spawn(ctx);
     }
@@ -352,6 +374,21 @@ impl Actor for QueueHub {
         // First figures and observations as soon as the directory is read.
         ctx.run_later(Duration::from_millis(200), |act, ctx| act.recompute(ctx));
         ctx.run_later(Duration::from_millis(1_500), |act, ctx| act.poll(ctx));
+    }
+}
+
+impl Handler<ObservationRound> for QueueHub {
+    type Result = ();
+
+    /// A cluster follower: the leader's round, as if polled here.
+    fn handle(&mut self, m: ObservationRound, ctx: &mut Context<Self>) {
+        self.observed = ObservationState {
+            observations: m.observations,
+            at: chrono::TimeZone::timestamp_millis_opt(&Utc, m.at_ms).single(),
+            failed: m.failed,
+            stale_after: self.observed.stale_after,
+        };
+        self.recompute(ctx);
     }
 }
 

@@ -94,6 +94,15 @@ pub mod names {
     pub const TICKETS: &str = "presence_gateway_tickets_total";
     /// 1 while the store takes writes and no record waits, else 0.
     pub const STORE_HEALTHY: &str = "presence_gateway_store_healthy";
+    pub const CLUSTER_LEADER: &str = "presence_gateway_cluster_leader";
+    pub const CLUSTER_REDIS_UP: &str = "presence_gateway_cluster_redis_up";
+    pub const CLUSTER_REDIS_OPS: &str = "presence_gateway_cluster_redis_ops_total";
+    pub const CLUSTER_PUBLISHED: &str = "presence_gateway_cluster_published_total";
+    pub const CLUSTER_APPLIED: &str = "presence_gateway_cluster_applied_total";
+    pub const CLUSTER_SNAPSHOTS: &str = "presence_gateway_cluster_snapshots_loaded_total";
+    pub const CLUSTER_RELAYED: &str = "presence_gateway_cluster_relayed_total";
+    pub const CLUSTER_RELAY_TIMEOUTS: &str = "presence_gateway_cluster_relay_timeouts_total";
+    pub const CLUSTER_REDIS_ERRORS: &str = "presence_gateway_cluster_redis_errors_total";
     /// Failed store writes, label `op` (`begin` | `commit` | `audit` |
     /// `journal` | `outbox` | `lease` | `recovery` | `probe`).
     pub const STORE_FAILURES: &str = "presence_gateway_store_failures_total";

@@ -18,6 +18,10 @@
 //!
 //! With `interactions.redact_customer` the leader strips the customer's
 //! name and ANI before anything reaches Redis.
+//!
+//! Queue observations (customers waiting, longest wait) are read by the
+//! leader's queue hub only; each round is `SET <prefix>:observations` and
+//! `PUBLISH`ed there, and followers' hubs take it as their own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -30,6 +34,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Cluster;
+use crate::genesys::queue_observations::ObservationRound;
 use crate::model::{ConversationsReset, Customer, Interaction};
 
 /// Registers a remote node's watched agents with the leader's hub
@@ -46,6 +51,10 @@ pub struct ContextParts {
     pub remote_watches: RemoteWatches,
     /// Strip customer names and ANIs before they reach Redis.
     pub redact_customer: bool,
+    /// This node's queue hub (a follower takes the leader's rounds).
+    pub queues: Recipient<ObservationRound>,
+    /// What this node's queue hub shares (used while leading).
+    pub rounds: mpsc::Receiver<ObservationRound>,
 }
 
 /// A follower's entry in `<prefix>:watching`.
@@ -103,22 +112,26 @@ pub(crate) fn start(cluster: Arc<Cluster>, parts: ContextParts, stop: Cancellati
         published,
         remote_watches,
         redact_customer,
+        queues,
+        rounds,
     } = parts;
     *cluster.context_hub.lock() = Some(hub.clone());
     *cluster.remote_watches.lock() = Some(remote_watches);
     actix::spawn(publish_loop(
         cluster.clone(),
         published,
+        rounds,
         redact_customer,
         stop.clone(),
     ));
-    actix::spawn(follow_loop(cluster, hub, stop));
+    actix::spawn(follow_loop(cluster, hub, queues, stop));
 }
 
 /// Leader: publishes what its hub hands over.
 async fn publish_loop(
     cluster: Arc<Cluster>,
     mut rx: mpsc::Receiver<ConversationsReset>,
+    mut rounds: mpsc::Receiver<ObservationRound>,
     redact: bool,
     stop: CancellationToken,
 ) {
@@ -126,6 +139,13 @@ async fn publish_loop(
     loop {
         let m = tokio::select! {
             _ = stop.cancelled() => return,
+            r = rounds.recv() => {
+                let Some(r) = r else { return };
+                if cluster.is_leader() {
+                    publish_round(&cluster, &r).await;
+                }
+                continue;
+            }
             m = rx.recv() => match m { Some(m) => m, None => return },
         };
         if !cluster.is_leader() {
@@ -163,19 +183,45 @@ async fn publish_loop(
     }
 }
 
-/// Follower: applies the leader's context as it is published; after any
-/// reconnect, re-reads the context of every agent its clients watch.
+/// Leader: shares one queue observation round.
+async fn publish_round(cluster: &Cluster, r: &ObservationRound) {
+    // unwrap: plain structs serialise.
+    let json = serde_json::to_string(r).unwrap();
+    let mut ctl = cluster.ctl.clone();
+    cluster.stats.op(2);
+    let sent: redis::RedisResult<()> = redis::pipe()
+        .cmd("SET")
+        .arg(&cluster.keys.observations)
+        .arg(&json)
+        .ignore()
+        .cmd("PUBLISH")
+        .arg(&cluster.keys.observations)
+        .arg(&json)
+        .ignore()
+        .query_async(&mut ctl)
+        .await;
+    if let Err(e) = sent {
+        cluster.redis_failed(&e);
+    }
+}
+
+/// Follower: applies the leader's context and queue observations as they
+/// are published; after any reconnect, re-reads the context of every agent
+/// its clients watch and the latest observations.
 async fn follow_loop(
     cluster: Arc<Cluster>,
     hub: Recipient<ConversationsReset>,
+    queues: Recipient<ObservationRound>,
     stop: CancellationToken,
 ) {
     let channel = cluster.keys.interactions.clone();
+    let rounds = cluster.keys.observations.clone();
     let mut backoff = Duration::from_millis(100);
     while !stop.is_cancelled() && !cluster.deposed.is_cancelled() {
         let subscribed = async {
             let mut ps = cluster.redis_client.get_async_pubsub().await?;
             ps.subscribe(&channel).await?;
+            ps.subscribe(&rounds).await?;
             Ok::<_, redis::RedisError>(ps)
         };
         let mut ps = match tokio::time::timeout(Duration::from_secs(5), subscribed).await {
@@ -193,6 +239,18 @@ async fn follow_loop(
         // Anything published while not subscribed is read again.
         let watched = cluster.local_watches();
         fetch(&cluster, &hub, watched).await;
+        if !cluster.is_leader() {
+            let mut ctl = cluster.ctl.clone();
+            let last: redis::RedisResult<Option<String>> =
+                redis::cmd("GET").arg(&rounds).query_async(&mut ctl).await;
+            if let Some(r) = last
+                .ok()
+                .flatten()
+                .and_then(|j| serde_json::from_str::<ObservationRound>(&j).ok())
+            {
+                queues.do_send(r);
+            }
+        }
         let mut messages = ps.on_message();
         loop {
             let msg = tokio::select! {
@@ -206,6 +264,12 @@ async fn follow_loop(
             let Ok(json) = msg.get_payload::<String>() else {
                 continue;
             };
+            if msg.get_channel_name() == rounds {
+                if let Ok(r) = serde_json::from_str::<ObservationRound>(&json) {
+                    queues.do_send(r);
+                }
+                continue;
+            }
             match serde_json::from_str::<Context>(&json) {
                 Ok(c) => hub.do_send(ConversationsReset {
                     user_id: c.user_id,

@@ -78,6 +78,7 @@ pub(crate) struct Keys {
     pub relay: String,
     pub watching: String,
     pub interactions: String,
+    pub observations: String,
     pub prefix: String,
 }
 
@@ -92,6 +93,7 @@ impl Keys {
             relay: format!("{prefix}:relay"),
             watching: format!("{prefix}:watching"),
             interactions: format!("{prefix}:interactions"),
+            observations: format!("{prefix}:observations"),
             prefix: prefix.to_string(),
         }
     }

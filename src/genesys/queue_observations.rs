@@ -30,7 +30,7 @@ use super::rest::{Lane, RestError};
 pub const MAX_QUEUES_PER_QUERY: usize = 100;
 
 /// Waiting customers of one queue and media type.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Waiting {
     /// Customers waiting (`oWaiting`).
@@ -44,6 +44,19 @@ pub struct Waiting {
 /// One observation round: per queue id, per media type (`voice`, `chat`,
 /// `email`, `message`, …).
 pub type Observations = BTreeMap<String, BTreeMap<String, Waiting>>;
+
+/// One observation round as a cluster leader's queue hub shares it with
+/// the other nodes' hubs (`crate::cluster::context`).
+#[derive(Message, Debug, Clone, Serialize, serde::Deserialize)]
+#[rtype(result = "()")]
+pub struct ObservationRound {
+    /// What Genesys answered (empty when the round failed).
+    pub observations: Observations,
+    /// When the round was taken (Unix ms).
+    pub at_ms: i64,
+    /// The round failed (`observations` is the last good one).
+    pub failed: bool,
+}
 
 /// Queue hub → upstream: observe these queues now.
 #[derive(Message)]

@@ -427,6 +427,69 @@ fn render_store(out: &mut String, h: &crate::store::StoreHealth) {
     *out = o.0;
 }
 
+/// Cluster series (`[cluster] redis_url` set).
+fn render_cluster(out: &mut String, c: &crate::cluster::Cluster) {
+    let mut o = Out(std::mem::take(out));
+    let s = c.status();
+    o.one(
+        names::CLUSTER_LEADER,
+        "gauge",
+        "1 while this node holds the cluster's leader lease (and Genesys), else 0.",
+        u64::from(c.is_leader()),
+    );
+    o.one(
+        names::CLUSTER_REDIS_UP,
+        "gauge",
+        "1 while Redis answers this node, else 0 (/readyz says why).",
+        u64::from(s.redis == "ok"),
+    );
+    let st = &c.stats;
+    o.one(
+        names::CLUSTER_REDIS_OPS,
+        "counter",
+        "Redis commands this node sent (a script counts once).",
+        ld(&st.redis_ops),
+    );
+    o.one(
+        names::CLUSTER_PUBLISHED,
+        "counter",
+        "Stream entries published while leading (batches, meta, health, checkpoints).",
+        ld(&st.published),
+    );
+    o.one(
+        names::CLUSTER_APPLIED,
+        "counter",
+        "Stream entries applied while following.",
+        ld(&st.applied),
+    );
+    o.one(
+        names::CLUSTER_SNAPSHOTS,
+        "counter",
+        "Leader snapshots loaded (start, or a gap in the stream).",
+        ld(&st.snapshots_loaded),
+    );
+    o.labelled(
+        names::CLUSTER_RELAYED,
+        "counter",
+        "Requests relayed to the leader (out) or carried out for another node (in).",
+        "direction",
+        &[("out", ld(&st.relayed_out)), ("in", ld(&st.relayed_in))],
+    );
+    o.one(
+        names::CLUSTER_RELAY_TIMEOUTS,
+        "counter",
+        "Relayed requests no leader answered in cluster.relay_timeout_ms (503 leader_unavailable).",
+        ld(&st.relay_timeouts),
+    );
+    o.one(
+        names::CLUSTER_REDIS_ERRORS,
+        "counter",
+        "Redis commands that failed.",
+        ld(&st.redis_errors),
+    );
+    *out = o.0;
+}
+
 /// `GET /metrics`.
 pub(crate) async fn metrics(st: web::Data<AppState>) -> HttpResponse {
     let r = st.registry.send(GetStats).await.unwrap_or_default();
@@ -454,6 +517,9 @@ pub(crate) async fn metrics(st: web::Data<AppState>) -> HttpResponse {
     }
     if let Some(h) = &st.ops.store {
         render_store(&mut body, h);
+    }
+    if let Some(c) = &st.cluster {
+        render_cluster(&mut body, c);
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
