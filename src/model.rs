@@ -369,6 +369,11 @@ pub enum UpstreamEvent {
         queues: Vec<Queue>,
         /// When the read was sent (the gateway's clock).
         read_at: DateTime<Utc>,
+        /// The users' `queue_ids` come from a queue membership read. When
+        /// `false` (the first sync of an upstream that has not read
+        /// membership yet: a new cluster leader) agents already known
+        /// keep their queues until the membership read says otherwise.
+        membership_known: bool,
     },
     /// Presence and routing status of some agents, re-read through the bulk
     /// endpoints by the anti-entropy sweep; applied like a sync's state

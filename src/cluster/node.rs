@@ -13,8 +13,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{conn_config, Cluster};
-use crate::model::{UpstreamHealth, UpstreamState};
-use crate::registry::replica::{ApplyReplica, Entry, LoadReplica, Meta, ReplicaOut, SetPublishing};
+use crate::model::UpstreamHealth;
+use crate::registry::replica::{
+    ApplyReplica, Entry, LoadReplica, Meta, ReplicaOut, SetPublishing, SetTrouble,
+};
 use crate::registry::Registry;
 
 /// Takes the lease when absent: `INCR` the fence, `SET NX PX` the value
@@ -128,7 +130,7 @@ pub fn start(cluster: Arc<Cluster>, parts: NodeParts) {
             last_id: None,
             need_snapshot: true,
             absent_since: None,
-            health: None,
+            renew_failing_since: None,
             trouble: None,
             watch_report: Instant::now(),
             remote: Default::default(),
@@ -151,8 +153,8 @@ struct Node {
     need_snapshot: bool,
     /// Since when the lease has been seen absent while no snapshot exists.
     absent_since: Option<Instant>,
-    /// The leader's latest upstream health.
-    health: Option<UpstreamHealth>,
+    /// Since when this leader has failed to renew its lease.
+    renew_failing_since: Option<Instant>,
     /// Why this follower's state may be stale (shown in `status`).
     trouble: Option<String>,
     /// When this follower last reported its interaction watches.
@@ -190,13 +192,29 @@ impl Node {
                 self.follow(&mut block).await
             };
             match step {
-                Ok(()) => backoff = Duration::from_millis(100),
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    if self.cluster.is_leader() {
+                        self.renew_failing_since = None;
+                        self.recovered();
+                    }
+                }
                 Err(e) => {
                     self.cluster.redis_failed(&e);
                     if !self.cluster.is_leader() {
                         self.stale(format!(
                             "cluster: Redis unreachable ({e}); serving the last state"
                         ));
+                    } else {
+                        // Past the lease another node may lead once Redis
+                        // is back: this node's stream is no longer certain
+                        // to be the cluster's.
+                        let since = *self.renew_failing_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= Duration::from_millis(self.cluster.cfg.lease_ms) {
+                            self.stale(format!(
+                                "cluster: Redis unreachable ({e}) for longer than the leader lease; this node serves Genesys's state but may no longer lead"
+                            ));
+                        }
                     }
                     tokio::select! {
                         _ = self.stop.cancelled() => {}
@@ -294,20 +312,13 @@ impl Node {
             return;
         }
         self.trouble = Some(why.clone());
-        let mut h = self.health.clone().unwrap_or_else(UpstreamHealth::starting);
-        h.state = UpstreamState::Reconnecting;
-        h.detail = Some(why);
-        self.registry
-            .do_send(ApplyReplica(Entry::Health { health: h }));
+        self.registry.do_send(SetTrouble(Some(why)));
     }
 
-    /// The leader's own health again, once the trouble is over.
+    /// The trouble is over.
     fn recovered(&mut self) {
         if self.trouble.take().is_some() {
-            if let Some(h) = self.health.clone() {
-                self.registry
-                    .do_send(ApplyReplica(Entry::Health { health: h }));
-            }
+            self.registry.do_send(SetTrouble(None));
         }
     }
 
@@ -369,13 +380,6 @@ impl Node {
                     return;
                 }
             };
-            if let Entry::Health { health } = &entry {
-                self.health = Some(health.clone());
-                if self.trouble.is_some() {
-                    self.last_id = Some(e.id);
-                    continue; // shown once the trouble is over
-                }
-            }
             match self.registry.send(ApplyReplica(entry)).await {
                 Ok(Ok(())) => {
                     self.cluster.stats.applied.fetch_add(1, Ordering::Relaxed);
@@ -467,9 +471,6 @@ impl Node {
         if ring.last().is_some_and(|b| b.seq != seq) {
             ring.clear();
         }
-        if let Some(h) = &health {
-            self.health = Some(h.clone());
-        }
         let closed = self
             .registry
             .send(LoadReplica {
@@ -481,7 +482,7 @@ impl Node {
                     queues: Vec::new(),
                     synced: false,
                 }),
-                health: if self.trouble.is_some() { None } else { health },
+                health,
                 ring,
             })
             .await

@@ -136,6 +136,8 @@ pub struct Upstream {
     definitions: Vec<PresenceDefinition>,
     queues: Vec<Queue>,
     membership: HashMap<String, Vec<String>>,
+    /// A queue membership read has completed (`membership` is Genesys's).
+    membership_read: bool,
     pub(super) synced: bool,
     /// Every user id of the last directory read, lower-cased: the only ids
     /// whose conversation topics the gateway will subscribe (a client's
@@ -252,6 +254,7 @@ impl Upstream {
             definitions: Vec::new(),
             queues: Vec::new(),
             membership: HashMap::new(),
+            membership_read: false,
             synced: false,
             known_users: Default::default(),
             deferred_watches: Default::default(),
@@ -460,6 +463,7 @@ impl Upstream {
                 definitions,
                 queues: self.queues.clone(),
                 read_at,
+                membership_known: self.membership_read || !self.cfg.queue_membership,
             },
         );
         let first = !self.synced;
@@ -589,6 +593,11 @@ impl Upstream {
                 .into_actor(self)
                 .map(|res, act, ctx| match res {
                     Ok((queues, membership)) => {
+                        // The first read is sent whole: the registry may
+                        // hold membership from before this upstream
+                        // started (a new cluster leader) and drops what
+                        // does not change.
+                        let first = !act.membership_read;
                         let changed: Vec<(String, Vec<String>)> = act
                             .plan
                             .shards
@@ -597,7 +606,7 @@ impl Upstream {
                             .filter_map(|u| {
                                 let now = membership.get(u).cloned().unwrap_or_default();
                                 let before = act.membership.get(u).cloned().unwrap_or_default();
-                                (now != before).then(|| (u.clone(), now))
+                                (first || now != before).then(|| (u.clone(), now))
                             })
                             .collect();
                         if act.queues != queues {
@@ -605,6 +614,7 @@ impl Upstream {
                         }
                         act.queues = queues;
                         act.membership = membership;
+                        act.membership_read = true;
                         // The queue names ride on a sync-free path: each
                         // change is its own event, and the next sync carries the list.
                         for (user_id, queue_ids) in changed {

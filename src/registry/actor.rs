@@ -26,7 +26,7 @@ use super::encode::{snapshot_json, status_frame, Batch, Frame};
 use super::filter::{Cursor, Filter};
 use super::replica::{
     ApplyReplica, Checkpoint, Entry, LoadReplica, Meta, ReplicaGap, ReplicaOut, ReplicaSender,
-    SetPublishing,
+    SetPublishing, SetTrouble,
 };
 use super::state::{Directory, DropCounters};
 use super::tap::{JournalLink, Tap, TapStats};
@@ -306,6 +306,9 @@ pub struct Registry {
     publishing: bool,
     /// `replica` was full: send a checkpoint once there is room.
     replica_overflow: bool,
+    /// Why this cluster node's state may be stale (Redis away, no leader,
+    /// a lease that could not be renewed): shown over the upstream health.
+    trouble: Option<String>,
 }
 
 impl Registry {
@@ -331,7 +334,21 @@ impl Registry {
             replica: None,
             publishing: false,
             replica_overflow: false,
+            trouble: None,
         }
+    }
+
+    /// The upstream health as clients and `/readyz` see it: with a cluster
+    /// trouble, `reconnecting` and the trouble as `detail`.
+    fn shown_health(&self) -> UpstreamHealth {
+        let mut h = self.health.clone();
+        if let Some(t) = &self.trouble {
+            if h.state != UpstreamState::Degraded {
+                h.state = UpstreamState::Reconnecting;
+            }
+            h.detail = Some(t.clone());
+        }
+        h
     }
 
     /// The same registry as a cluster member: while it leads
@@ -496,7 +513,7 @@ impl Registry {
     /// Re-encodes the status and sends it to every session.
     fn broadcast_status(&mut self) {
         self.flush();
-        self.status = status_frame(self.epoch, self.seq, self.dir.synced, &self.health);
+        self.status = status_frame(self.epoch, self.seq, self.dir.synced, &self.shown_health());
         let mut gone = Vec::new();
         for (id, sub) in &self.subs {
             if Self::offer(sub, Deliver::Status(self.status.clone()), &mut self.stats) {
@@ -652,11 +669,17 @@ impl Registry {
                 definitions,
                 queues,
                 read_at,
+                membership_known,
             } => {
                 let was_synced = self.dir.synced;
-                let changes = self
-                    .dir
-                    .sync(reason, &users, &definitions, &queues, read_at);
+                let changes = self.dir.sync_with(
+                    reason,
+                    &users,
+                    &definitions,
+                    &queues,
+                    read_at,
+                    !membership_known,
+                );
                 tracing::info!(
                     ?reason,
                     users = users.len(),
@@ -742,6 +765,17 @@ impl Handler<SetPublishing> for Registry {
             self.replicate(ReplicaOut::Health(self.health.clone()));
         }
         MessageResult((self.epoch, self.seq))
+    }
+}
+
+impl Handler<SetTrouble> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, m: SetTrouble, _: &mut Self::Context) {
+        if self.trouble != m.0 {
+            self.trouble = m.0;
+            self.broadcast_status();
+        }
     }
 }
 
@@ -841,7 +875,7 @@ impl Registry {
         if changed {
             self.broadcast_status();
         } else {
-            self.status = status_frame(self.epoch, self.seq, self.dir.synced, &self.health);
+            self.status = status_frame(self.epoch, self.seq, self.dir.synced, &self.shown_health());
         }
         changed
     }
@@ -897,7 +931,7 @@ impl Handler<Subscribe> for Registry {
                 Start::Snapshot(self.snapshot_frame(filter))
             }
         };
-        self.status = status_frame(self.epoch, self.seq, self.dir.synced, &self.health);
+        self.status = status_frame(self.epoch, self.seq, self.dir.synced, &self.shown_health());
         self.subs.insert(
             msg.id,
             Subscriber {
@@ -1007,7 +1041,7 @@ impl Handler<GetReadiness> for Registry {
     fn handle(&mut self, _: GetReadiness, _: &mut Self::Context) -> Readiness {
         Readiness {
             synced: self.dir.synced,
-            health: self.health.clone(),
+            health: self.shown_health(),
         }
     }
 }
@@ -1188,6 +1222,7 @@ mod paused_time {
                     definitions,
                     queues: Vec::new(),
                     read_at: Utc::now(),
+                    membership_known: true,
                 })
                 .await
                 .unwrap();

@@ -174,6 +174,13 @@ impl ChangeRec {
 #[rtype(result = "(u64, u64)")]
 pub struct SetPublishing(pub bool);
 
+/// Cluster → registry: why this node's state may be stale (`None`: it is
+/// not). Shown to clients as a `reconnecting` status with this `detail`,
+/// and by `/readyz` (503), over the upstream health.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetTrouble(pub Option<String>);
+
 /// Cluster → follower's registry: apply one entry of the stream.
 /// `Err(ReplicaGap)` when it does not follow on from the registry's
 /// `epoch`:`seq` (the caller then loads the snapshot).

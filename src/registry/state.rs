@@ -483,6 +483,20 @@ impl Directory {
         queues: &[Queue],
         read_at: DateTime<Utc>,
     ) -> Vec<Change> {
+        self.sync_with(reason, users, definitions, queues, read_at, false)
+    }
+
+    /// [`Directory::sync`]; with `keep_queues`, agents already known keep
+    /// the queues they have (the read carries no membership yet).
+    pub fn sync_with(
+        &mut self,
+        reason: SyncReason,
+        users: &[UserRecord],
+        definitions: &[PresenceDefinition],
+        queues: &[Queue],
+        read_at: DateTime<Utc>,
+        keep_queues: bool,
+    ) -> Vec<Change> {
         self.definitions = definitions
             .iter()
             .map(|d| (d.id.clone(), d.clone()))
@@ -495,7 +509,10 @@ impl Directory {
         for u in users {
             seen.insert(u.id.as_str());
             let cur = self.agents.get(&u.id).map(|e| e.view.clone());
-            let mut queues = u.queue_ids.clone();
+            let mut queues = match (&cur, keep_queues) {
+                (Some(c), true) => c.queues.clone(),
+                _ => u.queue_ids.clone(),
+            };
             queues.sort();
             queues.dedup();
             let presence = self.merge_presence(
