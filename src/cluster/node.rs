@@ -552,7 +552,7 @@ impl Node {
                 self.apply_all(range.ids).await;
             }
         }
-        self.trouble = None;
+        self.recovered();
         self.cluster.set_leader(true);
         let _ = self.registry.send(SetPublishing(true)).await;
         if let Some(start) = self.promote.take() {

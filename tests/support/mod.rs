@@ -260,6 +260,7 @@ pub fn sync(reason: SyncReason, users: Vec<UserRecord>) -> UpstreamEvent {
             })
             .collect(),
         read_at: chrono::Utc::now(),
+        membership_known: true,
     }
 }
 
