@@ -474,7 +474,7 @@ pub fn operation(method: &Method, path: &str, facts: &Facts) -> Option<Value> {
             "operationId": "readyz", "tags": ["operations"],
             "summary": "Readiness: the initial sync is in and the upstream is connected",
             "responses": {"200": ok_json("ready, with the upstream health record", "Ready"),
-                "503": err("`not_ready`: no initial sync yet, the upstream is not connected, the store cannot take writes or holds accepted writes not yet recorded, or `writes.lease_fallback` is not one of the org's presences")}
+                "503": err("`not_ready`: no initial sync yet, the upstream is not connected, the store cannot take writes or holds accepted writes not yet recorded, or `writes.lease_fallback` is not one of the org's presences; on a cluster member also Redis unreachable or no leader (the body then carries `role` and `cluster`)")}
         }),
         ("GET", "/metrics") => json!({
             "operationId": "metrics", "tags": ["operations"],
@@ -504,7 +504,7 @@ pub fn operation(method: &Method, path: &str, facts: &Facts) -> Option<Value> {
                 "412": err("`precondition_failed`: `If-Match` names an older version (`currentVersion`)"),
                 "415": err("`unsupported_media_type`: the body is not `application/json`"),
                 "422": err("`invalid_presence` (`choices`), `invalid_message`, `idempotency_key_reused`, `genesys_refused`"),
-                "503": err_retry("`rate_limited`, `upstream_unavailable`, `not_ready`, `store_unavailable` (the store cannot record the write; Genesys was not called), `lease_fallback_invalid`"),
+                "503": err_retry("`rate_limited`, `upstream_unavailable`, `not_ready`, `store_unavailable` (the store cannot record the write; Genesys was not called), `lease_fallback_invalid`, `leader_unavailable` (cluster: no leader carried it out in time; docs/scaling.md)"),
             }
         }),
         ("POST", "/api/v1/presence/bulk") => json!({
@@ -516,7 +516,7 @@ pub fn operation(method: &Method, path: &str, facts: &Facts) -> Option<Value> {
                 "400": err("`bad_body`"),
                 "415": err("`unsupported_media_type`"),
                 "422": err("a change list that cannot be taken (e.g. empty or too long)"),
-                "503": err_retry("`rate_limited`, `upstream_unavailable`, `not_ready`, `store_unavailable` (the store cannot record the writes; Genesys was not called)"),
+                "503": err_retry("`rate_limited`, `upstream_unavailable`, `not_ready`, `store_unavailable` (the store cannot record the writes; Genesys was not called), `leader_unavailable` (cluster: no leader carried it out in time)"),
             }
         }),
         ("GET", "/api/v1/audit") => json!({
@@ -760,7 +760,9 @@ fn schemas(facts: &Facts) -> Map<String, Value> {
     m.insert("Ready".into(), json!({"type": "object", "required": ["status", "upstream"], "properties": {
                 "status": {"type": "string", "const": "ready"},
                 "upstream": {"type": "object", "description": "the upstream health record: state, detail, channels, topics, refusedTopics, refusedTopicCount, stalenessBoundSecs, counters"},
-                "store": {"type": "object", "description": "the store's health: healthy, and what failed (docs/operations.md \"The store\")"}}}));
+                "store": {"type": "object", "description": "the store's health: healthy, and what failed (docs/operations.md \"The store\")"},
+                "role": {"type": "string", "enum": ["leader", "follower"], "description": "cluster members only (docs/scaling.md): the part this node plays; also in the 503 body"},
+                "cluster": {"type": "object", "description": "cluster members only: node, role, leader (the lease holder, or null), redis (`ok` or why not)"}}}));
     let target = if facts.definitions.is_empty() {
         json!({"type": "string", "minLength": 1, "description": "a presence definition id, the org's label (case-insensitive) or a system presence in any spelling"})
     } else {
@@ -798,7 +800,8 @@ fn schemas(facts: &Facts) -> Map<String, Value> {
                     "fromPresence": {"type": ["string", "null"]}, "toPresence": {"type": ["string", "null"]},
                     "reason": {"type": ["string", "null"]}, "result": {"type": "string"},
                     "status": {"type": ["integer", "null"]}, "correlationId": {"type": ["string", "null"]},
-                    "detail": {}}}}}}));
+                    "detail": {},
+                    "node": {"type": "string", "description": "cluster members only: the node that received the request (docs/scaling.md)"}}}}}}));
     m.insert(
         "HistoryState".into(),
         json!({"type": "object", "properties": {
