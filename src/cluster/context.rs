@@ -350,10 +350,9 @@ pub(crate) async fn report(cluster: &Cluster, refresh: bool) -> redis::RedisResu
         cluster.watches.lock().dirty = true;
         return Err(e);
     }
-    if !added.is_empty() {
-        if let Some(hub) = cluster.context_hub.lock().clone() {
-            fetch(cluster, &hub, added).await;
-        }
+    let hub = cluster.context_hub.lock().clone();
+    if let (false, Some(hub)) = (added.is_empty(), hub) {
+        fetch(cluster, &hub, added).await;
     }
     Ok(())
 }

@@ -131,6 +131,7 @@ pub fn start(cluster: Arc<Cluster>, parts: NodeParts) {
             need_snapshot: true,
             absent_since: None,
             renew_failing_since: None,
+            lease_checked: Instant::now(),
             trouble: None,
             watch_report: Instant::now(),
             remote: Default::default(),
@@ -155,6 +156,8 @@ struct Node {
     absent_since: Option<Instant>,
     /// Since when this leader has failed to renew its lease.
     renew_failing_since: Option<Instant>,
+    /// When the follower last looked at the lease.
+    lease_checked: Instant,
     /// Why this follower's state may be stale (shown in `status`).
     trouble: Option<String>,
     /// When this follower last reported its interaction watches.
@@ -362,6 +365,11 @@ impl Node {
             self.watch_report = Instant::now();
         }
         super::context::report(&self.cluster, refresh).await?;
+        // The lease is looked at once per poll, not after every entry read.
+        if self.lease_checked.elapsed() < self.poll() && self.cluster.status().leader.is_some() {
+            return Ok(());
+        }
+        self.lease_checked = Instant::now();
         self.check_lease().await
     }
 
