@@ -90,6 +90,7 @@
 //!     config.rs           ClusterConfig (`[cluster]`)
 //!     node.rs             the lease loop (acquire, renew, step down), following the stream, the fenced publisher
 //!     relay.rs            requests a follower hands to the leader through Redis
+//!     context.rs          interaction context and queue observations across nodes: watches reported, the leader subscribes once
 //!   shutdown.rs           the graceful drain: sessions, journal, store, server
 //!   config.rs             the whole configuration: file + env overrides + validate
 //!   app.rs                wiring: store, registry, genesys + hub, writes, journal, features, HTTP
