@@ -308,7 +308,8 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         store.clone(),
         cfg.writes.clone(),
         store_health.clone(),
-    ));
+    )
+    .with_cluster(cluster.clone()));
     let features = http::Features {
         writes: writes.clone(),
         interactions: InteractionsState {

@@ -130,6 +130,9 @@ pub struct Writes {
     pub records: Mutex<VecDeque<CommitWrite>>,
     /// Wakes [`record_loop`].
     pub records_wake: Notify,
+    /// The cluster this node belongs to: only its leader runs lease
+    /// expiries (docs/scaling.md).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Most write records kept in memory while the store cannot commit them.
@@ -152,7 +155,15 @@ impl Writes {
             health,
             records: Mutex::new(VecDeque::new()),
             records_wake: Notify::new(),
+            cluster: None,
         }
+    }
+
+    /// The same write path on a member of `cluster`: lease expiries run on
+    /// the leader only (a follower's requests are relayed to it).
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Writes {
+        self.cluster = cluster;
+        self
     }
 
     /// Drain: tries every kept record once, oldest first, stopping at the
@@ -1186,6 +1197,9 @@ pub async fn lease_loop(w: Arc<Writes>, stop: tokio_util::sync::CancellationToke
 /// One pass over the leases. `Err(None)`: the registry stopped;
 /// `Err(Some(why))`: the store or Genesys failed (back off).
 async fn lease_pass(w: &Writes) -> Result<(), Option<String>> {
+    if w.cluster.as_ref().is_some_and(|c| !c.is_leader()) {
+        return Ok(()); // the leader runs expiries (its store may be shared)
+    }
     let leases = match w.store.send(ListLeases).await {
         Ok(Ok(l)) => l,
         Ok(Err(e)) => return Err(Some(e.to_string())),
