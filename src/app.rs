@@ -229,8 +229,8 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
         recipient: journal.clone().recipient(),
         backlog: cfg.history.backlog_batches,
     });
-    if cluster.is_some() {
-        registry = registry.with_replica(replica_tx);
+    if let Some(c) = &cluster {
+        registry = registry.with_replica(replica_tx, c.gate.clone());
     }
     let registry = registry.start();
 
@@ -302,14 +302,16 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
     }
     let queue_hub = queue_hub.start();
     // Features, on the floor's handle, the registry and the storage.
-    let writes = Arc::new(Writes::new(
-        registry.clone(),
-        genesys.clone(),
-        store.clone(),
-        cfg.writes.clone(),
-        store_health.clone(),
-    )
-    .with_cluster(cluster.clone()));
+    let writes = Arc::new(
+        Writes::new(
+            registry.clone(),
+            genesys.clone(),
+            store.clone(),
+            cfg.writes.clone(),
+            store_health.clone(),
+        )
+        .with_cluster(cluster.clone()),
+    );
     let features = http::Features {
         writes: writes.clone(),
         interactions: InteractionsState {

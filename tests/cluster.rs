@@ -202,6 +202,8 @@ impl Node {
                 r#"[server]
 listen = "127.0.0.1:0"
 workers = 1
+drain_secs = 5
+drain_spread_secs = 1
 
 [genesys]
 api_base = "{api}"
@@ -1066,6 +1068,72 @@ async fn leader_killed_a_follower_takes_over_without_a_gap() {
         );
     }
     assert_eq!(clients[0].deltas(), clients[1].deltas(), "same deltas");
+    c.stop().await;
+}
+
+/// A leader paused (SIGSTOP) past its lease is replaced; once it resumes
+/// (SIGCONT) it finds another node holding the lease and exits with 75,
+/// and it never sends its own clients a batch under a `seq` the new
+/// leader numbered otherwise: its lease gate held what it read while it
+/// could not be sure it still led.
+#[actix_web::test]
+async fn a_paused_leader_is_fenced_and_steps_down() {
+    let Some(mut c) = Cluster::start().await else {
+        return;
+    };
+    let li = c.all_ready(SETTLE).await;
+    let survivors: Vec<usize> = (0..c.nodes.len()).filter(|&i| i != li).collect();
+    let on_old = Ws::open(&c.nodes[li].base, "/api/v1/ws").await;
+    on_old.wait_snapshot("snapshot on the leader").await;
+    let on_new = Ws::open(&c.nodes[survivors[0]].base, "/api/v1/ws").await;
+    on_new.wait_snapshot("snapshot on a follower").await;
+    let ids = writable(&c).await;
+
+    let pid = c.nodes[li].child.0.id().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, pid.as_str()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let new = wait_until(
+        Duration::from_millis(LEASE_MS) + Duration::from_millis(4500),
+        "a follower takes the lease from the paused leader",
+        || async {
+            for &i in &survivors {
+                if let Ok((_, b)) = readyz(&c.nodes[i].base).await {
+                    if b["role"] == "leader" {
+                        return Ok(i);
+                    }
+                }
+            }
+            Err("no new leader yet".to_string())
+        },
+    )
+    .await;
+    // Changes the paused leader's Genesys socket also carries (its
+    // channel lives until it is replaced): it reads them on SIGCONT.
+    for (k, id) in ids[..4].iter().enumerate() {
+        c.change(id, ["MEAL", "AWAY"][k % 2]).await;
+    }
+    c.converged(&survivors, "survivors equal /sim/state").await;
+    signal("-CONT");
+    let code = wait_until(SETTLE, "the old leader steps down", || {
+        let code = c.nodes[li].exited();
+        async move { code.ok_or_else(|| "still running".to_string()) }
+    })
+    .await;
+    assert_eq!(code, 75, "a deposed leader exits with EX_TEMPFAIL");
+    assert_eq!(c.ready_among(&survivors, SETTLE).await, new);
+    let truth = on_new.deltas();
+    for (seq, text) in on_old.deltas() {
+        if let Some(t) = truth.get(&seq) {
+            assert_eq!(&text, t, "seq {seq} means the same on every node");
+        }
+    }
     c.stop().await;
 }
 

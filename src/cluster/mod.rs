@@ -151,6 +151,8 @@ pub struct Cluster {
     pub(crate) remote_watches: Mutex<Option<context::RemoteWatches>>,
     /// Raised when this node lost the lease to another: drain and exit 75.
     pub deposed: CancellationToken,
+    /// Until when this node may number batches as leader (its registry's gate).
+    pub gate: Arc<crate::registry::replica::LeaseGate>,
 }
 
 impl Cluster {
@@ -185,6 +187,7 @@ impl Cluster {
             leader: AtomicBool::new(false),
             stats: ClusterStats::default(),
             deposed: CancellationToken::new(),
+            gate: Arc::default(),
         }))
     }
 

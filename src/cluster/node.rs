@@ -238,6 +238,7 @@ impl Node {
         let value = self.lease.lock().clone().unwrap_or_default();
         let ms = self.cluster.cfg.lease_ms;
         self.cluster.stats.op(1);
+        let sent = Instant::now();
         let renewed: i64 = redis::Script::new(RENEW)
             .key(&self.cluster.keys.lease)
             .arg(&value)
@@ -245,7 +246,9 @@ impl Node {
             .invoke_async(&mut ctl)
             .await?;
         self.cluster.redis_ok();
-        if renewed == 0 {
+        if renewed == 1 {
+            self.hold_until(sent);
+        } else {
             // Gone (Redis restarted empty, or it ran out while Redis was
             // away) or taken.
             self.cluster.stats.op(1);
@@ -265,8 +268,10 @@ impl Node {
                     return Ok(());
                 }
                 None => {
+                    let sent = Instant::now();
                     if let Some(v) = self.acquire().await? {
                         tracing::warn!(lease = %v, "cluster: the leader lease was gone; taken again");
+                        self.hold_until(sent);
                         *self.lease.lock() = Some(v);
                         // The stream and snapshot may be gone with it.
                         let _ = self.registry.send(SetPublishing(true)).await;
@@ -280,6 +285,18 @@ impl Node {
             _ = tokio::time::sleep(Duration::from_millis(ms / 3)) => {}
         }
         Ok(())
+    }
+
+    /// The lease, renewed or taken by a request sent at `sent`, holds for
+    /// nine tenths of `lease_ms` from then (a margin for clock rates): the
+    /// registry numbers batches until that time ([`crate::registry::replica::LeaseGate`]).
+    fn hold_until(&self, sent: Instant) {
+        let ms = self.cluster.cfg.lease_ms * 9 / 10;
+        self.cluster
+            .gate
+            .extend_to(sent + Duration::from_millis(ms));
+        self.registry
+            .do_send(crate::registry::replica::LeaseRenewed);
     }
 
     async fn acquire(&self) -> redis::RedisResult<Option<String>> {
@@ -533,9 +550,11 @@ impl Node {
         if !has_snapshot && since.elapsed() < Duration::from_millis(self.cluster.cfg.lease_ms) {
             return Ok(());
         }
+        let sent = Instant::now();
         let Some(value) = self.acquire().await? else {
             return Ok(());
         };
+        self.hold_until(sent);
         self.promote(value).await
     }
 

@@ -25,8 +25,8 @@ use super::config::RegistryConfig;
 use super::encode::{snapshot_json, status_frame, Batch, Frame};
 use super::filter::{Cursor, Filter};
 use super::replica::{
-    ApplyReplica, Checkpoint, Entry, LoadReplica, Meta, ReplicaGap, ReplicaOut, ReplicaSender,
-    SetPublishing, SetTrouble,
+    ApplyReplica, Checkpoint, Entry, LeaseGate, LeaseRenewed, LoadReplica, Meta, ReplicaGap,
+    ReplicaOut, ReplicaSender, SetPublishing, SetTrouble,
 };
 use super::state::{Directory, DropCounters};
 use super::tap::{JournalLink, Tap, TapStats};
@@ -304,6 +304,8 @@ pub struct Registry {
     replica: Option<ReplicaSender>,
     /// This node leads: what it numbers goes to `replica`.
     publishing: bool,
+    /// While leading, batches are numbered only while this lease holds.
+    gate: Option<Arc<LeaseGate>>,
     /// `replica` was full: send a checkpoint once there is room.
     replica_overflow: bool,
     /// Why this cluster node's state may be stale (Redis away, no leader,
@@ -333,6 +335,7 @@ impl Registry {
             tap: Tap::default(),
             replica: None,
             publishing: false,
+            gate: None,
             replica_overflow: false,
             trouble: None,
         }
@@ -354,8 +357,9 @@ impl Registry {
     /// The same registry as a cluster member: while it leads
     /// ([`SetPublishing`]), every batch, meta and health change goes to
     /// `replica` (bounded; on overflow a checkpoint follows).
-    pub fn with_replica(mut self, replica: ReplicaSender) -> Registry {
+    pub fn with_replica(mut self, replica: ReplicaSender, gate: Arc<LeaseGate>) -> Registry {
         self.replica = Some(replica);
+        self.gate = Some(gate);
         self
     }
 
@@ -449,6 +453,10 @@ impl Registry {
     /// Numbers, encodes, buffers and fans out the pending changes.
     fn flush(&mut self) {
         if self.pending.is_empty() {
+            return;
+        }
+        if self.publishing && self.gate.as_ref().is_some_and(|g| !g.valid()) {
+            // The lease may have run out: hold the changes (see `LeaseGate`).
             return;
         }
         self.seq += 1;
@@ -765,6 +773,14 @@ impl Handler<SetPublishing> for Registry {
             self.replicate(ReplicaOut::Health(self.health.clone()));
         }
         MessageResult((self.epoch, self.seq))
+    }
+}
+
+impl Handler<LeaseRenewed> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, _: LeaseRenewed, _: &mut Self::Context) {
+        self.flush();
     }
 }
 

@@ -213,5 +213,47 @@ pub struct LoadReplica {
     pub ring: Vec<Batch>,
 }
 
+/// Until when a cluster leader may number batches: the time its last
+/// lease renewal was *sent* plus nine tenths of the lease. A leader whose
+/// lease may have run out (paused past it, or Redis away) holds its
+/// pending changes instead of numbering them, so no client of it ever
+/// gets a `seq` the cluster's next leader numbers differently; it numbers
+/// them once the lease is renewed ([`LeaseRenewed`]), or is deposed.
+#[derive(Debug)]
+pub struct LeaseGate {
+    base: std::time::Instant,
+    /// Milliseconds after `base`; 0: not valid.
+    until_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Default for LeaseGate {
+    fn default() -> Self {
+        LeaseGate {
+            base: std::time::Instant::now(),
+            until_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl LeaseGate {
+    /// The lease holds until `t`.
+    pub fn extend_to(&self, t: std::time::Instant) {
+        let ms = t.saturating_duration_since(self.base).as_millis() as u64;
+        self.until_ms
+            .store(ms.max(1), std::sync::atomic::Ordering::Release);
+    }
+
+    /// The lease may still be held now.
+    pub fn valid(&self) -> bool {
+        let now = self.base.elapsed().as_millis() as u64;
+        now < self.until_ms.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Cluster → leader's registry: the lease was renewed; number what was held.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeaseRenewed;
+
 /// Where the registry sends [`ReplicaOut`] (the cluster publisher's queue).
 pub type ReplicaSender = tokio::sync::mpsc::Sender<ReplicaOut>;
