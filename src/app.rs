@@ -217,9 +217,10 @@ pub async fn start(cfg: Config) -> std::io::Result<Gateway> {
     // A cluster member (`[cluster] redis_url`) leads or follows; its
     // registry publishes what it numbers while it leads.
     let cluster = match cfg.cluster.redis_url {
-        Some(_) => {
-            Some(crate::cluster::Cluster::new(cfg.cluster.clone()).map_err(std::io::Error::other)?)
-        }
+        Some(_) => Some(
+            crate::cluster::Cluster::new(cfg.cluster.clone(), &cfg.genesys.client_secret)
+                .map_err(std::io::Error::other)?,
+        ),
         None => None,
     };
     let (replica_tx, replica_rx) = tokio::sync::mpsc::channel(REPLICA_QUEUE);

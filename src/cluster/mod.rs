@@ -153,11 +153,17 @@ pub struct Cluster {
     pub deposed: CancellationToken,
     /// Until when this node may number batches as leader (its registry's gate).
     pub gate: Arc<crate::registry::replica::LeaseGate>,
+    /// This process (tells two processes with the same `node_id` apart).
+    pub(crate) instance: String,
+    /// Another running process uses this `node_id`.
+    id_conflict: AtomicBool,
 }
 
 impl Cluster {
     /// A handle for `cfg` (which must carry `redis_url`); connects lazily.
-    pub fn new(cfg: ClusterConfig) -> Result<Arc<Cluster>, String> {
+    /// `shared_secret` is held by every node of the cluster (the Genesys
+    /// client secret): relayed requests are signed with a key derived from it.
+    pub fn new(cfg: ClusterConfig, shared_secret: &str) -> Result<Arc<Cluster>, String> {
         let url = cfg
             .redis_url
             .clone()
@@ -175,7 +181,7 @@ impl Cluster {
                 leader: None,
                 redis: "connecting".into(),
             }),
-            relay: relay::RelayState::new(),
+            relay: relay::RelayState::new(shared_secret),
             watches: Mutex::default(),
             context_hub: Mutex::default(),
             remote_watches: Mutex::default(),
@@ -188,6 +194,8 @@ impl Cluster {
             stats: ClusterStats::default(),
             deposed: CancellationToken::new(),
             gate: Arc::default(),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            id_conflict: AtomicBool::new(false),
         }))
     }
 
@@ -232,9 +240,20 @@ impl Cluster {
         }
     }
 
+    pub(crate) fn set_id_conflict(&self, taken: bool) {
+        self.id_conflict.store(taken, Ordering::Release);
+    }
+
     /// `Err(why)` when this node cannot serve as a follower right now
-    /// (readiness): Redis unreachable or no leader.
+    /// (readiness): Redis unreachable, no leader, or its `node_id` in use
+    /// by another process.
     pub fn check(&self) -> Result<(), String> {
+        if self.id_conflict.load(Ordering::Acquire) {
+            return Err(format!(
+                "cluster: another running process uses node_id {:?}; give every node its own cluster.node_id",
+                self.node
+            ));
+        }
         let s = self.status.lock();
         if s.redis != "ok" {
             return Err(format!("cluster: {}", s.redis));

@@ -27,6 +27,14 @@ local v = ARGV[1] .. '|' .. redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], v, 'PX', ARGV[2])
 return v";
 
+/// Claims this node's id for this process: 1, or 0 when another running
+/// process uses the same `node_id`.
+const CLAIM_ID: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and v ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1";
+
 /// Renews the lease if this node still holds it: 1, else 0.
 const RENEW: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -132,6 +140,8 @@ pub fn start(cluster: Arc<Cluster>, parts: NodeParts) {
             absent_since: None,
             renew_failing_since: None,
             lease_checked: Instant::now(),
+            id_claimed: Instant::now() - Duration::from_secs(3600),
+            id_taken: false,
             trouble: None,
             watch_report: Instant::now(),
             remote: Default::default(),
@@ -158,6 +168,10 @@ struct Node {
     renew_failing_since: Option<Instant>,
     /// When the follower last looked at the lease.
     lease_checked: Instant,
+    /// When this process last claimed its `node_id` in Redis.
+    id_claimed: Instant,
+    /// Another running process uses this `node_id`.
+    id_taken: bool,
     /// Why this follower's state may be stale (shown in `status`).
     trouble: Option<String>,
     /// When this follower last reported its interaction watches.
@@ -188,6 +202,10 @@ impl Node {
             if self.stop.is_cancelled() {
                 self.release().await;
                 return;
+            }
+            if self.id_claimed.elapsed() >= Duration::from_millis(self.cluster.cfg.lease_ms / 3) {
+                self.id_claimed = Instant::now();
+                self.claim_id().await;
             }
             let step = if self.cluster.is_leader() {
                 self.lead().await
@@ -323,6 +341,32 @@ impl Node {
             .await;
         if r.is_ok() {
             tracing::info!("cluster: leader lease released");
+        }
+    }
+
+    /// Claims `<prefix>:node:<id>` for this process (3 leases long,
+    /// renewed every third of one); another live process with the same id
+    /// makes this one unready, naming the problem (their relay answers
+    /// would cross).
+    async fn claim_id(&mut self) {
+        let mut ctl = self.cluster.ctl.clone();
+        self.cluster.stats.op(1);
+        let got: redis::RedisResult<i64> = redis::Script::new(CLAIM_ID)
+            .key(format!(
+                "{}:node:{}",
+                self.cluster.keys.prefix, self.cluster.node
+            ))
+            .arg(&self.cluster.instance)
+            .arg(self.cluster.cfg.lease_ms * 3)
+            .invoke_async(&mut ctl)
+            .await;
+        let taken = matches!(got, Ok(0));
+        if taken != self.id_taken {
+            self.id_taken = taken;
+            self.cluster.set_id_conflict(taken);
+            if taken {
+                tracing::error!(node = %self.cluster.node, "cluster: another running process uses this node_id; give every node its own cluster.node_id");
+            }
         }
     }
 

@@ -2,18 +2,26 @@
 //! store: writes, bulk writes, audit, history, interactions, webhooks) go to
 //! the leader through Redis:
 //!
-//! 1. the follower `LPUSH`es an envelope (method, path and query, headers,
-//!    client address, body, deadline) to `<prefix>:relay`;
-//! 2. the leader `BLPOP`s it and carries it out against its own HTTP API
-//!    on loopback, with the same headers (so the same authentication,
-//!    scope checks, validation and audit apply) plus [`RELAY_HEADER`]
-//!    carrying a secret only this process knows, so the receiving node's
-//!    id and the client's address are believed only from a relay;
+//! 1. the follower authenticates the caller, then `LPUSH`es an envelope to
+//!    `<prefix>:relay`: method, path and query, headers (byte-exact; never
+//!    `Authorization`, `Cookie` or other credentials), the caller's
+//!    [`Principal`](crate::auth::Principal) as it authenticated it, the
+//!    client address, body and a deadline, signed with HMAC-SHA256 under a
+//!    key derived from `genesys.client_secret` (which every node of a
+//!    cluster shares), so reading Redis yields no client credential and
+//!    writing to it forges no request;
+//! 2. the leader `BLPOP`s it, checks the signature, answers `accepted` at
+//!    once, and carries it out against its own HTTP API on loopback with
+//!    [`RELAY_HEADER`] (a secret only this process knows) carrying the
+//!    principal, the receiving node and the client address, so the same
+//!    role and scope checks, validation, idempotency and audit apply;
 //! 3. the answer goes back on `<prefix>:relay:reply:<node>`.
 //!
-//! An envelope past its deadline is dropped unrun, so a request the
-//! follower already answered 503 `leader_unavailable` is never carried out
-//! later. Writes with an `Idempotency-Key` are safe to retry after a 503.
+//! The leader starts nothing whose deadline is less than [`START_MARGIN`]
+//! away, and the follower waits until the deadline for `accepted`: a
+//! request is either accepted in time (the follower then waits for its
+//! answer, up to [`RUN_MAX`], and answers 504 `leader_timeout` if none
+//! comes) or never carried out (503 `leader_unavailable`).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -22,13 +30,15 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use hmac::Mac;
 use parking_lot::Mutex;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{conn_config, Cluster};
+use crate::auth::Principal;
 
 /// The header a leader adds to a relayed request: `<secret>`.
 pub const RELAY_HEADER: &str = "x-presence-gateway-relay";
@@ -36,14 +46,29 @@ pub const RELAY_HEADER: &str = "x-presence-gateway-relay";
 pub const RELAY_NODE_HEADER: &str = "x-presence-gateway-relay-node";
 /// The client address a relayed request came from (idem).
 pub const RELAY_PEER_HEADER: &str = "x-presence-gateway-relay-peer";
+/// The caller as the receiving node authenticated it: base64 of
+/// [`Principal::to_json`] (idem).
+pub const RELAY_PRINCIPAL_HEADER: &str = "x-presence-gateway-relay-principal";
 
-/// On a request the leader carries out for another node: who received it.
+/// The leader starts no relayed request whose deadline is nearer than this
+/// (room for its `accepted` to reach the follower in time).
+pub const START_MARGIN: Duration = Duration::from_millis(500);
+/// How long a follower waits for the answer to a request the leader
+/// accepted (the leader's own call to itself gives up 5 s earlier).
+pub const RUN_MAX: Duration = Duration::from_secs(60);
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// On a request the leader carries out for another node: who received it,
+/// from whom, for whom.
 #[derive(Debug, Clone)]
 pub struct Relayed {
     /// The receiving node's id.
     pub node: String,
     /// The client's IP address as the receiving node saw it.
     pub peer: Option<String>,
+    /// The caller, as the receiving node authenticated it.
+    pub principal: Option<Principal>,
 }
 
 /// A relayed request.
@@ -51,23 +76,31 @@ pub struct Relayed {
 struct Envelope {
     id: String,
     node: String,
-    /// Unix ms after which the leader must not run it.
+    /// Unix ms after which the leader must not start it.
     deadline_ms: i64,
     method: String,
     path: String,
+    /// Names, and base64 of each value's bytes.
     headers: Vec<(String, String)>,
     peer: Option<String>,
+    /// [`Principal::to_json`].
+    principal: String,
     /// Base64.
     body: String,
+    /// HMAC-SHA256 (hex) of this envelope with `mac` empty.
+    mac: String,
 }
 
-/// The leader's answer.
+/// The leader's answer (or its `accepted` notice).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Reply {
     id: String,
+    /// The leader took the request and runs it; the answer follows.
+    #[serde(default)]
+    accepted: bool,
     /// HTTP status.
     pub status: u16,
-    /// Response headers (hop-by-hop ones left out).
+    /// Response headers (hop-by-hop ones left out), values in base64.
     pub headers: Vec<(String, String)>,
     /// Base64 of the body.
     body: String,
@@ -76,38 +109,74 @@ pub struct Reply {
 impl Reply {
     /// The response body.
     pub fn body(&self) -> Bytes {
-        base64::engine::general_purpose::STANDARD
-            .decode(&self.body)
-            .map(Bytes::from)
-            .unwrap_or_default()
+        B64.decode(&self.body).map(Bytes::from).unwrap_or_default()
+    }
+
+    /// The response headers, values as bytes.
+    pub fn header_bytes(&self) -> impl Iterator<Item = (&str, Vec<u8>)> {
+        self.headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), B64.decode(v).ok()?)))
     }
 }
 
 /// Why a relayed request got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    #[error("Redis refused the relayed request: {0}")]
-    Redis(String),
-    #[error("no leader answered within {0} ms")]
-    Timeout(u64),
+    /// Nobody accepted it before its deadline: it was not carried out.
+    #[error("no leader took the request within {0} ms, so it was not carried out")]
+    NotTaken(u64),
+    /// The leader accepted it but did not answer in time: it may have been
+    /// carried out.
+    #[error("the leader accepted the request but did not answer within {0} s; it may have been carried out (see GET /api/v1/audit)")]
+    NoAnswer(u64),
 }
 
-/// Requests waiting for their answer, and this process's relay secret.
+/// Requests waiting for their answer, this process's relay secret and the
+/// cluster's envelope key.
 pub(crate) struct RelayState {
-    pending: Mutex<HashMap<String, oneshot::Sender<Reply>>>,
+    pending: Mutex<HashMap<String, mpsc::Sender<Reply>>>,
     secret: String,
+    key: Vec<u8>,
 }
 
 impl RelayState {
-    pub(crate) fn new() -> RelayState {
+    /// `shared`: a secret every node of the cluster holds (the Genesys
+    /// client secret); the envelope key is derived from it.
+    pub(crate) fn new(shared: &str) -> RelayState {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(shared.as_bytes())
+            // unwrap: HMAC takes keys of any length.
+            .unwrap();
+        mac.update(b"presence-gateway cluster relay v1");
         RelayState {
             pending: Mutex::default(),
             secret: uuid::Uuid::new_v4().simple().to_string(),
+            key: mac.finalize().into_bytes().to_vec(),
         }
+    }
+
+    fn mac(&self, env: &Envelope) -> hmac::Hmac<sha2::Sha256> {
+        // unwrap: HMAC takes keys of any length; a struct of strings serialises.
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key).unwrap();
+        mac.update(serde_json::to_string(env).unwrap().as_bytes());
+        mac
+    }
+
+    fn sign(&self, env: &mut Envelope) {
+        env.mac.clear();
+        env.mac = hex::encode(self.mac(env).finalize().into_bytes());
+    }
+
+    fn verify(&self, env: &mut Envelope) -> bool {
+        let Ok(given) = hex::decode(std::mem::take(&mut env.mac)) else {
+            return false;
+        };
+        self.mac(env).verify_slice(&given).is_ok()
     }
 }
 
-/// Headers never relayed (hop-by-hop, framing, and the relay's own).
+/// Headers never relayed: hop-by-hop, framing, credentials (the principal
+/// travels instead) and the relay's own.
 fn hop(name: &str) -> bool {
     matches!(
         name,
@@ -119,6 +188,8 @@ fn hop(name: &str) -> bool {
             | "host"
             | "content-length"
             | "accept-encoding"
+            | "authorization"
+            | "cookie"
             | "proxy-authorization"
             | "proxy-connection"
             | "date"
@@ -134,18 +205,21 @@ impl Cluster {
         sha2::Sha256::digest(value) == sha2::Sha256::digest(self.relay.secret.as_bytes())
     }
 
-    /// Has the leader carry out a request; waits at most `relay_timeout_ms`.
+    /// Has the leader carry out a request for `principal` (already
+    /// authenticated here). Waits until `relay_timeout_ms` for the leader
+    /// to accept it, then up to [`RUN_MAX`] for its answer.
     pub async fn relay(
         &self,
         method: &str,
         path: &str,
-        headers: Vec<(String, String)>,
+        headers: Vec<(String, Vec<u8>)>,
         peer: Option<String>,
+        principal: &Principal,
         body: &[u8],
     ) -> Result<Reply, RelayError> {
         let wait = self.cfg.relay_timeout_ms;
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let env = Envelope {
+        let mut env = Envelope {
             id: id.clone(),
             node: self.node.clone(),
             deadline_ms: chrono::Utc::now().timestamp_millis() + wait as i64,
@@ -154,11 +228,15 @@ impl Cluster {
             headers: headers
                 .into_iter()
                 .filter(|(k, _)| !hop(&k.to_ascii_lowercase()))
+                .map(|(k, v)| (k, B64.encode(v)))
                 .collect(),
             peer,
-            body: base64::engine::general_purpose::STANDARD.encode(body),
+            principal: principal.to_json(),
+            body: B64.encode(body),
+            mac: String::new(),
         };
-        let (tx, rx) = oneshot::channel();
+        self.relay.sign(&mut env);
+        let (tx, mut rx) = mpsc::channel(2);
         self.relay.pending.lock().insert(id.clone(), tx);
         let mut ctl = self.ctl.clone();
         self.stats.op(2);
@@ -175,20 +253,39 @@ impl Cluster {
             .ignore()
             .query_async(&mut ctl)
             .await;
-        if let Err(e) = pushed {
-            self.relay.pending.lock().remove(&id);
-            self.redis_failed(&e);
-            return Err(RelayError::Redis(e.to_string()));
+        if let Err(e) = &pushed {
+            // It may still have reached Redis: wait out the deadline all
+            // the same, so that a late start is answered, never lost.
+            self.redis_failed(e);
         }
         self.stats.relayed_out.fetch_add(1, Ordering::Relaxed);
-        match tokio::time::timeout(Duration::from_millis(wait), rx).await {
-            Ok(Ok(reply)) => Ok(reply),
-            _ => {
-                self.relay.pending.lock().remove(&id);
-                self.stats.relay_timeouts.fetch_add(1, Ordering::Relaxed);
-                Err(RelayError::Timeout(wait))
+        let until = tokio::time::Instant::now() + Duration::from_millis(wait);
+        let result = loop {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(r)) if r.accepted => {
+                    break match tokio::time::timeout(RUN_MAX, async {
+                        loop {
+                            match rx.recv().await {
+                                Some(r) if r.accepted => continue,
+                                other => return other,
+                            }
+                        }
+                    })
+                    .await
+                    {
+                        Ok(Some(r)) => Ok(r),
+                        _ => Err(RelayError::NoAnswer(RUN_MAX.as_secs())),
+                    };
+                }
+                Ok(Some(r)) => break Ok(r),
+                _ => break Err(RelayError::NotTaken(wait)),
             }
+        };
+        self.relay.pending.lock().remove(&id);
+        if result.is_err() {
+            self.stats.relay_timeouts.fetch_add(1, Ordering::Relaxed);
         }
+        result
     }
 }
 
@@ -220,8 +317,9 @@ pub(crate) async fn reply_loop(cluster: Arc<Cluster>, stop: CancellationToken) {
                 backoff = Duration::from_millis(100);
                 match serde_json::from_str::<Reply>(&json) {
                     Ok(reply) => {
-                        if let Some(tx) = cluster.relay.pending.lock().remove(&reply.id) {
-                            let _ = tx.send(reply);
+                        let tx = cluster.relay.pending.lock().get(&reply.id).cloned();
+                        if let Some(tx) = tx {
+                            let _ = tx.try_send(reply);
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "cluster: unreadable relay reply skipped"),
@@ -247,7 +345,7 @@ pub(crate) async fn serve_loop(cluster: Arc<Cluster>, local_base: String, stop: 
         return;
     };
     let http = awc::Client::builder()
-        .timeout(Duration::from_millis(cluster.cfg.relay_timeout_ms))
+        .timeout(RUN_MAX - Duration::from_secs(5))
         .finish();
     let mut backoff = Duration::from_millis(100);
     while !stop.is_cancelled() && !cluster.deposed.is_cancelled() {
@@ -269,23 +367,37 @@ pub(crate) async fn serve_loop(cluster: Arc<Cluster>, local_base: String, stop: 
         match popped {
             Ok(Ok(Some((_, json)))) => {
                 backoff = Duration::from_millis(100);
-                match serde_json::from_str::<Envelope>(&json) {
-                    Ok(env) => {
-                        if env.deadline_ms < chrono::Utc::now().timestamp_millis() {
-                            tracing::warn!(node = %env.node, path = %env.path, "cluster: relayed request past its deadline dropped unrun");
-                            continue;
-                        }
-                        actix::spawn(carry_out(
-                            cluster.clone(),
-                            http.clone(),
-                            local_base.clone(),
-                            env,
-                        ));
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cluster: unreadable relayed request skipped")
-                    }
+                let Ok(mut env) = serde_json::from_str::<Envelope>(&json) else {
+                    tracing::warn!("cluster: unreadable relayed request skipped");
+                    continue;
+                };
+                if !cluster.relay.verify(&mut env) {
+                    tracing::warn!(node = %env.node, "cluster: relayed request with a bad signature dropped (is genesys.client_secret the same on every node?)");
+                    continue;
                 }
+                let left = env.deadline_ms - chrono::Utc::now().timestamp_millis();
+                if left < START_MARGIN.as_millis() as i64 {
+                    tracing::warn!(node = %env.node, path = %env.path, "cluster: relayed request too close to its deadline dropped unrun");
+                    continue;
+                }
+                answer(
+                    &cluster,
+                    &env.node,
+                    &Reply {
+                        id: env.id.clone(),
+                        accepted: true,
+                        status: 0,
+                        headers: Vec::new(),
+                        body: String::new(),
+                    },
+                )
+                .await;
+                actix::spawn(carry_out(
+                    cluster.clone(),
+                    http.clone(),
+                    local_base.clone(),
+                    env,
+                ));
             }
             Ok(Ok(None)) => {}
             Ok(Err(_)) | Err(_) => {
@@ -296,6 +408,29 @@ pub(crate) async fn serve_loop(cluster: Arc<Cluster>, local_base: String, stop: 
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
+    }
+}
+
+/// Sends `reply` to `node`'s reply list.
+async fn answer(cluster: &Cluster, node: &str, reply: &Reply) {
+    let mut ctl = cluster.ctl.clone();
+    let key = cluster.keys.replies(node);
+    cluster.stats.op(2);
+    // unwrap: a struct of strings and numbers serialises.
+    let json = serde_json::to_string(reply).unwrap();
+    let sent: redis::RedisResult<()> = redis::pipe()
+        .cmd("LPUSH")
+        .arg(&key)
+        .arg(json)
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg(&key)
+        .arg(RUN_MAX.as_millis() as u64)
+        .ignore()
+        .query_async(&mut ctl)
+        .await;
+    if let Err(e) = sent {
+        cluster.redis_failed(&e);
     }
 }
 
@@ -312,31 +447,17 @@ async fn carry_out(cluster: Arc<Cluster>, http: awc::Client, base: String, env: 
             .to_string();
             Reply {
                 id: env.id.clone(),
+                accepted: false,
                 status: 503,
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: base64::engine::general_purpose::STANDARD.encode(body),
+                headers: vec![
+                    ("content-type".into(), B64.encode("application/json")),
+                    ("retry-after".into(), B64.encode("2")),
+                ],
+                body: B64.encode(body),
             }
         }
     };
-    let mut ctl = cluster.ctl.clone();
-    let key = cluster.keys.replies(&env.node);
-    cluster.stats.op(2);
-    // unwrap: a struct of strings and numbers serialises.
-    let json = serde_json::to_string(&reply).unwrap();
-    let sent: redis::RedisResult<()> = redis::pipe()
-        .cmd("LPUSH")
-        .arg(&key)
-        .arg(json)
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(&key)
-        .arg(cluster.cfg.relay_timeout_ms * 4)
-        .ignore()
-        .query_async(&mut ctl)
-        .await;
-    if let Err(e) = sent {
-        cluster.redis_failed(&e);
-    }
+    answer(&cluster, &env.node, &reply).await;
 }
 
 async fn run(
@@ -352,25 +473,33 @@ async fn run(
     }
     let mut req = http.request(method, format!("{base}{}", env.path));
     for (k, v) in &env.headers {
-        if !hop(&k.to_ascii_lowercase()) {
-            req = req.append_header((k.as_str(), v.as_str()));
+        if hop(&k.to_ascii_lowercase()) {
+            continue;
         }
+        let (Ok(name), Some(value)) = (
+            actix_web::http::header::HeaderName::from_bytes(k.as_bytes()),
+            B64.decode(v)
+                .ok()
+                .and_then(|b| actix_web::http::header::HeaderValue::from_bytes(&b).ok()),
+        ) else {
+            return Err(format!("header {k:?} cannot be sent on"));
+        };
+        req = req.append_header((name, value));
     }
     req = req
         .insert_header((RELAY_HEADER, cluster.relay.secret.as_str()))
-        .insert_header((RELAY_NODE_HEADER, env.node.as_str()));
+        .insert_header((RELAY_NODE_HEADER, env.node.as_str()))
+        .insert_header((RELAY_PRINCIPAL_HEADER, B64.encode(&env.principal)));
     if let Some(p) = &env.peer {
         req = req.insert_header((RELAY_PEER_HEADER, p.as_str()));
     }
-    let body = base64::engine::general_purpose::STANDARD
-        .decode(&env.body)
-        .map_err(|e| format!("body: {e}"))?;
+    let body = B64.decode(&env.body).map_err(|e| format!("body: {e}"))?;
     let mut resp = req.send_body(body).await.map_err(|e| e.to_string())?;
     let headers = resp
         .headers()
         .iter()
         .filter(|(k, _)| !hop(k.as_str()))
-        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .map(|(k, v)| (k.as_str().to_string(), B64.encode(v.as_bytes())))
         .collect();
     let body = resp
         .body()
@@ -379,8 +508,15 @@ async fn run(
         .map_err(|e| e.to_string())?;
     Ok(Reply {
         id: env.id.clone(),
+        accepted: false,
         status: resp.status().as_u16(),
         headers,
-        body: base64::engine::general_purpose::STANDARD.encode(&body),
+        body: B64.encode(&body),
     })
+}
+
+/// The principal a relay header carries.
+pub fn principal_of(value: &[u8]) -> Option<Principal> {
+    let json = B64.decode(value).ok()?;
+    Principal::from_json(std::str::from_utf8(&json).ok()?).ok()
 }

@@ -28,6 +28,10 @@ pub enum ApiError {
     /// leader, or it did not answer in `cluster.relay_timeout_ms`).
     #[error("{0}")]
     LeaderUnavailable(String),
+    /// The cluster leader accepted a relayed request but did not answer in
+    /// time: it may have been carried out (504).
+    #[error("{0}")]
+    LeaderTimeout(String),
     /// Too many client-driven lookups (tag searches, interaction reads) are
     /// waiting for the Genesys budget; the caller should retry (503 with
     /// `Retry-After`).
@@ -83,6 +87,7 @@ impl ApiError {
             ApiError::AgentNotFound(_) => "agent_not_found",
             ApiError::NotReady(_) => "not_ready",
             ApiError::LeaderUnavailable(_) => "leader_unavailable",
+            ApiError::LeaderTimeout(_) => "leader_timeout",
             ApiError::UpstreamBusy(_) => "upstream_busy",
             ApiError::TooManyConnections(_) => "too_many_connections",
             ApiError::TooManyFromIp(..) => "too_many_connections_from_ip",
@@ -180,6 +185,7 @@ impl ResponseError for ApiError {
             | ApiError::UpstreamBusy(_)
             | ApiError::TooManyConnections(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooManyFromIp(..) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::LeaderTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::RegistryUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Auth(e) => auth_status(e),
             ApiError::BadInput { .. } => StatusCode::BAD_REQUEST,

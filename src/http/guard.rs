@@ -53,24 +53,11 @@ pub async fn edge(
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return next.call(req).await;
     };
-    let sec = state.security.clone();
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let asset = is_asset(req.match_info().as_str());
-    if let (Some(o), false) = (&origin, asset) {
-        if !sec.origin_allowed(o) {
-            sec.metrics.forbidden.fetch_add(1, Ordering::Relaxed);
-            return Ok(refuse(req, AuthError::Origin(o.clone())));
-        }
-    }
-    // From here on an `Origin`, if any, is allowed (or the path is a page).
-    let cors_origin = origin.filter(|_| !asset);
     // A request a cluster leader carries out for another node: believed
     // only with this process's relay secret; anyone else sending the
-    // header is told it is reserved.
+    // header is told it is reserved. The receiving node checked its
+    // `Origin` against its own origins (nodes have different ones).
+    let mut relayed = false;
     if let Some(v) = req.headers().get(crate::cluster::RELAY_HEADER) {
         match &state.cluster {
             Some(c) if c.is_relay_secret(v.as_bytes()) => {
@@ -80,11 +67,16 @@ pub async fn edge(
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned)
                 };
-                let relayed = crate::cluster::Relayed {
+                let r = crate::cluster::Relayed {
                     node: text(crate::cluster::relay::RELAY_NODE_HEADER).unwrap_or_default(),
                     peer: text(crate::cluster::relay::RELAY_PEER_HEADER),
+                    principal: req
+                        .headers()
+                        .get(crate::cluster::relay::RELAY_PRINCIPAL_HEADER)
+                        .and_then(|v| crate::cluster::relay::principal_of(v.as_bytes())),
                 };
-                actix_web::HttpMessage::extensions_mut(&req).insert(relayed);
+                actix_web::HttpMessage::extensions_mut(&req).insert(r);
+                relayed = true;
             }
             _ => {
                 return Ok(req.into_response(
@@ -100,6 +92,21 @@ pub async fn edge(
             }
         }
     }
+    let sec = state.security.clone();
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let asset = is_asset(req.match_info().as_str());
+    if let (Some(o), false, false) = (&origin, asset, relayed) {
+        if !sec.origin_allowed(o) {
+            sec.metrics.forbidden.fetch_add(1, Ordering::Relaxed);
+            return Ok(refuse(req, AuthError::Origin(o.clone())));
+        }
+    }
+    // From here on an `Origin`, if any, is allowed (or the path is a page).
+    let cors_origin = origin.filter(|_| !asset);
     let res = if req.method() == Method::OPTIONS {
         let allowed = crate::http::table::allowed_methods(req.match_info().as_str());
         let resp = if allowed.is_empty() {

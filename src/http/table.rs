@@ -425,24 +425,61 @@ async fn policy(
             .unauthenticated
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     };
-    let principal = match sec.authenticate(req.request(), e.tickets) {
-        Ok(Credential::Principal(p)) => p,
-        // Redeemed where this gateway keeps tickets (the store, shared by
-        // the nodes of one PostgreSQL database; or memory).
-        Ok(Credential::Ticket(t)) => match redeem_ticket(&state, &t).await {
-            Ok(p) => p,
-            Err(super::ApiError::Auth(err)) => {
+    let relayed = req.extensions().get::<crate::cluster::Relayed>().cloned();
+    // The node that received the request, for the audit log.
+    let received_by = relayed
+        .as_ref()
+        .map(|r| r.node.clone())
+        .or_else(|| state.cluster.as_ref().map(|c| c.node.clone()));
+    let principal = match relayed.as_ref().and_then(|r| r.principal.clone()) {
+        // Carried out for another node, which authenticated the caller
+        // (the request carries no credential, see `crate::cluster::relay`).
+        Some(p) => p,
+        None => match sec.authenticate(req.request(), e.tickets) {
+            Ok(Credential::Principal(p)) => p,
+            // Redeemed where this gateway keeps tickets (the store, shared by
+            // the nodes of one PostgreSQL database; or memory).
+            Ok(Credential::Ticket(t)) => match redeem_ticket(&state, &t).await {
+                Ok(p) => p,
+                Err(super::ApiError::Auth(err)) => {
+                    count();
+                    return Ok(refuse(req, err));
+                }
+                // The store could not answer: 503, not a refusal.
+                Err(err) => return Ok(req.into_response(err.error_response())),
+            },
+            Err(err) => {
                 count();
                 return Ok(refuse(req, err));
             }
-            // The store could not answer: 503, not a refusal.
-            Err(err) => return Ok(req.into_response(err.error_response())),
         },
-        Err(err) => {
-            count();
-            return Ok(refuse(req, err));
-        }
     };
+    if let Some(c) = state.cluster.clone() {
+        if e.part != Part::Core {
+            if !c.is_leader() {
+                if relayed.is_some() {
+                    // Relayed here while this node led; it no longer does.
+                    return Ok(req.into_response(
+                        super::ApiError::LeaderUnavailable(
+                            "this node stopped leading the cluster before it could carry out the request; retry".into(),
+                        )
+                        .error_response(),
+                    ));
+                }
+                // The leader checks role and scope (and audits refusals).
+                return relay(&c, req, &principal, state.security.max_body_bytes).await;
+            }
+            if !c.gate.valid() {
+                // Another node may lead by now (Redis away past the lease).
+                return Ok(req.into_response(
+                    super::ApiError::LeaderUnavailable(
+                        "this node cannot confirm it still leads the cluster (its lease could not be renewed); retry".into(),
+                    )
+                    .error_response(),
+                ));
+            }
+        }
+    }
     match check(e, role, &principal, &req, &state).await {
         Ok(()) => {}
         Err(Some(err)) => {
@@ -452,7 +489,9 @@ async fn policy(
                 AuthError::HiddenAgent(id) if e.part == Part::Writes => {
                     if let Some(w) = state.writes() {
                         let actor = super::writes::actor_of(req.request(), &principal);
-                        w.audit_hidden_agent(actor, id.clone()).await;
+                        crate::writes::RECEIVED_BY
+                            .scope(received_by.clone(), w.audit_hidden_agent(actor, id.clone()))
+                            .await;
                     }
                 }
                 AuthError::HiddenAgent(_) => {}
@@ -471,25 +510,6 @@ async fn policy(
         }
     }
     req.extensions_mut().insert(principal);
-    let relayed = req.extensions().get::<crate::cluster::Relayed>().cloned();
-    if let Some(c) = state.cluster.clone() {
-        if e.part != Part::Core && !c.is_leader() {
-            if relayed.is_some() {
-                // Relayed here while this node led; it no longer does.
-                return Ok(req.into_response(
-                    super::ApiError::LeaderUnavailable(
-                        "this node stopped leading the cluster before it could carry out the request; retry".into(),
-                    )
-                    .error_response(),
-                ));
-            }
-            return relay(&c, req, state.security.max_body_bytes).await;
-        }
-    }
-    // The node that received the request, for the audit log.
-    let received_by = relayed
-        .map(|r| r.node)
-        .or_else(|| state.cluster.as_ref().map(|c| c.node.clone()));
     crate::writes::RECEIVED_BY
         .scope(received_by, next.call(req))
         .await
@@ -503,6 +523,7 @@ async fn policy(
 async fn relay(
     c: &crate::cluster::Cluster,
     req: ServiceRequest,
+    principal: &Principal,
     max_body: usize,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     use futures_util::StreamExt;
@@ -517,10 +538,11 @@ async fn relay(
         }
         body.extend_from_slice(&chunk);
     }
+    // Byte for byte: a value that is not text is the leader's to judge.
     let headers = http
         .headers()
         .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
         .collect();
     let path = http
         .uri()
@@ -528,22 +550,37 @@ async fn relay(
         .map_or_else(|| http.path().to_string(), |p| p.as_str().to_string());
     let peer = http.peer_addr().map(|a| a.ip().to_string());
     let resp = match c
-        .relay(http.method().as_str(), &path, headers, peer, &body)
+        .relay(
+            http.method().as_str(),
+            &path,
+            headers,
+            peer,
+            principal,
+            &body,
+        )
         .await
     {
         Ok(reply) => {
             let status = actix_web::http::StatusCode::from_u16(reply.status)
                 .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
             let mut b = actix_web::HttpResponse::build(status);
-            for (k, v) in &reply.headers {
-                b.append_header((k.as_str(), v.as_str()));
+            for (k, v) in reply.header_bytes() {
+                if let (Ok(k), Ok(v)) = (
+                    actix_web::http::header::HeaderName::from_bytes(k.as_bytes()),
+                    actix_web::http::header::HeaderValue::from_bytes(&v),
+                ) {
+                    b.append_header((k, v));
+                }
             }
             b.body(reply.body())
         }
-        Err(err) => super::ApiError::LeaderUnavailable(format!(
-            "{err}; the cluster leader carries out this request (docs/scaling.md); retry (writes with an Idempotency-Key are safe to retry)"
-        ))
-        .error_response(),
+        Err(err @ crate::cluster::relay::RelayError::NotTaken(_)) => {
+            super::ApiError::LeaderUnavailable(format!(
+                "{err}; the cluster leader carries out this request (docs/scaling.md); retry"
+            ))
+            .error_response()
+        }
+        Err(err) => super::ApiError::LeaderTimeout(err.to_string()).error_response(),
     };
     Ok(ServiceResponse::new(http, resp))
 }

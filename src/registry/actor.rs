@@ -31,6 +31,10 @@ use super::replica::{
 use super::state::{Directory, DropCounters};
 use super::tap::{JournalLink, Tap, TapStats};
 
+/// A leader hands an unchanged upstream health (new event times only) to
+/// the other nodes at most this often.
+const HEALTH_SHARE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Registry → session: something to send to the client.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -306,6 +310,8 @@ pub struct Registry {
     publishing: bool,
     /// While leading, batches are numbered only while this lease holds.
     gate: Option<Arc<LeaseGate>>,
+    /// When the upstream health was last handed to the publisher.
+    health_shared: std::time::Instant,
     /// `replica` was full: send a checkpoint once there is room.
     replica_overflow: bool,
     /// Why this cluster node's state may be stale (Redis away, no leader,
@@ -336,6 +342,7 @@ impl Registry {
             replica: None,
             publishing: false,
             gate: None,
+            health_shared: std::time::Instant::now(),
             replica_overflow: false,
             trouble: None,
         }
@@ -753,8 +760,20 @@ impl Registry {
                 let meta = self.meta();
                 self.replicate(ReplicaOut::Meta(meta));
             }
-            UpstreamEvent::Health(h) => {
-                if self.set_health(h) {
+            UpstreamEvent::Health(mut h) => {
+                if self.dir.synced && h.state == UpstreamState::Starting {
+                    // A new cluster leader's upstream starting over a map
+                    // it already holds: not "no sync yet".
+                    h.state = UpstreamState::Reconnecting;
+                    h.detail
+                        .get_or_insert_with(|| "taking over the Genesys connection".into());
+                }
+                let changed = self.set_health(h);
+                // Followers show the leader's freshness (last event and
+                // frame times) too: sent on a change, else at most every
+                // second.
+                if changed || self.health_shared.elapsed() >= HEALTH_SHARE_EVERY {
+                    self.health_shared = std::time::Instant::now();
                     self.replicate(ReplicaOut::Health(self.health.clone()));
                 }
             }
