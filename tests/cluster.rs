@@ -1071,6 +1071,133 @@ async fn leader_killed_a_follower_takes_over_without_a_gap() {
     c.stop().await;
 }
 
+/// Every command Redis runs, as `MONITOR` prints it, until dropped.
+struct Monitor {
+    seen: Arc<Mutex<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Monitor {
+    async fn start(port: u16) -> Monitor {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect to redis");
+        s.write_all(b"*1\r\n$7\r\nMONITOR\r\n")
+            .await
+            .expect("MONITOR");
+        let mut ok = [0u8; 5];
+        s.read_exact(&mut ok).await.expect("+OK");
+        assert_eq!(&ok, b"+OK\r\n");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Monitor { seen, task }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A request relayed by a follower is judged exactly as the leader would
+/// judge it sent directly: a header value that is not text (here an
+/// `If-Match` with a Latin-1 byte) is refused the same way, not dropped on
+/// the way; the follower's own `Origin` is accepted (nodes have their own
+/// public origins). No client credential reaches Redis: the relay carries
+/// the principal the follower authenticated, not `Authorization` or
+/// `Cookie` (checked with `MONITOR`).
+#[actix_web::test]
+async fn a_relayed_request_is_judged_as_the_leader_would_and_carries_no_credential() {
+    let Some(c) = Cluster::start().await else {
+        return;
+    };
+    let li = c.all_ready(SETTLE).await;
+    let f = (li + 1) % 3;
+    let id = writable(&c).await[0].clone();
+    let path = format!("/api/v1/agents/{id}/presence");
+    let body = json!({"presence": "BREAK", "reason": "relay judged"});
+    let bad = actix_web::http::header::HeaderValue::from_bytes(b"\"1\xe9\"").expect("header");
+    let mut answers = Vec::new();
+    for i in [li, f] {
+        let mut r = client()
+            .patch(c.nodes[i].url(&path))
+            .insert_header(("If-Match", bad.clone()))
+            .send_json(&body)
+            .await
+            .expect("PATCH");
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        answers.push((r.status().as_u16(), v["error"].clone()));
+    }
+    assert_eq!(
+        answers[0],
+        (400, json!("bad_if_match")),
+        "the leader: {answers:?}"
+    );
+    assert_eq!(
+        answers[1], answers[0],
+        "the follower answers as the leader does"
+    );
+
+    let monitor = Monitor::start(c.redis.port).await;
+    let secret = "relay-test-credential-7f3a";
+    let mut r = client()
+        .patch(c.nodes[f].url(&path))
+        .insert_header(("Origin", c.nodes[f].base.as_str()))
+        .insert_header(("Authorization", format!("Bearer {secret}")))
+        .insert_header(("Cookie", format!("session={secret}")))
+        .send_json(&body)
+        .await
+        .expect("PATCH");
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "a page of the follower writes: {v}"
+    );
+    wait_until(SETTLE, "the relay seen by MONITOR", || {
+        let t = monitor.text();
+        async move {
+            if t.contains("presence-gateway:relay") {
+                Ok(())
+            } else {
+                Err("no relay command yet".to_string())
+            }
+        }
+    })
+    .await;
+    let seen = monitor.text();
+    // As sent, or as the relay would encode a header value (base64).
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for needle in [
+        secret.to_string(),
+        b64.encode(format!("Bearer {secret}")),
+        b64.encode(format!("session={secret}")),
+    ] {
+        assert!(
+            !seen.contains(&needle),
+            "a client credential reached Redis ({needle}): {}",
+            &seen[seen.find(&needle).unwrap_or(0).saturating_sub(200)..]
+        );
+    }
+    c.stop().await;
+}
+
 /// A leader paused (SIGSTOP) past its lease is replaced; once it resumes
 /// (SIGCONT) it finds another node holding the lease and exits with 75,
 /// and it never sends its own clients a batch under a `seq` the new

@@ -260,26 +260,25 @@ impl Cluster {
         }
         self.stats.relayed_out.fetch_add(1, Ordering::Relaxed);
         let until = tokio::time::Instant::now() + Duration::from_millis(wait);
-        let result = loop {
-            match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(r)) if r.accepted => {
-                    break match tokio::time::timeout(RUN_MAX, async {
-                        loop {
-                            match rx.recv().await {
-                                Some(r) if r.accepted => continue,
-                                other => return other,
-                            }
+        let result = match tokio::time::timeout_at(until, rx.recv()).await {
+            Ok(Some(r)) if r.accepted => {
+                // Accepted: it runs; wait for its answer.
+                let answer = tokio::time::timeout(RUN_MAX, async {
+                    loop {
+                        match rx.recv().await {
+                            Some(r) if r.accepted => continue,
+                            other => return other,
                         }
-                    })
-                    .await
-                    {
-                        Ok(Some(r)) => Ok(r),
-                        _ => Err(RelayError::NoAnswer(RUN_MAX.as_secs())),
-                    };
+                    }
+                })
+                .await;
+                match answer {
+                    Ok(Some(r)) => Ok(r),
+                    _ => Err(RelayError::NoAnswer(RUN_MAX.as_secs())),
                 }
-                Ok(Some(r)) => break Ok(r),
-                _ => break Err(RelayError::NotTaken(wait)),
             }
+            Ok(Some(r)) => Ok(r),
+            _ => Err(RelayError::NotTaken(wait)),
         };
         self.relay.pending.lock().remove(&id);
         if result.is_err() {

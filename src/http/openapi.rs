@@ -504,7 +504,8 @@ pub fn operation(method: &Method, path: &str, facts: &Facts) -> Option<Value> {
                 "412": err("`precondition_failed`: `If-Match` names an older version (`currentVersion`)"),
                 "415": err("`unsupported_media_type`: the body is not `application/json`"),
                 "422": err("`invalid_presence` (`choices`), `invalid_message`, `idempotency_key_reused`, `genesys_refused`"),
-                "503": err_retry("`rate_limited`, `upstream_unavailable`, `not_ready`, `store_unavailable` (the store cannot record the write; Genesys was not called), `lease_fallback_invalid`, `leader_unavailable` (cluster: no leader carried it out in time; docs/scaling.md)"),
+                "503": err_retry("`rate_limited`, `upstream_unavailable`, `not_ready`, `store_unavailable` (the store cannot record the write; Genesys was not called), `lease_fallback_invalid`, `leader_unavailable` (cluster: no leader took it in time, so it was not carried out; docs/scaling.md)"),
+                "504": err("`leader_timeout` (cluster only): the leader took the request but did not answer within 60 s; it may have been carried out (see the audit log)"),
             }
         }),
         ("POST", "/api/v1/presence/bulk") => json!({
@@ -516,7 +517,8 @@ pub fn operation(method: &Method, path: &str, facts: &Facts) -> Option<Value> {
                 "400": err("`bad_body`"),
                 "415": err("`unsupported_media_type`"),
                 "422": err("a change list that cannot be taken (e.g. empty or too long)"),
-                "503": err_retry("`rate_limited`, `upstream_unavailable`, `not_ready`, `store_unavailable` (the store cannot record the writes; Genesys was not called), `leader_unavailable` (cluster: no leader carried it out in time)"),
+                "503": err_retry("`rate_limited`, `upstream_unavailable`, `not_ready`, `store_unavailable` (the store cannot record the writes; Genesys was not called), `leader_unavailable` (cluster: no leader took it in time, so nothing was carried out)"),
+                "504": err("`leader_timeout` (cluster only): the leader took the request but did not answer within 60 s; some changes may have been carried out (see the audit log)"),
             }
         }),
         ("GET", "/api/v1/audit") => json!({
