@@ -257,8 +257,10 @@ const LAYERS: &[&[&str]] = &[
     &["genesys", "protocol"],
     // the presence map
     &["registry"],
-    // storage; credentials and scope; the other nodes of a cluster
-    &["store", "auth", "cluster"],
+    // storage; credentials and scope
+    &["store", "auth"],
+    // the other nodes of a cluster (relays carry a principal)
+    &["cluster"],
     // settings the features share
     &["board"],
     // features
