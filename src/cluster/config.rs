@@ -25,10 +25,10 @@ pub struct ClusterConfig {
     /// follower poll (`lease_ms / 10`). Renewed every `lease_ms / 3`.
     /// 500 to 60 000; default 5 000.
     pub lease_ms: u64,
-    /// How long a follower waits for the leader to carry out a relayed
-    /// request (writes, audit, history, interactions, webhooks) before
-    /// answering 503 `leader_unavailable`, in milliseconds. 100 to 60 000;
-    /// default 5 000.
+    /// How long a follower waits for the leader to take a relayed request
+    /// (writes, audit, history, interactions, webhooks) before answering
+    /// 503 `leader_unavailable`, in milliseconds; the leader starts nothing
+    /// less than 500 ms before it. 1 000 to 60 000; default 5 000.
     pub relay_timeout_ms: u64,
 }
 
@@ -53,7 +53,7 @@ impl ClusterConfig {
             SECTION,
             "relay_timeout_ms",
             self.relay_timeout_ms,
-            100,
+            1_000,
             60_000,
         )?;
         if let Some(url) = &self.redis_url {

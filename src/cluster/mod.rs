@@ -240,6 +240,11 @@ impl Cluster {
         }
     }
 
+    /// Another running process uses this node's `node_id`.
+    pub fn id_conflict(&self) -> bool {
+        self.id_conflict.load(Ordering::Acquire)
+    }
+
     pub(crate) fn set_id_conflict(&self, taken: bool) {
         self.id_conflict.store(taken, Ordering::Release);
     }

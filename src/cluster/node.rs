@@ -245,6 +245,7 @@ impl Node {
                 }
             }
             if self.cluster.deposed.is_cancelled() {
+                self.release().await;
                 return;
             }
         }
@@ -330,10 +331,20 @@ impl Node {
     }
 
     async fn release(&self) {
+        let mut ctl = self.cluster.ctl.clone();
+        // This process's claim on its node_id, so a restart is not taken
+        // for a second process.
+        let _: redis::RedisResult<i64> = redis::Script::new(RELEASE)
+            .key(format!(
+                "{}:node:{}",
+                self.cluster.keys.prefix, self.cluster.node
+            ))
+            .arg(&self.cluster.instance)
+            .invoke_async(&mut ctl)
+            .await;
         let Some(v) = self.lease.lock().clone() else {
             return;
         };
-        let mut ctl = self.cluster.ctl.clone();
         let r: redis::RedisResult<i64> = redis::Script::new(RELEASE)
             .key(&self.cluster.keys.lease)
             .arg(&v)
@@ -587,6 +598,9 @@ impl Node {
         }
         self.cluster.set_known_leader(None);
         self.stale("cluster: no leader; another node takes over within the lease time".into());
+        if self.id_taken {
+            return Ok(()); // a process whose node_id is in use never leads
+        }
         // With the cluster's state in Redis the lease ran out: take it now.
         // Without (a new cluster, or Redis restarted empty) give the old
         // leader one lease time to come back first.

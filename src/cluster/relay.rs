@@ -104,6 +104,9 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     /// Base64 of the body.
     body: String,
+    /// HMAC-SHA256 (hex) of this reply with `mac` empty (the envelope key).
+    #[serde(default)]
+    mac: String,
 }
 
 impl Reply {
@@ -165,6 +168,26 @@ impl RelayState {
     fn sign(&self, env: &mut Envelope) {
         env.mac.clear();
         env.mac = hex::encode(self.mac(env).finalize().into_bytes());
+    }
+
+    fn reply_mac(&self, r: &Reply) -> hmac::Hmac<sha2::Sha256> {
+        // unwrap: HMAC takes keys of any length; a struct of strings serialises.
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key).unwrap();
+        mac.update(b"reply\n");
+        mac.update(serde_json::to_string(r).unwrap().as_bytes());
+        mac
+    }
+
+    fn sign_reply(&self, r: &mut Reply) {
+        r.mac.clear();
+        r.mac = hex::encode(self.reply_mac(r).finalize().into_bytes());
+    }
+
+    fn verify_reply(&self, r: &mut Reply) -> bool {
+        let Ok(given) = hex::decode(std::mem::take(&mut r.mac)) else {
+            return false;
+        };
+        self.reply_mac(r).verify_slice(&given).is_ok()
     }
 
     fn verify(&self, env: &mut Envelope) -> bool {
@@ -315,7 +338,11 @@ pub(crate) async fn reply_loop(cluster: Arc<Cluster>, stop: CancellationToken) {
             Ok(Ok(Some((_, json)))) => {
                 backoff = Duration::from_millis(100);
                 match serde_json::from_str::<Reply>(&json) {
-                    Ok(reply) => {
+                    Ok(mut reply) => {
+                        if !cluster.relay.verify_reply(&mut reply) {
+                            tracing::warn!("cluster: relay reply with a bad signature dropped");
+                            continue;
+                        }
                         let tx = cluster.relay.pending.lock().get(&reply.id).cloned();
                         if let Some(tx) = tx {
                             let _ = tx.try_send(reply);
@@ -379,18 +406,35 @@ pub(crate) async fn serve_loop(cluster: Arc<Cluster>, local_base: String, stop: 
                     tracing::warn!(node = %env.node, path = %env.path, "cluster: relayed request too close to its deadline dropped unrun");
                     continue;
                 }
-                answer(
-                    &cluster,
-                    &env.node,
-                    &Reply {
-                        id: env.id.clone(),
-                        accepted: true,
-                        status: 0,
-                        headers: Vec::new(),
-                        body: String::new(),
-                    },
-                )
-                .await;
+                // Each envelope runs once: a copy pushed again (by anyone
+                // who can write to Redis) is dropped.
+                let mut ctl = cluster.ctl.clone();
+                cluster.stats.op(1);
+                let first: redis::RedisResult<bool> = redis::cmd("SET")
+                    .arg(format!("{}:relay:seen:{}", cluster.keys.prefix, env.id))
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(left.max(1) as u64 + RUN_MAX.as_millis() as u64)
+                    .query_async::<Option<String>>(&mut ctl)
+                    .await
+                    .map(|r| r.is_some());
+                if !matches!(first, Ok(true)) {
+                    tracing::warn!(node = %env.node, "cluster: relayed request seen before (or Redis did not say) dropped unrun");
+                    continue;
+                }
+                let accepted = Reply {
+                    id: env.id.clone(),
+                    accepted: true,
+                    status: 0,
+                    headers: Vec::new(),
+                    body: String::new(),
+                    mac: String::new(),
+                };
+                if !answer(&cluster, &env.node, accepted).await {
+                    // The follower would answer 503: do not run it.
+                    continue;
+                }
                 actix::spawn(carry_out(
                     cluster.clone(),
                     http.clone(),
@@ -411,12 +455,14 @@ pub(crate) async fn serve_loop(cluster: Arc<Cluster>, local_base: String, stop: 
 }
 
 /// Sends `reply` to `node`'s reply list.
-async fn answer(cluster: &Cluster, node: &str, reply: &Reply) {
+/// Sends `reply` (signed) to `node`'s reply list; `false` when Redis did not take it.
+async fn answer(cluster: &Cluster, node: &str, mut reply: Reply) -> bool {
+    cluster.relay.sign_reply(&mut reply);
     let mut ctl = cluster.ctl.clone();
     let key = cluster.keys.replies(node);
     cluster.stats.op(2);
     // unwrap: a struct of strings and numbers serialises.
-    let json = serde_json::to_string(reply).unwrap();
+    let json = serde_json::to_string(&reply).unwrap();
     let sent: redis::RedisResult<()> = redis::pipe()
         .cmd("LPUSH")
         .arg(&key)
@@ -428,8 +474,12 @@ async fn answer(cluster: &Cluster, node: &str, reply: &Reply) {
         .ignore()
         .query_async(&mut ctl)
         .await;
-    if let Err(e) = sent {
-        cluster.redis_failed(&e);
+    match sent {
+        Ok(()) => true,
+        Err(e) => {
+            cluster.redis_failed(&e);
+            false
+        }
     }
 }
 
@@ -438,25 +488,41 @@ async fn carry_out(cluster: Arc<Cluster>, http: awc::Client, base: String, env: 
     cluster.stats.relayed_in.fetch_add(1, Ordering::Relaxed);
     let reply = match run(&cluster, &http, &base, &env).await {
         Ok(r) => r,
-        Err(why) => {
-            let body = serde_json::json!({
-                "error": "leader_unavailable",
-                "reason": format!("the leader could not carry out the request: {why}"),
-            })
-            .to_string();
+        Err((sent, why)) => {
+            // Once sent, it may have been carried out: 504, never a 503
+            // that invites a blind retry.
+            let (status, body, retry) = if sent {
+                (
+                    504,
+                    serde_json::json!({
+                        "error": "leader_timeout",
+                        "reason": format!("the leader took the request but got no answer from carrying it out ({why}); it may have been carried out (see GET /api/v1/audit)"),
+                    }),
+                    None,
+                )
+            } else {
+                (
+                    503,
+                    serde_json::json!({
+                        "error": "leader_unavailable",
+                        "reason": format!("the leader could not carry out the request: {why}; it was not carried out"),
+                    }),
+                    Some(("retry-after".to_string(), B64.encode("2"))),
+                )
+            };
+            let mut headers = vec![("content-type".to_string(), B64.encode("application/json"))];
+            headers.extend(retry);
             Reply {
                 id: env.id.clone(),
                 accepted: false,
-                status: 503,
-                headers: vec![
-                    ("content-type".into(), B64.encode("application/json")),
-                    ("retry-after".into(), B64.encode("2")),
-                ],
-                body: B64.encode(body),
+                status,
+                headers,
+                body: B64.encode(body.to_string()),
+                mac: String::new(),
             }
         }
     };
-    answer(&cluster, &env.node, &reply).await;
+    answer(&cluster, &env.node, reply).await;
 }
 
 async fn run(
@@ -464,11 +530,11 @@ async fn run(
     http: &awc::Client,
     base: &str,
     env: &Envelope,
-) -> Result<Reply, String> {
+) -> Result<Reply, (bool, String)> {
     let method = actix_web::http::Method::from_bytes(env.method.as_bytes())
-        .map_err(|e| format!("method {:?}: {e}", env.method))?;
+        .map_err(|e| (false, format!("method {:?}: {e}", env.method)))?;
     if !env.path.starts_with('/') {
-        return Err(format!("path {:?} does not start with /", env.path));
+        return Err((false, format!("path {:?} does not start with /", env.path)));
     }
     let mut req = http.request(method, format!("{base}{}", env.path));
     for (k, v) in &env.headers {
@@ -481,7 +547,7 @@ async fn run(
                 .ok()
                 .and_then(|b| actix_web::http::header::HeaderValue::from_bytes(&b).ok()),
         ) else {
-            return Err(format!("header {k:?} cannot be sent on"));
+            return Err((false, format!("header {k:?} cannot be sent on")));
         };
         req = req.append_header((name, value));
     }
@@ -492,8 +558,14 @@ async fn run(
     if let Some(p) = &env.peer {
         req = req.insert_header((RELAY_PEER_HEADER, p.as_str()));
     }
-    let body = B64.decode(&env.body).map_err(|e| format!("body: {e}"))?;
-    let mut resp = req.send_body(body).await.map_err(|e| e.to_string())?;
+    let body = B64
+        .decode(&env.body)
+        .map_err(|e| (false, format!("body: {e}")))?;
+    let mut resp = req.send_body(body).await.map_err(|e| {
+        // Connecting to itself failed: nothing was sent.
+        let sent = !matches!(e, awc::error::SendRequestError::Connect(_));
+        (sent, e.to_string())
+    })?;
     let headers = resp
         .headers()
         .iter()
@@ -504,13 +576,14 @@ async fn run(
         .body()
         .limit(64 << 20)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| (true, e.to_string()))?;
     Ok(Reply {
         id: env.id.clone(),
         accepted: false,
         status: resp.status().as_u16(),
         headers,
         body: B64.encode(&body),
+        mac: String::new(),
     })
 }
 

@@ -466,6 +466,16 @@ async fn policy(
                         .error_response(),
                     ));
                 }
+                if c.id_conflict() {
+                    // Its relay answers would cross with the other process's.
+                    return Ok(req.into_response(
+                        super::ApiError::LeaderUnavailable(format!(
+                            "another running process uses this node's cluster.node_id {:?}; this node relays nothing until it is unique",
+                            c.node
+                        ))
+                        .error_response(),
+                    ));
+                }
                 // The leader checks role and scope (and audits refusals).
                 return relay(&c, req, &principal, state.security.max_body_bytes).await;
             }
