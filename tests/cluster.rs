@@ -323,57 +323,9 @@ async fn point(base: &str) -> Result<(u64, u64), String> {
     }
 }
 
-/// Differences between a node's agents and the simulator's truth (the
-/// fields `e2e::Env::diff` compares).
+/// Differences between a node's agents and the simulator's truth.
 async fn diff(sim: &str, base: &str) -> Result<(), String> {
-    let truth = try_get(format!("{sim}/sim/state")).await?;
-    let seen = try_get(format!("{base}/api/v1/agents")).await?;
-    let seen: std::collections::HashMap<&str, &Value> = seen["agents"]
-        .as_array()
-        .ok_or("no agents array")?
-        .iter()
-        .map(|a| (a["id"].as_str().unwrap_or_default(), a))
-        .collect();
-    let users = truth["users"].as_array().ok_or("no users")?;
-    if seen.len() != users.len() {
-        return Err(format!(
-            "{base} has {} agents, the simulator {}",
-            seen.len(),
-            users.len()
-        ));
-    }
-    let mut wrong = Vec::new();
-    for u in users {
-        let id = u["id"].as_str().unwrap_or_default();
-        let Some(a) = seen.get(id) else {
-            wrong.push(format!("{id} missing"));
-            continue;
-        };
-        let same = a["presence"]["definitionId"] == u["presence"]["definitionId"]
-            && a["presence"]["systemPresence"] == u["presence"]["systemPresence"]
-            && a["presence"]["message"] == u["presence"]["message"]
-            && a["routingStatus"]["status"] == u["routingStatus"]["status"]
-            && a["name"] == u["name"]
-            && a["division"]["id"] == u["division"]["id"];
-        if !same {
-            wrong.push(format!(
-                "{id}: {} / {} vs truth {} / {}",
-                a["presence"]["systemPresence"],
-                a["routingStatus"]["status"],
-                u["presence"]["systemPresence"],
-                u["routingStatus"]["status"]
-            ));
-        }
-    }
-    if wrong.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{base}: {} agents differ, e.g. {}",
-            wrong.len(),
-            wrong[0]
-        ))
-    }
+    e2e::diff_urls(sim, base).await
 }
 
 /// Prints the tail of every log when the test fails.

@@ -329,36 +329,21 @@ pub(crate) async fn reply_loop(cluster: Arc<Cluster>, stop: CancellationToken) {
             }
             continue;
         }
-        let popped: Result<redis::RedisResult<Option<(String, String)>>, _> = tokio::time::timeout(
-            Duration::from_secs(3),
-            redis::cmd("BLPOP").arg(&key).arg(1).query_async(&mut conn),
-        )
-        .await;
-        match popped {
-            Ok(Ok(Some((_, json)))) => {
-                backoff = Duration::from_millis(100);
-                match serde_json::from_str::<Reply>(&json) {
-                    Ok(mut reply) => {
-                        if !cluster.relay.verify_reply(&mut reply) {
-                            tracing::warn!("cluster: relay reply with a bad signature dropped");
-                            continue;
-                        }
-                        let tx = cluster.relay.pending.lock().get(&reply.id).cloned();
-                        if let Some(tx) = tx {
-                            let _ = tx.try_send(reply);
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cluster: unreadable relay reply skipped"),
+        let Some(json) = pop(&mut conn, &key, &mut backoff, &stop).await else {
+            continue;
+        };
+        match serde_json::from_str::<Reply>(&json) {
+            Ok(mut reply) => {
+                if !cluster.relay.verify_reply(&mut reply) {
+                    tracing::warn!("cluster: relay reply with a bad signature dropped");
+                    continue;
+                }
+                let tx = cluster.relay.pending.lock().get(&reply.id).cloned();
+                if let Some(tx) = tx {
+                    let _ = tx.try_send(reply);
                 }
             }
-            Ok(Ok(None)) => {}
-            Ok(Err(_)) | Err(_) => {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
+            Err(e) => tracing::warn!(error = %e, "cluster: unreadable relay reply skipped"),
         }
     }
 }
@@ -382,79 +367,92 @@ pub(crate) async fn serve_loop(cluster: Arc<Cluster>, local_base: String, stop: 
             }
             continue;
         }
-        let popped: Result<redis::RedisResult<Option<(String, String)>>, _> = tokio::time::timeout(
-            Duration::from_secs(3),
-            redis::cmd("BLPOP")
-                .arg(&cluster.keys.relay)
-                .arg(1)
-                .query_async(&mut conn),
-        )
-        .await;
-        match popped {
-            Ok(Ok(Some((_, json)))) => {
-                backoff = Duration::from_millis(100);
-                let Ok(mut env) = serde_json::from_str::<Envelope>(&json) else {
-                    tracing::warn!("cluster: unreadable relayed request skipped");
-                    continue;
-                };
-                if !cluster.relay.verify(&mut env) {
-                    tracing::warn!(node = %env.node, "cluster: relayed request with a bad signature dropped (is genesys.client_secret the same on every node?)");
-                    continue;
-                }
-                let left = env.deadline_ms - chrono::Utc::now().timestamp_millis();
-                if left < START_MARGIN.as_millis() as i64 {
-                    tracing::warn!(node = %env.node, path = %env.path, "cluster: relayed request too close to its deadline dropped unrun");
-                    continue;
-                }
-                // Each envelope runs once: a copy pushed again (by anyone
-                // who can write to Redis) is dropped.
-                let mut ctl = cluster.ctl.clone();
-                cluster.stats.op(1);
-                let first: redis::RedisResult<bool> = redis::cmd("SET")
-                    .arg(format!("{}:relay:seen:{}", cluster.keys.prefix, env.id))
-                    .arg(1)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(left.max(1) as u64 + RUN_MAX.as_millis() as u64)
-                    .query_async::<Option<String>>(&mut ctl)
-                    .await
-                    .map(|r| r.is_some());
-                if !matches!(first, Ok(true)) {
-                    tracing::warn!(node = %env.node, "cluster: relayed request seen before (or Redis did not say) dropped unrun");
-                    continue;
-                }
-                let accepted = Reply {
-                    id: env.id.clone(),
-                    accepted: true,
-                    status: 0,
-                    headers: Vec::new(),
-                    body: String::new(),
-                    mac: String::new(),
-                };
-                if !answer(&cluster, &env.node, accepted).await {
-                    // The follower would answer 503: do not run it.
-                    continue;
-                }
-                actix::spawn(carry_out(
-                    cluster.clone(),
-                    http.clone(),
-                    local_base.clone(),
-                    env,
-                ));
-            }
-            Ok(Ok(None)) => {}
-            Ok(Err(_)) | Err(_) => {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
+        let Some(json) = pop(&mut conn, &cluster.keys.relay, &mut backoff, &stop).await else {
+            continue;
+        };
+        let Ok(mut env) = serde_json::from_str::<Envelope>(&json) else {
+            tracing::warn!("cluster: unreadable relayed request skipped");
+            continue;
+        };
+        if !cluster.relay.verify(&mut env) {
+            tracing::warn!(node = %env.node, "cluster: relayed request with a bad signature dropped (is genesys.client_secret the same on every node?)");
+            continue;
         }
+        let left = env.deadline_ms - chrono::Utc::now().timestamp_millis();
+        if left < START_MARGIN.as_millis() as i64 {
+            tracing::warn!(node = %env.node, path = %env.path, "cluster: relayed request too close to its deadline dropped unrun");
+            continue;
+        }
+        // Each envelope runs once: a copy pushed again (by anyone
+        // who can write to Redis) is dropped.
+        let mut ctl = cluster.ctl.clone();
+        cluster.stats.op(1);
+        let first: redis::RedisResult<bool> = redis::cmd("SET")
+            .arg(format!("{}:relay:seen:{}", cluster.keys.prefix, env.id))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(left.max(1) as u64 + RUN_MAX.as_millis() as u64)
+            .query_async::<Option<String>>(&mut ctl)
+            .await
+            .map(|r| r.is_some());
+        if !matches!(first, Ok(true)) {
+            tracing::warn!(node = %env.node, "cluster: relayed request seen before (or Redis did not say) dropped unrun");
+            continue;
+        }
+        let accepted = Reply {
+            id: env.id.clone(),
+            accepted: true,
+            status: 0,
+            headers: Vec::new(),
+            body: String::new(),
+            mac: String::new(),
+        };
+        if !answer(&cluster, &env.node, accepted).await {
+            // The follower would answer 503: do not run it.
+            continue;
+        }
+        actix::spawn(carry_out(
+            cluster.clone(),
+            http.clone(),
+            local_base.clone(),
+            env,
+        ));
     }
 }
 
 /// Sends `reply` to `node`'s reply list.
+/// One `BLPOP <key> 1` on a blocking connection: the item, or `None` when
+/// nothing came within a second or Redis failed (then after waiting
+/// `backoff`, which doubles up to 2 s; a success resets it).
+async fn pop(
+    conn: &mut ConnectionManager,
+    key: &str,
+    backoff: &mut Duration,
+    stop: &CancellationToken,
+) -> Option<String> {
+    let popped: Result<redis::RedisResult<Option<(String, String)>>, _> = tokio::time::timeout(
+        Duration::from_secs(3),
+        redis::cmd("BLPOP").arg(key).arg(1).query_async(conn),
+    )
+    .await;
+    match popped {
+        Ok(Ok(Some((_, item)))) => {
+            *backoff = Duration::from_millis(100);
+            Some(item)
+        }
+        Ok(Ok(None)) => None,
+        Ok(Err(_)) | Err(_) => {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep(*backoff) => {}
+            }
+            *backoff = (*backoff * 2).min(Duration::from_secs(2));
+            None
+        }
+    }
+}
+
 /// Sends `reply` (signed) to `node`'s reply list; `false` when Redis did not take it.
 async fn answer(cluster: &Cluster, node: &str, mut reply: Reply) -> bool {
     cluster.relay.sign_reply(&mut reply);

@@ -39,6 +39,68 @@ pub async fn post(url: String, body: Value) -> Value {
     r.json().await.expect("json")
 }
 
+/// Differences between the agents of the gateway at `gw` and the truth of
+/// the simulator at `sim` (base URLs): presence (definition, system
+/// presence, message), routing status, name and division of every agent.
+pub async fn diff_urls(sim: &str, gw: &str) -> Result<(), String> {
+    let truth = try_get(format!("{sim}/sim/state")).await?;
+    let seen = try_get(format!("{gw}/api/v1/agents")).await?;
+    let seen: std::collections::HashMap<&str, &Value> = seen["agents"]
+        .as_array()
+        .ok_or("no agents array")?
+        .iter()
+        .map(|a| (a["id"].as_str().unwrap_or_default(), a))
+        .collect();
+    let users = truth["users"].as_array().ok_or("no users")?;
+    if seen.len() != users.len() {
+        return Err(format!(
+            "{gw} has {} agents, the simulator {}",
+            seen.len(),
+            users.len()
+        ));
+    }
+    let mut wrong = Vec::new();
+    for u in users {
+        let id = u["id"].as_str().unwrap_or_default();
+        let Some(a) = seen.get(id) else {
+            wrong.push(format!("{id} missing"));
+            continue;
+        };
+        let checks = [
+            (
+                &a["presence"]["definitionId"],
+                &u["presence"]["definitionId"],
+            ),
+            (
+                &a["presence"]["systemPresence"],
+                &u["presence"]["systemPresence"],
+            ),
+            (&a["presence"]["message"], &u["presence"]["message"]),
+            (&a["routingStatus"]["status"], &u["routingStatus"]["status"]),
+            (&a["name"], &u["name"]),
+            (&a["division"]["id"], &u["division"]["id"]),
+        ];
+        if checks.iter().any(|(x, y)| x != y) {
+            wrong.push(format!(
+                "{id}: gateway {} / {} vs truth {} / {}",
+                a["presence"]["systemPresence"],
+                a["routingStatus"]["status"],
+                u["presence"]["systemPresence"],
+                u["routingStatus"]["status"]
+            ));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{gw}: {} agents differ, e.g. {}",
+            wrong.len(),
+            wrong[0]
+        ))
+    }
+}
+
 pub struct Env {
     pub sim: SimHandle,
     pub gw: Gateway,
@@ -93,58 +155,7 @@ impl Env {
 
     /// Differences between the gateway's agents and the simulator's truth.
     pub async fn diff(&self) -> Result<(), String> {
-        let truth = get(self.sim_url("/sim/state")).await;
-        let seen = get(self.gw_url("/api/v1/agents")).await;
-        let seen: std::collections::HashMap<&str, &Value> = seen["agents"]
-            .as_array()
-            .ok_or("no agents array")?
-            .iter()
-            .map(|a| (a["id"].as_str().unwrap_or_default(), a))
-            .collect();
-        let users = truth["users"].as_array().ok_or("no users")?;
-        if seen.len() != users.len() {
-            return Err(format!(
-                "gateway has {} agents, simulator {}",
-                seen.len(),
-                users.len()
-            ));
-        }
-        let mut wrong = Vec::new();
-        for u in users {
-            let id = u["id"].as_str().unwrap_or_default();
-            let Some(a) = seen.get(id) else {
-                wrong.push(format!("{id} missing"));
-                continue;
-            };
-            let checks = [
-                (
-                    &a["presence"]["definitionId"],
-                    &u["presence"]["definitionId"],
-                ),
-                (
-                    &a["presence"]["systemPresence"],
-                    &u["presence"]["systemPresence"],
-                ),
-                (&a["presence"]["message"], &u["presence"]["message"]),
-                (&a["routingStatus"]["status"], &u["routingStatus"]["status"]),
-                (&a["name"], &u["name"]),
-                (&a["division"]["id"], &u["division"]["id"]),
-            ];
-            if checks.iter().any(|(x, y)| x != y) {
-                wrong.push(format!(
-                    "{id}: gateway {} / {} vs truth {} / {}",
-                    a["presence"]["systemPresence"],
-                    a["routingStatus"]["status"],
-                    u["presence"]["systemPresence"],
-                    u["routingStatus"]["status"]
-                ));
-            }
-        }
-        if wrong.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{} agents differ, e.g. {}", wrong.len(), wrong[0]))
-        }
+        diff_urls(&self.sim_url(""), &self.gw_url("")).await
     }
 
     pub async fn converged(&self, what: &str) {
