@@ -81,14 +81,20 @@ fn remote_watches(hub: actix::Addr<Interactions>) -> crate::cluster::context::Re
             node.hash(&mut h);
             h.finish() / 2
         };
-        hub.do_send(crate::interactions::Unwatch { session_id });
-        if !agents.is_empty() {
-            hub.do_send(crate::interactions::Watch {
-                session_id,
-                agents,
-                recipient: sink.clone(),
-            });
-        }
+        // In order, each waiting for room in the hub's mailbox.
+        let (hub, sink) = (hub.clone(), sink.clone());
+        actix::spawn(async move {
+            let _ = hub.send(crate::interactions::Unwatch { session_id }).await;
+            if !agents.is_empty() {
+                let _ = hub
+                    .send(crate::interactions::Watch {
+                        session_id,
+                        agents,
+                        recipient: sink,
+                    })
+                    .await;
+            }
+        });
     })
 }
 

@@ -248,7 +248,7 @@ async fn follow_loop(
                 .flatten()
                 .and_then(|j| serde_json::from_str::<ObservationRound>(&j).ok())
             {
-                queues.do_send(r);
+                let _ = queues.send(r).await;
             }
         }
         let mut messages = ps.on_message();
@@ -266,15 +266,21 @@ async fn follow_loop(
             };
             if msg.get_channel_name() == rounds {
                 if let Ok(r) = serde_json::from_str::<ObservationRound>(&json) {
-                    queues.do_send(r);
+                    let _ = queues.send(r).await;
                 }
                 continue;
             }
             match serde_json::from_str::<Context>(&json) {
-                Ok(c) => hub.do_send(ConversationsReset {
-                    user_id: c.user_id,
-                    interactions: c.interactions,
-                }),
+                Ok(c) => {
+                    // Waits for room in the hub's mailbox (the reader
+                    // falls behind, not the hub's bound).
+                    let _ = hub
+                        .send(ConversationsReset {
+                            user_id: c.user_id,
+                            interactions: c.interactions,
+                        })
+                        .await;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cluster: unreadable interaction context skipped")
                 }
@@ -302,10 +308,12 @@ pub(crate) async fn fetch(
     let Ok(got) = got else { return };
     for json in got.into_iter().flatten() {
         if let Ok(c) = serde_json::from_str::<Context>(&json) {
-            hub.do_send(ConversationsReset {
-                user_id: c.user_id,
-                interactions: c.interactions,
-            });
+            let _ = hub
+                .send(ConversationsReset {
+                    user_id: c.user_id,
+                    interactions: c.interactions,
+                })
+                .await;
         }
     }
 }

@@ -217,7 +217,7 @@ impl Node {
                     backoff = Duration::from_millis(100);
                     if self.cluster.is_leader() {
                         self.renew_failing_since = None;
-                        self.recovered();
+                        self.recovered().await;
                     }
                 }
                 Err(e) => {
@@ -225,7 +225,8 @@ impl Node {
                     if !self.cluster.is_leader() {
                         self.stale(format!(
                             "cluster: Redis unreachable ({e}); serving the last state"
-                        ));
+                        ))
+                        .await;
                     } else {
                         // Past the lease another node may lead once Redis
                         // is back: this node's stream is no longer certain
@@ -234,7 +235,8 @@ impl Node {
                         if since.elapsed() >= Duration::from_millis(self.cluster.cfg.lease_ms) {
                             self.stale(format!(
                                 "cluster: Redis unreachable ({e}) for longer than the leader lease; this node serves Genesys's state but may no longer lead"
-                            ));
+                            ))
+                            .await;
                         }
                     }
                     tokio::select! {
@@ -266,7 +268,7 @@ impl Node {
             .await?;
         self.cluster.redis_ok();
         if renewed == 1 {
-            self.hold_until(sent);
+            self.hold_until(sent).await;
         } else {
             // Gone (Redis restarted empty, or it ran out while Redis was
             // away) or taken.
@@ -290,7 +292,7 @@ impl Node {
                     let sent = Instant::now();
                     if let Some(v) = self.acquire().await? {
                         tracing::warn!(lease = %v, "cluster: the leader lease was gone; taken again");
-                        self.hold_until(sent);
+                        self.hold_until(sent).await;
                         *self.lease.lock() = Some(v);
                         // The stream and snapshot may be gone with it.
                         let _ = self.registry.send(SetPublishing(true)).await;
@@ -309,13 +311,15 @@ impl Node {
     /// The lease, renewed or taken by a request sent at `sent`, holds for
     /// nine tenths of `lease_ms` from then (a margin for clock rates): the
     /// registry numbers batches until that time ([`crate::registry::replica::LeaseGate`]).
-    fn hold_until(&self, sent: Instant) {
+    async fn hold_until(&self, sent: Instant) {
         let ms = self.cluster.cfg.lease_ms * 9 / 10;
         self.cluster
             .gate
             .extend_to(sent + Duration::from_millis(ms));
-        self.registry
-            .do_send(crate::registry::replica::LeaseRenewed);
+        let _ = self
+            .registry
+            .send(crate::registry::replica::LeaseRenewed)
+            .await;
     }
 
     async fn acquire(&self) -> redis::RedisResult<Option<String>> {
@@ -382,18 +386,18 @@ impl Node {
     }
 
     /// Marks the state stale for this node's clients.
-    fn stale(&mut self, why: String) {
+    async fn stale(&mut self, why: String) {
         if self.trouble.as_deref() == Some(why.as_str()) {
             return;
         }
         self.trouble = Some(why.clone());
-        self.registry.do_send(SetTrouble(Some(why)));
+        let _ = self.registry.send(SetTrouble(Some(why))).await;
     }
 
     /// The trouble is over.
-    fn recovered(&mut self) {
+    async fn recovered(&mut self) {
         if self.trouble.take().is_some() {
-            self.registry.do_send(SetTrouble(None));
+            let _ = self.registry.send(SetTrouble(None)).await;
         }
     }
 
@@ -593,11 +597,12 @@ impl Node {
             let node = h.split('|').next().unwrap_or_default().to_string();
             self.cluster.set_known_leader(Some(node));
             self.absent_since = None;
-            self.recovered();
+            self.recovered().await;
             return Ok(());
         }
         self.cluster.set_known_leader(None);
-        self.stale("cluster: no leader; another node takes over within the lease time".into());
+        self.stale("cluster: no leader; another node takes over within the lease time".into())
+            .await;
         if self.id_taken {
             return Ok(()); // a process whose node_id is in use never leads
         }
@@ -612,7 +617,7 @@ impl Node {
         let Some(value) = self.acquire().await? else {
             return Ok(());
         };
-        self.hold_until(sent);
+        self.hold_until(sent).await;
         self.promote(value).await
     }
 
@@ -637,7 +642,7 @@ impl Node {
                 self.apply_all(range.ids).await;
             }
         }
-        self.recovered();
+        self.recovered().await;
         self.cluster.set_leader(true);
         let _ = self.registry.send(SetPublishing(true)).await;
         if let Some(start) = self.promote.take() {
